@@ -1,0 +1,10 @@
+/** keygate as a library: profiles, the scope engine and its decisions. */
+export { ERRORS, type ErrorDef } from "./core/errors.ts";
+export { Profile, type ExplainedResource, type Route, type RouteAccess } from "./core/profile/profile.ts";
+export type * from "./core/profile/spec.ts";
+export { ProfileError } from "./core/scopes/catalog.ts";
+export { ALLOWED, satisfies, type Allowed, type Decision, type Denied, type Requirement } from "./core/scopes/check.ts";
+export type { CompiledScopes, KeyScopes } from "./core/scopes/grants.ts";
+export { tokenize, type ScopeList, type ScopeProblem } from "./core/scopes/normalize.ts";
+export { BUILTIN_PROFILES, DEFAULT_PROFILE, compileProfileData, loadProfile } from "./profiles/index.ts";
+export { ProfileSchema } from "./profiles/schema.ts";

@@ -1,0 +1,75 @@
+import type { ProfileSpec, RouteSpec } from "../core/profile/spec.ts";
+
+/**
+ * Atender (seed 002): `surface:action` scopes, `:write` implies `:read`, and bundles that
+ * are expanded when a key is issued. The contents of `integration` are not public: ours is
+ * documented in docs/profiles.md.
+ */
+
+/** [surface, description, path under /api/v1] */
+const surfaces: [string, string, string][] = [
+  ["knowledge", "Knowledge Base: articles, categories, subcategories, tags, search", "kb"],
+  ["conversations", "Conversations, messages, attachments; send messages, change status, assign", "conversations"],
+  ["contacts", "Contacts and their custom field values", "contacts"],
+  ["tags", "Tags and the tag tree; assign tags to conversations", "tags"],
+  ["analytics", "Dashboards, breach rates, conversation volume, agent stats (write is rarely granted)", "analytics"],
+  ["users", "Users", "users"],
+  ["settings", "Settings", "settings"],
+  ["search", "Search", "search"],
+  ["bulk", "Bulk operations", "bulk"],
+  ["webhooks", "Webhook subscriptions", "webhooks"],
+  ["channels", "Channels", "channels"],
+  ["automations", "Automations", "automations"],
+  ["agents", "Agents", "agents"],
+  ["snippets", "Snippets", "snippets"],
+  ["sla", "SLA policies", "sla"],
+  ["attachments", "Attachments", "attachments"],
+  ["notifications", "Notifications", "notifications"],
+  ["teams", "Teams", "teams"],
+  ["csat", "Customer satisfaction surveys", "csat"],
+  ["status", "Status", "status"],
+];
+
+const every = (action: string) => surfaces.map(([id]) => `${id}:${action}`);
+const METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+export const atender: ProfileSpec = {
+  id: "atender",
+  title: "Atender",
+  description: "Helpdesk API: surface:read / surface:write scopes (write implies read) and pre-built bundles.",
+  keyTypes: [{ id: "api", prefix: "sa_live_", label: "API key", description: "A production key, sent as Authorization: Bearer." }],
+  actionGraphs: { readWrite: { read: [], write: ["read"] } },
+  groups: [
+    {
+      id: "api",
+      label: "API",
+      resources: surfaces.map(([id, description]) => ({ id, description, actions: "readWrite", ...(id === "knowledge" ? { aliases: ["kb"] } : {}) })),
+    },
+  ],
+  bundles: [
+    { id: "basic", description: "Read-only integrations, BI dashboards, audit tooling", scopes: ["contacts:read", "conversations:read", "tags:read"] },
+    { id: "read_all", description: "Every :read scope — comprehensive monitoring or analytics integrations", scopes: every("read") },
+    { id: "write_all", description: "Every :write scope — migration tools, comprehensive sync integrations", scopes: every("write") },
+    { id: "full_access", description: "Every scope — power-user integrations, internal tooling", scopes: [...every("read"), ...every("write")] },
+    { id: "analytics_only", description: "Reporting dashboards", scopes: ["analytics:read", "conversations:read"] },
+    {
+      id: "integration",
+      description: "A balanced set for generic third-party (Zapier-style) integrations: work conversations, contacts and tags, subscribe to webhooks, read the rest they refer to",
+      scopes: ["conversations:write", "contacts:write", "tags:write", "webhooks:write", "knowledge:read", "users:read", "teams:read", "channels:read", "attachments:read"],
+    },
+  ],
+  recipes: [
+    { task: "Sync KB articles from a markdown vault", scopes: ["knowledge:read", "knowledge:write"] },
+    { task: "Read-only BI dashboard", scopes: ["analytics:read", "conversations:read"] },
+    { task: "Customer onboarding tool that creates contacts", scopes: ["contacts:write"] },
+    { task: "Internal admin tool that fully manages everything", scopes: ["full_access"], note: "only for trusted internal services" },
+  ],
+  methodDefaults: { GET: "read", POST: "write", PUT: "write", PATCH: "write", DELETE: "write" },
+  routes: surfaces.flatMap(([id, , path]) =>
+    METHODS.map((method): RouteSpec => ({ method, path: `/api/v1/${path}/*`, resource: id, description: `${method} on the ${id} surface` })),
+  ),
+  errors: {
+    insufficientScope: { default: "INSUFFICIENT_SCOPE" },
+    keyTypeNotAllowed: { default: "KEY_TYPE_NOT_ALLOWED" },
+  },
+};

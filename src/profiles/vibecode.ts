@@ -1,0 +1,234 @@
+import type { ProfileSpec, RouteSpec } from "../core/profile/spec.ts";
+
+/**
+ * VibeCode: a gateway in front of Bitrix24 (seeds 000, 001, 003). Flat Bitrix24 module
+ * scopes locked at issue, platform scopes (four auto-granted to personal keys, three
+ * reserved), and management scopes that only management keys hold.
+ */
+
+const bitrix24: [string, string][] = [
+  ["crm", "Deals, leads, contacts, companies, invoices, and other CRM entities"],
+  ["task", "Tasks. To work with tasks, select together with tasks"],
+  ["tasks", "Tasks, subtasks, checklists, comments, time tracking. To work with tasks, select together with task"],
+  ["im", "Sending and reading chat messages"],
+  ["imbot", "Registering and managing chatbots"],
+  ["imopenlines", "Open Channels: customer inquiries"],
+  ["imconnector", "Connectors for external messengers (Open Channels)"],
+  ["call", "Managing calls and telephony"],
+  ["telephony", "Integration with external telephony and call management"],
+  ["bizproc", "Launching and managing business processes"],
+  ["calendar", "Access to employee calendars and events"],
+  ["timeman", "Time tracking and attendance control"],
+  ["catalog", "Working with the commercial catalog and products"],
+  ["sale", "Orders, payments, deliveries — the online store module"],
+  ["lists", "Universal lists and list items"],
+  ["disk", "Uploading, downloading, and managing files on Drive"],
+  ["entity", "Application's custom data storage"],
+  ["user", "User profiles — full set of fields"],
+  ["user_basic", "User profiles — reduced set of fields"],
+  ["user_brief", "User profiles — minimal set of fields"],
+  ["user.userfield", "Custom user fields"],
+  ["department", "Company structure and departments"],
+  ["landing", "Managing sites and landing pages"],
+  ["documentgenerator", "Generating documents from templates"],
+  ["sign.b2e", "Electronic document signing between an employee and the company"],
+  ["sonet_group", "Workgroups and social network projects"],
+  ["log", "Activity Stream: posts, comments, reactions"],
+  ["vote", "Working with polls and votes"],
+  ["ai_admin", "Administering Bitrix24 AI services"],
+  ["biconnector", "Business analytics and connecting external BI systems"],
+  ["booking", "Managing bookings and schedules"],
+  ["delivery", "Configuring and managing delivery services"],
+  ["pay_system", "Configuring and managing payment systems"],
+  ["main", "Basic portal service methods: settings, events"],
+  ["placement", "Embedding interfaces in various places of Bitrix24"],
+  ["userfieldtype", "Registering custom user field types"],
+  ["humanresources", "Org structure: departments, teams, employees"],
+  ["mail", "Mailboxes, emails, senders"],
+  ["contact_center", "Contact Center: placing the application tile (Open Channel connectors). Required for the CONTACT_CENTER placement"],
+];
+
+const PORTAL_KEYS = ["api", "app"];
+const AUTO = ["api"];
+
+/** The entity surface: list, fields, get, create, update, delete, search and aggregate. */
+function entityRoutes(entity: string, requires: RouteSpec["requires"], writeRequires: RouteSpec["requires"], upstream: (op: string) => string): RouteSpec[] {
+  const base = `/v1/${entity}`;
+  const route = (method: string, path: string, op: string, description: string, extra: Partial<RouteSpec> = {}): RouteSpec => ({
+    method,
+    path,
+    description,
+    requires: method === "GET" || extra.class === "read" ? requires : writeRequires,
+    keyTypes: PORTAL_KEYS,
+    userContext: true,
+    upstreamMethod: upstream(op),
+    ...extra,
+  });
+  return [
+    route("GET", base, "list", `List ${entity} (limit, offset, select, order, filter)`),
+    route("GET", `${base}/fields`, "fields", `Field list of ${entity}`),
+    route("GET", `${base}/:id`, "get", `One ${entity} record`),
+    route("POST", base, "add", `Create a ${entity} record`),
+    route("PATCH", `${base}/:id`, "update", `Update a ${entity} record`),
+    route("DELETE", `${base}/:id`, "delete", `Delete a ${entity} record`),
+    route("POST", `${base}/search`, "list", `Search ${entity} (filter, select, order, limit in the body)`, { class: "read" }),
+    route("POST", `${base}/aggregate`, "list", `Aggregate ${entity}: count, sum, avg, min, max, groupBy`, { class: "read" }),
+  ];
+}
+
+const crmMethod = (op: string) => `crm.item.${op}`;
+const management = (method: string, path: string, scope: string, description: string): RouteSpec => ({
+  method,
+  path,
+  description,
+  requires: scope,
+  keyTypes: ["management"],
+  keyTypeError: { default: "MANAGEMENT_KEY_REQUIRED" },
+});
+const feedback = (method: string, path: string, description: string, keyTypes = ["api", "app", "management"]): RouteSpec => ({
+  method,
+  path,
+  description,
+  requiresByKeyType: { api: "vibe:feedback", app: "vibe:feedback", management: "vibe:mgmt:feedback" },
+  keyTypes,
+});
+const platform = (method: string, path: string, requires: string | null, description: string, extra: Partial<RouteSpec> = {}): RouteSpec => ({
+  method,
+  path,
+  description,
+  requires,
+  keyTypes: PORTAL_KEYS,
+  ...extra,
+});
+
+export const vibecode: ProfileSpec = {
+  id: "vibecode",
+  title: "VibeCode",
+  description: "Bitrix24 gateway: flat Bitrix24 scopes locked at issue, VibeCode platform scopes, management keys.",
+  keyTypes: [
+    { id: "api", prefix: "vibe_api_", label: "API key", description: "Bound to one portal; acts as the key owner; no session token." },
+    { id: "app", prefix: "vibe_app_", label: "Authorization key", description: "Bound to one portal's app; acts for the user of a session token (Authorization: Bearer)." },
+    {
+      id: "management",
+      prefix: "vibe_live_",
+      label: "Management key",
+      description: "Not bound to a portal; manages keys, portals and feedback; no Bitrix24 data.",
+      readOnlyByMethod: true,
+      portalless: true,
+    },
+  ],
+  groups: [
+    {
+      id: "bitrix24",
+      label: "Bitrix24",
+      description: "Bitrix24 data. Locked at issue: scopes added to an existing key take effect only after it is reissued.",
+      lockedAtIssue: true,
+      keyTypes: PORTAL_KEYS,
+      resources: bitrix24.map(([id, description]) => ({ id, description })),
+    },
+    {
+      id: "platform",
+      label: "VibeCode",
+      description: "Sections of the VibeCode platform itself, not Bitrix24 data.",
+      keyTypes: PORTAL_KEYS,
+      resources: [
+        { id: "vibe:infra", description: "Managing servers, tunnels, and infrastructure", autoGrant: AUTO },
+        { id: "vibe:ai", description: "Access to the platform's AI models", autoGrant: AUTO },
+        { id: "vibe:feedback", description: "Sending feedback via the API" },
+        { id: "vibe:search", description: "Web search across external sources via the platform", autoGrant: AUTO },
+        { id: "vibe:storage", description: "Platform file storage: uploading and storing objects", autoGrant: AUTO },
+        { id: "vibe:security", description: "Scanning servers and managing security", reserved: true },
+        { id: "vibe:analytics", description: "Access to API-call analytics and statistics", reserved: true },
+        { id: "vibe:airouter", description: "Managing AI providers, models, and credentials", reserved: true },
+      ],
+    },
+    {
+      id: "management",
+      label: "Management",
+      description: "Scopes of management keys (vibe_live_); management keys hold no other scope.",
+      keyTypes: ["management"],
+      resources: [
+        { id: "vibe:mgmt:keys", description: "/v1/keys (list, create, update, delete, rotate)" },
+        { id: "vibe:mgmt:portals", description: "/v1/portals" },
+        { id: "vibe:mgmt:feedback", description: "/v1/feedback (ticket list, read, update, comments)" },
+      ],
+    },
+  ],
+  companions: [{ scopes: ["task", "tasks"], note: "Bitrix24 task methods need both" }],
+  recipes: [
+    { task: "Dashboard over deals, contacts, companies", scopes: ["crm", "user"] },
+    { task: "Sending messages and notifications to chat (POST /v1/notifications, POST /v1/chats/:dialogId/messages)", scopes: ["im"] },
+    { task: "Posting to the Activity Stream (POST /v1/posts)", scopes: ["log"] },
+    { task: "Chatbot in the portal messenger", scopes: ["imbot", "im"] },
+    { task: "Managing tasks", scopes: ["task", "tasks", "user"] },
+    { task: "Workgroups and projects", scopes: ["sonet_group"] },
+    { task: "Working with files on Drive", scopes: ["disk"] },
+    { task: "Online store: orders and catalog", scopes: ["sale", "catalog"] },
+    { task: "Telephony and call log", scopes: ["telephony", "call"] },
+    { task: "Employee calendar and events", scopes: ["calendar", "user"] },
+    { task: "Employee profiles and org structure", scopes: ["user", "department"] },
+    { task: "Application's own data storage", scopes: ["entity"] },
+    { task: "Business processes and automation", scopes: ["bizproc"] },
+  ],
+  routes: [
+    { method: "GET", path: "/v1/me", description: "Key self-description", requires: null },
+    { method: "GET", path: "/v1/guide", description: "API reference (filtered by scopes for portal keys, full for management keys)", requires: null },
+    { method: "GET", path: "/v1/openapi.json", description: "OpenAPI 3.1 specification", requires: null },
+
+    management("GET", "/v1/portals", "vibe:mgmt:portals", "List your portals"),
+    management("GET", "/v1/keys", "vibe:mgmt:keys", "List the API keys of a portal (portalId query parameter)"),
+    management("POST", "/v1/keys", "vibe:mgmt:keys", "Create an API key"),
+    management("GET", "/v1/keys/:id", "vibe:mgmt:keys", "One key, without its secret"),
+    management("PATCH", "/v1/keys/:id", "vibe:mgmt:keys", "Update a key"),
+    management("DELETE", "/v1/keys/:id", "vibe:mgmt:keys", "Delete a key"),
+    management("POST", "/v1/keys/:id/rotate", "vibe:mgmt:keys", "Reissue a key; the old one works 24 more hours"),
+
+    feedback("GET", "/v1/feedback", "Feedback tickets (management keys: all; portal keys: their own)"),
+    feedback("POST", "/v1/feedback", "Send feedback"),
+    feedback("GET", "/v1/feedback/:id", "One ticket with its comment thread"),
+    feedback("PATCH", "/v1/feedback/:id", "Update a ticket's status and resolution", ["management"]),
+    feedback("POST", "/v1/feedback/:id/comments", "Comment on a ticket"),
+
+    ...entityRoutes("deals", "crm", "crm", crmMethod),
+    ...entityRoutes("contacts", "crm", "crm", crmMethod),
+    ...entityRoutes("companies", "crm", "crm", crmMethod),
+    ...entityRoutes("leads", "crm", "crm", crmMethod),
+    ...entityRoutes("tasks", { allOf: ["task", "tasks"] }, { allOf: ["task", "tasks"] }, (op) => `tasks.task.${op === "fields" ? "getFields" : op}`),
+    ...entityRoutes("users", { anyOf: ["user", "user_basic", "user_brief"] }, "user", (op) => `user.${op === "list" ? "get" : op}`),
+
+    platform("POST", "/v1/batch", null, "Up to 50 calls in one request; each call is checked on its own", { userContext: true, class: "read" }),
+    platform("POST", "/v1/notifications", "im", "Send a notification", { userContext: true, upstreamMethod: "im.notify.system.add" }),
+    platform("POST", "/v1/chats/:dialogId/messages", "im", "Send a chat message", { userContext: true, upstreamMethod: "im.message.add" }),
+    platform("POST", "/v1/posts", "log", "Post to the Activity Stream", { userContext: true, upstreamMethod: "log.blogpost.add" }),
+    platform("GET", "/v1/bots", "imbot", "List chatbots"),
+    platform("GET", "/v1/placements/available", "placement", "Places an app can be embedded in", {
+      keyTypes: ["app"],
+      keyTypeError: { api: "OAUTH_REQUIRED" },
+      userContext: true,
+      upstreamMethod: "placement.list",
+    }),
+    platform("POST", "/v1/placements/bind", "placement", "Embed the app in the portal", {
+      keyTypes: ["app"],
+      keyTypeError: { api: "OAUTH_REQUIRED" },
+      userContext: true,
+      upstreamMethod: "placement.bind",
+    }),
+    platform("GET", "/v1/infra/servers", "vibe:infra", "List servers"),
+    platform("POST", "/v1/infra/servers", "vibe:infra", "Create a server (needs a user: app keys need a session)", { userContext: true }),
+    platform("POST", "/v1/chat/completions", "vibe:ai", "AI models (OpenAI-compatible)", { class: "read" }),
+    platform("POST", "/v1/search", "vibe:search", "Web search via the platform", { class: "read" }),
+
+    ...["GET /v1/oauth/authorize", "POST /v1/oauth/token", "GET /v1/oauth/poll", "POST /v1/oauth/revoke"].map((line): RouteSpec => {
+      const [method, path] = line.split(" ") as [string, string];
+      return { method, path, description: "OAuth flow of an authorization key (no session needed)", requires: null, keyTypes: ["app"], class: "read" };
+    }),
+  ],
+  errors: {
+    insufficientScope: { default: "SCOPE_DENIED", management: "MANAGEMENT_SCOPE_REQUIRED" },
+    pendingReissue: "BITRIX_ACCESS_DENIED",
+    keyTypeNotAllowed: { default: "KEY_TYPE_NOT_ALLOWED", management: "MANAGEMENT_KEY_NO_ENTITY_ACCESS" },
+  },
+  errorCodes: {
+    OAUTH_REQUIRED: { status: 403, message: "This endpoint needs an authorization key (vibe_app_) with a user session." },
+  },
+};
