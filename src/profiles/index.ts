@@ -12,11 +12,16 @@ export const DEFAULT_PROFILE = "vibecode";
 
 const compiled = new Map<string, Profile>();
 
-/** Validates a profile document (built-in or a user's) and compiles it. Throws ProfileError listing every problem. */
+/** Validates a profile document (built-in or a user's) and compiles it. Throws ProfileError naming the source and listing every problem. */
 export function compileProfileData(data: unknown, source: string): Profile {
   const problems = profileShapeProblems(data);
   if (problems.length > 0) throw new ProfileError(source, problems);
-  return new Profile(asSpec(data as ProfileData));
+  try {
+    return new Profile(asSpec(data as ProfileData));
+  } catch (e) {
+    if (e instanceof ProfileError) throw new ProfileError(source, e.problems);
+    throw e;
+  }
 }
 
 /** A built-in profile by name, or a user's profile from a JSON file path. */

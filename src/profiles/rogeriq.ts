@@ -78,7 +78,8 @@ export const rogeriq: ProfileSpec = {
     r("GET", `${P}/conversations/:id`, "conversations", "Get a conversation"),
     r("POST", `${P}/conversations`, "conversations", "Create a conversation"),
     r("PATCH", `${P}/conversations/:id`, "conversations", "Update a conversation (status, assignee)"),
-    r("GET", `${P}/conversations/:id/messages`, "messages", "List the messages of a conversation"),
+    // Reading a conversation includes its messages ("read conversations to pull context").
+    r("GET", `${P}/conversations/:id/messages`, "messages", "List the messages of a conversation", { requires: { anyOf: ["conversations:read", "messages:read"] } }),
     r("POST", `${P}/conversations/:id/messages`, "messages", "Send a message (reply)"),
 
     r("GET", `${P}/agent/status`, "agent", "Agent status"),

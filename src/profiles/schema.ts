@@ -57,6 +57,7 @@ export const ProfileSchema = T.Object(
           description: T.Optional(T.String()),
           readOnlyByMethod: T.Optional(T.Boolean()),
           portalless: T.Optional(T.Boolean()),
+          reissueGrantsLocked: T.Optional(T.Boolean()),
         },
         { additionalProperties: false },
       ),

@@ -107,7 +107,13 @@ export const vibecode: ProfileSpec = {
   description: "Bitrix24 gateway: flat Bitrix24 scopes locked at issue, VibeCode platform scopes, management keys.",
   keyTypes: [
     { id: "api", prefix: "vibe_api_", label: "API key", description: "Bound to one portal; acts as the key owner; no session token." },
-    { id: "app", prefix: "vibe_app_", label: "Authorization key", description: "Bound to one portal's app; acts for the user of a session token (Authorization: Bearer)." },
+    {
+      id: "app",
+      prefix: "vibe_app_",
+      label: "Authorization key",
+      description: "Bound to one portal's app; acts for the user of a session token (Authorization: Bearer).",
+      reissueGrantsLocked: false,
+    },
     {
       id: "management",
       prefix: "vibe_live_",
@@ -186,7 +192,7 @@ export const vibecode: ProfileSpec = {
     feedback("GET", "/v1/feedback", "Feedback tickets (management keys: all; portal keys: their own)"),
     feedback("POST", "/v1/feedback", "Send feedback"),
     feedback("GET", "/v1/feedback/:id", "One ticket with its comment thread"),
-    feedback("PATCH", "/v1/feedback/:id", "Update a ticket's status and resolution", ["management"]),
+    { ...feedback("PATCH", "/v1/feedback/:id", "Update a ticket's status and resolution", ["management"]), keyTypeError: { default: "MANAGEMENT_KEY_REQUIRED" } },
     feedback("POST", "/v1/feedback/:id/comments", "Comment on a ticket"),
 
     ...entityRoutes("deals", "crm", "crm", crmMethod),

@@ -4,7 +4,7 @@ import { hasBit, intersects } from "../scopes/bits.ts";
 import { Catalog, ProfileError } from "../scopes/catalog.ts";
 import { ALLOWED, type Decision, type Denied, type Requirement, type ScopeCodes, checkRequirement, compileRequirement, contributingScopes } from "../scopes/check.ts";
 import { type CompiledScopes, type KeyScopes, amendScopes, compileKeyScopes, effectiveScopes, issueScopes, pendingScopes, reissueScopes } from "../scopes/grants.ts";
-import { type ScopeList, normalizeScopes } from "../scopes/normalize.ts";
+import { type ScopeList, type ScopeProblem, diagnose, normalizeScopes, tokenize } from "../scopes/normalize.ts";
 import type { CodeByKeyType, KeyTypeSpec, ProfileSpec, RequirementSpec, RouteSpec } from "./spec.ts";
 
 /** What one key type meets on one route: a refusal by type, or a requirement (null: none). */
@@ -81,7 +81,8 @@ export class Profile {
     for (const recipe of spec.recipes ?? []) {
       for (const s of recipe.scopes) if (!this.catalog.tokens.has(s)) problems.push(`recipe "${recipe.task}": unknown scope "${s}"`);
     }
-    if (problems.length > 0) throw new ProfileError(spec.id, problems);
+    // Problems found once per key type are reported once.
+    if (problems.length > 0) throw new ProfileError(spec.id, [...new Set(problems)]);
   }
 
   #compileRoute(spec: RouteSpec, problems: string[], checkCode: (where: string, code: string | undefined) => void): Route {
@@ -166,8 +167,9 @@ export class Profile {
     return amendScopes(current, scopes);
   }
 
-  reissue(current: KeyScopes): KeyScopes {
-    return reissueScopes(this.catalog, current);
+  /** The scopes of a reissued key of this type (a rotation): pending scopes take effect, where the key type allows it. */
+  reissue(keyType: string, current: KeyScopes): KeyScopes {
+    return this.keyType(keyType)?.reissueGrantsLocked === false ? current : reissueScopes(this.catalog, current);
   }
 
   /** Scopes shown on the key but not in effect until it is reissued. */
@@ -196,13 +198,20 @@ export class Profile {
     return checkRequirement(this.catalog, key, access.requirement, access.codes);
   }
 
-  /** Compiles an ad-hoc requirement: every listed scope is needed. */
-  requirement(scopes: string[]): { requirement: Requirement; problems: string[] } {
-    const problems: string[] = [];
-    const canonical = scopes.map((s) => s.toLowerCase());
-    const requirement = compileRequirement(this.catalog, canonical, problems, "required");
-    if (canonical.length === 0) problems.push("required: name at least one scope");
-    return { requirement, problems };
+  /** Compiles an ad-hoc requirement: every listed scope is needed. Coarse scopes and bundles are grants, not requirements. */
+  requirement(input: string | readonly string[]): { requirement: Requirement; problems: ScopeProblem[] } {
+    const problems: ScopeProblem[] = [];
+    const scopes: string[] = [];
+    const tokens = tokenize(input);
+    for (const raw of tokens) {
+      const t = raw.toLowerCase();
+      const token = this.catalog.tokens.get(t);
+      if (!token) problems.push(diagnose(this.catalog, raw, t));
+      else if (token.kind !== "scope") problems.push({ scope: raw, code: "NOT_A_SCOPE", message: `${t} is a ${token.kind} scope: a requirement names scopes such as ${this.catalog.atoms[0]!.scope}` });
+      else scopes.push(token.scope);
+    }
+    if (tokens.length === 0) problems.push({ scope: "", code: "SCOPES_REQUIRED", message: "name at least one required scope" });
+    return { requirement: compileRequirement(this.catalog, scopes, [], "required"), problems };
   }
 
   check(key: CompiledScopes, requirement: Requirement): Decision {

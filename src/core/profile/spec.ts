@@ -17,6 +17,11 @@ export interface KeyTypeSpec {
   readOnlyByMethod?: boolean;
   /** Not bound to a portal (VibeCode management keys). */
   portalless?: boolean;
+  /**
+   * Whether reissuing a key of this type puts scopes added after issue into effect (default
+   * true). VibeCode authorization keys: no, the app must be recreated and authorized again.
+   */
+  reissueGrantsLocked?: boolean;
 }
 
 export interface ResourceSpec {

@@ -64,40 +64,51 @@ export class Router<T> {
   }
 
   match(method: string, path: string): RouteMatch<T> | undefined {
-    const segments = splitPath(path);
-    const captured: [string, string][] = [];
-    const value = this.#find(this.#root, segments, 0, method, captured) ?? (method === "HEAD" ? this.#find(this.#root, segments, 0, "GET", captured) : undefined);
+    let end = path.length;
+    const q = path.indexOf("?");
+    if (q >= 0) end = q;
+    const h = path.indexOf("#");
+    if (h >= 0 && h < end) end = h;
+    const captured: string[] = [];
+    const value = find(this.#root, path, 0, end, method, captured) ?? (method === "HEAD" ? find(this.#root, path, 0, end, "GET", captured) : undefined);
     if (value === undefined) return undefined;
     const params: Record<string, string> = {};
-    for (const [name, v] of captured) params[name] = v;
+    for (let i = 0; i < captured.length; i += 2) params[captured[i]!] = captured[i + 1]!;
     return { value, params };
   }
+}
 
-  #find(n: Node<T>, segments: string[], i: number, method: string, captured: [string, string][]): T | undefined {
-    if (i === segments.length) {
-      const v = n.values.get(method);
-      if (v !== undefined) return v;
-      const rest = n.wildcard?.get(method);
-      if (rest !== undefined) captured.push(["*", ""]);
-      return rest;
-    }
-    const segment = segments[i]!;
-    const s = n.statics.get(segment);
-    if (s) {
-      const v = this.#find(s, segments, i + 1, method, captured);
-      if (v !== undefined) return v;
-    }
-    if (n.param) {
-      captured.push([n.param.name, segment]);
-      const v = this.#find(n.param.node, segments, i + 1, method, captured);
-      if (v !== undefined) return v;
-      captured.pop();
-    }
-    const w = n.wildcard?.get(method);
-    if (w !== undefined) {
-      captured.push(["*", segments.slice(i).join("/")]);
-      return w;
-    }
-    return undefined;
+/** Walks the path segment by segment without splitting it; `captured` holds name, value pairs. */
+function find<T>(n: Node<T>, path: string, from: number, end: number, method: string, captured: string[]): T | undefined {
+  let i = from;
+  while (i < end && path.charCodeAt(i) === 47 /* "/" */) i++;
+  if (i >= end) {
+    const v = n.values.get(method);
+    if (v !== undefined) return v;
+    const rest = n.wildcard?.get(method);
+    if (rest !== undefined) captured.push("*", "");
+    return rest;
   }
+  let next = path.indexOf("/", i);
+  if (next < 0 || next > end) next = end;
+  const segment = path.slice(i, next);
+  const s = n.statics.get(segment);
+  if (s) {
+    const v = find(s, path, next, end, method, captured);
+    if (v !== undefined) return v;
+  }
+  if (n.param) {
+    captured.push(n.param.name, segment);
+    const v = find(n.param.node, path, next, end, method, captured);
+    if (v !== undefined) return v;
+    captured.length -= 2;
+  }
+  const w = n.wildcard?.get(method);
+  if (w !== undefined) {
+    let last = end;
+    while (last > i && path.charCodeAt(last - 1) === 47) last--;
+    captured.push("*", path.slice(i, last));
+    return w;
+  }
+  return undefined;
 }

@@ -1,5 +1,5 @@
 import type { ActionGraph, BundleSpec, CoarseSpec, ProfileSpec } from "../profile/spec.ts";
-import { type Bits, emptyBits, orInto, setBit } from "./bits.ts";
+import { type Bits, emptyBits, hasBit, orInto, setBit } from "./bits.ts";
 
 /** One (resource, action) pair: the unit a bit set counts. Flat resources have one atom, action null. */
 export interface Atom {
@@ -199,7 +199,8 @@ export class Catalog {
       const bits = emptyBits(this.words);
       let reaches = false;
       for (const r of this.resources.values()) {
-        if (!r.coarse) continue;
+        // Coarse scopes are requested by users; a reserved resource is never theirs to request.
+        if (!r.coarse || r.reserved) continue;
         for (const atom of r.atoms) {
           if (def.action === "*" || atom.action === def.action) {
             orInto(bits, this.closure[atom.index]!);
@@ -234,6 +235,11 @@ export class Catalog {
 
   atomOf(resource: Resource, action: string | null): Atom | undefined {
     return resource.atoms.find((a) => a.action === action);
+  }
+
+  /** The other atoms an atom implies (its closure without itself). */
+  implied(atom: Atom): Atom[] {
+    return atom.resource.atoms.filter((o) => o !== atom && hasBit(this.closure[atom.index]!, o.index));
   }
 
   /** Bits of one canonical scope or coarse scope (bundles are expanded before this). */

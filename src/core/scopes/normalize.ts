@@ -110,8 +110,8 @@ function tokenProblem(catalog: Catalog, token: Token, raw: string, keyType: stri
   return undefined;
 }
 
-/** Explains why a token is not a scope of this catalog. */
-function diagnose(catalog: Catalog, raw: string, t: string): ScopeProblem {
+/** Explains why a (lower-cased) token is not a scope of this catalog. */
+export function diagnose(catalog: Catalog, raw: string, t: string): ScopeProblem {
   if (!TOKEN_CHARS.test(t)) {
     return { scope: raw, code: "BAD_SCOPE_SYNTAX", message: `"${raw}" is not a scope: scopes are letters, digits, "_", ".", "-" and ":" with no spaces` };
   }
