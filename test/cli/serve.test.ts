@@ -1,0 +1,51 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { describe, it } from "node:test";
+import { keygate, keygateBin, repoRoot } from "./run.ts";
+
+/** Starts `keygate serve` on a free port and resolves with its base URL once it says it listens. */
+async function startServe(...args: string[]) {
+  const child = spawn(process.execPath, [keygateBin, "serve", "--port", "0", ...args], { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  child.stdout.setEncoding("utf8");
+  for await (const chunk of child.stdout) {
+    output += chunk as string;
+    const m = /keygate listening on (http:\/\/\S+) \(profile (\w+)\)/.exec(output);
+    if (m) return { child, url: m[1]!, profile: m[2]! };
+  }
+  throw new Error(`keygate serve exited without listening:\n${output}`);
+}
+
+describe("keygate serve", () => {
+  it("answers GET /healthz with 200 and an X-Request-Id, then stops on SIGTERM", async () => {
+    const { child, url, profile } = await startServe();
+    try {
+      assert.equal(profile, "vibecode");
+      const res = await fetch(`${url}/healthz`);
+      assert.equal(res.status, 200);
+      assert.deepEqual(await res.json(), { status: "ok", profile: "vibecode" });
+      assert.match(res.headers.get("x-request-id") ?? "", /^req_[0-9a-f-]{36}$/);
+    } finally {
+      child.kill("SIGTERM");
+      const [code] = (await once(child, "exit")) as [number | null];
+      assert.equal(code, 0);
+    }
+  });
+
+  it("serves another built-in profile with --profile", async () => {
+    const { child, profile } = await startServe("--profile", "rogeriq");
+    child.kill("SIGTERM");
+    await once(child, "exit");
+    assert.equal(profile, "rogeriq");
+  });
+
+  it("refuses a bad port or profile with exit code 2 and says why", () => {
+    const port = keygate("serve", "--port", "http");
+    assert.equal(port.status, 2);
+    assert.match(port.stderr, /--port must be a whole number/);
+    const profile = keygate("serve", "--port", "0", "--profile", "nosuch");
+    assert.equal(profile.status, 2);
+    assert.match(profile.stderr, /no built-in profile "nosuch"/);
+  });
+});
