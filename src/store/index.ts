@@ -1,0 +1,39 @@
+/**
+ * Opening the store: PostgreSQL when a database URL is given, else SQLite under the data
+ * directory. See store.ts for the interface.
+ */
+import { openPostgresStore } from "./postgres/postgres-store.ts";
+import { openSqliteStore } from "./sqlite/sqlite-store.ts";
+import type { Store } from "./store.ts";
+
+export * from "./store.ts";
+export { PostgresStore, type PostgresStoreOptions, openPostgresStore } from "./postgres/postgres-store.ts";
+export { SqliteStore, openSqliteStore } from "./sqlite/sqlite-store.ts";
+
+export interface OpenStoreOptions {
+  /** SQLite keeps `<dataDir>/keygate.db` (the directory is created when missing); ":memory:" for a throwaway database. */
+  dataDir: string;
+  /** postgres:// or postgresql:// URL; when given (and not empty), PostgreSQL is used instead of SQLite. */
+  databaseUrl?: string;
+}
+
+/** Opens the store and applies pending migrations. */
+export async function openStore(options: OpenStoreOptions): Promise<Store> {
+  const { databaseUrl } = options;
+  let store: Store;
+  if (databaseUrl !== undefined && databaseUrl !== "") {
+    if (!/^postgres(ql)?:\/\//i.test(databaseUrl)) {
+      throw new Error("databaseUrl must start with postgres:// or postgresql://");
+    }
+    store = await openPostgresStore(databaseUrl);
+  } else {
+    store = await openSqliteStore(options.dataDir);
+  }
+  try {
+    await store.migrate();
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+  return store;
+}

@@ -1,0 +1,476 @@
+/**
+ * The server store: PostgreSQL through pg. One pool; a transaction runs on one checked-out
+ * client (BEGIN … COMMIT, ROLLBACK on error, always released). Read-modify-write methods lock
+ * the row (SELECT … FOR UPDATE) first.
+ *
+ * The pool parses int8 (bigint: times, counts) to number and leaves json/jsonb as text, so rows
+ * decode exactly as SQLite's do (see ../rows.ts); both are set on this pool only, not on pg's
+ * global type table. Every query is a named prepared statement: prepared once per connection,
+ * then only executed.
+ */
+import { type PoolClient, type QueryConfig, type QueryResultRow, Pool, types as pgTypes } from "pg";
+import {
+  AUDIT_COLUMNS,
+  DEPENDENT_COLUMNS,
+  KEY_COLUMNS,
+  KEY_MUTABLE_COLUMNS,
+  MEMBERSHIP_COLUMNS,
+  NOTIFICATION_COLUMNS,
+  PORTAL_COLUMNS,
+  PORTAL_MUTABLE_COLUMNS,
+  type SqlValue,
+  USER_COLUMNS,
+  auditFromRow,
+  auditValues,
+  checkApplied,
+  columnList,
+  conflictError,
+  dependentValues,
+  keyFromRow,
+  keyUpdateValues,
+  keyValues,
+  loadMigrations,
+  membershipFromRow,
+  membershipValues,
+  normalizeEmail,
+  notificationFromRow,
+  notificationValues,
+  patchKey,
+  patchPortal,
+  portalFromRow,
+  portalUpdateValues,
+  portalValues,
+  portalWithRoleFromRow,
+  sqlLimit,
+  userFromRow,
+  userValues,
+} from "../rows.ts";
+import { StoreConflictError } from "../store.ts";
+import type {
+  AuditEvent,
+  Effects,
+  KeyDependent,
+  KeyPatch,
+  KeyRecord,
+  MemberRole,
+  Membership,
+  Notification,
+  Portal,
+  PortalPatch,
+  Store,
+  User,
+} from "../store.ts";
+
+const MIGRATIONS_DIR = new URL("./migrations/", import.meta.url);
+
+const INT8_OID = 20;
+const JSON_OID = 114;
+const JSONB_OID = 3802;
+
+/** Type parsers of the store's pools: int8 as number (epoch ms and counts fit), json/jsonb as text. */
+const typeParsers = {
+  getTypeParser: ((oid: number, format?: "text" | "binary") => {
+    if (oid === INT8_OID) return (value: string) => Number(value);
+    if (oid === JSON_OID || oid === JSONB_OID) return (value: string) => value;
+    return format === undefined ? pgTypes.getTypeParser(oid) : pgTypes.getTypeParser(oid, format);
+  }) as typeof pgTypes.getTypeParser,
+};
+
+const placeholders = (n: number, from = 1): string => Array.from({ length: n }, (_, i) => `$${i + from}`).join(", ");
+const insertSql = (table: string, columns: readonly string[]): string =>
+  `INSERT INTO ${table} (${columnList(columns)}) VALUES (${placeholders(columns.length)})`;
+/** UPDATE … SET each column = $2, $3, … WHERE id = $1. */
+const updateByIdSql = (table: string, columns: readonly string[]): string =>
+  `UPDATE ${table} SET ${columns.map((c, i) => `${c} = $${i + 2}`).join(", ")} WHERE id = $1`;
+
+const KEYS = columnList(KEY_COLUMNS);
+
+/** Named statements: the name is what pg prepares once per connection. */
+const SQL = {
+  insertUser: insertSql("users", USER_COLUMNS),
+  userById: `SELECT ${columnList(USER_COLUMNS)} FROM users WHERE id = $1`,
+  userByEmail: `SELECT ${columnList(USER_COLUMNS)} FROM users WHERE email = $1`,
+  countUsers: "SELECT COUNT(*) AS n FROM users",
+
+  insertPortal: insertSql("portals", PORTAL_COLUMNS),
+  portalById: `SELECT ${columnList(PORTAL_COLUMNS)} FROM portals WHERE id = $1`,
+  portalByIdForUpdate: `SELECT ${columnList(PORTAL_COLUMNS)} FROM portals WHERE id = $1 FOR UPDATE`,
+  updatePortal: updateByIdSql("portals", PORTAL_MUTABLE_COLUMNS),
+  portalsForUser: `SELECT ${columnList(PORTAL_COLUMNS, "p")}, m.role AS member_role FROM memberships m JOIN portals p ON p.id = m.portal_id
+    WHERE m.user_id = $1 ORDER BY p.created_at, p.id`,
+
+  putMember: `${insertSql("memberships", MEMBERSHIP_COLUMNS)} ON CONFLICT (portal_id, user_id) DO UPDATE SET role = excluded.role`,
+  getMember: `SELECT ${columnList(MEMBERSHIP_COLUMNS)} FROM memberships WHERE portal_id = $1 AND user_id = $2`,
+  deleteMember: "DELETE FROM memberships WHERE portal_id = $1 AND user_id = $2",
+  membersOf: `SELECT ${columnList(MEMBERSHIP_COLUMNS)} FROM memberships WHERE portal_id = $1 ORDER BY created_at, user_id`,
+
+  insertKey: insertSql("keys", KEY_COLUMNS),
+  keyById: `SELECT ${KEYS} FROM keys WHERE id = $1`,
+  keyByIdForUpdate: `SELECT ${KEYS} FROM keys WHERE id = $1 FOR UPDATE`,
+  keyByDigest: `SELECT ${KEYS} FROM keys WHERE digest = $1`,
+  updateKey: updateByIdSql("keys", KEY_MUTABLE_COLUMNS),
+  deleteKey: "DELETE FROM keys WHERE id = $1",
+  countKeysByPortal: "SELECT portal_id, COUNT(*) AS n FROM keys WHERE type = $1 AND portal_id = ANY($2::text[]) GROUP BY portal_id",
+  touchKeys: `UPDATE keys AS k SET last_used_at = t.at
+    FROM unnest($1::text[], $2::bigint[]) AS t(id, at)
+    WHERE k.id = t.id AND (k.last_used_at IS NULL OR k.last_used_at < t.at)`,
+
+  insertDependent: `${insertSql("key_dependents", DEPENDENT_COLUMNS)} ON CONFLICT DO NOTHING`,
+  deleteDependent: "DELETE FROM key_dependents WHERE key_id = $1 AND kind = $2 AND dependent_id = $3",
+  countDependents: "SELECT COUNT(*) AS n FROM key_dependents WHERE key_id = $1",
+
+  insertAudit: insertSql("audit_events", AUDIT_COLUMNS),
+  insertNotification: insertSql("notifications", NOTIFICATION_COLUMNS),
+  notificationsOf: `SELECT ${columnList(NOTIFICATION_COLUMNS)} FROM notifications WHERE user_id = $1 ORDER BY at DESC, id DESC LIMIT $2`,
+  markRead: "UPDATE notifications SET read_at = COALESCE(read_at, $1) WHERE id = $2 AND user_id = $3",
+} as const;
+
+type StatementName = keyof typeof SQL;
+
+const statement = (name: StatementName, values: unknown[]): QueryConfig => ({ name: `keygate_${name}`, text: SQL[name], values });
+
+/** Something that runs queries: the pool or a checked-out client. */
+interface Queryable {
+  query<R extends QueryResultRow>(config: QueryConfig): Promise<{ rows: R[]; rowCount: number | null }>;
+}
+
+export interface PostgresStoreOptions {
+  /** Schema for keygate's tables, created when missing and put on every connection's search_path. Default: the server's search_path (usually public). */
+  schema?: string;
+  /** Pool size (default 10). */
+  max?: number;
+  /** Called with errors of idle pooled connections (the pool drops them and carries on). */
+  onIdleError?: (error: Error) => void;
+}
+
+export class PostgresStore implements Store {
+  readonly dialect = "postgres";
+  readonly #pool: Pool;
+  readonly #schema: string | undefined;
+  #closed = false;
+
+  constructor(pool: Pool, schema: string | undefined) {
+    this.#pool = pool;
+    this.#schema = schema;
+  }
+
+  #q<R extends QueryResultRow = QueryResultRow>(name: StatementName, values: unknown[], on: Queryable = this.#pool) {
+    return on.query<R>(statement(name, values));
+  }
+
+  /** Runs fn on one client between BEGIN and COMMIT; rolls back and rethrows (unique violations as StoreConflictError) on error. */
+  async #tx<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.#pool.connect();
+    let broken: Error | undefined;
+    try {
+      await client.query("BEGIN");
+      const result = await fn(client);
+      await client.query("COMMIT");
+      return result;
+    } catch (error) {
+      try {
+        await client.query("ROLLBACK");
+      } catch (rollbackError) {
+        // The connection is unusable: destroy it instead of returning it to the pool.
+        broken = rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError));
+      }
+      throw mapError(error);
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  async #writeEffects(client: PoolClient, effects: Effects): Promise<void> {
+    for (const event of effects.audit) await this.#q("insertAudit", auditValues(event), client);
+    for (const n of effects.notifications ?? []) await this.#q("insertNotification", notificationValues(n), client);
+  }
+
+  async migrate(): Promise<void> {
+    const migrations = loadMigrations(MIGRATIONS_DIR);
+    await this.#tx(async (client) => {
+      // One migrator per schema at a time; the lock ends with the transaction.
+      await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`keygate.migrate.${this.#schema ?? "(search_path)"}`]);
+      await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
+        version integer NOT NULL PRIMARY KEY, name text NOT NULL, checksum text NOT NULL, applied_at bigint NOT NULL)`);
+      const applied = (await client.query<{ version: number; checksum: string }>("SELECT version, checksum FROM schema_migrations")).rows;
+      checkApplied(migrations, applied, "postgres");
+      for (const m of migrations) {
+        if (applied.some((a) => a.version === m.version)) continue;
+        await client.query(m.sql);
+        await client.query("INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)", [
+          m.version,
+          m.name,
+          m.checksum,
+          Date.now(),
+        ]);
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#pool.end();
+  }
+
+  // ---- users ----
+
+  async createUser(user: User, effects: Effects): Promise<void> {
+    await this.#tx(async (c) => {
+      await this.#q("insertUser", userValues(user), c);
+      await this.#writeEffects(c, effects);
+    });
+  }
+
+  async getUser(id: string): Promise<User | undefined> {
+    const row = (await this.#q("userById", [id])).rows[0];
+    return row && userFromRow(row);
+  }
+
+  async getUserByEmail(email: string): Promise<User | undefined> {
+    const row = (await this.#q("userByEmail", [normalizeEmail(email)])).rows[0];
+    return row && userFromRow(row);
+  }
+
+  async countUsers(): Promise<number> {
+    return (await this.#q<{ n: number }>("countUsers", [])).rows[0]!.n;
+  }
+
+  // ---- portals ----
+
+  async createPortal(portal: Portal, creator: Membership, effects: Effects): Promise<void> {
+    if (creator.portalId !== portal.id) throw new Error(`creator membership is for portal ${creator.portalId}, not ${portal.id}`);
+    await this.#tx(async (c) => {
+      await this.#q("insertPortal", portalValues(portal), c);
+      await this.#q("putMember", membershipValues(creator), c);
+      await this.#writeEffects(c, effects);
+    });
+  }
+
+  async getPortal(id: string): Promise<Portal | undefined> {
+    const row = (await this.#q("portalById", [id])).rows[0];
+    return row && portalFromRow(row);
+  }
+
+  async updatePortal(id: string, patch: PortalPatch, effects: Effects): Promise<Portal | undefined> {
+    return this.#tx(async (c) => {
+      const row = (await this.#q("portalByIdForUpdate", [id], c)).rows[0];
+      if (row === undefined) return undefined;
+      const next = patchPortal(portalFromRow(row), patch);
+      await this.#q("updatePortal", portalUpdateValues(next), c);
+      await this.#writeEffects(c, effects);
+      return next;
+    });
+  }
+
+  async listPortalsForUser(userId: string): Promise<(Portal & { role: MemberRole })[]> {
+    return (await this.#q("portalsForUser", [userId])).rows.map(portalWithRoleFromRow);
+  }
+
+  // ---- members ----
+
+  async putMember(member: Membership, effects: Effects): Promise<void> {
+    await this.#tx(async (c) => {
+      await this.#q("putMember", membershipValues(member), c);
+      await this.#writeEffects(c, effects);
+    });
+  }
+
+  async getMember(portalId: string, userId: string): Promise<Membership | undefined> {
+    const row = (await this.#q("getMember", [portalId, userId])).rows[0];
+    return row && membershipFromRow(row);
+  }
+
+  async removeMember(portalId: string, userId: string, effects: Effects): Promise<boolean> {
+    return this.#tx(async (c) => {
+      if (((await this.#q("deleteMember", [portalId, userId], c)).rowCount ?? 0) === 0) return false;
+      await this.#writeEffects(c, effects);
+      return true;
+    });
+  }
+
+  async listMembers(portalId: string): Promise<Membership[]> {
+    return (await this.#q("membersOf", [portalId])).rows.map(membershipFromRow);
+  }
+
+  // ---- keys ----
+
+  async createKey(key: KeyRecord, effects: Effects): Promise<void> {
+    await this.#tx(async (c) => {
+      await this.#q("insertKey", keyValues(key), c);
+      await this.#writeEffects(c, effects);
+    });
+  }
+
+  async getKey(id: string): Promise<KeyRecord | undefined> {
+    const row = (await this.#q("keyById", [id])).rows[0];
+    return row && keyFromRow(row);
+  }
+
+  async getKeyByDigest(digest: string): Promise<KeyRecord | undefined> {
+    const row = (await this.#q("keyByDigest", [digest])).rows[0];
+    return row && keyFromRow(row);
+  }
+
+  async updateKey(id: string, patch: KeyPatch, now: number, effects: Effects): Promise<KeyRecord | undefined> {
+    return this.#tx(async (c) => {
+      const row = (await this.#q("keyByIdForUpdate", [id], c)).rows[0];
+      if (row === undefined) return undefined;
+      const next = patchKey(keyFromRow(row), patch, now);
+      await this.#q("updateKey", keyUpdateValues(next), c);
+      await this.#writeEffects(c, effects);
+      return next;
+    });
+  }
+
+  async rotateKey(oldId: string, oldPatch: KeyPatch, replacement: KeyRecord, now: number, effects: Effects): Promise<KeyRecord | undefined> {
+    return this.#tx(async (c) => {
+      const row = (await this.#q("keyByIdForUpdate", [oldId], c)).rows[0];
+      if (row === undefined) return undefined;
+      // Checked under the transaction's lock: of two concurrent rotations, one wins.
+      if (keyFromRow(row).rotatedToId !== null) throw new StoreConflictError("rotatedToId", "the key was rotated already");
+      await this.#q("insertKey", keyValues(replacement), c);
+      const old = patchKey(keyFromRow(row), oldPatch, now);
+      await this.#q("updateKey", keyUpdateValues(old), c);
+      await this.#writeEffects(c, effects);
+      return old;
+    });
+  }
+
+  async deleteKey(id: string, effects: Effects): Promise<"deleted" | "not_found" | "has_dependents"> {
+    return this.#tx(async (c) => {
+      // The row lock holds off addDependent (its foreign key check needs a share lock on the key).
+      if ((await this.#q("keyByIdForUpdate", [id], c)).rows.length === 0) return "not_found";
+      if ((await this.#q<{ n: number }>("countDependents", [id], c)).rows[0]!.n > 0) return "has_dependents";
+      await this.#q("deleteKey", [id], c);
+      await this.#writeEffects(c, effects);
+      return "deleted";
+    });
+  }
+
+  async listKeys(filter: { portalId?: string; ownerId?: string; type?: string }): Promise<KeyRecord[]> {
+    const { name, text, values } = filtered("keygate_listKeys", [
+      ["portal_id", filter.portalId],
+      ["owner_id", filter.ownerId],
+      ["type", filter.type],
+    ]);
+    const sql = `SELECT ${KEYS} FROM keys${text} ORDER BY created_at DESC, id DESC`;
+    return (await this.#pool.query({ name, text: sql, values })).rows.map(keyFromRow);
+  }
+
+  async countKeysByPortal(portalIds: string[], type: string): Promise<Map<string, number>> {
+    const counts = new Map<string, number>(portalIds.map((id) => [id, 0]));
+    if (portalIds.length === 0) return counts;
+    for (const row of (await this.#q<{ portal_id: string; n: number }>("countKeysByPortal", [type, portalIds])).rows) {
+      counts.set(row.portal_id, row.n);
+    }
+    return counts;
+  }
+
+  async touchKeys(lastUsed: Map<string, number>): Promise<void> {
+    if (lastUsed.size === 0) return;
+    // Sorted ids: concurrent batches lock shared rows in the same order.
+    const ids = [...lastUsed.keys()].sort();
+    await this.#q("touchKeys", [ids, ids.map((id) => lastUsed.get(id)!)]);
+  }
+
+  // ---- dependents ----
+
+  async addDependent(dependent: KeyDependent): Promise<void> {
+    await this.#q("insertDependent", dependentValues(dependent));
+  }
+
+  async removeDependent(keyId: string, kind: string, dependentId: string): Promise<void> {
+    await this.#q("deleteDependent", [keyId, kind, dependentId]);
+  }
+
+  async countDependents(keyId: string): Promise<number> {
+    return (await this.#q<{ n: number }>("countDependents", [keyId])).rows[0]!.n;
+  }
+
+  // ---- audit, notifications ----
+
+  async listAudit(filter: { portalId?: string; entityId?: string; limit: number; before?: number }): Promise<AuditEvent[]> {
+    const limit = sqlLimit(filter.limit);
+    if (limit === 0) return [];
+    const { name, text, values } = filtered("keygate_listAudit", [
+      ["portal_id", filter.portalId],
+      ["entity_id", filter.entityId],
+      ["at", filter.before, "<"],
+    ]);
+    const sql = `SELECT ${columnList(AUDIT_COLUMNS)} FROM audit_events${text} ORDER BY at DESC, id DESC LIMIT $${values.length + 1}`;
+    return (await this.#pool.query({ name, text: sql, values: [...values, limit] })).rows.map(auditFromRow);
+  }
+
+  async listNotifications(userId: string, limit: number): Promise<Notification[]> {
+    const n = sqlLimit(limit);
+    if (n === 0) return [];
+    return (await this.#q("notificationsOf", [userId, n])).rows.map(notificationFromRow);
+  }
+
+  async markNotificationRead(userId: string, id: string, now: number): Promise<boolean> {
+    return ((await this.#q("markRead", [now, id, userId])).rowCount ?? 0) > 0;
+  }
+}
+
+/**
+ * The WHERE clause for the conditions that are set, its values, and a statement name that is
+ * the same for the same combination (so each combination is prepared once per connection).
+ */
+function filtered(base: string, conditions: [string, SqlValue | undefined, string?][]): { name: string; text: string; values: SqlValue[] } {
+  let mask = 0;
+  const clauses: string[] = [];
+  const values: SqlValue[] = [];
+  conditions.forEach(([column, value, op = "="], i) => {
+    if (value === undefined) return;
+    mask |= 1 << i;
+    values.push(value);
+    clauses.push(`${column} ${op} $${values.length}`);
+  });
+  return { name: `${base}_${mask}`, text: clauses.length === 0 ? "" : ` WHERE ${clauses.join(" AND ")}`, values };
+}
+
+/** A unique violation (23505) of a guarded constraint as StoreConflictError; anything else as it is. */
+function mapError(error: unknown): unknown {
+  const e = error as { code?: unknown; constraint?: unknown };
+  if (e !== null && typeof e === "object" && e.code === "23505" && typeof e.constraint === "string") {
+    return conflictError(e.constraint) ?? error;
+  }
+  return error;
+}
+
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/**
+ * Opens a pool on `url` (postgres:// or postgresql://). With `schema`, creates it when missing
+ * and puts it on every connection's search_path. Does not migrate: call migrate() (openStore does).
+ */
+export async function openPostgresStore(url: string, options: PostgresStoreOptions = {}): Promise<PostgresStore> {
+  const { schema } = options;
+  if (schema !== undefined && !SCHEMA_NAME.test(schema)) {
+    throw new Error(`schema name ${JSON.stringify(schema)} must be lower-case letters, digits and _ (not starting with a digit)`);
+  }
+  const pool = new Pool({
+    connectionString: url,
+    max: options.max ?? 10,
+    connectionTimeoutMillis: 10_000,
+    types: typeParsers,
+    ...(schema === undefined ? {} : { options: `-c search_path=${schema}` }),
+  });
+  // An idle client that fails (server restart, network) is dropped by the pool; without a
+  // listener the error event would end the process.
+  pool.on("error", options.onIdleError ?? (() => {}));
+  if (schema !== undefined) {
+    try {
+      await pool.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+    } catch (error) {
+      // Two processes creating the schema at once: the loser sees a duplicate, which is fine.
+      const code = (error as { code?: unknown }).code;
+      if (code !== "23505" && code !== "42P06") {
+        await pool.end();
+        throw error;
+      }
+    }
+  }
+  return new PostgresStore(pool, schema);
+}

@@ -1,0 +1,418 @@
+/**
+ * What both store dialects share: the column lists (the same names in SQLite and PostgreSQL),
+ * records turned into positional parameter lists and rows turned back into records, patches
+ * merged into records, and the migration files of a dialect.
+ *
+ * Both drivers hand rows over in the same shape: numbers for every integer and real column (the
+ * PostgreSQL pool parses int8 to number) and JSON as text (the pool leaves json/jsonb unparsed),
+ * so one set of functions decodes both.
+ */
+import { createHash } from "node:crypto";
+import { readFileSync, readdirSync } from "node:fs";
+import type {
+  AuditEvent,
+  KeyDependent,
+  KeyPatch,
+  KeyRecord,
+  MemberRole,
+  Membership,
+  Notification,
+  Portal,
+  PortalPatch,
+  User,
+} from "./store.ts";
+import { StoreConflictError } from "./store.ts";
+
+export type SqlValue = string | number | null;
+export type Row = Record<string, unknown>;
+
+export const USER_COLUMNS = ["id", "email", "name", "role", "created_at"] as const;
+export const PORTAL_COLUMNS = [
+  "id",
+  "domain",
+  "name",
+  "status",
+  "default_access_mode",
+  "upstream",
+  "request_limit",
+  "created_by",
+  "created_at",
+] as const;
+export const MEMBERSHIP_COLUMNS = ["portal_id", "user_id", "role", "created_at"] as const;
+export const KEY_COLUMNS = [
+  "id",
+  "type",
+  "name",
+  "owner_id",
+  "portal_id",
+  "digest",
+  "key_prefix",
+  "key_suffix",
+  "scopes",
+  "issued_scopes",
+  "status",
+  "access_mode",
+  "ip_whitelist",
+  "rate_limit",
+  "expires_at",
+  "created_at",
+  "updated_at",
+  "last_used_at",
+  "rotated_from_id",
+  "rotated_to_id",
+  "version",
+] as const;
+/** What updateKey and rotateKey rewrite (after "id", which is the first parameter of the UPDATE). */
+export const KEY_MUTABLE_COLUMNS = [
+  "name",
+  "scopes",
+  "issued_scopes",
+  "status",
+  "access_mode",
+  "ip_whitelist",
+  "rate_limit",
+  "expires_at",
+  "rotated_to_id",
+  "updated_at",
+  "version",
+] as const;
+/** What updatePortal rewrites (after "id"). */
+export const PORTAL_MUTABLE_COLUMNS = ["name", "status", "default_access_mode", "upstream", "request_limit"] as const;
+export const DEPENDENT_COLUMNS = ["key_id", "kind", "dependent_id", "created_at"] as const;
+export const AUDIT_COLUMNS = [
+  "id",
+  "at",
+  "action",
+  "actor_user_id",
+  "actor_key_id",
+  "source_ip",
+  "entity_type",
+  "entity_id",
+  "portal_id",
+  "before_state",
+  "after_state",
+] as const;
+export const NOTIFICATION_COLUMNS = ["id", "user_id", "at", "kind", "message", "data", "read_at"] as const;
+
+/** "a, b, c", each column prefixed with `alias.` when given. */
+export function columnList(columns: readonly string[], alias?: string): string {
+  return columns.map((c) => (alias === undefined ? c : `${alias}.${c}`)).join(", ");
+}
+
+/** Emails are unique regardless of case: the store keeps and looks them up lower-cased. */
+export function normalizeEmail(email: string): string {
+  return email.toLowerCase();
+}
+
+// ---- JSON ---------------------------------------------------------------------------------------
+
+/** A value that may be absent: undefined is stored as SQL NULL, everything else as JSON (null as JSON null). */
+function encodeOptionalJson(value: unknown): string | null {
+  if (value === undefined) return null;
+  return JSON.stringify(value) ?? null;
+}
+
+function decodeOptionalJson(value: unknown): unknown {
+  return value === null || value === undefined ? undefined : JSON.parse(value as string);
+}
+
+function encodeStrings(values: readonly string[]): string {
+  return JSON.stringify(values);
+}
+
+function decodeStrings(value: unknown): string[] {
+  return JSON.parse(value as string) as string[];
+}
+
+// ---- rows -> records ----------------------------------------------------------------------------
+
+const str = (row: Row, column: string): string => row[column] as string;
+const num = (row: Row, column: string): number => row[column] as number;
+const strOrNull = (row: Row, column: string): string | null => (row[column] ?? null) as string | null;
+const numOrNull = (row: Row, column: string): number | null => (row[column] ?? null) as number | null;
+
+export function userFromRow(row: Row): User {
+  return {
+    id: str(row, "id"),
+    email: str(row, "email"),
+    name: str(row, "name"),
+    role: str(row, "role") as User["role"],
+    createdAt: num(row, "created_at"),
+  };
+}
+
+export function portalFromRow(row: Row): Portal {
+  const upstream = row["upstream"];
+  return {
+    id: str(row, "id"),
+    domain: str(row, "domain"),
+    name: str(row, "name"),
+    status: str(row, "status") as Portal["status"],
+    defaultAccessMode: str(row, "default_access_mode") as Portal["defaultAccessMode"],
+    upstream: upstream === null || upstream === undefined ? null : (JSON.parse(upstream as string) as Portal["upstream"]),
+    requestLimit: numOrNull(row, "request_limit"),
+    createdBy: str(row, "created_by"),
+    createdAt: num(row, "created_at"),
+  };
+}
+
+/** A row of portals joined with memberships, the member's role as member_role. */
+export function portalWithRoleFromRow(row: Row): Portal & { role: MemberRole } {
+  return { ...portalFromRow(row), role: str(row, "member_role") as MemberRole };
+}
+
+export function membershipFromRow(row: Row): Membership {
+  return {
+    portalId: str(row, "portal_id"),
+    userId: str(row, "user_id"),
+    role: str(row, "role") as MemberRole,
+    createdAt: num(row, "created_at"),
+  };
+}
+
+export function keyFromRow(row: Row): KeyRecord {
+  return {
+    id: str(row, "id"),
+    type: str(row, "type"),
+    name: str(row, "name"),
+    ownerId: str(row, "owner_id"),
+    portalId: strOrNull(row, "portal_id"),
+    digest: str(row, "digest"),
+    keyPrefix: str(row, "key_prefix"),
+    keySuffix: str(row, "key_suffix"),
+    scopes: decodeStrings(row["scopes"]),
+    issuedScopes: decodeStrings(row["issued_scopes"]),
+    status: str(row, "status") as KeyRecord["status"],
+    accessMode: str(row, "access_mode") as KeyRecord["accessMode"],
+    ipWhitelist: decodeStrings(row["ip_whitelist"]),
+    rateLimit: numOrNull(row, "rate_limit"),
+    expiresAt: numOrNull(row, "expires_at"),
+    createdAt: num(row, "created_at"),
+    updatedAt: num(row, "updated_at"),
+    lastUsedAt: numOrNull(row, "last_used_at"),
+    rotatedFromId: strOrNull(row, "rotated_from_id"),
+    rotatedToId: strOrNull(row, "rotated_to_id"),
+    version: num(row, "version"),
+  };
+}
+
+export function auditFromRow(row: Row): AuditEvent {
+  return {
+    id: str(row, "id"),
+    at: num(row, "at"),
+    action: str(row, "action"),
+    actorUserId: strOrNull(row, "actor_user_id"),
+    actorKeyId: strOrNull(row, "actor_key_id"),
+    sourceIp: strOrNull(row, "source_ip"),
+    entityType: str(row, "entity_type") as AuditEvent["entityType"],
+    entityId: str(row, "entity_id"),
+    portalId: strOrNull(row, "portal_id"),
+    before: decodeOptionalJson(row["before_state"]),
+    after: decodeOptionalJson(row["after_state"]),
+  };
+}
+
+export function notificationFromRow(row: Row): Notification {
+  return {
+    id: str(row, "id"),
+    userId: str(row, "user_id"),
+    at: num(row, "at"),
+    kind: str(row, "kind"),
+    message: str(row, "message"),
+    data: decodeOptionalJson(row["data"]),
+    readAt: numOrNull(row, "read_at"),
+  };
+}
+
+// ---- records -> parameters (in the order of the column lists) ------------------------------------
+
+export function userValues(u: User): SqlValue[] {
+  return [u.id, normalizeEmail(u.email), u.name, u.role, u.createdAt];
+}
+
+export function portalValues(p: Portal): SqlValue[] {
+  return [
+    p.id,
+    p.domain,
+    p.name,
+    p.status,
+    p.defaultAccessMode,
+    p.upstream === null ? null : JSON.stringify(p.upstream),
+    p.requestLimit,
+    p.createdBy,
+    p.createdAt,
+  ];
+}
+
+/** id first, then PORTAL_MUTABLE_COLUMNS. */
+export function portalUpdateValues(p: Portal): SqlValue[] {
+  return [p.id, p.name, p.status, p.defaultAccessMode, p.upstream === null ? null : JSON.stringify(p.upstream), p.requestLimit];
+}
+
+export function membershipValues(m: Membership): SqlValue[] {
+  return [m.portalId, m.userId, m.role, m.createdAt];
+}
+
+export function keyValues(k: KeyRecord): SqlValue[] {
+  return [
+    k.id,
+    k.type,
+    k.name,
+    k.ownerId,
+    k.portalId,
+    k.digest,
+    k.keyPrefix,
+    k.keySuffix,
+    encodeStrings(k.scopes),
+    encodeStrings(k.issuedScopes),
+    k.status,
+    k.accessMode,
+    encodeStrings(k.ipWhitelist),
+    k.rateLimit,
+    k.expiresAt,
+    k.createdAt,
+    k.updatedAt,
+    k.lastUsedAt,
+    k.rotatedFromId,
+    k.rotatedToId,
+    k.version,
+  ];
+}
+
+/** id first, then KEY_MUTABLE_COLUMNS. */
+export function keyUpdateValues(k: KeyRecord): SqlValue[] {
+  return [
+    k.id,
+    k.name,
+    encodeStrings(k.scopes),
+    encodeStrings(k.issuedScopes),
+    k.status,
+    k.accessMode,
+    encodeStrings(k.ipWhitelist),
+    k.rateLimit,
+    k.expiresAt,
+    k.rotatedToId,
+    k.updatedAt,
+    k.version,
+  ];
+}
+
+export function dependentValues(d: KeyDependent): SqlValue[] {
+  return [d.keyId, d.kind, d.dependentId, d.createdAt];
+}
+
+export function auditValues(e: AuditEvent): SqlValue[] {
+  return [
+    e.id,
+    e.at,
+    e.action,
+    e.actorUserId,
+    e.actorKeyId,
+    e.sourceIp,
+    e.entityType,
+    e.entityId,
+    e.portalId,
+    encodeOptionalJson(e.before),
+    encodeOptionalJson(e.after),
+  ];
+}
+
+export function notificationValues(n: Notification): SqlValue[] {
+  return [n.id, n.userId, n.at, n.kind, n.message, encodeOptionalJson(n.data), n.readAt];
+}
+
+// ---- patches ------------------------------------------------------------------------------------
+
+/** The key with the patch applied (an undefined field leaves the value as it is), version + 1, updatedAt = now. */
+export function patchKey(key: KeyRecord, patch: KeyPatch, now: number): KeyRecord {
+  const next: KeyRecord = { ...key, updatedAt: now, version: key.version + 1 };
+  if (patch.name !== undefined) next.name = patch.name;
+  if (patch.scopes !== undefined) next.scopes = [...patch.scopes];
+  if (patch.issuedScopes !== undefined) next.issuedScopes = [...patch.issuedScopes];
+  if (patch.status !== undefined) next.status = patch.status;
+  if (patch.accessMode !== undefined) next.accessMode = patch.accessMode;
+  if (patch.ipWhitelist !== undefined) next.ipWhitelist = [...patch.ipWhitelist];
+  if (patch.rateLimit !== undefined) next.rateLimit = patch.rateLimit;
+  if (patch.expiresAt !== undefined) next.expiresAt = patch.expiresAt;
+  if (patch.rotatedToId !== undefined) next.rotatedToId = patch.rotatedToId;
+  return next;
+}
+
+/** The portal with the patch applied (an undefined field leaves the value as it is). */
+export function patchPortal(portal: Portal, patch: PortalPatch): Portal {
+  const next: Portal = { ...portal };
+  if (patch.name !== undefined) next.name = patch.name;
+  if (patch.status !== undefined) next.status = patch.status;
+  if (patch.defaultAccessMode !== undefined) next.defaultAccessMode = patch.defaultAccessMode;
+  if (patch.upstream !== undefined) next.upstream = patch.upstream;
+  if (patch.requestLimit !== undefined) next.requestLimit = patch.requestLimit;
+  return next;
+}
+
+// ---- conflicts ----------------------------------------------------------------------------------
+
+/**
+ * The field a unique constraint guards, by the constraint's name in PostgreSQL or by the
+ * "table.column" SQLite names in its message; undefined for constraints that are not conflicts
+ * a caller can act on.
+ */
+const CONFLICT_FIELDS: Record<string, string> = {
+  users_email_key: "email",
+  "users.email": "email",
+  portals_domain_key: "domain",
+  "portals.domain": "domain",
+  keys_digest_key: "digest",
+  "keys.digest": "digest",
+};
+
+export function conflictError(constraint: string): StoreConflictError | undefined {
+  const field = CONFLICT_FIELDS[constraint];
+  if (field === undefined) return undefined;
+  return new StoreConflictError(field, `${field} is already taken`);
+}
+
+/** A limit as SQL wants it: a whole number, at least 0. */
+export function sqlLimit(limit: number): number {
+  return Number.isFinite(limit) ? Math.max(0, Math.floor(limit)) : 0;
+}
+
+// ---- migrations ---------------------------------------------------------------------------------
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+  /** SHA-256 of the file (line endings normalised): a landed migration must never change. */
+  checksum: string;
+}
+
+/** The NNN_name.sql files of a folder, in version order. */
+export function loadMigrations(dir: URL): Migration[] {
+  const migrations: Migration[] = [];
+  for (const file of readdirSync(dir).sort()) {
+    if (!file.endsWith(".sql")) continue;
+    const match = /^(\d+)_([a-z0-9_]+)\.sql$/.exec(file);
+    if (match === null) throw new Error(`migration file ${file} is not named NNN_name.sql`);
+    const sql = readFileSync(new URL(file, dir), "utf8").replace(/\r\n/g, "\n");
+    const version = Number(match[1]);
+    if (migrations.some((m) => m.version === version)) throw new Error(`two migrations have version ${version}`);
+    migrations.push({ version, name: match[2]!, sql, checksum: createHash("sha256").update(sql).digest("hex") });
+  }
+  return migrations.sort((a, b) => a.version - b.version);
+}
+
+/** Throws when a migration that was applied is missing or its file has changed since. */
+export function checkApplied(
+  migrations: Migration[],
+  applied: { version: number; checksum: string }[],
+  dialect: string,
+): void {
+  for (const a of applied) {
+    const m = migrations.find((x) => x.version === a.version);
+    // A version this keygate does not know comes from a newer one: migrations only add, so go on.
+    if (m === undefined) continue;
+    if (m.checksum !== a.checksum) {
+      throw new Error(`${dialect} migration ${a.version}_${m.name}.sql was changed after it was applied; add a new migration instead`);
+    }
+  }
+}

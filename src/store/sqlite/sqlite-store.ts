@@ -1,0 +1,459 @@
+/**
+ * The embedded store: SQLite through node:sqlite (no native addon), one database file
+ * `<dataDir>/keygate.db` in WAL mode.
+ *
+ * node:sqlite is synchronous, so each method runs its whole transaction (BEGIN IMMEDIATE …
+ * COMMIT) before it returns: nothing else can interleave with it in this process, and the write
+ * lock taken at BEGIN keeps other processes out. Statements are prepared once, on first use after
+ * the tables exist, and reused.
+ */
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import {
+  AUDIT_COLUMNS,
+  DEPENDENT_COLUMNS,
+  KEY_COLUMNS,
+  KEY_MUTABLE_COLUMNS,
+  MEMBERSHIP_COLUMNS,
+  NOTIFICATION_COLUMNS,
+  PORTAL_COLUMNS,
+  PORTAL_MUTABLE_COLUMNS,
+  type SqlValue,
+  USER_COLUMNS,
+  auditFromRow,
+  auditValues,
+  checkApplied,
+  columnList,
+  conflictError,
+  dependentValues,
+  keyFromRow,
+  keyUpdateValues,
+  keyValues,
+  loadMigrations,
+  membershipFromRow,
+  membershipValues,
+  normalizeEmail,
+  notificationFromRow,
+  notificationValues,
+  patchKey,
+  patchPortal,
+  portalFromRow,
+  portalUpdateValues,
+  portalValues,
+  portalWithRoleFromRow,
+  sqlLimit,
+  userFromRow,
+  userValues,
+} from "../rows.ts";
+import { StoreConflictError } from "../store.ts";
+import type {
+  AuditEvent,
+  Effects,
+  KeyDependent,
+  KeyPatch,
+  KeyRecord,
+  MemberRole,
+  Membership,
+  Notification,
+  Portal,
+  PortalPatch,
+  Store,
+  User,
+} from "../store.ts";
+
+const MIGRATIONS_DIR = new URL("./migrations/", import.meta.url);
+const BUSY_TIMEOUT_MS = 5000;
+
+const placeholders = (n: number): string => Array.from({ length: n }, () => "?").join(", ");
+const insertSql = (table: string, columns: readonly string[]): string =>
+  `INSERT INTO ${table} (${columnList(columns)}) VALUES (${placeholders(columns.length)})`;
+/** UPDATE … SET each column = ?2, ?3, … WHERE id = ?1. */
+const updateByIdSql = (table: string, columns: readonly string[]): string =>
+  `UPDATE ${table} SET ${columns.map((c, i) => `${c} = ?${i + 2}`).join(", ")} WHERE id = ?1`;
+
+const KEYS = columnList(KEY_COLUMNS);
+
+/** Every fixed statement, prepared together once the tables exist. */
+function prepareStatements(db: DatabaseSync) {
+  const p = (sql: string): StatementSync => db.prepare(sql);
+  return {
+    insertUser: p(insertSql("users", USER_COLUMNS)),
+    userById: p(`SELECT ${columnList(USER_COLUMNS)} FROM users WHERE id = ?`),
+    userByEmail: p(`SELECT ${columnList(USER_COLUMNS)} FROM users WHERE email = ?`),
+    countUsers: p("SELECT COUNT(*) AS n FROM users"),
+
+    insertPortal: p(insertSql("portals", PORTAL_COLUMNS)),
+    portalById: p(`SELECT ${columnList(PORTAL_COLUMNS)} FROM portals WHERE id = ?`),
+    updatePortal: p(updateByIdSql("portals", PORTAL_MUTABLE_COLUMNS)),
+    portalsForUser: p(
+      `SELECT ${columnList(PORTAL_COLUMNS, "p")}, m.role AS member_role FROM memberships m JOIN portals p ON p.id = m.portal_id
+       WHERE m.user_id = ? ORDER BY p.created_at, p.id`,
+    ),
+
+    putMember: p(`${insertSql("memberships", MEMBERSHIP_COLUMNS)} ON CONFLICT (portal_id, user_id) DO UPDATE SET role = excluded.role`),
+    getMember: p(`SELECT ${columnList(MEMBERSHIP_COLUMNS)} FROM memberships WHERE portal_id = ? AND user_id = ?`),
+    deleteMember: p("DELETE FROM memberships WHERE portal_id = ? AND user_id = ?"),
+    membersOf: p(`SELECT ${columnList(MEMBERSHIP_COLUMNS)} FROM memberships WHERE portal_id = ? ORDER BY created_at, user_id`),
+
+    insertKey: p(insertSql("keys", KEY_COLUMNS)),
+    keyById: p(`SELECT ${KEYS} FROM keys WHERE id = ?`),
+    keyByDigest: p(`SELECT ${KEYS} FROM keys WHERE digest = ?`),
+    updateKey: p(updateByIdSql("keys", KEY_MUTABLE_COLUMNS)),
+    deleteKey: p("DELETE FROM keys WHERE id = ?"),
+    countKeysByPortal: p(
+      "SELECT portal_id, COUNT(*) AS n FROM keys WHERE type = ? AND portal_id IN (SELECT value FROM json_each(?)) GROUP BY portal_id",
+    ),
+    touchKey: p("UPDATE keys SET last_used_at = ?1 WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at < ?1)"),
+
+    insertDependent: p(`${insertSql("key_dependents", DEPENDENT_COLUMNS)} ON CONFLICT DO NOTHING`),
+    deleteDependent: p("DELETE FROM key_dependents WHERE key_id = ? AND kind = ? AND dependent_id = ?"),
+    countDependents: p("SELECT COUNT(*) AS n FROM key_dependents WHERE key_id = ?"),
+
+    insertAudit: p(insertSql("audit_events", AUDIT_COLUMNS)),
+    insertNotification: p(insertSql("notifications", NOTIFICATION_COLUMNS)),
+    notificationsOf: p(
+      `SELECT ${columnList(NOTIFICATION_COLUMNS)} FROM notifications WHERE user_id = ? ORDER BY at DESC, id DESC LIMIT ?`,
+    ),
+    markRead: p("UPDATE notifications SET read_at = COALESCE(read_at, ?) WHERE id = ? AND user_id = ?"),
+  };
+}
+
+type Statements = ReturnType<typeof prepareStatements>;
+
+export class SqliteStore implements Store {
+  readonly dialect = "sqlite";
+  readonly #db: DatabaseSync;
+  #statements: Statements | undefined;
+  /** listKeys / listAudit statements by which filters are set (bit mask), prepared on first use. */
+  readonly #listKeys = new Map<number, StatementSync>();
+  readonly #listAudit = new Map<number, StatementSync>();
+
+  constructor(db: DatabaseSync) {
+    this.#db = db;
+  }
+
+  get #s(): Statements {
+    return (this.#statements ??= prepareStatements(this.#db));
+  }
+
+  /** Runs fn in BEGIN IMMEDIATE … COMMIT; rolls back and rethrows (unique violations as StoreConflictError) on error. */
+  #tx<T>(fn: () => T): T {
+    const db = this.#db;
+    db.exec("BEGIN IMMEDIATE");
+    try {
+      const result = fn();
+      db.exec("COMMIT");
+      return result;
+    } catch (error) {
+      if (db.isTransaction) db.exec("ROLLBACK");
+      throw mapError(error);
+    }
+  }
+
+  #writeEffects(effects: Effects): void {
+    const s = this.#s;
+    for (const event of effects.audit) s.insertAudit.run(...auditValues(event));
+    for (const n of effects.notifications ?? []) s.insertNotification.run(...notificationValues(n));
+  }
+
+  async migrate(): Promise<void> {
+    const db = this.#db;
+    const migrations = loadMigrations(MIGRATIONS_DIR);
+    db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+      version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`);
+    this.#tx(() => {
+      // Read inside the write lock: another process may have migrated in the meantime.
+      const applied = db.prepare("SELECT version, checksum FROM schema_migrations").all() as { version: number; checksum: string }[];
+      checkApplied(migrations, applied, "sqlite");
+      const record = db.prepare("INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)");
+      for (const m of migrations) {
+        if (applied.some((a) => a.version === m.version)) continue;
+        db.exec(m.sql);
+        record.run(m.version, m.name, m.checksum, Date.now());
+      }
+    });
+    // Tables may have changed under statements prepared earlier.
+    this.#statements = undefined;
+    this.#listKeys.clear();
+    this.#listAudit.clear();
+  }
+
+  async close(): Promise<void> {
+    if (this.#db.isOpen) this.#db.close();
+  }
+
+  // ---- users ----
+
+  async createUser(user: User, effects: Effects): Promise<void> {
+    this.#tx(() => {
+      this.#s.insertUser.run(...userValues(user));
+      this.#writeEffects(effects);
+    });
+  }
+
+  async getUser(id: string): Promise<User | undefined> {
+    const row = this.#s.userById.get(id);
+    return row && userFromRow(row);
+  }
+
+  async getUserByEmail(email: string): Promise<User | undefined> {
+    const row = this.#s.userByEmail.get(normalizeEmail(email));
+    return row && userFromRow(row);
+  }
+
+  async countUsers(): Promise<number> {
+    return (this.#s.countUsers.get() as { n: number }).n;
+  }
+
+  // ---- portals ----
+
+  async createPortal(portal: Portal, creator: Membership, effects: Effects): Promise<void> {
+    checkCreator(portal, creator);
+    this.#tx(() => {
+      this.#s.insertPortal.run(...portalValues(portal));
+      this.#s.putMember.run(...membershipValues(creator));
+      this.#writeEffects(effects);
+    });
+  }
+
+  async getPortal(id: string): Promise<Portal | undefined> {
+    const row = this.#s.portalById.get(id);
+    return row && portalFromRow(row);
+  }
+
+  async updatePortal(id: string, patch: PortalPatch, effects: Effects): Promise<Portal | undefined> {
+    return this.#tx(() => {
+      const row = this.#s.portalById.get(id);
+      if (row === undefined) return undefined;
+      const next = patchPortal(portalFromRow(row), patch);
+      this.#s.updatePortal.run(...portalUpdateValues(next));
+      this.#writeEffects(effects);
+      return next;
+    });
+  }
+
+  async listPortalsForUser(userId: string): Promise<(Portal & { role: MemberRole })[]> {
+    return this.#s.portalsForUser.all(userId).map(portalWithRoleFromRow);
+  }
+
+  // ---- members ----
+
+  async putMember(member: Membership, effects: Effects): Promise<void> {
+    this.#tx(() => {
+      this.#s.putMember.run(...membershipValues(member));
+      this.#writeEffects(effects);
+    });
+  }
+
+  async getMember(portalId: string, userId: string): Promise<Membership | undefined> {
+    const row = this.#s.getMember.get(portalId, userId);
+    return row && membershipFromRow(row);
+  }
+
+  async removeMember(portalId: string, userId: string, effects: Effects): Promise<boolean> {
+    return this.#tx(() => {
+      if (Number(this.#s.deleteMember.run(portalId, userId).changes) === 0) return false;
+      this.#writeEffects(effects);
+      return true;
+    });
+  }
+
+  async listMembers(portalId: string): Promise<Membership[]> {
+    return this.#s.membersOf.all(portalId).map(membershipFromRow);
+  }
+
+  // ---- keys ----
+
+  async createKey(key: KeyRecord, effects: Effects): Promise<void> {
+    this.#tx(() => {
+      this.#s.insertKey.run(...keyValues(key));
+      this.#writeEffects(effects);
+    });
+  }
+
+  async getKey(id: string): Promise<KeyRecord | undefined> {
+    const row = this.#s.keyById.get(id);
+    return row && keyFromRow(row);
+  }
+
+  async getKeyByDigest(digest: string): Promise<KeyRecord | undefined> {
+    const row = this.#s.keyByDigest.get(digest);
+    return row && keyFromRow(row);
+  }
+
+  async updateKey(id: string, patch: KeyPatch, now: number, effects: Effects): Promise<KeyRecord | undefined> {
+    return this.#tx(() => {
+      const row = this.#s.keyById.get(id);
+      if (row === undefined) return undefined;
+      const next = patchKey(keyFromRow(row), patch, now);
+      this.#s.updateKey.run(...keyUpdateValues(next));
+      this.#writeEffects(effects);
+      return next;
+    });
+  }
+
+  async rotateKey(oldId: string, oldPatch: KeyPatch, replacement: KeyRecord, now: number, effects: Effects): Promise<KeyRecord | undefined> {
+    return this.#tx(() => {
+      const row = this.#s.keyById.get(oldId);
+      if (row === undefined) return undefined;
+      // Checked under the transaction's lock: of two concurrent rotations, one wins.
+      if (keyFromRow(row).rotatedToId !== null) throw new StoreConflictError("rotatedToId", "the key was rotated already");
+      this.#s.insertKey.run(...keyValues(replacement));
+      const old = patchKey(keyFromRow(row), oldPatch, now);
+      this.#s.updateKey.run(...keyUpdateValues(old));
+      this.#writeEffects(effects);
+      return old;
+    });
+  }
+
+  async deleteKey(id: string, effects: Effects): Promise<"deleted" | "not_found" | "has_dependents"> {
+    return this.#tx(() => {
+      if (this.#s.keyById.get(id) === undefined) return "not_found";
+      if ((this.#s.countDependents.get(id) as { n: number }).n > 0) return "has_dependents";
+      this.#s.deleteKey.run(id);
+      this.#writeEffects(effects);
+      return "deleted";
+    });
+  }
+
+  async listKeys(filter: { portalId?: string; ownerId?: string; type?: string }): Promise<KeyRecord[]> {
+    const conditions: [string, string | undefined][] = [
+      ["portal_id", filter.portalId],
+      ["owner_id", filter.ownerId],
+      ["type", filter.type],
+    ];
+    const { statement, values } = this.#filtered(this.#listKeys, conditions, (where) =>
+      `SELECT ${KEYS} FROM keys${where} ORDER BY created_at DESC, id DESC`,
+    );
+    return statement.all(...values).map(keyFromRow);
+  }
+
+  async countKeysByPortal(portalIds: string[], type: string): Promise<Map<string, number>> {
+    const counts = new Map<string, number>(portalIds.map((id) => [id, 0]));
+    if (portalIds.length === 0) return counts;
+    for (const row of this.#s.countKeysByPortal.all(type, JSON.stringify(portalIds)) as { portal_id: string; n: number }[]) {
+      counts.set(row.portal_id, row.n);
+    }
+    return counts;
+  }
+
+  async touchKeys(lastUsed: Map<string, number>): Promise<void> {
+    if (lastUsed.size === 0) return;
+    this.#tx(() => {
+      for (const [id, at] of lastUsed) this.#s.touchKey.run(at, id);
+    });
+  }
+
+  // ---- dependents ----
+
+  async addDependent(dependent: KeyDependent): Promise<void> {
+    try {
+      this.#s.insertDependent.run(...dependentValues(dependent));
+    } catch (error) {
+      throw mapError(error);
+    }
+  }
+
+  async removeDependent(keyId: string, kind: string, dependentId: string): Promise<void> {
+    this.#s.deleteDependent.run(keyId, kind, dependentId);
+  }
+
+  async countDependents(keyId: string): Promise<number> {
+    return (this.#s.countDependents.get(keyId) as { n: number }).n;
+  }
+
+  // ---- audit, notifications ----
+
+  async listAudit(filter: { portalId?: string; entityId?: string; limit: number; before?: number }): Promise<AuditEvent[]> {
+    const limit = sqlLimit(filter.limit);
+    if (limit === 0) return [];
+    const conditions: [string, string | number | undefined][] = [
+      ["portal_id = ?", filter.portalId],
+      ["entity_id = ?", filter.entityId],
+      ["at < ?", filter.before],
+    ];
+    const { statement, values } = this.#filtered(
+      this.#listAudit,
+      conditions,
+      (where) => `SELECT ${columnList(AUDIT_COLUMNS)} FROM audit_events${where} ORDER BY at DESC, id DESC LIMIT ?`,
+      true,
+    );
+    return statement.all(...values, limit).map(auditFromRow);
+  }
+
+  async listNotifications(userId: string, limit: number): Promise<Notification[]> {
+    const n = sqlLimit(limit);
+    if (n === 0) return [];
+    return this.#s.notificationsOf.all(userId, n).map(notificationFromRow);
+  }
+
+  async markNotificationRead(userId: string, id: string, now: number): Promise<boolean> {
+    return Number(this.#s.markRead.run(now, id, userId).changes) > 0;
+  }
+
+  /**
+   * The statement for the filters that are set, from cache (one per combination) and the values
+   * to bind. A condition is "column" (meaning column = ?) or, with `raw`, an expression with ?.
+   */
+  #filtered(
+    cache: Map<number, StatementSync>,
+    conditions: [string, SqlValue | undefined][],
+    sql: (where: string) => string,
+    raw = false,
+  ): { statement: StatementSync; values: SqlValue[] } {
+    let mask = 0;
+    const clauses: string[] = [];
+    const values: SqlValue[] = [];
+    conditions.forEach(([condition, value], i) => {
+      if (value === undefined) return;
+      mask |= 1 << i;
+      clauses.push(raw ? condition : `${condition} = ?`);
+      values.push(value);
+    });
+    let statement = cache.get(mask);
+    if (statement === undefined) {
+      statement = this.#db.prepare(sql(clauses.length === 0 ? "" : ` WHERE ${clauses.join(" AND ")}`));
+      cache.set(mask, statement);
+    }
+    return { statement, values };
+  }
+}
+
+function checkCreator(portal: Portal, creator: Membership): void {
+  if (creator.portalId !== portal.id) throw new Error(`creator membership is for portal ${creator.portalId}, not ${portal.id}`);
+}
+
+/** A UNIQUE violation on a guarded column as StoreConflictError; anything else as it is. */
+function mapError(error: unknown): unknown {
+  if (error instanceof Error && (error as { errcode?: number }).errcode === 2067) {
+    // SQLITE_CONSTRAINT_UNIQUE: "UNIQUE constraint failed: users.email"
+    const column = /UNIQUE constraint failed: (\S+)/.exec(error.message)?.[1];
+    const conflict = column === undefined ? undefined : conflictError(column);
+    if (conflict !== undefined) return conflict;
+  }
+  return error;
+}
+
+/**
+ * Opens (creating when missing) `<dataDir>/keygate.db`; ":memory:" opens a private in-memory
+ * database instead. Does not migrate: call migrate() (openStore does).
+ */
+export async function openSqliteStore(dataDir: string): Promise<SqliteStore> {
+  let path = ":memory:";
+  if (dataDir !== ":memory:") {
+    mkdirSync(dataDir, { recursive: true });
+    path = join(dataDir, "keygate.db");
+  }
+  const db = new DatabaseSync(path);
+  try {
+    db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    db.exec("PRAGMA journal_mode = WAL");
+    db.exec("PRAGMA synchronous = NORMAL");
+    db.exec("PRAGMA foreign_keys = ON");
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+  return new SqliteStore(db);
+}

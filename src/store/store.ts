@@ -1,0 +1,205 @@
+/**
+ * The store: every record keygate keeps, behind one async interface with two
+ * implementations (SQLite through node:sqlite, the embedded default; PostgreSQL through pg).
+ *
+ * Times are epoch milliseconds. Every mutating method takes its effects (the audit events that
+ * describe it, notifications it causes) and writes them in the same transaction, so a change is
+ * never stored without its audit trail, and an audit event never describes a change that did not
+ * happen. A method that reports that nothing changed (undefined, false, "not_found",
+ * "has_dependents") writes no effects either. Lists are in a fixed order, given per method.
+ */
+
+export type UserRole = "owner" | "staff" | "user";
+export type MemberRole = "ADMIN" | "MEMBER";
+export type AccessMode = "READWRITE" | "READONLY";
+export type KeyStatus = "ACTIVE" | "REVOKED";
+export type PortalStatus = "ACTIVE" | "DISABLED";
+
+export interface User {
+  id: string;
+  /** Unique regardless of case: stored, and read back, lower-cased. */
+  email: string;
+  name: string;
+  role: UserRole;
+  createdAt: number;
+}
+
+/** Where a portal's data lives; JSON in the store. */
+export type Upstream = { kind: "bitrix24"; webhookUrl: string } | { kind: "sandbox" } | { kind: "http"; baseUrl: string };
+
+export interface Portal {
+  id: string;
+  domain: string;
+  name: string;
+  status: PortalStatus;
+  /** The mode new keys get; READONLY forces it on members who are not admins. */
+  defaultAccessMode: AccessMode;
+  /** null: not linked (key creation answers PORTAL_NOT_LINKED). */
+  upstream: Upstream | null;
+  /** Shared requests per second for all keys of the portal; null = the default. */
+  requestLimit: number | null;
+  createdBy: string;
+  createdAt: number;
+}
+
+export interface Membership {
+  portalId: string;
+  userId: string;
+  role: MemberRole;
+  createdAt: number;
+}
+
+export interface KeyRecord {
+  id: string;
+  /** Key type id of the profile (vibecode: api, app, management). */
+  type: string;
+  name: string;
+  ownerId: string;
+  /** null for key types not bound to a portal (management keys). */
+  portalId: string | null;
+  /** SHA-256 of (server secret + key), base64url: the only trace of the secret. */
+  digest: string;
+  /** The type prefix and the first characters of the secret, e.g. vibe_live_abc123. */
+  keyPrefix: string;
+  /** The last four characters of the secret. */
+  keySuffix: string;
+  /** Scopes the key shows (normalised). */
+  scopes: string[];
+  /** Scopes of locked groups in effect since issue (see core/scopes/grants.ts). */
+  issuedScopes: string[];
+  status: KeyStatus;
+  accessMode: AccessMode;
+  /** Exact IP addresses, normalised; empty = no restriction. */
+  ipWhitelist: string[];
+  /** Requests per second for this key; null = only the platform and portal limits. */
+  rateLimit: number | null;
+  expiresAt: number | null;
+  createdAt: number;
+  updatedAt: number;
+  lastUsedAt: number | null;
+  /** Rotation: the key this one replaced, and the key that replaced this one. */
+  rotatedFromId: string | null;
+  rotatedToId: string | null;
+  /** Bumped on every change; caches compare it. */
+  version: number;
+}
+
+export interface AuditEvent {
+  id: string;
+  at: number;
+  /** e.g. key.create, key.update, key.rotate, key.delete, portal.create, portal.update, member.add, member.remove, user.create */
+  action: string;
+  actorUserId: string | null;
+  actorKeyId: string | null;
+  sourceIp: string | null;
+  entityType: "key" | "portal" | "member" | "user";
+  entityId: string;
+  portalId: string | null;
+  /** Any JSON value; undefined (absent) reads back as undefined, null as null. */
+  before: unknown;
+  after: unknown;
+}
+
+export interface Notification {
+  id: string;
+  userId: string;
+  at: number;
+  kind: string;
+  message: string;
+  /** Any JSON value; undefined (absent) reads back as undefined, null as null. */
+  data: unknown;
+  readAt: number | null;
+}
+
+/** Something registered against a key that must go before the key may be deleted (VibeCode: servers). */
+export interface KeyDependent {
+  keyId: string;
+  kind: string;
+  dependentId: string;
+  createdAt: number;
+}
+
+export type KeyPatch = Partial<
+  Pick<KeyRecord, "name" | "scopes" | "issuedScopes" | "status" | "accessMode" | "ipWhitelist" | "rateLimit" | "expiresAt" | "rotatedToId">
+>;
+export type PortalPatch = Partial<Pick<Portal, "name" | "status" | "defaultAccessMode" | "upstream" | "requestLimit">>;
+
+/** What a change writes besides itself, in the same transaction. */
+export interface Effects {
+  audit: AuditEvent[];
+  notifications?: Notification[];
+}
+
+export class StoreConflictError extends Error {
+  readonly field: string;
+  constructor(field: string, message: string) {
+    super(message);
+    this.name = "StoreConflictError";
+    this.field = field;
+  }
+}
+
+export interface Store {
+  readonly dialect: "sqlite" | "postgres";
+  /** Applies pending migrations (idempotent); called at start. */
+  migrate(): Promise<void>;
+  close(): Promise<void>;
+
+  /** Throws StoreConflictError("email") when the email is taken. */
+  createUser(user: User, effects: Effects): Promise<void>;
+  getUser(id: string): Promise<User | undefined>;
+  getUserByEmail(email: string): Promise<User | undefined>;
+  countUsers(): Promise<number>;
+
+  /** Creates the portal and its creator's ADMIN membership. Throws StoreConflictError("domain") when the domain is taken. */
+  createPortal(portal: Portal, creator: Membership, effects: Effects): Promise<void>;
+  getPortal(id: string): Promise<Portal | undefined>;
+  updatePortal(id: string, patch: PortalPatch, effects: Effects): Promise<Portal | undefined>;
+  /** Portals the user is a member of, with the role; oldest portal first. */
+  listPortalsForUser(userId: string): Promise<(Portal & { role: MemberRole })[]>;
+
+  /** Adds a membership, or changes the role of an existing one (its createdAt stays). */
+  putMember(member: Membership, effects: Effects): Promise<void>;
+  getMember(portalId: string, userId: string): Promise<Membership | undefined>;
+  /** Returns false when there was no such membership. */
+  removeMember(portalId: string, userId: string, effects: Effects): Promise<boolean>;
+  /** Oldest membership first. */
+  listMembers(portalId: string): Promise<Membership[]>;
+
+  /** Throws StoreConflictError("digest") when the digest is taken. */
+  createKey(key: KeyRecord, effects: Effects): Promise<void>;
+  getKey(id: string): Promise<KeyRecord | undefined>;
+  /** The hot path's only store query, on a cache miss. */
+  getKeyByDigest(digest: string): Promise<KeyRecord | undefined>;
+  /** Applies the patch, bumps version and updatedAt; undefined when the key does not exist. */
+  updateKey(id: string, patch: KeyPatch, now: number, effects: Effects): Promise<KeyRecord | undefined>;
+  /**
+   * Creates the new key and applies oldPatch to the old one (bumping its version, updatedAt =
+   * now), atomically. Returns the old key as patched; undefined, with nothing written, when the
+   * old key does not exist. Throws StoreConflictError("rotatedToId"), with nothing written, when
+   * the old key was rotated already (checked inside the transaction).
+   */
+  rotateKey(oldId: string, oldPatch: KeyPatch, replacement: KeyRecord, now: number, effects: Effects): Promise<KeyRecord | undefined>;
+  /** Deletes unless it has dependents: returns "deleted", "not_found" or "has_dependents". */
+  deleteKey(id: string, effects: Effects): Promise<"deleted" | "not_found" | "has_dependents">;
+  /** Keys of a portal; with ownerId, only that owner's. Newest first. */
+  listKeys(filter: { portalId?: string; ownerId?: string; type?: string }): Promise<KeyRecord[]>;
+  /** Number of keys (of any status) per portal of the given type (for /v1/me appKeyCount); every asked portal is in the map, 0 when it has none. */
+  countKeysByPortal(portalIds: string[], type: string): Promise<Map<string, number>>;
+  /** Batched last-used times, written off the hot path. Only moves lastUsedAt forward; leaves version and updatedAt alone; ignores unknown ids. */
+  touchKeys(lastUsed: Map<string, number>): Promise<void>;
+
+  /** The key must exist; adding the same (keyId, kind, dependentId) again is a no-op. */
+  addDependent(dependent: KeyDependent): Promise<void>;
+  /** A no-op when there is no such dependent. */
+  removeDependent(keyId: string, kind: string, dependentId: string): Promise<void>;
+  countDependents(keyId: string): Promise<number>;
+
+  /** Newest first; before: only events strictly earlier than that time. */
+  listAudit(filter: { portalId?: string; entityId?: string; limit: number; before?: number }): Promise<AuditEvent[]>;
+
+  /** Newest first. */
+  listNotifications(userId: string, limit: number): Promise<Notification[]>;
+  /** False when the user has no such notification; reading it again keeps the first readAt. */
+  markNotificationRead(userId: string, id: string, now: number): Promise<boolean>;
+}

@@ -1,0 +1,715 @@
+/**
+ * The store contract: what every Store implementation must do, run against each dialect by
+ * sqlite.test.ts and postgres.test.ts. Only the public Store interface is used.
+ *
+ * Each test gets a fresh, migrated, empty store from `open`; `reopen` opens the same data again
+ * (same SQLite file, same PostgreSQL schema); `cleanup` closes everything opened and removes
+ * the data.
+ */
+import assert from "node:assert/strict";
+import { afterEach, beforeEach, describe, test } from "node:test";
+import {
+  type AuditEvent,
+  type Effects,
+  type KeyPatch,
+  type KeyRecord,
+  type Membership,
+  type Notification,
+  type Portal,
+  type Store,
+  StoreConflictError,
+  type User,
+} from "../../src/store/index.ts";
+
+export interface OpenedStore {
+  store: Store;
+  /** Opens (and migrates) the same data again; the harness closes it at cleanup. */
+  reopen(): Promise<Store>;
+  cleanup(): Promise<void>;
+}
+
+/** The largest time a JS Date can hold: well past 2^32 and 2^43, still a safe integer. */
+const FAR_FUTURE = 8_640_000_000_000_000;
+const T0 = 1_750_000_000_000;
+
+let seq = 0;
+const nextId = (prefix: string): string => `${prefix}_${(++seq).toString().padStart(4, "0")}`;
+
+const NO_EFFECTS: Effects = { audit: [] };
+
+function makeUser(over: Partial<User> = {}): User {
+  const id = over.id ?? nextId("usr");
+  return { id, email: `${id}@example.com`, name: `User ${id}`, role: "user", createdAt: T0, ...over };
+}
+
+function makePortal(createdBy: string, over: Partial<Portal> = {}): Portal {
+  const id = over.id ?? nextId("prt");
+  return {
+    id,
+    domain: `${id}.bitrix24.example`,
+    name: `Portal ${id}`,
+    status: "ACTIVE",
+    defaultAccessMode: "READWRITE",
+    upstream: { kind: "bitrix24", webhookUrl: `https://${id}.bitrix24.example/rest/1/abc/` },
+    requestLimit: 5,
+    createdBy,
+    createdAt: T0,
+    ...over,
+  };
+}
+
+function admin(portal: Portal, userId = portal.createdBy): Membership {
+  return { portalId: portal.id, userId, role: "ADMIN", createdAt: portal.createdAt };
+}
+
+function makeKey(ownerId: string, portalId: string | null, over: Partial<KeyRecord> = {}): KeyRecord {
+  const id = over.id ?? nextId("key");
+  return {
+    id,
+    type: "api",
+    name: `Key ${id}`,
+    ownerId,
+    portalId,
+    digest: `digest-${id}`,
+    keyPrefix: "vibe_live_abc123",
+    keySuffix: "wxyz",
+    scopes: ["crm:read", "tasks:write"],
+    issuedScopes: ["crm:read"],
+    status: "ACTIVE",
+    accessMode: "READWRITE",
+    ipWhitelist: ["10.0.0.1", "2001:db8::1"],
+    rateLimit: 10,
+    expiresAt: null,
+    createdAt: T0,
+    updatedAt: T0,
+    lastUsedAt: null,
+    rotatedFromId: null,
+    rotatedToId: null,
+    version: 1,
+    ...over,
+  };
+}
+
+function makeAudit(over: Partial<AuditEvent> = {}): AuditEvent {
+  return {
+    id: over.id ?? nextId("aud"),
+    at: T0,
+    action: "key.update",
+    actorUserId: null,
+    actorKeyId: null,
+    sourceIp: null,
+    entityType: "key",
+    entityId: "none",
+    portalId: null,
+    before: undefined,
+    after: undefined,
+    ...over,
+  };
+}
+
+function makeNotification(userId: string, over: Partial<Notification> = {}): Notification {
+  return { id: over.id ?? nextId("ntf"), userId, at: T0, kind: "key.expiring", message: "Your key expires soon", data: undefined, readAt: null, ...over };
+}
+
+/** The effects of one change: one audit event about entityId. */
+function auditing(entityId: string, over: Partial<AuditEvent> = {}): Effects {
+  return { audit: [makeAudit({ entityId, ...over })] };
+}
+
+const isConflict = (field: string) => (error: unknown) => {
+  assert.ok(error instanceof StoreConflictError, `expected StoreConflictError, got ${String(error)}`);
+  assert.equal(error.field, field);
+  return true;
+};
+
+export function storeContract(name: string, open: () => Promise<OpenedStore>): void {
+  describe(`store contract: ${name}`, () => {
+    let opened: OpenedStore;
+    let store: Store;
+
+    beforeEach(async () => {
+      opened = await open();
+      store = opened.store;
+    });
+    afterEach(async () => {
+      await opened.cleanup();
+    });
+
+    /** A user, created with no effects. */
+    async function aUser(over: Partial<User> = {}): Promise<User> {
+      const u = makeUser(over);
+      await store.createUser(u, NO_EFFECTS);
+      return u;
+    }
+
+    /** A portal (with its creator, created when not given), created with no effects. */
+    async function aPortal(over: Partial<Portal> = {}, creator?: User): Promise<Portal> {
+      const owner = creator ?? (await aUser());
+      const p = makePortal(owner.id, over);
+      await store.createPortal(p, admin(p), NO_EFFECTS);
+      return p;
+    }
+
+    async function aKey(ownerId: string, portalId: string | null, over: Partial<KeyRecord> = {}): Promise<KeyRecord> {
+      const k = makeKey(ownerId, portalId, over);
+      await store.createKey(k, NO_EFFECTS);
+      return k;
+    }
+
+    const auditOf = (entityId: string) => store.listAudit({ entityId, limit: 100 });
+
+    describe("users", () => {
+      test("round trip; the email is kept lower-cased and found in any case", async () => {
+        assert.equal(await store.countUsers(), 0);
+        const u = makeUser({ email: "Alice.Smith@Example.COM", name: "Алиса Smith", role: "owner", createdAt: FAR_FUTURE });
+        await store.createUser(u, NO_EFFECTS);
+        const expected = { ...u, email: "alice.smith@example.com" };
+        assert.deepEqual(await store.getUser(u.id), expected);
+        assert.deepEqual(await store.getUserByEmail("alice.smith@example.com"), expected);
+        assert.deepEqual(await store.getUserByEmail("ALICE.SMITH@EXAMPLE.COM"), expected);
+        assert.equal(await store.countUsers(), 1);
+        await aUser({ role: "staff" });
+        assert.equal(await store.countUsers(), 2);
+      });
+
+      test("unknown id or email: undefined", async () => {
+        assert.equal(await store.getUser("nobody"), undefined);
+        assert.equal(await store.getUserByEmail("nobody@example.com"), undefined);
+      });
+
+      test("the audit event and notification are written with the user", async () => {
+        const u = makeUser();
+        const event = makeAudit({ action: "user.create", entityType: "user", entityId: u.id, actorUserId: u.id, sourceIp: "192.0.2.1", after: { email: u.email } });
+        const welcome = makeNotification(u.id, { kind: "welcome", data: { first: true } });
+        await store.createUser(u, { audit: [event], notifications: [welcome] });
+        assert.deepEqual(await auditOf(u.id), [event]);
+        assert.deepEqual(await store.listNotifications(u.id, 10), [welcome]);
+      });
+
+      test("a taken email (in any case) is a conflict on email, and nothing of the attempt is stored", async () => {
+        const first = await aUser({ email: "bob@example.com" });
+        const second = makeUser({ email: "BOB@example.com" });
+        await assert.rejects(
+          store.createUser(second, {
+            audit: [makeAudit({ action: "user.create", entityType: "user", entityId: second.id })],
+            notifications: [makeNotification(first.id)],
+          }),
+          isConflict("email"),
+        );
+        assert.equal(await store.getUser(second.id), undefined);
+        assert.equal(await store.countUsers(), 1);
+        assert.deepEqual(await auditOf(second.id), []);
+        assert.deepEqual(await store.listNotifications(first.id, 10), []);
+        assert.equal((await store.getUserByEmail("bob@example.com"))?.id, first.id);
+      });
+
+      test("a failing effect rolls the user back", async () => {
+        const existing = makeAudit();
+        await store.createUser(makeUser(), { audit: [existing] });
+        const u = makeUser();
+        await assert.rejects(store.createUser(u, { audit: [makeAudit({ id: existing.id, entityId: u.id })] }));
+        assert.equal(await store.getUser(u.id), undefined);
+        assert.equal(await store.countUsers(), 1);
+      });
+    });
+
+    describe("portals", () => {
+      test("round trip of every field, and the creator becomes a member", async () => {
+        const owner = await aUser();
+        const variants: Partial<Portal>[] = [
+          { upstream: { kind: "bitrix24", webhookUrl: "https://x.bitrix24.example/rest/1/secret/" }, requestLimit: 2.5 },
+          { upstream: { kind: "sandbox" }, status: "DISABLED", defaultAccessMode: "READONLY" },
+          { upstream: { kind: "http", baseUrl: "http://127.0.0.1:9000/api" }, createdAt: FAR_FUTURE },
+          { upstream: null, requestLimit: null, name: "Не связан ✓" },
+        ];
+        for (const over of variants) {
+          const p = makePortal(owner.id, over);
+          await store.createPortal(p, admin(p), NO_EFFECTS);
+          assert.deepEqual(await store.getPortal(p.id), p);
+          assert.deepEqual(await store.getMember(p.id, owner.id), admin(p));
+        }
+        assert.equal(await store.getPortal("nope"), undefined);
+      });
+
+      test("the audit event is written with the portal", async () => {
+        const owner = await aUser();
+        const p = makePortal(owner.id);
+        const effects = auditing(p.id, { action: "portal.create", entityType: "portal", portalId: p.id, after: p });
+        await store.createPortal(p, admin(p), effects);
+        assert.deepEqual(await auditOf(p.id), effects.audit);
+      });
+
+      test("a taken domain is a conflict on domain; neither portal, membership nor audit is stored", async () => {
+        const taken = await aPortal({ domain: "shop.bitrix24.example" });
+        const other = await aUser();
+        const p = makePortal(other.id, { domain: "shop.bitrix24.example" });
+        await assert.rejects(
+          store.createPortal(p, admin(p), auditing(p.id, { action: "portal.create", entityType: "portal", portalId: p.id })),
+          isConflict("domain"),
+        );
+        assert.equal(await store.getPortal(p.id), undefined);
+        assert.equal(await store.getMember(p.id, other.id), undefined);
+        assert.deepEqual(await store.listPortalsForUser(other.id), []);
+        assert.deepEqual(await auditOf(p.id), []);
+        assert.equal((await store.getPortal(taken.id))?.domain, "shop.bitrix24.example");
+      });
+
+      test("updatePortal applies the patch, keeps the rest, writes its audit; unknown id: undefined and no audit", async () => {
+        const p = await aPortal();
+        const patched = await store.updatePortal(
+          p.id,
+          { name: "Renamed", status: "DISABLED", defaultAccessMode: "READONLY", upstream: { kind: "sandbox" }, requestLimit: null },
+          auditing(p.id, { action: "portal.update", entityType: "portal" }),
+        );
+        const expected: Portal = { ...p, name: "Renamed", status: "DISABLED", defaultAccessMode: "READONLY", upstream: { kind: "sandbox" }, requestLimit: null };
+        assert.deepEqual(patched, expected);
+        assert.deepEqual(await store.getPortal(p.id), expected);
+        assert.equal((await auditOf(p.id)).length, 1);
+
+        const unlinked = await store.updatePortal(p.id, { upstream: null }, NO_EFFECTS);
+        assert.deepEqual(unlinked, { ...expected, upstream: null });
+        assert.deepEqual(await store.updatePortal(p.id, {}, NO_EFFECTS), { ...expected, upstream: null });
+
+        assert.equal(await store.updatePortal("nope", { name: "x" }, auditing("nope")), undefined);
+        assert.deepEqual(await auditOf("nope"), []);
+      });
+
+      test("listPortalsForUser: the user's portals with their role, oldest first", async () => {
+        const u = await aUser();
+        const stranger = await aUser();
+        const own = await aPortal({ createdAt: T0 + 2 }, u);
+        const joined = await aPortal({ createdAt: T0 + 1 });
+        await aPortal({ createdAt: T0 });
+        await store.putMember({ portalId: joined.id, userId: u.id, role: "MEMBER", createdAt: T0 + 5 }, NO_EFFECTS);
+        assert.deepEqual(await store.listPortalsForUser(u.id), [
+          { ...joined, role: "MEMBER" },
+          { ...own, role: "ADMIN" },
+        ]);
+        assert.deepEqual(await store.listPortalsForUser(stranger.id), []);
+      });
+    });
+
+    describe("members", () => {
+      test("put adds, put again changes the role (keeping createdAt), remove removes once", async () => {
+        const p = await aPortal();
+        const u = await aUser();
+        const m: Membership = { portalId: p.id, userId: u.id, role: "MEMBER", createdAt: T0 + 10 };
+        await store.putMember(m, auditing(u.id, { action: "member.add", entityType: "member", portalId: p.id }));
+        assert.deepEqual(await store.getMember(p.id, u.id), m);
+        assert.deepEqual(await store.listMembers(p.id), [admin(p), m]);
+
+        await store.putMember({ ...m, role: "ADMIN", createdAt: T0 + 99 }, auditing(u.id, { action: "member.update", entityType: "member" }));
+        assert.deepEqual(await store.getMember(p.id, u.id), { ...m, role: "ADMIN" });
+        assert.deepEqual(
+          (await store.listPortalsForUser(u.id)).map((x) => [x.id, x.role]),
+          [[p.id, "ADMIN"]],
+        );
+
+        assert.equal(await store.removeMember(p.id, u.id, auditing(u.id, { action: "member.remove", entityType: "member" })), true);
+        assert.equal(await store.getMember(p.id, u.id), undefined);
+        assert.deepEqual(await store.listMembers(p.id), [admin(p)]);
+        assert.deepEqual(await store.listPortalsForUser(u.id), []);
+        assert.deepEqual((await auditOf(u.id)).map((e) => e.action).sort(), ["member.add", "member.remove", "member.update"]);
+
+        assert.equal(await store.removeMember(p.id, u.id, auditing(u.id, { action: "member.remove.again" })), false);
+        assert.equal((await auditOf(u.id)).length, 3, "no audit for a removal that did not happen");
+        assert.equal(await store.getMember("nope", u.id), undefined);
+        assert.deepEqual(await store.listMembers("nope"), []);
+      });
+    });
+
+    describe("keys", () => {
+      test("round trip of every field, by id and by digest", async () => {
+        const u = await aUser();
+        const p = await aPortal();
+        const full = makeKey(u.id, p.id, {
+          scopes: ["crm:read", "crm:write", "user:admin"],
+          issuedScopes: [],
+          ipWhitelist: [],
+          accessMode: "READONLY",
+          status: "REVOKED",
+          rateLimit: 0.5,
+          expiresAt: FAR_FUTURE,
+          createdAt: FAR_FUTURE - 2,
+          updatedAt: FAR_FUTURE - 1,
+          lastUsedAt: FAR_FUTURE,
+          rotatedFromId: "key_gone",
+          rotatedToId: "key_next",
+          version: 7,
+          name: "Ключ «prod» \"quoted\" 'single'",
+        });
+        const bare = makeKey(u.id, null, { type: "management", scopes: [], issuedScopes: [], ipWhitelist: [], rateLimit: null, expiresAt: null });
+        for (const k of [full, bare]) {
+          await store.createKey(k, NO_EFFECTS);
+          assert.deepEqual(await store.getKey(k.id), k);
+          assert.deepEqual(await store.getKeyByDigest(k.digest), k);
+        }
+        assert.equal(await store.getKey("nope"), undefined);
+        assert.equal(await store.getKeyByDigest("nope"), undefined);
+      });
+
+      test("the audit event and notification are written with the key", async () => {
+        const u = await aUser();
+        const k = makeKey(u.id, null);
+        const effects: Effects = { ...auditing(k.id, { action: "key.create", after: { name: k.name } }), notifications: [makeNotification(u.id, { data: { keyId: k.id } })] };
+        await store.createKey(k, effects);
+        assert.deepEqual(await auditOf(k.id), effects.audit);
+        assert.deepEqual(await store.listNotifications(u.id, 10), effects.notifications);
+      });
+
+      test("a taken digest is a conflict on digest; unknown owner or portal is refused; nothing partial is stored", async () => {
+        const u = await aUser();
+        const k = await aKey(u.id, null);
+        const dup = makeKey(u.id, null, { digest: k.digest });
+        await assert.rejects(store.createKey(dup, auditing(dup.id)), isConflict("digest"));
+        assert.equal(await store.getKey(dup.id), undefined);
+        assert.deepEqual(await auditOf(dup.id), []);
+
+        const orphan = makeKey("no-such-user", null);
+        await assert.rejects(store.createKey(orphan, auditing(orphan.id)));
+        const homeless = makeKey(u.id, "no-such-portal");
+        await assert.rejects(store.createKey(homeless, auditing(homeless.id)));
+        assert.equal(await store.getKey(orphan.id), undefined);
+        assert.equal(await store.getKey(homeless.id), undefined);
+        assert.deepEqual(await auditOf(orphan.id), []);
+        assert.deepEqual(await auditOf(homeless.id), []);
+      });
+
+      test("updateKey applies the patch, bumps version and updatedAt, writes its audit", async () => {
+        const u = await aUser();
+        const p = await aPortal();
+        const k = await aKey(u.id, p.id, { expiresAt: T0 + 1000, version: 3 });
+        const patch: KeyPatch = {
+          name: "renamed",
+          scopes: ["tasks:read"],
+          issuedScopes: ["tasks:read", "crm:read"],
+          status: "REVOKED",
+          accessMode: "READONLY",
+          ipWhitelist: ["127.0.0.1"],
+          rateLimit: null,
+          expiresAt: null,
+          rotatedToId: "key_x",
+        };
+        const updated = await store.updateKey(k.id, patch, FAR_FUTURE, auditing(k.id, { action: "key.update" }));
+        const expected: KeyRecord = { ...k, ...patch, updatedAt: FAR_FUTURE, version: 4 };
+        assert.deepEqual(updated, expected);
+        assert.deepEqual(await store.getKey(k.id), expected);
+        assert.deepEqual(await store.getKeyByDigest(k.digest), expected);
+        assert.equal((await auditOf(k.id)).length, 1);
+
+        const again = await store.updateKey(k.id, { rateLimit: 3, expiresAt: T0 + 5 }, FAR_FUTURE + 1, NO_EFFECTS);
+        assert.deepEqual(again, { ...expected, rateLimit: 3, expiresAt: T0 + 5, updatedAt: FAR_FUTURE + 1, version: 5 });
+        const empty = await store.updateKey(k.id, {}, T0 + 7, NO_EFFECTS);
+        assert.deepEqual(empty, { ...expected, rateLimit: 3, expiresAt: T0 + 5, updatedAt: T0 + 7, version: 6 });
+      });
+
+      test("updateKey of an unknown id: undefined, and no audit", async () => {
+        assert.equal(await store.updateKey("nope", { name: "x" }, T0, auditing("nope")), undefined);
+        assert.deepEqual(await auditOf("nope"), []);
+      });
+
+      test("updateKey whose effects fail leaves the key as it was", async () => {
+        const u = await aUser();
+        const k = await aKey(u.id, null);
+        const existing = makeAudit();
+        await store.updateKey(k.id, { name: "one" }, T0 + 1, { audit: [existing] });
+        await assert.rejects(store.updateKey(k.id, { name: "two" }, T0 + 2, { audit: [makeAudit({ id: existing.id })] }));
+        assert.deepEqual(await store.getKey(k.id), { ...k, name: "one", updatedAt: T0 + 1, version: 2 });
+      });
+
+      test("rotateKey creates the replacement and patches the old key together", async () => {
+        const u = await aUser();
+        const p = await aPortal();
+        const old = await aKey(u.id, p.id, { lastUsedAt: T0 + 3 });
+        const next = makeKey(u.id, p.id, { rotatedFromId: old.id, createdAt: T0 + 10, updatedAt: T0 + 10 });
+        const effects = auditing(old.id, { action: "key.rotate", after: { rotatedToId: next.id } });
+        const result = await store.rotateKey(old.id, { status: "REVOKED", rotatedToId: next.id }, next, T0 + 10, effects);
+        const oldAfter: KeyRecord = { ...old, status: "REVOKED", rotatedToId: next.id, updatedAt: T0 + 10, version: old.version + 1 };
+        assert.deepEqual(result, oldAfter);
+        assert.deepEqual(await store.getKey(old.id), oldAfter);
+        assert.deepEqual(await store.getKey(next.id), next);
+        assert.deepEqual(await store.getKeyByDigest(next.digest), next);
+        assert.deepEqual(await auditOf(old.id), effects.audit);
+      });
+
+      test("rotateKey refuses a key rotated already, even when two rotations race", async () => {
+        const u = await aUser();
+        const old = await aKey(u.id, null);
+        const a = makeKey(u.id, null, { rotatedFromId: old.id });
+        const b = makeKey(u.id, null, { rotatedFromId: old.id });
+        const results = await Promise.allSettled([
+          store.rotateKey(old.id, { rotatedToId: a.id }, a, T0 + 1, auditing(old.id)),
+          store.rotateKey(old.id, { rotatedToId: b.id }, b, T0 + 1, auditing(old.id)),
+        ]);
+        assert.equal(results.filter((r) => r.status === "fulfilled").length, 1);
+        const lost = results.find((r) => r.status === "rejected") as PromiseRejectedResult;
+        assert.ok(isConflict("rotatedToId")(lost.reason));
+        const winner = (await store.getKey(old.id))!.rotatedToId;
+        const loser = winner === a.id ? b : a;
+        assert.equal(await store.getKey(loser.id), undefined);
+        assert.equal((await auditOf(old.id)).length, 1);
+      });
+
+      test("rotateKey is all or nothing", async () => {
+        const u = await aUser();
+        const old = await aKey(u.id, null);
+        const other = await aKey(u.id, null);
+
+        // The replacement cannot be stored (taken digest): the old key is not patched.
+        const clash = makeKey(u.id, null, { digest: other.digest, rotatedFromId: old.id });
+        await assert.rejects(store.rotateKey(old.id, { status: "REVOKED", rotatedToId: clash.id }, clash, T0 + 1, auditing(old.id)), isConflict("digest"));
+        // The effects cannot be stored: neither the replacement nor the patch is.
+        const existing = makeAudit();
+        await store.createUser(makeUser(), { audit: [existing] });
+        const next = makeKey(u.id, null, { rotatedFromId: old.id });
+        await assert.rejects(store.rotateKey(old.id, { status: "REVOKED", rotatedToId: next.id }, next, T0 + 2, { audit: [makeAudit({ id: existing.id })] }));
+        // The old key does not exist: undefined, nothing is created.
+        const lost = makeKey(u.id, null, { rotatedFromId: "nope" });
+        assert.equal(await store.rotateKey("nope", { status: "REVOKED" }, lost, T0 + 3, auditing("nope")), undefined);
+
+        assert.deepEqual(await store.getKey(old.id), old);
+        assert.equal(await store.getKey(clash.id), undefined);
+        assert.equal(await store.getKey(next.id), undefined);
+        assert.equal(await store.getKey(lost.id), undefined);
+        assert.deepEqual(await auditOf(old.id), []);
+        assert.deepEqual(await auditOf("nope"), []);
+        assert.deepEqual(
+          (await store.listKeys({ ownerId: u.id })).map((k) => k.id).sort(),
+          [old.id, other.id].sort(),
+        );
+      });
+
+      test("deleteKey: has_dependents while any remain, then deleted, then not_found", async () => {
+        const u = await aUser();
+        const k = await aKey(u.id, null);
+        await store.addDependent({ keyId: k.id, kind: "server", dependentId: "srv-1", createdAt: T0 });
+        await store.addDependent({ keyId: k.id, kind: "server", dependentId: "srv-2", createdAt: T0 });
+        await store.addDependent({ keyId: k.id, kind: "server", dependentId: "srv-2", createdAt: T0 + 1 }); // again: no-op
+        await store.addDependent({ keyId: k.id, kind: "webhook", dependentId: "srv-1", createdAt: T0 });
+        assert.equal(await store.countDependents(k.id), 3);
+
+        assert.equal(await store.deleteKey(k.id, auditing(k.id, { action: "key.delete" })), "has_dependents");
+        assert.deepEqual(await store.getKey(k.id), k);
+        assert.deepEqual(await auditOf(k.id), [], "no audit for a delete that did not happen");
+
+        await store.removeDependent(k.id, "server", "srv-1");
+        await store.removeDependent(k.id, "server", "srv-2");
+        await store.removeDependent(k.id, "server", "srv-404"); // unknown: no-op
+        assert.equal(await store.countDependents(k.id), 1);
+        assert.equal(await store.deleteKey(k.id, auditing(k.id, { action: "key.delete" })), "has_dependents");
+        await store.removeDependent(k.id, "webhook", "srv-1");
+        assert.equal(await store.countDependents(k.id), 0);
+
+        const effects = auditing(k.id, { action: "key.delete", before: { name: k.name } });
+        assert.equal(await store.deleteKey(k.id, effects), "deleted");
+        assert.equal(await store.getKey(k.id), undefined);
+        assert.equal(await store.getKeyByDigest(k.digest), undefined);
+        assert.deepEqual(await auditOf(k.id), effects.audit);
+
+        assert.equal(await store.deleteKey(k.id, auditing(k.id)), "not_found");
+        assert.equal((await auditOf(k.id)).length, 1);
+      });
+
+      test("a dependent needs an existing key", async () => {
+        await assert.rejects(store.addDependent({ keyId: "nope", kind: "server", dependentId: "s", createdAt: T0 }));
+        assert.equal(await store.countDependents("nope"), 0);
+      });
+
+      test("a deleted key's rotation partner keeps naming it", async () => {
+        const u = await aUser();
+        const old = await aKey(u.id, null);
+        const next = makeKey(u.id, null, { rotatedFromId: old.id });
+        await store.rotateKey(old.id, { status: "REVOKED", rotatedToId: next.id }, next, T0 + 1, NO_EFFECTS);
+        assert.equal(await store.deleteKey(old.id, NO_EFFECTS), "deleted");
+        assert.deepEqual(await store.getKey(next.id), next);
+      });
+
+      test("listKeys filters by portal, owner and type, newest first", async () => {
+        const a = await aUser();
+        const b = await aUser();
+        const p = await aPortal();
+        const q = await aPortal();
+        const k1 = await aKey(a.id, p.id, { createdAt: T0 + 1 });
+        const k2 = await aKey(b.id, p.id, { createdAt: T0 + 3 });
+        const k3 = await aKey(a.id, p.id, { createdAt: T0 + 2, type: "app" });
+        const k4 = await aKey(a.id, q.id, { createdAt: T0 + 5 });
+        const k5 = await aKey(a.id, null, { createdAt: T0 + 4, type: "management" });
+        const ids = async (filter: Parameters<Store["listKeys"]>[0]) => (await store.listKeys(filter)).map((k) => k.id);
+
+        assert.deepEqual(await ids({}), [k4.id, k5.id, k2.id, k3.id, k1.id]);
+        assert.deepEqual(await ids({ portalId: p.id }), [k2.id, k3.id, k1.id]);
+        assert.deepEqual(await ids({ portalId: p.id, ownerId: a.id }), [k3.id, k1.id]);
+        assert.deepEqual(await ids({ portalId: p.id, type: "api" }), [k2.id, k1.id]);
+        assert.deepEqual(await ids({ portalId: p.id, ownerId: a.id, type: "app" }), [k3.id]);
+        assert.deepEqual(await ids({ ownerId: a.id }), [k4.id, k5.id, k3.id, k1.id]);
+        assert.deepEqual(await ids({ ownerId: a.id, type: "management" }), [k5.id]);
+        assert.deepEqual(await ids({ type: "api" }), [k4.id, k2.id, k1.id]);
+        assert.deepEqual(await ids({ portalId: "nope" }), []);
+        assert.deepEqual((await store.listKeys({ portalId: q.id }))[0], k4);
+      });
+
+      test("countKeysByPortal counts keys of one type per portal, 0 for portals without", async () => {
+        const u = await aUser();
+        const p = await aPortal();
+        const q = await aPortal();
+        const r = await aPortal();
+        await aKey(u.id, p.id, { type: "app" });
+        await aKey(u.id, p.id, { type: "app", status: "REVOKED" });
+        await aKey(u.id, p.id, { type: "api" });
+        await aKey(u.id, q.id, { type: "app" });
+        await aKey(u.id, null, { type: "app" });
+        assert.deepEqual(
+          await store.countKeysByPortal([p.id, q.id, r.id, "nope"], "app"),
+          new Map([
+            [p.id, 2],
+            [q.id, 1],
+            [r.id, 0],
+            ["nope", 0],
+          ]),
+        );
+        assert.deepEqual(await store.countKeysByPortal([p.id], "api"), new Map([[p.id, 1]]));
+        assert.deepEqual(await store.countKeysByPortal([], "app"), new Map());
+      });
+
+      test("touchKeys sets last-used times, never moves them back, leaves version alone", async () => {
+        const u = await aUser();
+        const k1 = await aKey(u.id, null);
+        const k2 = await aKey(u.id, null, { lastUsedAt: T0 + 100 });
+        await store.touchKeys(new Map());
+        await store.touchKeys(
+          new Map([
+            [k1.id, FAR_FUTURE],
+            [k2.id, T0 + 50],
+            ["nope", T0],
+          ]),
+        );
+        assert.deepEqual(await store.getKey(k1.id), { ...k1, lastUsedAt: FAR_FUTURE });
+        assert.deepEqual(await store.getKey(k2.id), k2);
+        await store.touchKeys(new Map([[k2.id, T0 + 200]]));
+        assert.deepEqual(await store.getKeyByDigest(k2.digest), { ...k2, lastUsedAt: T0 + 200 });
+      });
+    });
+
+    describe("audit", () => {
+      test("before and after round-trip any JSON, and absence", async () => {
+        const values: unknown[] = [undefined, null, 0, -1.5, "text", true, [], [1, "two", null], { nested: { list: [{ a: 1 }], empty: {} }, s: "ü\n\"" }];
+        const events = values.map((v, i) => makeAudit({ entityId: "json", at: T0 + i, before: v, after: values[values.length - 1 - i] }));
+        await store.createUser(makeUser(), { audit: events });
+        assert.deepEqual(await auditOf("json"), [...events].reverse());
+      });
+
+      test("every field round-trips, including large times", async () => {
+        const event = makeAudit({
+          at: FAR_FUTURE,
+          action: "portal.update",
+          actorUserId: "usr_actor",
+          actorKeyId: "key_actor",
+          sourceIp: "2001:db8::7",
+          entityType: "portal",
+          entityId: "prt_e",
+          portalId: "prt_e",
+          before: { name: "a" },
+          after: { name: "b" },
+        });
+        await store.createUser(makeUser(), { audit: [event] });
+        assert.deepEqual(await store.listAudit({ limit: 1 }), [event]);
+      });
+
+      test("listAudit: newest first, by portal, by entity, before a time, limited", async () => {
+        const events = [
+          makeAudit({ at: T0 + 1, portalId: "p1", entityId: "k1" }),
+          makeAudit({ at: T0 + 2, portalId: "p1", entityId: "k2" }),
+          makeAudit({ at: T0 + 3, portalId: "p2", entityId: "k1" }),
+          makeAudit({ at: T0 + 4, portalId: null, entityId: "u1", entityType: "user" }),
+          makeAudit({ at: T0 + 5, portalId: "p1", entityId: "k1" }),
+        ];
+        await store.createUser(makeUser(), { audit: [events[2]!, events[0]!, events[4]!, events[1]!, events[3]!] });
+        const at = (list: AuditEvent[]) => list.map((e) => e.at - T0);
+
+        assert.deepEqual(at(await store.listAudit({ limit: 100 })), [5, 4, 3, 2, 1]);
+        assert.deepEqual(at(await store.listAudit({ limit: 2 })), [5, 4]);
+        assert.deepEqual(at(await store.listAudit({ limit: 2, before: T0 + 4 })), [3, 2]);
+        assert.deepEqual(at(await store.listAudit({ limit: 100, portalId: "p1" })), [5, 2, 1]);
+        assert.deepEqual(at(await store.listAudit({ limit: 100, entityId: "k1" })), [5, 3, 1]);
+        assert.deepEqual(at(await store.listAudit({ limit: 100, portalId: "p1", entityId: "k1" })), [5, 1]);
+        assert.deepEqual(at(await store.listAudit({ limit: 1, portalId: "p1", entityId: "k1", before: T0 + 5 })), [1]);
+        assert.deepEqual(at(await store.listAudit({ limit: 100, entityId: "k1", before: T0 + 3 })), [1]);
+        assert.deepEqual(at(await store.listAudit({ limit: 100, portalId: "p1", before: T0 + 1 })), []);
+        assert.deepEqual(await store.listAudit({ limit: 0 }), []);
+        assert.deepEqual(await store.listAudit({ limit: 100, portalId: "nope" }), []);
+      });
+    });
+
+    describe("notifications", () => {
+      test("listNotifications: the user's, newest first, limited, data round-trips", async () => {
+        const u = await aUser();
+        const other = await aUser();
+        const mine = [
+          makeNotification(u.id, { at: T0 + 1, data: { keyId: "k1", days: [7, 1] } }),
+          makeNotification(u.id, { at: T0 + 3, data: null }),
+          makeNotification(u.id, { at: FAR_FUTURE, kind: "portal.disabled", message: "Портал отключён", data: "text" }),
+          makeNotification(u.id, { at: T0 + 2, readAt: T0 + 9 }),
+        ];
+        await store.createUser(makeUser(), { audit: [], notifications: [...mine, makeNotification(other.id, { at: T0 + 5 })] });
+        assert.deepEqual(await store.listNotifications(u.id, 10), [mine[2], mine[1], mine[3], mine[0]]);
+        assert.deepEqual(await store.listNotifications(u.id, 2), [mine[2], mine[1]]);
+        assert.deepEqual(await store.listNotifications(u.id, 0), []);
+        assert.equal((await store.listNotifications(other.id, 10)).length, 1);
+        assert.deepEqual(await store.listNotifications("nobody", 10), []);
+      });
+
+      test("a notification for an unknown user is refused with its change", async () => {
+        const u = makeUser();
+        await assert.rejects(store.createUser(u, { audit: [], notifications: [makeNotification("nobody")] }));
+        assert.equal(await store.getUser(u.id), undefined);
+      });
+
+      test("markNotificationRead marks only the owner's, once", async () => {
+        const u = await aUser();
+        const other = await aUser();
+        const n = makeNotification(u.id);
+        await store.createUser(makeUser(), { audit: [], notifications: [n] });
+        assert.equal(await store.markNotificationRead(other.id, n.id, T0 + 1), false);
+        assert.equal(await store.markNotificationRead(u.id, "nope", T0 + 1), false);
+        assert.deepEqual(await store.listNotifications(u.id, 10), [n]);
+
+        assert.equal(await store.markNotificationRead(u.id, n.id, T0 + 2), true);
+        assert.deepEqual(await store.listNotifications(u.id, 10), [{ ...n, readAt: T0 + 2 }]);
+        assert.equal(await store.markNotificationRead(u.id, n.id, T0 + 3), true);
+        assert.deepEqual(await store.listNotifications(u.id, 10), [{ ...n, readAt: T0 + 2 }], "the first read time stays");
+      });
+    });
+
+    describe("lifecycle", () => {
+      test("migrate() again changes nothing", async () => {
+        const u = await aUser();
+        await store.migrate();
+        await store.migrate();
+        assert.deepEqual(await store.getUser(u.id), u);
+        assert.equal(await store.countUsers(), 1);
+      });
+
+      test("data survives close and reopen", async () => {
+        const u = await aUser();
+        const p = await aPortal({}, u);
+        const k = await aKey(u.id, p.id, { expiresAt: FAR_FUTURE });
+        await store.addDependent({ keyId: k.id, kind: "server", dependentId: "s1", createdAt: T0 });
+        const event = makeAudit({ entityId: k.id, after: { x: [1] } });
+        const n = makeNotification(u.id, { data: { y: 2 } });
+        await store.updateKey(k.id, { name: "kept" }, T0 + 1, { audit: [event], notifications: [n] });
+        await store.close();
+        await store.close(); // twice is fine
+
+        const again = await opened.reopen();
+        assert.equal(again.dialect, store.dialect);
+        assert.deepEqual(await again.getUser(u.id), u);
+        assert.deepEqual(await again.getPortal(p.id), p);
+        assert.deepEqual(await again.listMembers(p.id), [admin(p)]);
+        assert.deepEqual(await again.getKeyByDigest(k.digest), { ...k, name: "kept", updatedAt: T0 + 1, version: 2 });
+        assert.equal(await again.countDependents(k.id), 1);
+        assert.deepEqual(await again.listAudit({ limit: 10 }), [event]);
+        assert.deepEqual(await again.listNotifications(u.id, 10), [n]);
+      });
+    });
+  });
+}

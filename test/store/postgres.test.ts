@@ -1,0 +1,95 @@
+/**
+ * The store contract on PostgreSQL: each test gets its own schema (kg_test_<random>); all are
+ * dropped when the file's tests are done. Needs the database of postgresUrl(); skipped when it is unreachable, failing
+ * instead under CI=true.
+ */
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { after, describe, test } from "node:test";
+import pg from "pg";
+import { type Store, openPostgresStore, openStore } from "../../src/store/index.ts";
+import { postgresUrl, probePostgres, redactUrl, requireService } from "../support/services.ts";
+import { storeContract } from "./contract.ts";
+
+const url = postgresUrl();
+
+async function dropSchemas(schemas: string[]): Promise<void> {
+  if (schemas.length === 0) return;
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(`DROP SCHEMA IF EXISTS ${schemas.join(", ")} CASCADE`);
+  } finally {
+    await client.end();
+  }
+}
+
+const newSchema = () => `kg_test_${randomBytes(6).toString("hex")}`;
+
+if (await requireService("store contract: postgres", `PostgreSQL at ${redactUrl(url)}`, () => probePostgres(url))) {
+  // Migrating a fresh schema is most of a test's cost, so a few are kept migrated ahead, and the
+  // schemas are dropped together at the end.
+  const schemas: string[] = [];
+  const openMigrated = async (schema: string): Promise<Store> => {
+    const store = await openPostgresStore(url, { schema, max: 4 });
+    await store.migrate();
+    return store;
+  };
+  const fresh = (): Promise<{ schema: string; store: Store }> => {
+    const schema = newSchema();
+    schemas.push(schema);
+    const ready = openMigrated(schema).then((store) => ({ schema, store }));
+    ready.catch(() => {}); // awaited by whoever takes it
+    return ready;
+  };
+  const ahead = [fresh(), fresh(), fresh()];
+  after(async () => {
+    const left = await Promise.allSettled(ahead);
+    for (const r of left) if (r.status === "fulfilled") await r.value.store.close();
+    await dropSchemas(schemas);
+  });
+
+  storeContract("postgres", async () => {
+    ahead.push(fresh());
+    const { schema, store } = await ahead.shift()!;
+    const stores: Store[] = [store];
+    return {
+      store,
+      reopen: async () => {
+        const again = await openMigrated(schema);
+        stores.push(again);
+        return again;
+      },
+      cleanup: async () => {
+        for (const s of stores) await s.close();
+      },
+    };
+  });
+
+  describe("opening the postgres store", () => {
+    test("two stores migrating one schema at once both succeed", async () => {
+      const schema = newSchema();
+      const a = await openPostgresStore(url, { schema });
+      const b = await openPostgresStore(url, { schema });
+      try {
+        await Promise.all([a.migrate(), b.migrate()]);
+        assert.equal(await a.countUsers(), 0);
+        assert.equal(await b.countUsers(), 0);
+      } finally {
+        await a.close();
+        await b.close();
+        await dropSchemas([schema]);
+      }
+    });
+
+    test("a schema name that is not a plain identifier is refused", async () => {
+      await assert.rejects(openPostgresStore(url, { schema: "x; DROP TABLE users" }), /schema name/);
+      await assert.rejects(openPostgresStore(url, { schema: "Upper" }), /schema name/);
+    });
+
+    test("openStore picks PostgreSQL for a postgres:// URL", async () => {
+      // Only the choice is checked: an unreachable port fails fast with a connection error, not a SQLite store.
+      await assert.rejects(openStore({ dataDir: ":memory:", databaseUrl: "postgresql://postgres@127.0.0.1:1/none" }), /ECONNREFUSED|connect/);
+    });
+  });
+}

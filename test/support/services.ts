@@ -1,0 +1,67 @@
+/**
+ * External services that some tests need (PostgreSQL), and what a suite does when one is not
+ * there: under CI (CI=true) it fails, saying what is missing; elsewhere it is skipped, with the
+ * reason both in the test report and on stdout.
+ */
+import { test } from "node:test";
+import pg from "pg";
+
+/** The PostgreSQL database tests may use: KEYGATE_TEST_DATABASE_URL, else the local default. */
+export function postgresUrl(): string {
+  return process.env["KEYGATE_TEST_DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/test";
+}
+
+/** The URL without its password, for messages. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password !== "") u.password = "***";
+    return u.toString();
+  } catch {
+    return "(unparsable URL)";
+  }
+}
+
+/** Resolves when PostgreSQL at url answers SELECT 1 within timeoutMs; rejects otherwise. */
+export async function probePostgres(url: string, timeoutMs = 2000): Promise<void> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: timeoutMs, query_timeout: timeoutMs });
+  client.on("error", () => {});
+  try {
+    await client.connect();
+    await client.query("SELECT 1");
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+function isCI(): boolean {
+  const ci = process.env["CI"];
+  return ci === "true" || ci === "1";
+}
+
+/**
+ * Whether the service answers. When it does not, registers what stands in for the suite: under
+ * CI a failing test named after the suite, elsewhere a skipped suite (reason printed too).
+ *
+ *     if (await requireService("store: postgres", "PostgreSQL at " + redactUrl(url), () => probePostgres(url))) {
+ *       describe("store: postgres", () => { … });
+ *     }
+ */
+export async function requireService(suite: string, service: string, probe: () => Promise<void>): Promise<boolean> {
+  try {
+    await probe();
+    return true;
+  } catch (error) {
+    const why = error instanceof Error ? error.message || error.name : String(error);
+    const reason = `${service} is not reachable (${why})`;
+    if (isCI()) {
+      test(suite, () => {
+        throw new Error(`${reason}; CI=true, so this fails instead of skipping. Start the service or set its URL.`);
+      });
+    } else {
+      console.log(`# skipping ${suite}: ${reason}`);
+      test(suite, { skip: reason }, () => {});
+    }
+    return false;
+  }
+}
