@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { type Io, UsageError } from "./io.ts";
+import { registerOperator } from "./operator.ts";
 import { registerScopes } from "./scopes.ts";
 import { registerServe } from "./serve.ts";
 
@@ -18,6 +19,7 @@ const program = new Command("keygate")
   .exitOverride()
   .showHelpAfterError();
 registerScopes(program, io);
+registerOperator(program, io);
 registerServe(program, io);
 
 try {

@@ -1,32 +1,60 @@
 import type { Command } from "commander";
-import { DEFAULT_PROFILE } from "../profiles/index.ts";
-import { type Io, UsageError, openProfile } from "./io.ts";
+import { type Io, UsageError } from "./io.ts";
+import { DEFAULT_OWNER_EMAIL, type Instance, initInstance, isInitialised, openInstance } from "./setup.ts";
 
 export function registerServe(program: Command, io: Io): void {
   program
     .command("serve")
-    .description("start the keygate HTTP server")
+    .description("start the keygate HTTP server (sets up an empty data directory first)")
     .option("--port <port>", "TCP port (0 picks a free one)", "8080")
     .option("--host <host>", "address to listen on", "127.0.0.1")
-    .option("--profile <profile>", "built-in profile name or path to a profile JSON file", DEFAULT_PROFILE)
-    .action(async (opts: { port: string; host: string; profile: string }) => {
+    .option("--data-dir <dir>", "data directory (default: $KEYGATE_DATA_DIR or ./data)")
+    .option("--database <url>", "PostgreSQL URL instead of the embedded SQLite (default: $KEYGATE_DATABASE_URL)")
+    .option("--profile <profile>", "built-in profile name or path to a profile JSON file (default: vibecode, or the data directory's)")
+    .option("--trust-proxy <addresses>", "comma-separated proxy addresses whose X-Forwarded-For is believed")
+    .option("--public-url <url>", "base URL clients use, for self-descriptions (default: from each request)")
+    .action(async (opts: { port: string; host: string; dataDir?: string; database?: string; profile?: string; trustProxy?: string; publicUrl?: string }) => {
       const port = Number(opts.port);
       if (!/^\d+$/.test(opts.port) || port > 65535) {
         throw new UsageError("USAGE", [{ scope: "", code: "USAGE", message: `--port must be a whole number from 0 to 65535, not "${opts.port}"` }]);
       }
-      const profile = openProfile(opts.profile);
+      let instance: Instance;
+      let firstStart: { managementKey: string | null } | undefined;
+      if (isInitialised(opts)) instance = await openInstance(opts);
+      else {
+        const init = await initInstance({ ...opts, ownerEmail: DEFAULT_OWNER_EMAIL });
+        instance = init.instance;
+        firstStart = { managementKey: init.managementKey };
+      }
       // Loaded here so that the other commands start without the HTTP stack.
       const { buildServer } = await import("../gateway/server.ts");
-      const app = buildServer({ profile, logger: true });
+      const app = buildServer({
+        profile: instance.kg.profile,
+        store: instance.kg.store,
+        serverSecret: instance.kg.serverSecret,
+        logger: true,
+        trustProxy: opts.trustProxy?.split(",").map((s) => s.trim()).filter(Boolean),
+        publicUrl: opts.publicUrl,
+      });
+      app.addHook("onClose", () => instance.close());
       try {
         await app.listen({ port, host: opts.host });
       } catch (e) {
         io.err(`keygate: cannot listen on ${opts.host}:${port}: ${(e as Error).message}`);
+        await app.close();
         io.exit(1);
       }
       const address = app.server.address();
       const bound = typeof address === "object" && address ? address.port : port;
-      io.out(`keygate listening on http://${opts.host.includes(":") ? `[${opts.host}]` : opts.host}:${bound} (profile ${profile.id})`);
+      const url = `http://${opts.host.includes(":") ? `[${opts.host}]` : opts.host}:${bound}`;
+      if (firstStart) {
+        io.out(`keygate set up ${instance.dataDir} with an owner account (${DEFAULT_OWNER_EMAIL}).`);
+        if (firstStart.managementKey) {
+          io.out(`Owner's management key (shown once, store it now): ${firstStart.managementKey}`);
+          io.out(`Try it: curl -H "X-Api-Key: ${firstStart.managementKey}" ${url}/v1/me`);
+        }
+      }
+      io.out(`keygate listening on ${url} (profile ${instance.kg.profile.id}, data ${instance.dataDir})`);
       const stop = () => void app.close().then(() => io.exit(0));
       process.once("SIGINT", stop);
       process.once("SIGTERM", stop);

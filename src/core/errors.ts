@@ -1,23 +1,82 @@
 /**
- * The error catalog: every code keygate answers with, its HTTP status and a message a
- * person can act on. Profiles name codes from here (or declare their own in `errorCodes`).
+ * The error catalog: every code keygate answers with, its HTTP status, a message a person can
+ * act on and, where one helps, a hint. Profiles name codes from here (or declare their own in
+ * `errorCodes`). docs/errors.md lists them.
  */
 export interface ErrorDef {
   status: number;
   message: string;
+  hint?: string;
 }
 
 export const ERRORS = {
+  MISSING_API_KEY: { status: 401, message: "No API key: send it in the X-Api-Key header.", hint: "X-Api-Key: <key>, or Authorization: Bearer <key> for API and management keys." },
+  INVALID_API_KEY: { status: 401, message: "The API key is not valid: it is malformed, mistyped, or does not exist." },
+  KEY_INACTIVE: { status: 401, message: "The key is revoked.", hint: "Re-activate it (PATCH /v1/keys/:id {\"status\":\"ACTIVE\"}) or create a new one." },
+  KEY_EXPIRED: { status: 401, message: "The key has expired.", hint: "Create or rotate a key; set a later expiresAt ahead of time for server integrations." },
+  TOKEN_MISSING: {
+    status: 401,
+    message: "This endpoint acts on behalf of a user: an authorization key (vibe_app_) needs a session token in Authorization: Bearer.",
+    hint: "Go through the OAuth flow (GET /v1/oauth/authorize → POST /v1/oauth/token), or use a personal API key (vibe_api_) for background work.",
+  },
+  INVALID_SESSION: {
+    status: 401,
+    message: "The session token is not valid or has expired.",
+    hint: "Authorization keys (vibe_app_) go in X-Api-Key; Authorization: Bearer carries a session token from the OAuth flow.",
+  },
+  AMBIGUOUS_CREDENTIALS: { status: 400, message: "X-Api-Key and Authorization: Bearer carry two different keys: send one." },
+  IP_NOT_ALLOWED: { status: 403, message: "The request comes from an address outside the key's allowed-IP list." },
   SCOPE_DENIED: { status: 403, message: "The key lacks a scope this endpoint requires." },
   INSUFFICIENT_SCOPE: { status: 403, message: "The key lacks a scope this endpoint requires." },
   BITRIX_ACCESS_DENIED: {
     status: 403,
-    message: "The key was issued without this Bitrix24 scope. Scopes added after issue take effect only when the key is reissued.",
+    message: "The key was issued without this Bitrix24 scope: scopes added after issue take effect only when the key is reissued.",
+    hint: "Rotate the key (POST /v1/keys/:id/rotate) to put the scopes it shows into effect.",
   },
   MANAGEMENT_SCOPE_REQUIRED: { status: 403, message: "The management key lacks the scope this endpoint requires." },
   MANAGEMENT_KEY_NO_ENTITY_ACCESS: { status: 403, message: "Management keys cannot call this endpoint: use an API key (vibe_api_) or an authorization key (vibe_app_)." },
   MANAGEMENT_KEY_REQUIRED: { status: 403, message: "This endpoint needs a management key (vibe_live_)." },
   KEY_TYPE_NOT_ALLOWED: { status: 403, message: "Keys of this type cannot call this endpoint." },
+  WRITE_BLOCKED_READONLY_KEY: { status: 403, message: "Key is in read-only mode. Switch to read+write in /keys to enable writes." },
+  ROUTE_NOT_FOUND: { status: 404, message: "No such endpoint.", hint: "GET /v1/me lists the endpoints this key can call." },
+
+  VALIDATION_ERROR: { status: 400, message: "The request is not valid." },
+  INVALID_JSON: { status: 400, message: "The request body is not valid JSON." },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, message: "Send the body as application/json." },
+  INVALID_SCOPES: { status: 400, message: "Some scopes are not valid; nothing was changed.", hint: "GET /v1/guide, or keygate scopes list, shows the scopes." },
+  MISSING_PORTAL_ID: { status: 400, message: "portalId is required." },
+  PORTAL_NOT_FOUND: { status: 404, message: "No such portal." },
+  NOT_PORTAL_MEMBER: { status: 403, message: "The key owner is not a member of the specified portal." },
+  NOT_PORTAL_ADMIN: { status: 403, message: "Only an administrator of the portal can do this." },
+  PORTAL_NOT_LINKED: { status: 400, message: "The portal is not linked to an upstream: keys cannot be created for it yet.", hint: "Link it: PATCH /v1/portals/:id {\"upstream\": …}." },
+  PORTAL_DOMAIN_TAKEN: { status: 409, message: "A portal with this domain exists already." },
+  LAST_PORTAL_ADMIN: { status: 409, message: "A portal keeps at least one administrator." },
+  USER_NOT_FOUND: { status: 404, message: "No user with this email: an operator adds users with keygate users create." },
+  USER_EXISTS: { status: 409, message: "A user with this email exists already." },
+  NOTIFICATION_NOT_FOUND: { status: 404, message: "No such notification." },
+  KEY_NOT_FOUND: { status: 404, message: "No such key." },
+  KEY_POLICY_READONLY_REQUIRED: { status: 403, message: "The portal's policy lets members create read-only keys only.", hint: "Create the key with accessMode READONLY, or ask a portal administrator." },
+  KEY_HAS_ACTIVE_SERVERS: { status: 409, message: "The key has active servers: delete them first." },
+  KEY_NOT_ACTIVE: { status: 409, message: "Only an active key can be rotated." },
+  KEY_ALREADY_ROTATED: { status: 409, message: "The key was rotated already: rotate its replacement." },
+  NOT_IMPLEMENTED: { status: 501, message: "This endpoint is in the profile's route table, but this keygate does not serve it yet." },
+  PAYLOAD_TOO_LARGE: { status: 413, message: "The request body is too large." },
+  INTERNAL_ERROR: { status: 500, message: "Something went wrong inside keygate; the request id identifies it in the logs." },
 } as const satisfies Record<string, ErrorDef>;
 
 export type ErrorCode = keyof typeof ERRORS;
+
+/** A refusal with a stable code; the gateway turns it into the profile's error envelope. */
+export class KeygateError extends Error {
+  readonly code: ErrorCode;
+  /** The request field at fault (Stripe's `param`). */
+  readonly param: string | undefined;
+  readonly details: Record<string, unknown> | undefined;
+  constructor(code: ErrorCode, options: { message?: string; param?: string; details?: Record<string, unknown> } = {}) {
+    super(options.message ?? ERRORS[code].message);
+    this.name = "KeygateError";
+    this.code = code;
+    this.param = options.param;
+    this.details = options.details;
+  }
+}

@@ -1,24 +1,114 @@
 import { randomUUID } from "node:crypto";
-import Fastify, { type FastifyInstance, LogController } from "fastify";
+import swagger from "@fastify/swagger";
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, LogController } from "fastify";
+import { KeygateError } from "../core/errors.ts";
+import { keyFormat } from "../core/keys/format.ts";
 import type { Profile } from "../core/profile/profile.ts";
+import type { Keygate } from "../manage/context.ts";
+import type { Store } from "../store/store.ts";
+import { authenticator } from "./auth.ts";
+import { type ErrorBody, envelopeFor, errorBody } from "./envelope.ts";
+import { KeyCache } from "./key-cache.ts";
+import { keyRoutes } from "./routes/keys.ts";
+import { meRoutes } from "./routes/me.ts";
+import { portalRoutes } from "./routes/portals.ts";
+import { LastUsed } from "./usage.ts";
 
 export interface ServerOptions {
   profile: Profile;
+  store: Store;
+  /** Part of every key digest; kept outside the database. */
+  serverSecret: string;
   /** Structured logs (pino) to stdout; off in tests. */
   logger?: boolean;
+  /** Addresses of proxies whose X-Forwarded-For is believed (Fastify trustProxy). */
+  trustProxy?: string[];
+  /** The public base URL used in self-descriptions (GET /v1/me); default: from the request. */
+  publicUrl?: string;
+  now?: () => number;
 }
 
-/** The keygate HTTP server. Every response carries X-Request-Id. */
+/** What route handlers share. */
+export interface GatewayContext {
+  kg: Keygate;
+  envelope: ReturnType<typeof envelopeFor>;
+  publicUrl: string | undefined;
+  send(reply: FastifyReply, code: string, extra?: Partial<ErrorBody>): FastifyReply;
+}
+
+/** The keygate HTTP server. Every response carries X-Request-Id; every /v1 request is verified first. */
 export function buildServer(options: ServerOptions): FastifyInstance {
+  const { profile, store, serverSecret } = options;
+  const now = options.now ?? Date.now;
   const app = Fastify({
     logger: options.logger ?? false,
     // Per-request log lines would cost the hot path; request accounting records requests instead.
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => `req_${randomUUID()}`,
+    trustProxy: options.trustProxy && options.trustProxy.length > 0 ? options.trustProxy : false,
+    // Unknown fields are refused, not silently dropped; types are not coerced.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false } },
   });
+  const envelope = envelopeFor(profile);
+  const format = keyFormat(profile.spec.keyTypes);
+  const cache = new KeyCache(profile, store);
+  const lastUsed = new LastUsed(store);
+  const kg: Keygate = { profile, store, serverSecret, format, now, keyChanged: (key) => cache.invalidate(key) };
+  const send = (reply: FastifyReply, code: string, extra: Partial<ErrorBody> = {}) =>
+    reply.code(envelope.def(code).status).send(envelope.error(errorBody(envelope, code, extra), reply.request.id));
+  const ctx: GatewayContext = { kg, envelope, publicUrl: options.publicUrl, send };
+  const auth = authenticator({ profile, format, serverSecret, cache, now, touched: (id, at) => lastUsed.touch(id, at) });
+
   app.addHook("onSend", async (request, reply) => {
     reply.header("x-request-id", request.id);
   });
-  app.get("/healthz", async () => ({ status: "ok", profile: options.profile.id }));
+  app.addHook("onRequest", async (request, reply) => {
+    if (!request.url.startsWith("/v1/")) return;
+    const refusal = await auth.authenticate(request);
+    if (refusal) {
+      const { code, ...extra } = refusal;
+      return send(reply, code, extra);
+    }
+  });
+  app.addHook("onClose", async () => {
+    await lastUsed.close();
+  });
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    if (error instanceof KeygateError) return send(reply, error.code, { message: error.message, param: error.param, details: error.details });
+    if (error.validation) {
+      const first = error.validation[0];
+      const missing = (first?.params as { missingProperty?: string; additionalProperty?: string } | undefined) ?? {};
+      const path = [first?.instancePath.replace(/^\//, "").replace(/\//g, "."), missing.missingProperty ?? missing.additionalProperty].filter(Boolean).join(".");
+      const what = missing.additionalProperty ? `unknown field ${path}` : `${path || error.validationContext}: ${first?.message ?? "invalid"}`;
+      return send(reply, "VALIDATION_ERROR", { message: `${error.validationContext === "querystring" ? "query " : ""}${what}`, param: path || undefined });
+    }
+    if (error.code === "FST_ERR_CTP_INVALID_JSON_BODY" || error.code === "FST_ERR_CTP_EMPTY_JSON_BODY" || error instanceof SyntaxError) return send(reply, "INVALID_JSON");
+    if (error.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") return send(reply, "UNSUPPORTED_MEDIA_TYPE");
+    if (error.code === "FST_ERR_CTP_BODY_TOO_LARGE") return send(reply, "PAYLOAD_TOO_LARGE");
+    request.log.error({ err: error }, "unhandled error");
+    return send(reply, "INTERNAL_ERROR");
+  });
+  app.setNotFoundHandler((request, reply) => {
+    // Reached only by requests the verification passed: the route is the profile's, the handler is not here.
+    if (request.url.startsWith("/v1/")) return send(reply, "NOT_IMPLEMENTED");
+    return send(reply, "ROUTE_NOT_FOUND");
+  });
+
+  app.register(swagger, {
+    openapi: {
+      openapi: "3.1.0",
+      info: { title: `keygate — ${profile.spec.title} profile`, version: "1", description: profile.spec.description },
+      components: { securitySchemes: { apiKey: { type: "apiKey", in: "header", name: "X-Api-Key" }, bearer: { type: "http", scheme: "bearer" } } },
+      security: [{ apiKey: [] }, { bearer: [] }],
+    },
+  });
+  app.get("/healthz", { schema: { hide: true } }, async () => ({ status: "ok", profile: profile.id }));
+  app.register(async (v1) => {
+    meRoutes(v1, ctx);
+    keyRoutes(v1, ctx);
+    portalRoutes(v1, ctx);
+    v1.get("/v1/openapi.json", { schema: { summary: "OpenAPI 3.1 specification of this keygate", tags: ["self"] } }, async () => app.swagger());
+  });
   return app;
 }

@@ -68,6 +68,7 @@ export const atender: ProfileSpec = {
   routes: surfaces.flatMap(([id, , path]) =>
     METHODS.map((method): RouteSpec => ({ method, path: `/api/v1/${path}/*`, resource: id, description: `${method} on the ${id} surface` })),
   ),
+  envelope: "flat",
   errors: {
     insufficientScope: { default: "INSUFFICIENT_SCOPE" },
     keyTypeNotAllowed: { default: "KEY_TYPE_NOT_ALLOWED" },

@@ -107,6 +107,7 @@ export const rogeriq: ProfileSpec = {
     r("PATCH", "/v1/orgs/:orgId/projects/:projectId", "projects", "Update a project"),
     r("DELETE", "/v1/orgs/:orgId/projects/:projectId", "projects", "Delete a project: destructive and cascading", { requires: "projects:admin" }),
   ],
+  envelope: "flat",
   errors: {
     insufficientScope: { default: "INSUFFICIENT_SCOPE" },
     keyTypeNotAllowed: { default: "KEY_TYPE_NOT_ALLOWED" },

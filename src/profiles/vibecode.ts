@@ -106,13 +106,15 @@ export const vibecode: ProfileSpec = {
   title: "VibeCode",
   description: "Bitrix24 gateway: flat Bitrix24 scopes locked at issue, VibeCode platform scopes, management keys.",
   keyTypes: [
-    { id: "api", prefix: "vibe_api_", label: "API key", description: "Bound to one portal; acts as the key owner; no session token." },
+    { id: "api", prefix: "vibe_api_", label: "API key", description: "Bound to one portal; acts as the key owner; no session token.", selfType: "personal" },
     {
       id: "app",
       prefix: "vibe_app_",
       label: "Authorization key",
       description: "Bound to one portal's app; acts for the user of a session token (Authorization: Bearer).",
       reissueGrantsLocked: false,
+      sessionUser: true,
+      selfType: "oauth_app",
     },
     {
       id: "management",
@@ -121,6 +123,7 @@ export const vibecode: ProfileSpec = {
       description: "Not bound to a portal; manages keys, portals and feedback; no Bitrix24 data.",
       readOnlyByMethod: true,
       portalless: true,
+      selfType: "management",
     },
   ],
   groups: [
@@ -181,7 +184,15 @@ export const vibecode: ProfileSpec = {
     { method: "GET", path: "/v1/guide", description: "API reference (filtered by scopes for portal keys, full for management keys)", requires: null },
     { method: "GET", path: "/v1/openapi.json", description: "OpenAPI 3.1 specification", requires: null },
 
+    { method: "GET", path: "/v1/me/notifications", description: "Notifications for the key's owner", requires: null },
+    { method: "POST", path: "/v1/me/notifications/:id/read", description: "Mark a notification read", requires: null },
+
     management("GET", "/v1/portals", "vibe:mgmt:portals", "List your portals"),
+    management("POST", "/v1/portals", "vibe:mgmt:portals", "Create a portal (you become its admin)"),
+    management("PATCH", "/v1/portals/:id", "vibe:mgmt:portals", "Change a portal: default access policy, name, upstream, request limit (admins)"),
+    management("POST", "/v1/portals/:id/members", "vibe:mgmt:portals", "Add a member or change a role (admins)"),
+    management("DELETE", "/v1/portals/:id/members/:userId", "vibe:mgmt:portals", "Remove a member (admins)"),
+    management("GET", "/v1/portals/:id/audit", "vibe:mgmt:portals", "The portal's audit trail (admins)"),
     management("GET", "/v1/keys", "vibe:mgmt:keys", "List the API keys of a portal (portalId query parameter)"),
     management("POST", "/v1/keys", "vibe:mgmt:keys", "Create an API key"),
     management("GET", "/v1/keys/:id", "vibe:mgmt:keys", "One key, without its secret"),

@@ -1,18 +1,22 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 import { keygate, keygateBin, repoRoot } from "./run.ts";
 
 /** Starts `keygate serve` on a free port and resolves with its base URL once it says it listens. */
 async function startServe(...args: string[]) {
-  const child = spawn(process.execPath, [keygateBin, "serve", "--port", "0", ...args], { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
+  const dataDir = args.includes("--data-dir") ? [] : ["--data-dir", mkdtempSync(join(tmpdir(), "keygate-serve-"))];
+  const child = spawn(process.execPath, [keygateBin, "serve", "--port", "0", ...dataDir, ...args], { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   child.stdout.setEncoding("utf8");
   for await (const chunk of child.stdout) {
     output += chunk as string;
-    const m = /keygate listening on (http:\/\/\S+) \(profile (\w+)\)/.exec(output);
-    if (m) return { child, url: m[1]!, profile: m[2]! };
+    const m = /keygate listening on (http:\/\/\S+) \(profile (\w+),/.exec(output);
+    if (m) return { child, url: m[1]!, profile: m[2]!, output };
   }
   throw new Error(`keygate serve exited without listening:\n${output}`);
 }
@@ -31,6 +35,29 @@ describe("keygate serve", () => {
       const [code] = (await once(child, "exit")) as [number | null];
       assert.equal(code, 0);
     }
+  });
+
+  it("on an empty data directory, sets it up and prints the owner's management key and a curl line once", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "keygate-serve-"));
+    const first = await startServe("--data-dir", dataDir);
+    try {
+      const key = /management key \(shown once, store it now\): (vibe_live_\w+)/.exec(first.output)?.[1];
+      assert.ok(key, first.output);
+      const curl = /Try it: curl -H "X-Api-Key: (\S+)" (\S+)/.exec(first.output);
+      assert.equal(curl?.[1], key);
+      const res = await fetch(curl![2]!, { headers: { "X-Api-Key": key } });
+      assert.equal(res.status, 200);
+      const me = (await res.json()) as { success: boolean; data: { type: string; scopes: string[] } };
+      assert.equal(me.data.type, "management");
+      assert.deepEqual(me.data.scopes, ["vibe:mgmt:keys", "vibe:mgmt:portals", "vibe:mgmt:feedback"]);
+    } finally {
+      first.child.kill("SIGTERM");
+      await once(first.child, "exit");
+    }
+    const second = await startServe("--data-dir", dataDir);
+    second.child.kill("SIGTERM");
+    await once(second.child, "exit");
+    assert.doesNotMatch(second.output, /vibe_live_|Try it/);
   });
 
   it("serves another built-in profile with --profile", async () => {

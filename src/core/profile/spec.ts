@@ -15,6 +15,10 @@ export interface KeyTypeSpec {
   description?: string;
   /** Read-only mode blocks by HTTP method instead of by the route's read/write class. */
   readOnlyByMethod?: boolean;
+  /** What GET /v1/me calls this type (VibeCode: personal, oauth_app, management); default: the id. */
+  selfType?: string;
+  /** Acts for the user of a session token sent beside it; routes with `userContext` need one. */
+  sessionUser?: boolean;
   /** Not bound to a portal (VibeCode management keys). */
   portalless?: boolean;
   /**
@@ -118,6 +122,11 @@ export interface ProfileSpec {
     pendingReissue?: string;
     keyTypeNotAllowed: CodeByKeyType;
   };
+  /**
+   * Response envelope: "vibecode" = {success, data} / {success: false, error: {code, message, …}};
+   * "flat" = {data} / {error: message, code, request_id, …} (RogerIQ's shape). Default "vibecode".
+   */
+  envelope?: "vibecode" | "flat";
   /** Extra error codes this profile uses, with their HTTP status. */
   errorCodes?: Record<string, { status: number; message: string }>;
 }

@@ -1,0 +1,129 @@
+import { randomBytes } from "node:crypto";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { keyFormat } from "../core/keys/format.ts";
+import type { Profile } from "../core/profile/profile.ts";
+import type { Keygate } from "../manage/context.ts";
+import { createUser, issueManagementKey } from "../manage/users.ts";
+import { DEFAULT_PROFILE } from "../profiles/index.ts";
+import { openStore } from "../store/index.ts";
+import type { Store } from "../store/store.ts";
+import { UsageError, openProfile } from "./io.ts";
+
+/**
+ * The data directory: `secret` (the server secret, mode 0600, never in the database),
+ * `keygate.json` (the profile it was set up with) and, with the embedded store, `keygate.db`.
+ */
+export interface InstanceOptions {
+  dataDir?: string;
+  database?: string;
+  profile?: string;
+}
+
+export const DEFAULT_OWNER_EMAIL = "owner@keygate.local";
+
+export function dataDirOf(options: InstanceOptions): string {
+  return resolve(options.dataDir ?? process.env.KEYGATE_DATA_DIR ?? "data");
+}
+
+function databaseOf(options: InstanceOptions): string | undefined {
+  return options.database ?? process.env.KEYGATE_DATABASE_URL;
+}
+
+interface InstanceConfig {
+  profile: string;
+  createdAt: string;
+}
+
+function readConfig(dataDir: string): InstanceConfig | undefined {
+  const file = join(dataDir, "keygate.json");
+  return existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as InstanceConfig) : undefined;
+}
+
+/** The server secret: KEYGATE_SECRET (to share it between nodes) or the data directory's file. */
+function readSecret(dataDir: string): string | undefined {
+  if (process.env.KEYGATE_SECRET) return process.env.KEYGATE_SECRET;
+  const file = join(dataDir, "secret");
+  return existsSync(file) ? readFileSync(file, "utf8").trim() : undefined;
+}
+
+function profileFor(options: InstanceOptions, config: InstanceConfig | undefined): Profile {
+  const name = options.profile ?? config?.profile ?? DEFAULT_PROFILE;
+  if (config && options.profile !== undefined && options.profile !== config.profile) {
+    throw new UsageError("USAGE", [{ scope: "", code: "USAGE", message: `this data directory was set up with profile ${config.profile}, not ${options.profile}` }]);
+  }
+  return openProfile(name);
+}
+
+export interface Instance {
+  kg: Keygate;
+  dataDir: string;
+  close(): Promise<void>;
+}
+
+async function open(options: InstanceOptions, profile: Profile, secret: string, dataDir: string): Promise<Instance> {
+  let store: Store;
+  try {
+    store = await openStore({ dataDir, databaseUrl: databaseOf(options) });
+  } catch (e) {
+    throw new UsageError("STORE_UNAVAILABLE", [{ scope: "", code: "STORE_UNAVAILABLE", message: `cannot open the store: ${(e as Error).message}` }]);
+  }
+  const kg: Keygate = { profile, store, serverSecret: secret, format: keyFormat(profile.spec.keyTypes), now: Date.now, keyChanged: () => {} };
+  return { kg, dataDir, close: () => store.close() };
+}
+
+/** Opens a set-up instance; refuses one that `keygate init` has not set up. */
+export async function openInstance(options: InstanceOptions): Promise<Instance> {
+  const dataDir = dataDirOf(options);
+  const config = readConfig(dataDir);
+  const secret = readSecret(dataDir);
+  if (!config || secret === undefined) {
+    throw new UsageError("NOT_INITIALISED", [{ scope: "", code: "NOT_INITIALISED", message: `${dataDir} is not set up: run keygate init --data-dir ${dataDir}` }]);
+  }
+  return open(options, profileFor(options, config), secret, dataDir);
+}
+
+export function isInitialised(options: InstanceOptions): boolean {
+  return readConfig(dataDirOf(options)) !== undefined;
+}
+
+/**
+ * Sets up a data directory: the server secret, the owner account, and (when the profile has a
+ * management key type) the owner's management key with every management scope, whose secret is
+ * returned once. Refuses a set-up directory.
+ */
+export async function initInstance(options: InstanceOptions & { ownerEmail?: string }): Promise<{ instance: Instance; ownerId: string; managementKey: string | null }> {
+  const dataDir = dataDirOf(options);
+  if (readConfig(dataDir)) {
+    throw new UsageError("ALREADY_INITIALISED", [{ scope: "", code: "ALREADY_INITIALISED", message: `${dataDir} is set up already; keygate init runs once per data directory` }]);
+  }
+  const profile = profileFor(options, undefined);
+  const managementType = profile.spec.keyTypes.find((k) => k.portalless);
+  mkdirSync(dataDir, { recursive: true });
+  // The secret is on disk before any digest is computed with it.
+  let secret = readSecret(dataDir);
+  if (secret === undefined) {
+    secret = randomBytes(32).toString("base64url");
+    writeFileSync(join(dataDir, "secret"), `${secret}\n`, { mode: 0o600 });
+    chmodSync(join(dataDir, "secret"), 0o600);
+  }
+  const instance = await open(options, profile, secret, dataDir);
+  try {
+    if ((await instance.kg.store.countUsers()) > 0) {
+      throw new UsageError("ALREADY_INITIALISED", [{ scope: "", code: "ALREADY_INITIALISED", message: "the database has users already: it belongs to another keygate set-up" }]);
+    }
+    const owner = await createUser(instance.kg, null, { email: options.ownerEmail ?? DEFAULT_OWNER_EMAIL, name: "Owner", role: "owner" });
+    // A profile without a management key type (RogerIQ, Atender) has no management API to use one with.
+    let rawKey: string | null = null;
+    if (managementType) {
+      const allManagementScopes = profile.catalog.atoms.filter((a) => a.resource.keyTypes.includes(managementType.id) && !a.resource.reserved).map((a) => a.scope);
+      rawKey = (await issueManagementKey(instance.kg, owner, allManagementScopes, "Owner's management key")).rawKey;
+    }
+    const config: InstanceConfig = { profile: profile.id, createdAt: new Date().toISOString() };
+    writeFileSync(join(dataDir, "keygate.json"), `${JSON.stringify(config, null, 2)}\n`);
+    return { instance, ownerId: owner.id, managementKey: rawKey };
+  } catch (e) {
+    await instance.close();
+    throw e;
+  }
+}

@@ -1,0 +1,78 @@
+import type { Profile } from "../core/profile/profile.ts";
+import type { VerifiedKey } from "../core/verify/decide.ts";
+import type { KeyRecord, Store } from "../store/store.ts";
+
+export interface CachedKey {
+  record: KeyRecord;
+  verified: VerifiedKey;
+}
+
+/**
+ * Keys by digest, so a request on a known key touches no database. Every stored change of a key
+ * invalidates it here before the change is reported, so the very next request sees it. A load
+ * that raced with an invalidation is used for its own request but not cached.
+ */
+export class KeyCache {
+  readonly #profile: Profile;
+  readonly #store: Store;
+  readonly #max: number;
+  readonly #byDigest = new Map<string, CachedKey>();
+  readonly #digestById = new Map<string, string>();
+  #generation = 0;
+
+  constructor(profile: Profile, store: Store, max = 100_000) {
+    this.#profile = profile;
+    this.#store = store;
+    this.#max = max;
+  }
+
+  get size(): number {
+    return this.#byDigest.size;
+  }
+
+  get(digest: string): CachedKey | undefined {
+    return this.#byDigest.get(digest);
+  }
+
+  async load(digest: string): Promise<CachedKey | undefined> {
+    const generation = this.#generation;
+    const record = await this.#store.getKeyByDigest(digest);
+    if (!record) return undefined;
+    const keyType = this.#profile.keyType(record.type);
+    if (!keyType) return undefined;
+    const entry: CachedKey = {
+      record,
+      verified: {
+        id: record.id,
+        name: record.name,
+        status: record.status,
+        expiresAt: record.expiresAt,
+        accessMode: record.accessMode,
+        keyType,
+        ipAllow: record.ipWhitelist.length > 0 ? new Set(record.ipWhitelist) : null,
+        scopes: this.#profile.compileKey(record.type, { scopes: record.scopes, issued: record.issuedScopes }),
+      },
+    };
+    if (generation === this.#generation) {
+      if (this.#byDigest.size >= this.#max) this.#evictOldest();
+      this.#byDigest.set(digest, entry);
+      this.#digestById.set(record.id, digest);
+    }
+    return entry;
+  }
+
+  invalidate(key: { id: string; digest: string }): void {
+    this.#generation++;
+    this.#byDigest.delete(key.digest);
+    const digest = this.#digestById.get(key.id);
+    if (digest !== undefined) this.#byDigest.delete(digest);
+    this.#digestById.delete(key.id);
+  }
+
+  #evictOldest(): void {
+    const oldest = this.#byDigest.entries().next().value;
+    if (!oldest) return;
+    this.#byDigest.delete(oldest[0]);
+    this.#digestById.delete(oldest[1].record.id);
+  }
+}

@@ -1,0 +1,165 @@
+import { Type as T } from "@sinclair/typebox";
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { Route } from "../../core/profile/profile.ts";
+import { decide } from "../../core/verify/decide.ts";
+import { keyStatus } from "../../manage/keys.ts";
+import type { GatewayContext } from "../server.ts";
+import { actorOf } from "./actor.ts";
+
+/** Portal request limit when a portal sets none (seed 003: "about 10 requests per second"). */
+export const DEFAULT_PORTAL_RPS = 10;
+/** Seed 003: 300 requests per minute per source. */
+export const PLATFORM_LIMIT_PER_MINUTE = 300;
+
+function baseUrl(ctx: GatewayContext, request: FastifyRequest): string {
+  return (ctx.publicUrl ?? `${request.protocol}://${request.host}`).replace(/\/$/, "");
+}
+
+/** Every route with what this key meets on it: allowed, or the code it would get (without a session). */
+function endpointsFor(ctx: GatewayContext, request: FastifyRequest) {
+  const { key, clientIp } = request.auth;
+  const now = ctx.kg.now();
+  return ctx.kg.profile.routes.map((route) => {
+    const denial = decide(ctx.kg.profile, key.verified, { method: route.method, route, clientIp, hasSession: false, now });
+    return { route, denial };
+  });
+}
+
+function describe(route: Route, keyTypeIndex: number) {
+  const access = route.access[keyTypeIndex]!;
+  return {
+    method: route.method,
+    path: route.path,
+    description: route.description,
+    requires: access.denied ? null : (access.requirement?.text ?? []),
+    class: route.class,
+    userContext: route.userContext,
+  };
+}
+
+export function meRoutes(app: FastifyInstance, ctx: GatewayContext): void {
+  const { kg, envelope } = ctx;
+  const errorCodes = () => Object.fromEntries(Object.entries(kg.profile.errorCodes).map(([code, d]) => [code, { status: d.status, message: d.message }]));
+
+  app.get("/v1/me", { schema: { tags: ["self"], summary: "Key self-description: type, portal, scopes, limits, endpoints, error codes" } }, async (request) => {
+    const { key } = request.auth;
+    const record = key.record;
+    const keyType = key.verified.keyType;
+    const actor = await actorOf(kg, request);
+    const base = baseUrl(ctx, request);
+    const endpoints = endpointsFor(ctx, request);
+    const allowed = endpoints.filter((e) => e.denial === undefined);
+    const line = (r: Route) => `${r.method} ${base}${r.path}${r.description ? ` — ${r.description}` : ""}`;
+    const common = {
+      type: keyType.selfType ?? keyType.id,
+      keyType: keyType.id,
+      keyId: record.id,
+      name: record.name,
+      keyPrefix: record.keyPrefix,
+      keySuffix: record.keySuffix,
+      status: keyStatus(record, kg.now()),
+      accessMode: record.accessMode,
+      expiresAt: record.expiresAt === null ? null : new Date(record.expiresAt).toISOString(),
+      scopes: record.scopes,
+      scopesInEffect: kg.profile.effective({ scopes: record.scopes, issued: record.issuedScopes }),
+      scopesPendingReissue: kg.profile.pending({ scopes: record.scopes, issued: record.issuedScopes }),
+      owner: { name: actor.user.name, userId: actor.user.id },
+      errorCodes: errorCodes(),
+      currentUser: null,
+    };
+
+    if (keyType.portalless) {
+      const portals = await kg.store.listPortalsForUser(actor.user.id);
+      const counts = new Map<string, number>();
+      for (const kt of kg.profile.spec.keyTypes.filter((k) => !k.portalless)) {
+        for (const [portalId, n] of await kg.store.countKeysByPortal(portals.map((p) => p.id), kt.id)) counts.set(portalId, (counts.get(portalId) ?? 0) + n);
+      }
+      return envelope.ok({
+        ...common,
+        capabilities: allowed.map((e) => line(e.route)),
+        portals: portals.map((p) => ({ id: p.id, domain: p.domain, name: p.name, status: p.status, role: p.role, appKeyCount: counts.get(p.id) ?? 0 })),
+        totalAppKeys: [...counts.values()].reduce((a, b) => a + b, 0),
+        quickstart: {
+          step1: `GET ${base}/v1/portals — list available portals`,
+          step2: `GET ${base}/v1/keys?portalId=<id> — list APP keys for a portal`,
+          step3: `POST ${base}/v1/keys { portalId, name, scopes } — create an APP key`,
+          step4: "Use the APP key for entity API calls (deals, tasks, etc.)",
+        },
+        docs: `${base}/v1/guide`,
+      });
+    }
+
+    const portal = record.portalId === null ? undefined : await kg.store.getPortal(record.portalId);
+    const availability = (method: string, path: string) => {
+      const found = endpoints.find((e) => e.route.method === method && e.route.path === path);
+      if (!found) return { available: false, reason: "ROUTE_NOT_FOUND" };
+      if (!found.denial) return { available: true };
+      return { available: false, reason: found.denial.code === "TOKEN_MISSING" ? "SESSION_REQUIRED" : found.denial.code };
+    };
+    const data: Record<string, unknown> = {
+      ...common,
+      portal: portal?.domain ?? null,
+      portalId: record.portalId,
+      rateLimit: { requestsPerSecond: record.rateLimit ?? portal?.requestLimit ?? DEFAULT_PORTAL_RPS, platformPerMinute: PLATFORM_LIMIT_PER_MINUTE },
+      auth: keyType.sessionUser
+        ? {
+            header: "X-Api-Key: <this-key> + Authorization: Bearer <session-token>",
+            steps: ["1. Redirect user to oauth.authorizeUrl + state (+ redirect_uri)", "2. Exchange code for session token", "3. Call API with both headers"],
+          }
+        : {
+            personalKey: `X-Api-Key: ${keyType.prefix}… (no Bearer)`,
+            bearer: `Authorization: Bearer ${keyType.prefix}… (for clients that can only send Bearer)`,
+          },
+      capabilities: {
+        endpoints: allowed.map((e) => line(e.route)),
+        servers: { list: availability("GET", "/v1/infra/servers"), create: availability("POST", "/v1/infra/servers") },
+      },
+      api: { baseUrl: `${base}/v1`, endpoints: allowed.map((e) => describe(e.route, key.verified.scopes.keyTypeIndex)), guide: `${base}/v1/guide` },
+    };
+    if (keyType.sessionUser) {
+      data.app = { title: record.name, id: record.id };
+      data.oauth = {
+        authorizeUrl: `${base}/v1/oauth/authorize?app_key=${record.keyPrefix}…`,
+        authorizeUrlNote: "Template URL — append state (16–512 random characters you verify on return) and optionally redirect_uri before redirecting the user.",
+        requiredParams: { state: { required: true, minLength: 16, maxLength: 512 }, redirect_uri: { required: false }, scope: { required: false } },
+        tokenUrl: `${base}/v1/oauth/token`,
+        revokeUrl: `${base}/v1/oauth/revoke`,
+      };
+    }
+    return envelope.ok(data);
+  });
+
+  app.get("/v1/guide", { schema: { tags: ["self"], summary: "API reference: filtered by the key's scopes for portal keys, full for management keys" } }, async (request) => {
+    const { key } = request.auth;
+    const keyType = key.verified.keyType;
+    const full = keyType.portalless === true;
+    const endpoints = endpointsFor(ctx, request).filter((e) => full || e.denial === undefined);
+    return envelope.ok({
+      profile: { id: kg.profile.id, title: kg.profile.spec.title, description: kg.profile.spec.description },
+      baseUrl: `${baseUrl(ctx, request)}/v1`,
+      filteredByScopes: !full,
+      endpoints: endpoints.map((e) => ({ ...describe(e.route, key.verified.scopes.keyTypeIndex), allowed: e.denial === undefined })),
+      keyTypes: kg.profile.spec.keyTypes.map((k) => ({ id: k.id, prefix: k.prefix, label: k.label, description: k.description })),
+      scannerPattern: kg.format.scannerPattern,
+      errorCodes: errorCodes(),
+    });
+  });
+
+  app.get(
+    "/v1/me/notifications",
+    { schema: { tags: ["self"], summary: "Notifications for the key's owner, newest first", querystring: T.Object({ limit: T.Optional(T.String({ pattern: "^[0-9]+$" })) }, { additionalProperties: false }) } },
+    async (request) => {
+      const actor = await actorOf(kg, request);
+      const limit = Math.min(Number((request.query as { limit?: string }).limit ?? 50), 200);
+      const list = await kg.store.listNotifications(actor.user.id, limit);
+      return envelope.ok(list.map((n) => ({ ...n, at: new Date(n.at).toISOString(), readAt: n.readAt === null ? null : new Date(n.readAt).toISOString() })));
+    },
+  );
+
+  app.post("/v1/me/notifications/:id/read", { schema: { tags: ["self"], summary: "Mark a notification read", params: T.Object({ id: T.String() }) } }, async (request, reply) => {
+    const actor = await actorOf(kg, request);
+    const id = (request.params as { id: string }).id;
+    if (!(await kg.store.markNotificationRead(actor.user.id, id, kg.now()))) return ctx.send(reply, "NOTIFICATION_NOT_FOUND");
+    return envelope.ok({ id, read: true });
+  });
+}

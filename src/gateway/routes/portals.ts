@@ -1,0 +1,123 @@
+import { Type as T } from "@sinclair/typebox";
+import type { FastifyInstance } from "fastify";
+import type { Portal } from "../../store/store.ts";
+import { addMember, createPortal, portalForActor, removeMember, updatePortal } from "../../manage/portals.ts";
+import type { GatewayContext } from "../server.ts";
+import { actorOf } from "./actor.ts";
+
+const Id = T.Object({ id: T.String() });
+const Upstream = T.Union([
+  T.Object({ kind: T.Literal("bitrix24"), webhookUrl: T.String() }, { additionalProperties: false }),
+  T.Object({ kind: T.Literal("sandbox") }, { additionalProperties: false }),
+  T.Object({ kind: T.Literal("http"), baseUrl: T.String() }, { additionalProperties: false }),
+  T.Null(),
+]);
+const tags = ["portals"];
+
+export function portalView(portal: Portal) {
+  return {
+    id: portal.id,
+    domain: portal.domain,
+    name: portal.name,
+    status: portal.status,
+    defaultAccessMode: portal.defaultAccessMode,
+    linked: portal.upstream !== null,
+    upstream: portal.upstream === null ? null : { kind: portal.upstream.kind },
+    requestLimit: portal.requestLimit,
+    createdAt: new Date(portal.createdAt).toISOString(),
+  };
+}
+
+export function portalRoutes(app: FastifyInstance, { kg, envelope }: GatewayContext): void {
+  app.get("/v1/portals", { schema: { tags, summary: "The portals you are a member of, with your role" } }, async (request) => {
+    const actor = await actorOf(kg, request);
+    const portals = await kg.store.listPortalsForUser(actor.user.id);
+    return envelope.ok(portals.map((p) => ({ ...portalView(p), role: p.role })), { total: portals.length });
+  });
+
+  app.post(
+    "/v1/portals",
+    {
+      schema: {
+        tags,
+        summary: "Create a portal; you become its ADMIN. Without an upstream it is not linked.",
+        body: T.Object({ domain: T.String(), name: T.Optional(T.String()), upstream: T.Optional(Upstream) }, { additionalProperties: false }),
+      },
+    },
+    async (request, reply) => {
+      const portal = await createPortal(kg, await actorOf(kg, request), request.body as Parameters<typeof createPortal>[2]);
+      return reply.code(201).send(envelope.ok({ ...portalView(portal), role: "ADMIN" }));
+    },
+  );
+
+  app.patch(
+    "/v1/portals/:id",
+    {
+      schema: {
+        tags,
+        summary: "Change a portal (admins): defaultAccessMode (the default portal policy), name, upstream, requestLimit",
+        params: Id,
+        body: T.Object(
+          {
+            name: T.Optional(T.String()),
+            defaultAccessMode: T.Optional(T.Union([T.Literal("READWRITE"), T.Literal("READONLY")])),
+            upstream: T.Optional(Upstream),
+            requestLimit: T.Optional(T.Union([T.Integer({ minimum: 1 }), T.Null()])),
+          },
+          { additionalProperties: false },
+        ),
+      },
+    },
+    async (request) => {
+      const portal = await updatePortal(kg, await actorOf(kg, request), (request.params as { id: string }).id, request.body as Parameters<typeof updatePortal>[3]);
+      return envelope.ok(portalView(portal));
+    },
+  );
+
+  app.post(
+    "/v1/portals/:id/members",
+    {
+      schema: {
+        tags,
+        summary: "Add a member, or change a member's role (admins)",
+        params: Id,
+        body: T.Object({ email: T.String(), role: T.Optional(T.Union([T.Literal("ADMIN"), T.Literal("MEMBER")])) }, { additionalProperties: false }),
+      },
+    },
+    async (request, reply) => {
+      const member = await addMember(kg, await actorOf(kg, request), (request.params as { id: string }).id, request.body as { email: string; role?: "ADMIN" | "MEMBER" });
+      return reply.code(201).send(envelope.ok({ ...member, createdAt: new Date(member.createdAt).toISOString() }));
+    },
+  );
+
+  app.delete(
+    "/v1/portals/:id/members/:userId",
+    { schema: { tags, summary: "Remove a member (admins); a portal keeps at least one admin", params: T.Object({ id: T.String(), userId: T.String() }) } },
+    async (request) => {
+      const { id, userId } = request.params as { id: string; userId: string };
+      await removeMember(kg, await actorOf(kg, request), id, userId);
+      return envelope.ok({ portalId: id, userId, removed: true });
+    },
+  );
+
+  app.get(
+    "/v1/portals/:id/audit",
+    {
+      schema: {
+        tags,
+        summary: "The portal's audit trail (admins), newest first",
+        params: Id,
+        querystring: T.Object({ limit: T.Optional(T.String({ pattern: "^[0-9]+$" })), before: T.Optional(T.String()), keyId: T.Optional(T.String()) }, { additionalProperties: false }),
+      },
+    },
+    async (request) => {
+      const { id } = request.params as { id: string };
+      const query = request.query as { limit?: string; before?: string; keyId?: string };
+      await portalForActor(kg, await actorOf(kg, request), id, "ADMIN");
+      const limit = Math.min(Number(query.limit ?? 50), 200);
+      const before = query.before === undefined ? undefined : Date.parse(query.before);
+      const events = await kg.store.listAudit({ portalId: id, entityId: query.keyId, limit, before: Number.isNaN(before) ? undefined : before });
+      return envelope.ok(events.map((e) => ({ ...e, at: new Date(e.at).toISOString() })), { count: events.length });
+    },
+  );
+}

@@ -1,0 +1,22 @@
+import type { KeyFormat } from "../core/keys/format.ts";
+import type { Profile } from "../core/profile/profile.ts";
+import type { KeyRecord, Store, User } from "../store/store.ts";
+
+/** What management operations work with; the gateway and the operator CLI each build one. */
+export interface Keygate {
+  profile: Profile;
+  store: Store;
+  /** Kept outside the database; part of every key digest. */
+  serverSecret: string;
+  format: KeyFormat;
+  now(): number;
+  /** Called after every stored change of a key, before the change is reported: caches drop the key. */
+  keyChanged(key: KeyRecord): void;
+}
+
+/** Who asks: a user, through a key (null from the operator CLI), from an address. */
+export interface Actor {
+  user: User;
+  keyId: string | null;
+  ip: string | null;
+}

@@ -1,0 +1,138 @@
+import { randomUUID } from "node:crypto";
+import { KeygateError } from "../core/errors.ts";
+import { type AccessMode, type MemberRole, type Portal, type PortalPatch, StoreConflictError, type Upstream } from "../store/store.ts";
+import { auditEvent } from "./audit.ts";
+import type { Actor, Keygate } from "./context.ts";
+
+const DOMAIN = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9][a-z0-9-]{0,61}[a-z0-9]$|^localhost$/;
+const MAX_REQUEST_LIMIT = 100_000;
+
+export interface UpstreamInput {
+  kind?: string;
+  webhookUrl?: string;
+  baseUrl?: string;
+}
+
+function httpUrl(value: string | undefined, param: string): string {
+  let url: URL;
+  try {
+    url = new URL(value ?? "");
+  } catch {
+    throw new KeygateError("VALIDATION_ERROR", { message: `${param} must be an absolute http(s) URL`, param });
+  }
+  if (url.protocol !== "https:" && url.protocol !== "http:") throw new KeygateError("VALIDATION_ERROR", { message: `${param} must be an http(s) URL`, param });
+  return url.toString();
+}
+
+export function upstreamOrFail(input: UpstreamInput | null | undefined): Upstream | null {
+  if (input === null || input === undefined) return null;
+  switch (input.kind) {
+    case "sandbox":
+      return { kind: "sandbox" };
+    case "http":
+      return { kind: "http", baseUrl: httpUrl(input.baseUrl, "upstream.baseUrl") };
+    case "bitrix24": {
+      const webhookUrl = httpUrl(input.webhookUrl, "upstream.webhookUrl");
+      if (!/\/rest\/\d+\/[^/]+\/?$/.test(new URL(webhookUrl).pathname)) {
+        throw new KeygateError("VALIDATION_ERROR", { message: "upstream.webhookUrl must be a Bitrix24 incoming webhook: https://<portal>/rest/<user id>/<token>/", param: "upstream.webhookUrl" });
+      }
+      return { kind: "bitrix24", webhookUrl: webhookUrl.endsWith("/") ? webhookUrl : `${webhookUrl}/` };
+    }
+    default:
+      throw new KeygateError("VALIDATION_ERROR", { message: 'upstream.kind must be "bitrix24", "sandbox" or "http"', param: "upstream.kind" });
+  }
+}
+
+function requestLimitOrFail(value: number | null | undefined): number | null {
+  if (value === null || value === undefined) return null;
+  if (!Number.isInteger(value) || value < 1 || value > MAX_REQUEST_LIMIT) {
+    throw new KeygateError("VALIDATION_ERROR", { message: `requestLimit is requests per second: a whole number from 1 to ${MAX_REQUEST_LIMIT}, or null`, param: "requestLimit" });
+  }
+  return value;
+}
+
+export async function createPortal(kg: Keygate, actor: Actor, input: { domain?: string; name?: string; upstream?: UpstreamInput | null }): Promise<Portal> {
+  const domain = (input.domain ?? "").trim().toLowerCase();
+  if (!DOMAIN.test(domain)) throw new KeygateError("VALIDATION_ERROR", { message: "domain must be a host name such as mycompany.bitrix24.ru", param: "domain" });
+  const name = (input.name ?? "").trim() || domain;
+  if (name.length > 200) throw new KeygateError("VALIDATION_ERROR", { message: "name is at most 200 characters", param: "name" });
+  const now = kg.now();
+  const portal: Portal = {
+    id: randomUUID(),
+    domain,
+    name,
+    status: "ACTIVE",
+    defaultAccessMode: "READWRITE",
+    upstream: upstreamOrFail(input.upstream),
+    requestLimit: null,
+    createdBy: actor.user.id,
+    createdAt: now,
+  };
+  try {
+    await kg.store.createPortal(portal, { portalId: portal.id, userId: actor.user.id, role: "ADMIN", createdAt: now }, {
+      audit: [auditEvent(kg, actor, "portal.create", { type: "portal", id: portal.id, portalId: portal.id }, null, portal)],
+    });
+  } catch (e) {
+    if (e instanceof StoreConflictError) throw new KeygateError("PORTAL_DOMAIN_TAKEN", { param: "domain" });
+    throw e;
+  }
+  return portal;
+}
+
+/** The portal if the actor is a member, with their role; optionally only for admins. */
+export async function portalForActor(kg: Keygate, actor: Actor, id: string, need: MemberRole = "MEMBER"): Promise<{ portal: Portal; role: MemberRole }> {
+  const portal = await kg.store.getPortal(id);
+  const member = portal && (await kg.store.getMember(portal.id, actor.user.id));
+  if (!portal || !member) throw new KeygateError("PORTAL_NOT_FOUND");
+  if (need === "ADMIN" && member.role !== "ADMIN") throw new KeygateError("NOT_PORTAL_ADMIN");
+  return { portal, role: member.role };
+}
+
+export async function updatePortal(
+  kg: Keygate,
+  actor: Actor,
+  id: string,
+  input: { name?: string; defaultAccessMode?: AccessMode; upstream?: UpstreamInput | null; requestLimit?: number | null },
+): Promise<Portal> {
+  const { portal } = await portalForActor(kg, actor, id, "ADMIN");
+  const patch: PortalPatch = {};
+  if (input.name !== undefined) {
+    const name = input.name.trim();
+    if (name === "" || name.length > 200) throw new KeygateError("VALIDATION_ERROR", { message: "name is 1 to 200 characters", param: "name" });
+    patch.name = name;
+  }
+  if (input.defaultAccessMode !== undefined) patch.defaultAccessMode = input.defaultAccessMode;
+  if (input.upstream !== undefined) patch.upstream = upstreamOrFail(input.upstream);
+  if (input.requestLimit !== undefined) patch.requestLimit = requestLimitOrFail(input.requestLimit);
+  if (Object.keys(patch).length === 0) throw new KeygateError("VALIDATION_ERROR", { message: "give at least one field to change" });
+  const updated = await kg.store.updatePortal(id, patch, {
+    audit: [auditEvent(kg, actor, "portal.update", { type: "portal", id, portalId: id }, portal, { ...portal, ...patch })],
+  });
+  if (!updated) throw new KeygateError("PORTAL_NOT_FOUND");
+  return updated;
+}
+
+export async function addMember(kg: Keygate, actor: Actor, portalId: string, input: { email?: string; role?: MemberRole }) {
+  await portalForActor(kg, actor, portalId, "ADMIN");
+  const user = await kg.store.getUserByEmail((input.email ?? "").trim().toLowerCase());
+  if (!user) throw new KeygateError("USER_NOT_FOUND", { param: "email" });
+  const role = input.role ?? "MEMBER";
+  const before = (await kg.store.getMember(portalId, user.id)) ?? null;
+  if (before && before.role === "ADMIN" && role !== "ADMIN") await assertAnotherAdmin(kg, portalId, user.id);
+  const member = { portalId, userId: user.id, role, createdAt: before?.createdAt ?? kg.now() };
+  await kg.store.putMember(member, { audit: [auditEvent(kg, actor, before ? "member.update" : "member.add", { type: "member", id: user.id, portalId }, before, member)] });
+  return { ...member, email: user.email, name: user.name };
+}
+
+export async function removeMember(kg: Keygate, actor: Actor, portalId: string, userId: string): Promise<void> {
+  await portalForActor(kg, actor, portalId, "ADMIN");
+  const member = await kg.store.getMember(portalId, userId);
+  if (!member) throw new KeygateError("USER_NOT_FOUND", { message: "That user is not a member of the portal.", param: "userId" });
+  if (member.role === "ADMIN") await assertAnotherAdmin(kg, portalId, userId);
+  await kg.store.removeMember(portalId, userId, { audit: [auditEvent(kg, actor, "member.remove", { type: "member", id: userId, portalId }, member, null)] });
+}
+
+async function assertAnotherAdmin(kg: Keygate, portalId: string, userId: string): Promise<void> {
+  const admins = (await kg.store.listMembers(portalId)).filter((m) => m.role === "ADMIN" && m.userId !== userId);
+  if (admins.length === 0) throw new KeygateError("LAST_PORTAL_ADMIN");
+}

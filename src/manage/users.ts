@@ -1,0 +1,28 @@
+import { randomUUID } from "node:crypto";
+import { KeygateError } from "../core/errors.ts";
+import { StoreConflictError, type KeyRecord, type User, type UserRole } from "../store/store.ts";
+import { auditEvent } from "./audit.ts";
+import type { Actor, Keygate } from "./context.ts";
+import { createKey } from "./keys.ts";
+
+const EMAIL = /^[^\s@]+@[^\s@]+$/;
+
+export async function createUser(kg: Keygate, actor: Actor | null, input: { email: string; name?: string; role?: UserRole }): Promise<User> {
+  const email = input.email.trim().toLowerCase();
+  if (!EMAIL.test(email)) throw new KeygateError("VALIDATION_ERROR", { message: `"${input.email}" is not an email address`, param: "email" });
+  const user: User = { id: randomUUID(), email, name: input.name?.trim() || email.split("@")[0]!, role: input.role ?? "user", createdAt: kg.now() };
+  try {
+    await kg.store.createUser(user, { audit: [auditEvent(kg, actor, "user.create", { type: "user", id: user.id, portalId: null }, null, user)] });
+  } catch (e) {
+    if (e instanceof StoreConflictError) throw new KeygateError("USER_EXISTS", { param: "email" });
+    throw e;
+  }
+  return user;
+}
+
+/** A management key (the profile's portal-less key type) for a user, acting as that user. */
+export async function issueManagementKey(kg: Keygate, user: User, scopes: string[] | string, name = "Management key"): Promise<{ key: KeyRecord; rawKey: string }> {
+  const type = kg.profile.spec.keyTypes.find((k) => k.portalless);
+  if (!type) throw new KeygateError("VALIDATION_ERROR", { message: `profile ${kg.profile.id} has no management key type`, param: "type" });
+  return createKey(kg, { user, keyId: null, ip: null }, { type: type.id, name, scopes }, { allowPortalless: true });
+}
