@@ -1,5 +1,6 @@
 /** keygate as a library: profiles, the scope engine and its decisions. */
-export { ERRORS, type ErrorDef } from "./core/errors.ts";
+export { ERRORS, KeygateError, type ErrorDef } from "./core/errors.ts";
+export { generateKey, keyDigest, keyFormat, type KeyFormat } from "./core/keys/format.ts";
 export { Profile, type ExplainedResource, type Route, type RouteAccess } from "./core/profile/profile.ts";
 export type * from "./core/profile/spec.ts";
 export { ProfileError } from "./core/scopes/catalog.ts";

@@ -1,0 +1,132 @@
+/**
+ * An HTTP test harness: a keygate server (Fastify inject: real routing, hooks and serialisation,
+ * no socket) on a fresh store of either dialect, an owner with a management key, and a clock the
+ * test moves.
+ *
+ *     for (const kind of await storeKinds("http: keys")) {
+ *       describe(`keys [${kind}]`, () => {
+ *         let h: Harness;
+ *         before(async () => (h = await startHarness(kind)));
+ *         after(() => h.close());
+ *         it("…", async () => { const r = await h.call("GET", "/v1/me", { key: h.owner.key }); … });
+ *       });
+ *     }
+ */
+import { randomBytes } from "node:crypto";
+import pg from "pg";
+import { keyFormat } from "../../src/core/keys/format.ts";
+import { buildServer } from "../../src/gateway/server.ts";
+import type { Keygate } from "../../src/manage/context.ts";
+import { createUser, issueManagementKey } from "../../src/manage/users.ts";
+import { loadProfile } from "../../src/profiles/index.ts";
+import { openPostgresStore, openSqliteStore } from "../../src/store/index.ts";
+import type { Store, User } from "../../src/store/store.ts";
+import { postgresUrl, probePostgres, redactUrl, requireService } from "./services.ts";
+
+export type StoreKind = "sqlite" | "postgres";
+
+/** The store kinds to run a suite against: PostgreSQL joins when it answers (else skip, or fail under CI). */
+export async function storeKinds(suite: string): Promise<StoreKind[]> {
+  const url = postgresUrl();
+  const pgReady = await requireService(`${suite} [postgres]`, `PostgreSQL at ${redactUrl(url)}`, () => probePostgres(url));
+  return pgReady ? ["sqlite", "postgres"] : ["sqlite"];
+}
+
+export interface Reply {
+  status: number;
+  // Tests read whatever the body holds.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  body: any;
+  headers: Record<string, string | string[] | number | undefined>;
+}
+
+export interface CallOptions {
+  key?: string;
+  /** Send the key as Authorization: Bearer instead of X-Api-Key. */
+  bearer?: string;
+  body?: unknown;
+  headers?: Record<string, string>;
+  /** The client's socket address. */
+  ip?: string;
+}
+
+export interface Harness {
+  kind: StoreKind;
+  store: Store;
+  /** Management operations on the same store, secret and clock as the server (for setting up). */
+  kg: Keygate;
+  owner: { user: User; key: string };
+  clock: { now: number; advance(ms: number): void };
+  call(method: string, path: string, options?: CallOptions): Promise<Reply>;
+  /** A user with a management key holding the given scopes (default: all three). */
+  user(email: string, scopes?: string): Promise<{ user: User; key: string }>;
+  close(): Promise<void>;
+}
+
+export async function startHarness(kind: StoreKind, options: { profile?: string; trustProxy?: string[] } = {}): Promise<Harness> {
+  let store: Store;
+  let dropSchema = async () => {};
+  if (kind === "sqlite") {
+    store = await openSqliteStore(":memory:");
+  } else {
+    const schema = `kg_http_${randomBytes(6).toString("hex")}`;
+    store = await openPostgresStore(postgresUrl(), { schema, max: 4 });
+    dropSchema = async () => {
+      const client = new pg.Client({ connectionString: postgresUrl() });
+      await client.connect();
+      await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).finally(() => client.end());
+    };
+  }
+  await store.migrate();
+  const profile = loadProfile(options.profile ?? "vibecode");
+  const serverSecret = randomBytes(32).toString("base64url");
+  const clock = {
+    now: Date.parse("2026-11-22T12:00:00Z"),
+    advance(ms: number) {
+      clock.now += ms;
+    },
+  };
+  const now = () => clock.now;
+  const app = buildServer({ profile, store, serverSecret, now, trustProxy: options.trustProxy });
+  await app.ready();
+  const kg: Keygate = { profile, store, serverSecret, format: keyFormat(profile.spec.keyTypes), now, keyChanged: () => {} };
+
+  const user = async (email: string, scopes = "vibe:mgmt:keys,vibe:mgmt:portals,vibe:mgmt:feedback") => {
+    const u = await createUser(kg, null, { email });
+    return { user: u, key: (await issueManagementKey(kg, u, scopes)).rawKey };
+  };
+  const owner = await user("owner@example.com");
+
+  return {
+    kind,
+    store,
+    kg,
+    owner,
+    clock,
+    user,
+    async call(method, path, o = {}) {
+      const headers: Record<string, string> = { ...o.headers };
+      if (o.key !== undefined) headers["x-api-key"] = o.key;
+      if (o.bearer !== undefined) headers.authorization = `Bearer ${o.bearer}`;
+      const res = await app.inject({
+        method: method as "GET",
+        url: path,
+        headers,
+        remoteAddress: o.ip ?? "127.0.0.1",
+        ...(o.body === undefined ? {} : { payload: typeof o.body === "string" ? o.body : JSON.stringify(o.body), headers: { "content-type": "application/json", ...headers } }),
+      });
+      let body: unknown = res.body;
+      try {
+        body = res.json();
+      } catch {
+        // not JSON: the raw text
+      }
+      return { status: res.statusCode, body, headers: res.headers };
+    },
+    async close() {
+      await app.close();
+      await store.close();
+      await dropSchema();
+    },
+  };
+}
