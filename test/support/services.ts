@@ -65,3 +65,21 @@ export async function requireService(suite: string, service: string, probe: () =
     return false;
   }
 }
+
+/** The Redis tests may use: KEYGATE_TEST_REDIS_URL, else the local default. */
+export function redisUrl(): string {
+  return process.env["KEYGATE_TEST_REDIS_URL"] ?? "redis://127.0.0.1:6379";
+}
+
+/** Resolves when Redis at url answers PING within timeoutMs; rejects otherwise. */
+export async function probeRedis(url: string, timeoutMs = 2000): Promise<void> {
+  const { Redis } = await import("ioredis");
+  const client = new Redis(url, { lazyConnect: true, connectTimeout: timeoutMs, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
+  client.on("error", () => {});
+  try {
+    await client.connect();
+    await client.ping();
+  } finally {
+    client.disconnect();
+  }
+}
