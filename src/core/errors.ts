@@ -40,6 +40,11 @@ export const ERRORS = {
   WRITE_BLOCKED_READONLY_KEY: { status: 403, message: "Key is in read-only mode. Switch to read+write in /keys to enable writes." },
   ROUTE_NOT_FOUND: { status: 404, message: "No such endpoint.", hint: "GET /v1/me lists the endpoints this key can call." },
 
+  RATE_LIMITED: {
+    status: 429,
+    message: "Too many requests: the rate limit is spent.",
+    hint: "Wait retryAfter seconds, then retry with an increasing pause (1 s → 2 s → 4 s); combine calls with POST /v1/batch (up to 50 calls spend one unit).",
+  },
   VALIDATION_ERROR: { status: 400, message: "The request is not valid." },
   INVALID_JSON: { status: 400, message: "The request body is not valid JSON." },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: "Send the body as application/json." },
@@ -56,6 +61,8 @@ export const ERRORS = {
   NOTIFICATION_NOT_FOUND: { status: 404, message: "No such notification." },
   KEY_NOT_FOUND: { status: 404, message: "No such key." },
   KEY_POLICY_READONLY_REQUIRED: { status: 403, message: "The portal's policy lets members create read-only keys only.", hint: "Create the key with accessMode READONLY, or ask a portal administrator." },
+  KEY_SCOPE_EXCEEDS_CALLER: { status: 403, message: "A key cannot grant, rotate or remove management scopes it does not hold itself." },
+  KEY_OWNER_ONLY: { status: 403, message: "Only the key's owner can rotate it: the new secret acts as its owner.", hint: "Revoke the key (PATCH {\"status\":\"REVOKED\"}) and ask its owner to rotate it." },
   KEY_HAS_ACTIVE_SERVERS: { status: 409, message: "The key has active servers: delete them first." },
   KEY_NOT_ACTIVE: { status: 409, message: "Only an active key can be rotated." },
   KEY_ALREADY_ROTATED: { status: 409, message: "The key was rotated already: rotate its replacement." },

@@ -37,7 +37,8 @@ const BEARER = /^Bearer\s+(\S+)\s*$/i;
  */
 export function extractCredential(headers: IncomingHttpHeaders, format: KeyFormat): Credential {
   const header = headers["x-api-key"];
-  if (Array.isArray(header)) return { code: "AMBIGUOUS_CREDENTIALS", message: "Send one X-Api-Key header." };
+  // Node joins repeated headers with ", "; keys never contain a comma.
+  if (Array.isArray(header) || header?.includes(",")) return { code: "AMBIGUOUS_CREDENTIALS", message: "Send one X-Api-Key header." };
   const apiKey = header?.trim() || undefined;
   const bearer = BEARER.exec(headers.authorization ?? "")?.[1];
   if (apiKey !== undefined) {

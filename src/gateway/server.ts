@@ -12,7 +12,7 @@ import { KeyCache } from "./key-cache.ts";
 import { keyRoutes } from "./routes/keys.ts";
 import { meRoutes } from "./routes/me.ts";
 import { portalRoutes } from "./routes/portals.ts";
-import { LastUsed } from "./usage.ts";
+import { Usage } from "./usage.ts";
 
 export interface ServerOptions {
   profile: Profile;
@@ -36,10 +36,32 @@ export interface GatewayContext {
   send(reply: FastifyReply, code: string, extra?: Partial<ErrorBody>): FastifyReply;
 }
 
+/**
+ * Where the first string holding a NUL character is, as a field path (name, upstream.webhookUrl,
+ * ipWhitelist[0]); undefined when there is none. No store keeps one (PostgreSQL text refuses it),
+ * so such input is refused up front, the same on every store.
+ */
+function nulAt(value: unknown, path: string): string | undefined {
+  if (typeof value === "string") return value.includes("\u0000") ? path || "body" : undefined;
+  if (Array.isArray(value)) {
+    for (const [i, item] of value.entries()) {
+      const at = nulAt(item, `${path}[${i}]`);
+      if (at !== undefined) return at;
+    }
+  } else if (value !== null && typeof value === "object") {
+    for (const [field, item] of Object.entries(value)) {
+      const at = nulAt(field, path ? `${path}.${field}` : field) ?? nulAt(item, path ? `${path}.${field}` : field);
+      if (at !== undefined) return at;
+    }
+  }
+  return undefined;
+}
+
 /** The keygate HTTP server. Every response carries X-Request-Id; every /v1 request is verified first. */
 export function buildServer(options: ServerOptions): FastifyInstance {
   const { profile, store, serverSecret } = options;
   const now = options.now ?? Date.now;
+  const envelope = envelopeFor(profile);
   const app = Fastify({
     logger: options.logger ?? false,
     // Per-request log lines would cost the hot path; request accounting records requests instead.
@@ -48,11 +70,16 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     trustProxy: options.trustProxy && options.trustProxy.length > 0 ? options.trustProxy : false,
     // Unknown fields are refused, not silently dropped; types are not coerced.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false } },
+    // The router refused the URL itself (bad percent-encoding, a path segment over 100
+    // characters): no route and no verification, but keygate's envelope all the same.
+    frameworkErrors: (error, request, reply) => {
+      const message = error.code === "FST_ERR_MAX_PARAM_LENGTH" ? "The URL has a path segment longer than 100 characters." : "The URL is not valid (bad percent-encoding).";
+      (reply as FastifyReply).header("x-request-id", request.id).code(400).send(envelope.error(errorBody(envelope, "VALIDATION_ERROR", { message }), request.id));
+    },
   });
-  const envelope = envelopeFor(profile);
   const format = keyFormat(profile.spec.keyTypes);
   const cache = new KeyCache(profile, store);
-  const lastUsed = new LastUsed(store);
+  const lastUsed = new Usage(store, { now });
   const kg: Keygate = { profile, store, serverSecret, format, now, keyChanged: (key) => cache.invalidate(key) };
   const send = (reply: FastifyReply, code: string, extra: Partial<ErrorBody> = {}) =>
     reply.code(envelope.def(code).status).send(envelope.error(errorBody(envelope, code, extra), reply.request.id));
@@ -63,7 +90,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     reply.header("x-request-id", request.id);
   });
   app.addHook("onRequest", async (request, reply) => {
-    if (!request.url.startsWith("/v1/")) return;
+    // The router decodes the path (/%761/me reaches /v1/me): the route it chose counts, not only the raw URL.
+    if (!request.url.startsWith("/v1/") && !request.routeOptions.url?.startsWith("/v1/")) return;
     const refusal = await auth.authenticate(request);
     if (refusal) {
       const { code, ...extra } = refusal;
@@ -78,9 +106,10 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     if (error instanceof KeygateError) return send(reply, error.code, { message: error.message, param: error.param, details: error.details });
     if (error.validation) {
       const first = error.validation[0];
-      const missing = (first?.params as { missingProperty?: string; additionalProperty?: string } | undefined) ?? {};
+      const missing = (first?.params as { missingProperty?: string; additionalProperty?: string; allowedValues?: unknown[] } | undefined) ?? {};
       const path = [first?.instancePath.replace(/^\//, "").replace(/\//g, "."), missing.missingProperty ?? missing.additionalProperty].filter(Boolean).join(".");
-      const what = missing.additionalProperty ? `unknown field ${path}` : `${path || error.validationContext}: ${first?.message ?? "invalid"}`;
+      const problem = missing.allowedValues ? `must be one of ${missing.allowedValues.map((v) => JSON.stringify(v)).join(", ")}` : (first?.message ?? "invalid");
+      const what = missing.additionalProperty ? `unknown field ${path}` : `${path || error.validationContext}: ${problem}`;
       return send(reply, "VALIDATION_ERROR", { message: `${error.validationContext === "querystring" ? "query " : ""}${what}`, param: path || undefined });
     }
     if (error.code === "FST_ERR_CTP_INVALID_JSON_BODY" || error.code === "FST_ERR_CTP_EMPTY_JSON_BODY" || error instanceof SyntaxError) return send(reply, "INVALID_JSON");
@@ -105,6 +134,10 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   });
   app.get("/healthz", { schema: { hide: true } }, async () => ({ status: "ok", profile: profile.id }));
   app.register(async (v1) => {
+    v1.addHook("preValidation", async (request, reply) => {
+      const param = nulAt(request.params, "") ?? nulAt(request.query, "") ?? nulAt(request.body, "");
+      if (param !== undefined) return send(reply, "VALIDATION_ERROR", { message: `${param} must not contain NUL characters`, param });
+    });
     meRoutes(v1, ctx);
     keyRoutes(v1, ctx);
     portalRoutes(v1, ctx);

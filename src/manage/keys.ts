@@ -117,9 +117,17 @@ function nameOrFail(name: string | undefined): string {
   return trimmed;
 }
 
+/** Whether a YYYY-MM-DD names a real calendar day (Date.parse rolls 2099-02-30 over to March 2). */
+function realDay(year: number, month: number, day: number): boolean {
+  const d = new Date(Date.UTC(2000, month - 1, day));
+  d.setUTCFullYear(year);
+  return d.getUTCMonth() === month - 1 && d.getUTCDate() === day;
+}
+
 function expiryOrFail(kg: Keygate, value: string | null | undefined): number | null {
   if (value === null || value === undefined) return null;
-  const ms = /^\d{4}-\d{2}-\d{2}/.test(value) ? Date.parse(value) : Number.NaN;
+  const date = /^(\d{4})-(\d{2})-(\d{2})/.exec(value);
+  const ms = date && realDay(Number(date[1]), Number(date[2]), Number(date[3])) ? Date.parse(value) : Number.NaN;
   if (Number.isNaN(ms)) throw new KeygateError("VALIDATION_ERROR", { message: "expiresAt must be an ISO-8601 date or null", param: "expiresAt" });
   if (ms <= kg.now()) throw new KeygateError("VALIDATION_ERROR", { message: "expiresAt must be in the future", param: "expiresAt" });
   return ms;
@@ -199,6 +207,7 @@ export async function createKey(kg: Keygate, actor: Actor, input: CreateKeyInput
     accessMode,
     ipWhitelist,
     rateLimit,
+    tier: null,
     expiresAt,
     createdAt: now,
     updatedAt: now,
@@ -221,17 +230,37 @@ export async function keyForActor(kg: Keygate, actor: Actor, id: string): Promis
   throw new KeygateError("KEY_NOT_FOUND");
 }
 
+/**
+ * Acting through a management key, nobody reaches a management key stronger than the one they act
+ * with: no key grants, rotates (and so learns the secret of) or removes scopes it does not hold.
+ */
+async function assertWithinCaller(kg: Keygate, actor: Actor, type: string, scopes: readonly string[], param: string): Promise<void> {
+  if (actor.keyId === null || !kg.profile.keyType(type)?.portalless) return;
+  const caller = await kg.store.getKey(actor.keyId);
+  const held = new Set(caller ? kg.profile.effective({ scopes: caller.scopes, issued: caller.issuedScopes }) : []);
+  const beyond = scopes.filter((s) => !held.has(s));
+  if (beyond.length > 0) throw new KeygateError("KEY_SCOPE_EXCEEDS_CALLER", { param, details: { scopes: beyond } });
+}
+
+/** The key if the actor may change it: visible to them, and not stronger than the key they act with. */
+async function keyForChange(kg: Keygate, actor: Actor, id: string): Promise<{ key: KeyRecord; byAdmin: boolean }> {
+  const found = await keyForActor(kg, actor, id);
+  await assertWithinCaller(kg, actor, found.key.type, found.key.scopes, "id");
+  return found;
+}
+
 export async function listKeys(kg: Keygate, actor: Actor, portalId: string | undefined): Promise<KeyRecord[]> {
   const { portal, admin } = await portalForMember(kg, actor, portalId);
   return kg.store.listKeys(admin ? { portalId: portal.id } : { portalId: portal.id, ownerId: actor.user.id });
 }
 
 export async function updateKey(kg: Keygate, actor: Actor, id: string, input: UpdateKeyInput): Promise<KeyRecord> {
-  const { key, byAdmin } = await keyForActor(kg, actor, id);
+  const { key, byAdmin } = await keyForChange(kg, actor, id);
   const patch: KeyPatch = {};
   if (input.name !== undefined) patch.name = nameOrFail(input.name);
   if (input.scopes !== undefined) {
     const amended = kg.profile.amend({ scopes: key.scopes, issued: key.issuedScopes }, scopesOrFail(kg, key.type, input.scopes));
+    await assertWithinCaller(kg, actor, key.type, amended.scopes, "scopes");
     patch.scopes = amended.scopes;
     patch.issuedScopes = amended.issued;
   }
@@ -239,7 +268,17 @@ export async function updateKey(kg: Keygate, actor: Actor, id: string, input: Up
   if (input.accessMode !== undefined) patch.accessMode = input.accessMode;
   if (input.ipWhitelist !== undefined) patch.ipWhitelist = ipListOrFail(input.ipWhitelist);
   if (input.rateLimit !== undefined) patch.rateLimit = rateLimitOrFail(input.rateLimit);
-  if (input.expiresAt !== undefined) patch.expiresAt = expiryOrFail(kg, input.expiresAt);
+  if (input.expiresAt !== undefined) {
+    patch.expiresAt = expiryOrFail(kg, input.expiresAt);
+    // A rotated key stops working when its grace period ends (seed 003): its expiry may come sooner, never later.
+    if (key.rotatedToId !== null && key.expiresAt !== null && (patch.expiresAt === null || patch.expiresAt > key.expiresAt)) {
+      throw new KeygateError("KEY_ALREADY_ROTATED", {
+        message: `The key was rotated: it stops working at ${iso(key.expiresAt)}, the end of its transition period, and that cannot be moved later.`,
+        param: "expiresAt",
+        details: { rotatedToId: key.rotatedToId, expiresAt: iso(key.expiresAt) },
+      });
+    }
+  }
   if (Object.keys(patch).length === 0) throw new KeygateError("VALIDATION_ERROR", { message: "give at least one field to change" });
 
   const now = kg.now();
@@ -270,7 +309,9 @@ export async function updateKey(kg: Keygate, actor: Actor, id: string, input: Up
  * (where the key type allows it). The old key works for 24 more hours, then expires.
  */
 export async function rotateKey(kg: Keygate, actor: Actor, id: string): Promise<{ key: KeyRecord; rawKey: string; old: KeyRecord }> {
-  const { key: old } = await keyForActor(kg, actor, id);
+  const { key: old, byAdmin } = await keyForChange(kg, actor, id);
+  // The new secret acts as the key's owner: only the owner receives it.
+  if (byAdmin) throw new KeygateError("KEY_OWNER_ONLY");
   const now = kg.now();
   if (keyStatus(old, now) !== "ACTIVE") throw new KeygateError("KEY_NOT_ACTIVE");
   if (old.rotatedToId !== null) throw new KeygateError("KEY_ALREADY_ROTATED", { details: { rotatedToId: old.rotatedToId } });
@@ -312,7 +353,7 @@ export async function rotateKey(kg: Keygate, actor: Actor, id: string): Promise<
 }
 
 export async function deleteKey(kg: Keygate, actor: Actor, id: string): Promise<void> {
-  const { key } = await keyForActor(kg, actor, id);
+  const { key } = await keyForChange(kg, actor, id);
   const result = await kg.store.deleteKey(id, { audit: [auditEvent(kg, actor, "key.delete", { type: "key", id, portalId: key.portalId }, auditView(key), null)] });
   if (result === "has_dependents") throw new KeygateError("KEY_HAS_ACTIVE_SERVERS", { details: { dependents: await kg.store.countDependents(id) } });
   if (result === "not_found") throw new KeygateError("KEY_NOT_FOUND");

@@ -24,9 +24,18 @@ function httpUrl(value: string | undefined, param: string): string {
   return url.toString();
 }
 
+/** The fields each upstream kind takes besides kind. */
+const UPSTREAM_FIELDS: Record<Upstream["kind"], readonly string[]> = { bitrix24: ["webhookUrl"], sandbox: [], http: ["baseUrl"] };
+
 export function upstreamOrFail(input: UpstreamInput | null | undefined): Upstream | null {
   if (input === null || input === undefined) return null;
-  switch (input.kind) {
+  const kind = input.kind;
+  if (kind !== "bitrix24" && kind !== "sandbox" && kind !== "http") {
+    throw new KeygateError("VALIDATION_ERROR", { message: 'upstream.kind must be "bitrix24", "sandbox" or "http"', param: "upstream.kind" });
+  }
+  const extra = Object.entries(input).find(([field, value]) => field !== "kind" && value !== undefined && !UPSTREAM_FIELDS[kind].includes(field))?.[0];
+  if (extra !== undefined) throw new KeygateError("VALIDATION_ERROR", { message: `unknown field upstream.${extra} for kind "${kind}"`, param: `upstream.${extra}` });
+  switch (kind) {
     case "sandbox":
       return { kind: "sandbox" };
     case "http":
@@ -38,9 +47,17 @@ export function upstreamOrFail(input: UpstreamInput | null | undefined): Upstrea
       }
       return { kind: "bitrix24", webhookUrl: webhookUrl.endsWith("/") ? webhookUrl : `${webhookUrl}/` };
     }
-    default:
-      throw new KeygateError("VALIDATION_ERROR", { message: 'upstream.kind must be "bitrix24", "sandbox" or "http"', param: "upstream.kind" });
   }
+}
+
+/** A portal as the audit trail keeps it: a Bitrix24 webhook's token is a secret, and is masked. */
+function auditView(portal: Portal): Portal {
+  if (portal.upstream?.kind !== "bitrix24") return portal;
+  const url = new URL(portal.upstream.webhookUrl);
+  url.pathname = url.pathname.replace(/(\/rest\/\d+\/)[^/]+(\/?)$/, "$1***$2");
+  url.search = "";
+  url.hash = "";
+  return { ...portal, upstream: { kind: "bitrix24", webhookUrl: url.toString() } };
 }
 
 function requestLimitOrFail(value: number | null | undefined): number | null {
@@ -70,7 +87,7 @@ export async function createPortal(kg: Keygate, actor: Actor, input: { domain?: 
   };
   try {
     await kg.store.createPortal(portal, { portalId: portal.id, userId: actor.user.id, role: "ADMIN", createdAt: now }, {
-      audit: [auditEvent(kg, actor, "portal.create", { type: "portal", id: portal.id, portalId: portal.id }, null, portal)],
+      audit: [auditEvent(kg, actor, "portal.create", { type: "portal", id: portal.id, portalId: portal.id }, null, auditView(portal))],
     });
   } catch (e) {
     if (e instanceof StoreConflictError) throw new KeygateError("PORTAL_DOMAIN_TAKEN", { param: "domain" });
@@ -106,7 +123,7 @@ export async function updatePortal(
   if (input.requestLimit !== undefined) patch.requestLimit = requestLimitOrFail(input.requestLimit);
   if (Object.keys(patch).length === 0) throw new KeygateError("VALIDATION_ERROR", { message: "give at least one field to change" });
   const updated = await kg.store.updatePortal(id, patch, {
-    audit: [auditEvent(kg, actor, "portal.update", { type: "portal", id, portalId: id }, portal, { ...portal, ...patch })],
+    audit: [auditEvent(kg, actor, "portal.update", { type: "portal", id, portalId: id }, auditView(portal), auditView({ ...portal, ...patch }))],
   });
   if (!updated) throw new KeygateError("PORTAL_NOT_FOUND");
   return updated;
@@ -116,8 +133,9 @@ export async function addMember(kg: Keygate, actor: Actor, portalId: string, inp
   await portalForActor(kg, actor, portalId, "ADMIN");
   const user = await kg.store.getUserByEmail((input.email ?? "").trim().toLowerCase());
   if (!user) throw new KeygateError("USER_NOT_FOUND", { param: "email" });
-  const role = input.role ?? "MEMBER";
   const before = (await kg.store.getMember(portalId, user.id)) ?? null;
+  // Without a role, an existing member keeps theirs; a new one is a MEMBER.
+  const role = input.role ?? before?.role ?? "MEMBER";
   if (before && before.role === "ADMIN" && role !== "ADMIN") await assertAnotherAdmin(kg, portalId, user.id);
   const member = { portalId, userId: user.id, role, createdAt: before?.createdAt ?? kg.now() };
   await kg.store.putMember(member, { audit: [auditEvent(kg, actor, before ? "member.update" : "member.add", { type: "member", id: user.id, portalId }, before, member)] });

@@ -15,12 +15,16 @@ function baseUrl(ctx: GatewayContext, request: FastifyRequest): string {
   return (ctx.publicUrl ?? `${request.protocol}://${request.host}`).replace(/\/$/, "");
 }
 
-/** Every route with what this key meets on it: allowed, or the code it would get (without a session). */
-function endpointsFor(ctx: GatewayContext, request: FastifyRequest) {
+/**
+ * Every route with what this key meets on it: allowed, or the code it would get. Without a
+ * session by default (what the key can call as it is); hasSession: what it can call once a user
+ * has authorized it, which is what its scopes allow.
+ */
+function endpointsFor(ctx: GatewayContext, request: FastifyRequest, hasSession = false) {
   const { key, clientIp } = request.auth;
   const now = ctx.kg.now();
   return ctx.kg.profile.routes.map((route) => {
-    const denial = decide(ctx.kg.profile, key.verified, { method: route.method, route, clientIp, hasSession: false, now });
+    const denial = decide(ctx.kg.profile, key.verified, { method: route.method, route, clientIp, hasSession, now });
     return { route, denial };
   });
 }
@@ -133,7 +137,8 @@ export function meRoutes(app: FastifyInstance, ctx: GatewayContext): void {
     const { key } = request.auth;
     const keyType = key.verified.keyType;
     const full = keyType.portalless === true;
-    const endpoints = endpointsFor(ctx, request).filter((e) => full || e.denial === undefined);
+    // Filtered by scopes (seed 001), not by the session an authorization key sends only with user calls.
+    const endpoints = endpointsFor(ctx, request, true).filter((e) => full || e.denial === undefined);
     return envelope.ok({
       profile: { id: kg.profile.id, title: kg.profile.spec.title, description: kg.profile.spec.description },
       baseUrl: `${baseUrl(ctx, request)}/v1`,

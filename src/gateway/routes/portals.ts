@@ -1,15 +1,24 @@
 import { Type as T } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
+import { KeygateError } from "../../core/errors.ts";
 import type { Portal } from "../../store/store.ts";
 import { addMember, createPortal, portalForActor, removeMember, updatePortal } from "../../manage/portals.ts";
 import type { GatewayContext } from "../server.ts";
 import { actorOf } from "./actor.ts";
 
 const Id = T.Object({ id: T.String() });
+// One object for every kind (not a union per kind): a union's validation errors name the first
+// branch's field (an unknown kind was reported as a missing webhookUrl). Which field belongs to
+// which kind is checked by upstreamOrFail, which names the field at fault.
 const Upstream = T.Union([
-  T.Object({ kind: T.Literal("bitrix24"), webhookUrl: T.String() }, { additionalProperties: false }),
-  T.Object({ kind: T.Literal("sandbox") }, { additionalProperties: false }),
-  T.Object({ kind: T.Literal("http"), baseUrl: T.String() }, { additionalProperties: false }),
+  T.Object(
+    {
+      kind: T.Unsafe<"bitrix24" | "sandbox" | "http">({ type: "string", enum: ["bitrix24", "sandbox", "http"], description: "Where the portal's data lives" }),
+      webhookUrl: T.Optional(T.String({ description: "kind bitrix24 (required): the incoming webhook, https://<portal>/rest/<user id>/<token>/" })),
+      baseUrl: T.Optional(T.String({ description: "kind http (required): the upstream's base URL" })),
+    },
+    { additionalProperties: false },
+  ),
   T.Null(),
 ]);
 const tags = ["portals"];
@@ -114,9 +123,11 @@ export function portalRoutes(app: FastifyInstance, { kg, envelope }: GatewayCont
       const { id } = request.params as { id: string };
       const query = request.query as { limit?: string; before?: string; keyId?: string };
       await portalForActor(kg, await actorOf(kg, request), id, "ADMIN");
-      const limit = Math.min(Number(query.limit ?? 50), 200);
+      const limit = Number(query.limit ?? 50);
+      if (limit < 1 || limit > 200) throw new KeygateError("VALIDATION_ERROR", { message: "limit is a whole number from 1 to 200", param: "limit" });
       const before = query.before === undefined ? undefined : Date.parse(query.before);
-      const events = await kg.store.listAudit({ portalId: id, entityId: query.keyId, limit, before: Number.isNaN(before) ? undefined : before });
+      if (Number.isNaN(before)) throw new KeygateError("VALIDATION_ERROR", { message: "before is an ISO-8601 time", param: "before" });
+      const events = await kg.store.listAudit({ portalId: id, entityId: query.keyId, limit, before });
       return envelope.ok(events.map((e) => ({ ...e, at: new Date(e.at).toISOString() })), { count: events.length });
     },
   );

@@ -1,0 +1,133 @@
+/**
+ * Helpers shared by the HTTP suites (verify.test.ts, keys.test.ts): state is built through the
+ * HTTP API (portals, members, keys), and every reply is checked for the VibeCode envelope and an
+ * X-Request-Id.
+ */
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { generateKey } from "../../src/core/keys/format.ts";
+import { issueManagementKey } from "../../src/manage/users.ts";
+import type { User } from "../../src/store/store.ts";
+import type { CallOptions, Harness, Reply } from "../support/gateway.ts";
+
+export const HOUR = 60 * 60 * 1000;
+export const MINUTE = 60 * 1000;
+
+function show(r: Reply): string {
+  return `${r.status} ${JSON.stringify(r.body)}`;
+}
+
+/** Every response, success or error, carries an X-Request-Id. */
+export function assertRequestId(r: Reply): void {
+  assert.match(String(r.headers["x-request-id"] ?? ""), /^req_[0-9a-f-]{36}$/, `X-Request-Id missing on ${show(r)}`);
+}
+
+/** A success reply: the status, {"success":true,"data":…}, an X-Request-Id; returns data. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export function ok(r: Reply, status = 200): any {
+  assert.equal(r.status, status, show(r));
+  assert.equal(r.body?.success, true, show(r));
+  assert.ok("data" in r.body, show(r));
+  assertRequestId(r);
+  return r.body.data;
+}
+
+/**
+ * An error reply: the status and code, the envelope {"success":false,"error":{code,message,hint?,details?,param?}}
+ * with nothing else at the top level, an X-Request-Id; returns the error object.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export function fails(r: Reply, status: number, code: string): any {
+  assert.equal(r.body?.error?.code, code, show(r));
+  assert.equal(r.status, status, show(r));
+  assert.deepEqual(Object.keys(r.body).sort(), ["error", "success"], show(r));
+  assert.equal(r.body.success, false, show(r));
+  assert.equal(typeof r.body.error.message, "string", show(r));
+  assert.ok(r.body.error.message.length > 0, show(r));
+  for (const field of Object.keys(r.body.error)) assert.ok(["code", "message", "hint", "details", "param"].includes(field), `unexpected error field ${field}: ${show(r)}`);
+  assertRequestId(r);
+  return r.body.error;
+}
+
+/** Asserts a request got past verification: it is none of the verification refusals. */
+export function passesVerification(r: Reply): void {
+  assert.ok(r.status < 400 || r.status === 501, `expected to pass verification: ${show(r)}`);
+  assertRequestId(r);
+}
+
+let portals = 0;
+
+/** A portal created over HTTP by `by` (default the harness owner, who becomes its ADMIN); linked to the sandbox unless linked: false. */
+export async function makePortal(h: Harness, options: { by?: string; linked?: boolean } = {}): Promise<string> {
+  const domain = `p${++portals}-${randomBytes(3).toString("hex")}.bitrix24.ru`;
+  const body = options.linked === false ? { domain } : { domain, upstream: { kind: "sandbox" } };
+  return ok(await h.call("POST", "/v1/portals", { key: options.by ?? h.owner.key, body }), 201).id;
+}
+
+export interface IssuedKey {
+  id: string;
+  raw: string;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  data: any;
+}
+
+/** A portal key created over HTTP (POST /v1/keys) with the owner's management key unless `by` is given. */
+export async function makeKey(h: Harness, portalId: string, body: Record<string, unknown> = {}, options: { by?: string; ip?: string } = {}): Promise<IssuedKey> {
+  const r = await h.call("POST", "/v1/keys", { key: options.by ?? h.owner.key, ip: options.ip, body: { portalId, name: "Test key", scopes: ["crm"], ...body } });
+  const data = ok(r, 201);
+  return { id: data.id, raw: data.rawKey, data };
+}
+
+/** PATCH /v1/keys/:id over HTTP; returns the key view. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export async function patchKey(h: Harness, id: string, body: Record<string, unknown>, by?: string): Promise<any> {
+  return ok(await h.call("PATCH", `/v1/keys/${id}`, { key: by ?? h.owner.key, body }));
+}
+
+/** The id of the key that sends a request (GET /v1/me). */
+export async function keyIdOf(h: Harness, raw: string, options: CallOptions = {}): Promise<string> {
+  return ok(await h.call("GET", "/v1/me", { ...options, key: raw })).keyId;
+}
+
+let users = 0;
+
+/**
+ * A fresh user with a management key (only scopes given), plus a way to issue further management
+ * keys to the same user — management keys cannot be created over HTTP (they are portal-less).
+ */
+export async function makeUser(h: Harness, scopes?: string): Promise<{ user: User; key: string; id: string; another(scopes: string): Promise<string> }> {
+  const u = await h.user(`user${++users}-${randomBytes(3).toString("hex")}@example.com`, scopes);
+  return {
+    ...u,
+    id: await keyIdOf(h, u.key),
+    another: async (s: string) => (await issueManagementKey(h.kg, u.user, s)).rawKey,
+  };
+}
+
+/** Adds a user to a portal over HTTP (as the owner, an admin of it). */
+export async function addMember(h: Harness, portalId: string, email: string, role: "ADMIN" | "MEMBER" = "MEMBER"): Promise<void> {
+  ok(await h.call("POST", `/v1/portals/${portalId}/members`, { key: h.owner.key, body: { email, role } }), 201);
+}
+
+const BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/** The key with the character at `index` (default: one inside the random body) replaced by another base62 character. */
+export function changeOneChar(raw: string, index = raw.length - 12): string {
+  const c = raw[index]!;
+  const other = BASE62[(BASE62.indexOf(c) + 1) % 62]!;
+  return raw.slice(0, index) + other + raw.slice(index + 1);
+}
+
+/** Same prefix and body, a checksum that does not match. */
+export function badChecksum(raw: string): string {
+  return changeOneChar(raw, raw.length - 1);
+}
+
+/** A well-formed key (prefix, length, valid checksum) that no store holds. */
+export function unknownKey(prefix = "vibe_api_"): string {
+  return generateKey(prefix);
+}
+
+export function isoAt(ms: number): string {
+  return new Date(ms).toISOString();
+}
