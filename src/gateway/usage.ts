@@ -1,33 +1,71 @@
-import type { Store } from "../store/store.ts";
+import type { RequestLogEntry, Store } from "../store/store.ts";
 
-/** Last-used times, collected on the hot path and written in batches off it. */
-export class LastUsed {
+const DAY = 86_400_000;
+
+export interface UsageOptions {
+  /** How often collected usage is written (ms, default 1000). */
+  flushMs?: number;
+  /** Days the request log is kept (default 30). */
+  retentionDays?: number;
+  now?: () => number;
+  onError?: (error: Error) => void;
+}
+
+/**
+ * Request accounting: last-used times and the request log, collected on the hot path in memory
+ * and written in batches off it. A failed write is retried with the next batch (the log keeps at
+ * most 100,000 entries waiting, dropping the oldest beyond that).
+ */
+export class Usage {
   readonly #store: Store;
-  #pending = new Map<string, number>();
+  readonly #now: () => number;
+  readonly #retentionMs: number;
+  readonly #onError: (error: Error) => void;
+  #lastUsed = new Map<string, number>();
+  #log: RequestLogEntry[] = [];
   readonly #timer: NodeJS.Timeout;
-  #flushing: Promise<void> = Promise.resolve();
+  #writing: Promise<void> = Promise.resolve();
+  #lastPurge = 0;
 
-  constructor(store: Store, intervalMs = 5_000) {
+  constructor(store: Store, options: UsageOptions = {}) {
     this.#store = store;
-    this.#timer = setInterval(() => void this.flush(), intervalMs);
+    this.#now = options.now ?? Date.now;
+    this.#retentionMs = (options.retentionDays ?? 30) * DAY;
+    this.#onError = options.onError ?? (() => {});
+    this.#timer = setInterval(() => void this.flush(), options.flushMs ?? 1_000);
     this.#timer.unref();
   }
 
   touch(keyId: string, at: number): void {
-    this.#pending.set(keyId, at);
+    this.#lastUsed.set(keyId, at);
   }
 
-  /** Writes what has been collected; a failed write is retried with the next batch. */
+  record(entry: RequestLogEntry): void {
+    if (this.#log.length >= 100_000) this.#log.shift();
+    this.#log.push(entry);
+  }
+
+  /** Writes what has been collected, and purges the log past its retention once an hour. */
   flush(): Promise<void> {
-    if (this.#pending.size === 0) return this.#flushing;
-    const batch = this.#pending;
-    this.#pending = new Map();
-    this.#flushing = this.#flushing.then(() =>
-      this.#store.touchKeys(batch).catch(() => {
-        for (const [id, at] of batch) if (!this.#pending.has(id)) this.#pending.set(id, at);
-      }),
-    );
-    return this.#flushing;
+    const lastUsed = this.#lastUsed;
+    const log = this.#log;
+    const purge = this.#now() - this.#lastPurge > 3_600_000;
+    if (lastUsed.size === 0 && log.length === 0 && !purge) return this.#writing;
+    this.#lastUsed = new Map();
+    this.#log = [];
+    if (purge) this.#lastPurge = this.#now();
+    this.#writing = this.#writing.then(async () => {
+      try {
+        if (lastUsed.size > 0) await this.#store.touchKeys(lastUsed);
+        if (log.length > 0) await this.#store.appendRequests(log);
+        if (purge) await this.#store.purgeRequests(this.#now() - this.#retentionMs);
+      } catch (e) {
+        this.#onError(e as Error);
+        for (const [id, at] of lastUsed) if (!this.#lastUsed.has(id)) this.#lastUsed.set(id, at);
+        this.#log = [...log, ...this.#log].slice(-100_000);
+      }
+    });
+    return this.#writing;
   }
 
   async close(): Promise<void> {

@@ -66,8 +66,17 @@ export const atender: ProfileSpec = {
   ],
   methodDefaults: { GET: "read", POST: "write", PUT: "write", PATCH: "write", DELETE: "write" },
   routes: surfaces.flatMap(([id, , path]) =>
-    METHODS.map((method): RouteSpec => ({ method, path: `/api/v1/${path}/*`, resource: id, description: `${method} on the ${id} surface` })),
+    METHODS.map((method): RouteSpec => ({ method, path: `/api/v1/${path}/*`, resource: id, description: `${method} on the ${id} surface`, upstream: true })),
   ),
+  limits: {
+    // Per key, by tier (Atender's rate-limits reference); the day cap is a sliding 24-hour window here.
+    tiers: [
+      { id: "starter", description: "60/min, 10,000/day, burst 10", perMinute: 60, perDay: 10_000, perSecond: 10 },
+      { id: "professional", description: "300/min, 100,000/day, burst 50", perMinute: 300, perDay: 100_000, perSecond: 50 },
+      { id: "enterprise", description: "1,000/min, 1,000,000/day, burst 200", perMinute: 1_000, perDay: 1_000_000, perSecond: 200 },
+    ],
+    defaultTier: "starter",
+  },
   envelope: "flat",
   errors: {
     insufficientScope: { default: "INSUFFICIENT_SCOPE" },

@@ -28,6 +28,7 @@ const r = (method: string, path: string, resource: string, description: string, 
   path,
   resource,
   description,
+  upstream: true,
   ...extra,
 });
 /** list, get, create, update, delete on a collection */
@@ -107,6 +108,17 @@ export const rogeriq: ProfileSpec = {
     r("PATCH", "/v1/orgs/:orgId/projects/:projectId", "projects", "Update a project"),
     r("DELETE", "/v1/orgs/:orgId/projects/:projectId", "projects", "Delete a project: destructive and cascading", { requires: "projects:admin" }),
   ],
+  limits: {
+    // Per key by tier; requests without a key: 600/min per IP.
+    perMinute: 600,
+    tiers: [
+      { id: "starter", description: "600 requests per minute", perMinute: 600 },
+      { id: "pro", description: "3,000 requests per minute", perMinute: 3_000 },
+      { id: "scale", description: "10,000 requests per minute", perMinute: 10_000 },
+      { id: "enterprise", description: "30,000 requests per minute", perMinute: 30_000 },
+    ],
+    defaultTier: "starter",
+  },
   envelope: "flat",
   errors: {
     insufficientScope: { default: "INSUFFICIENT_SCOPE" },

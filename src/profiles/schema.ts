@@ -38,6 +38,7 @@ const Route = T.Object(
     class: T.Optional(T.Union([T.Literal("read"), T.Literal("write")])),
     userContext: T.Optional(T.Boolean()),
     upstreamMethod: T.Optional(T.String()),
+    upstream: T.Optional(T.Boolean()),
   },
   { additionalProperties: false },
 );
@@ -85,6 +86,32 @@ export const ProfileSchema = T.Object(
     bundles: T.Optional(T.Array(T.Object({ id: Id, description: T.String(), scopes: T.Array(Id, { minItems: 1 }) }, { additionalProperties: false }))),
     companions: T.Optional(T.Array(T.Object({ scopes: T.Array(Id, { minItems: 2 }), note: T.String() }, { additionalProperties: false }))),
     recipes: T.Optional(T.Array(T.Object({ task: T.String(), scopes: T.Array(Id, { minItems: 1 }), note: T.Optional(T.String()) }, { additionalProperties: false }))),
+    limits: T.Optional(
+      T.Object(
+        {
+          perMinute: T.Optional(T.Integer({ minimum: 1 })),
+          tiers: T.Optional(
+            T.Array(
+              T.Object(
+                {
+                  id: T.String({ pattern: "^[a-z][a-z0-9_-]*$" }),
+                  description: T.String(),
+                  perMinute: T.Integer({ minimum: 1 }),
+                  perDay: T.Optional(T.Integer({ minimum: 1 })),
+                  perSecond: T.Optional(T.Integer({ minimum: 1 })),
+                },
+                { additionalProperties: false },
+              ),
+            ),
+          ),
+          defaultTier: T.Optional(T.String()),
+          portalRequestsPerSecond: T.Optional(T.Integer({ minimum: 1 })),
+          portalLimitCode: T.Optional(T.String()),
+          failedAuthPerMinute: T.Optional(T.Integer({ minimum: 1 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     methodDefaults: T.Optional(T.Record(T.String(), T.String())),
     routes: T.Array(Route),
     errors: T.Object(

@@ -62,6 +62,7 @@ function entityRoutes(entity: string, requires: RouteSpec["requires"], writeRequ
     keyTypes: PORTAL_KEYS,
     userContext: true,
     upstreamMethod: upstream(op),
+    upstream: true,
     ...extra,
   });
   return [
@@ -185,7 +186,8 @@ export const vibecode: ProfileSpec = {
     { method: "GET", path: "/v1/openapi.json", description: "OpenAPI 3.1 specification", requires: null },
 
     { method: "GET", path: "/v1/me/notifications", description: "Notifications for the key's owner", requires: null },
-    { method: "POST", path: "/v1/me/notifications/:id/read", description: "Mark a notification read", requires: null },
+    // Acknowledging a message changes nothing upstream: a read-only key may do it.
+    { method: "POST", path: "/v1/me/notifications/:id/read", description: "Mark a notification read", requires: null, class: "read" },
 
     management("GET", "/v1/portals", "vibe:mgmt:portals", "List your portals"),
     management("POST", "/v1/portals", "vibe:mgmt:portals", "Create a portal (you become its admin)"),
@@ -213,22 +215,24 @@ export const vibecode: ProfileSpec = {
     ...entityRoutes("tasks", { allOf: ["task", "tasks"] }, { allOf: ["task", "tasks"] }, (op) => `tasks.task.${op === "fields" ? "getFields" : op}`),
     ...entityRoutes("users", { anyOf: ["user", "user_basic", "user_brief"] }, "user", (op) => `user.${op === "list" ? "get" : op}`),
 
-    platform("POST", "/v1/batch", null, "Up to 50 calls in one request; each call is checked on its own", { userContext: true, class: "read" }),
-    platform("POST", "/v1/notifications", "im", "Send a notification", { userContext: true, upstreamMethod: "im.notify.system.add" }),
-    platform("POST", "/v1/chats/:dialogId/messages", "im", "Send a chat message", { userContext: true, upstreamMethod: "im.message.add" }),
-    platform("POST", "/v1/posts", "log", "Post to the Activity Stream", { userContext: true, upstreamMethod: "log.blogpost.add" }),
+    platform("POST", "/v1/batch", null, "Up to 50 calls in one request; each call is checked on its own", { userContext: true, class: "read", upstream: true }),
+    platform("POST", "/v1/notifications", "im", "Send a notification", { userContext: true, upstreamMethod: "im.notify.system.add", upstream: true }),
+    platform("POST", "/v1/chats/:dialogId/messages", "im", "Send a chat message", { userContext: true, upstreamMethod: "im.message.add", upstream: true }),
+    platform("POST", "/v1/posts", "log", "Post to the Activity Stream", { userContext: true, upstreamMethod: "log.blogpost.add", upstream: true }),
     platform("GET", "/v1/bots", "imbot", "List chatbots"),
     platform("GET", "/v1/placements/available", "placement", "Places an app can be embedded in", {
       keyTypes: ["app"],
       keyTypeError: { api: "OAUTH_REQUIRED" },
       userContext: true,
       upstreamMethod: "placement.list",
+      upstream: true,
     }),
     platform("POST", "/v1/placements/bind", "placement", "Embed the app in the portal", {
       keyTypes: ["app"],
       keyTypeError: { api: "OAUTH_REQUIRED" },
       userContext: true,
       upstreamMethod: "placement.bind",
+      upstream: true,
     }),
     platform("GET", "/v1/infra/servers", "vibe:infra", "List servers"),
     platform("POST", "/v1/infra/servers", "vibe:infra", "Create a server (needs a user: app keys need a session)", { userContext: true }),
@@ -240,12 +244,22 @@ export const vibecode: ProfileSpec = {
       return { method, path, description: "OAuth flow of an authorization key (no session needed)", requires: null, keyTypes: ["app"], class: "read" };
     }),
   ],
+  limits: {
+    perMinute: 300,
+    portalRequestsPerSecond: 10,
+    portalLimitCode: "BITRIX_UNAVAILABLE",
+    failedAuthPerMinute: 20,
+  },
   errors: {
     insufficientScope: { default: "SCOPE_DENIED", management: "MANAGEMENT_SCOPE_REQUIRED" },
     pendingReissue: "BITRIX_ACCESS_DENIED",
     keyTypeNotAllowed: { default: "KEY_TYPE_NOT_ALLOWED", management: "MANAGEMENT_KEY_NO_ENTITY_ACCESS" },
   },
   errorCodes: {
+    BITRIX_UNAVAILABLE: {
+      status: 502,
+      message: "Bitrix24 did not answer, or the portal's request limit (shared by all its keys) is spent.",
+    },
     OAUTH_REQUIRED: { status: 403, message: "This endpoint needs an authorization key (vibe_app_) with a user session." },
   },
 };

@@ -19,6 +19,7 @@ import type {
   Notification,
   Portal,
   PortalPatch,
+  RequestLogEntry,
   User,
 } from "./store.ts";
 import { StoreConflictError } from "./store.ts";
@@ -54,6 +55,7 @@ export const KEY_COLUMNS = [
   "access_mode",
   "ip_whitelist",
   "rate_limit",
+  "tier",
   "expires_at",
   "created_at",
   "updated_at",
@@ -71,6 +73,7 @@ export const KEY_MUTABLE_COLUMNS = [
   "access_mode",
   "ip_whitelist",
   "rate_limit",
+  "tier",
   "expires_at",
   "rotated_to_id",
   "updated_at",
@@ -93,6 +96,8 @@ export const AUDIT_COLUMNS = [
   "after_state",
 ] as const;
 export const NOTIFICATION_COLUMNS = ["id", "user_id", "at", "kind", "message", "data", "read_at"] as const;
+/** request_log without its id (assigned by the database, in insertion order: the tie-break of equal times). */
+export const REQUEST_COLUMNS = ["key_id", "at", "ip", "method", "path", "status", "latency_ms"] as const;
 
 /** "a, b, c", each column prefixed with `alias.` when given. */
 export function columnList(columns: readonly string[], alias?: string): string {
@@ -186,6 +191,7 @@ export function keyFromRow(row: Row): KeyRecord {
     accessMode: str(row, "access_mode") as KeyRecord["accessMode"],
     ipWhitelist: decodeStrings(row["ip_whitelist"]),
     rateLimit: numOrNull(row, "rate_limit"),
+    tier: strOrNull(row, "tier"),
     expiresAt: numOrNull(row, "expires_at"),
     createdAt: num(row, "created_at"),
     updatedAt: num(row, "updated_at"),
@@ -194,6 +200,23 @@ export function keyFromRow(row: Row): KeyRecord {
     rotatedToId: strOrNull(row, "rotated_to_id"),
     version: num(row, "version"),
   };
+}
+
+export function requestFromRow(row: Row): RequestLogEntry {
+  return {
+    keyId: str(row, "key_id"),
+    at: num(row, "at"),
+    ip: str(row, "ip"),
+    method: str(row, "method"),
+    path: str(row, "path"),
+    status: num(row, "status"),
+    latencyMs: num(row, "latency_ms"),
+  };
+}
+
+/** A row of requestsPerMinute: minute, and the count as n. */
+export function minuteCountFromRow(row: Row): { minute: number; count: number } {
+  return { minute: num(row, "minute"), count: num(row, "n") };
 }
 
 export function auditFromRow(row: Row): AuditEvent {
@@ -269,6 +292,7 @@ export function keyValues(k: KeyRecord): SqlValue[] {
     k.accessMode,
     encodeStrings(k.ipWhitelist),
     k.rateLimit,
+    k.tier,
     k.expiresAt,
     k.createdAt,
     k.updatedAt,
@@ -290,6 +314,7 @@ export function keyUpdateValues(k: KeyRecord): SqlValue[] {
     k.accessMode,
     encodeStrings(k.ipWhitelist),
     k.rateLimit,
+    k.tier,
     k.expiresAt,
     k.rotatedToId,
     k.updatedAt,
@@ -299,6 +324,10 @@ export function keyUpdateValues(k: KeyRecord): SqlValue[] {
 
 export function dependentValues(d: KeyDependent): SqlValue[] {
   return [d.keyId, d.kind, d.dependentId, d.createdAt];
+}
+
+export function requestValues(r: RequestLogEntry): SqlValue[] {
+  return [r.keyId, r.at, r.ip, r.method, r.path, r.status, r.latencyMs];
 }
 
 export function auditValues(e: AuditEvent): SqlValue[] {
@@ -333,6 +362,7 @@ export function patchKey(key: KeyRecord, patch: KeyPatch, now: number): KeyRecor
   if (patch.accessMode !== undefined) next.accessMode = patch.accessMode;
   if (patch.ipWhitelist !== undefined) next.ipWhitelist = [...patch.ipWhitelist];
   if (patch.rateLimit !== undefined) next.rateLimit = patch.rateLimit;
+  if (patch.tier !== undefined) next.tier = patch.tier;
   if (patch.expiresAt !== undefined) next.expiresAt = patch.expiresAt;
   if (patch.rotatedToId !== undefined) next.rotatedToId = patch.rotatedToId;
   return next;
@@ -381,6 +411,8 @@ export function sqlLimit(limit: number): number {
 export interface Migration {
   version: number;
   name: string;
+  /** The file's name, NNN_name.sql. */
+  file: string;
   sql: string;
   /** SHA-256 of the file (line endings normalised): a landed migration must never change. */
   checksum: string;
@@ -396,7 +428,7 @@ export function loadMigrations(dir: URL): Migration[] {
     const sql = readFileSync(new URL(file, dir), "utf8").replace(/\r\n/g, "\n");
     const version = Number(match[1]);
     if (migrations.some((m) => m.version === version)) throw new Error(`two migrations have version ${version}`);
-    migrations.push({ version, name: match[2]!, sql, checksum: createHash("sha256").update(sql).digest("hex") });
+    migrations.push({ version, name: match[2]!, file, sql, checksum: createHash("sha256").update(sql).digest("hex") });
   }
   return migrations.sort((a, b) => a.version - b.version);
 }
@@ -412,7 +444,7 @@ export function checkApplied(
     // A version this keygate does not know comes from a newer one: migrations only add, so go on.
     if (m === undefined) continue;
     if (m.checksum !== a.checksum) {
-      throw new Error(`${dialect} migration ${a.version}_${m.name}.sql was changed after it was applied; add a new migration instead`);
+      throw new Error(`${dialect} migration ${m.file} was changed after it was applied; add a new migration instead`);
     }
   }
 }

@@ -73,6 +73,8 @@ export interface KeyRecord {
   ipWhitelist: string[];
   /** Requests per second for this key; null = only the platform and portal limits. */
   rateLimit: number | null;
+  /** A named rate-limit tier of the profile (Atender, RogerIQ); null = the profile's default platform limit. */
+  tier: string | null;
   expiresAt: number | null;
   createdAt: number;
   updatedAt: number;
@@ -120,9 +122,20 @@ export interface KeyDependent {
 }
 
 export type KeyPatch = Partial<
-  Pick<KeyRecord, "name" | "scopes" | "issuedScopes" | "status" | "accessMode" | "ipWhitelist" | "rateLimit" | "expiresAt" | "rotatedToId">
+  Pick<KeyRecord, "name" | "scopes" | "issuedScopes" | "status" | "accessMode" | "ipWhitelist" | "rateLimit" | "tier" | "expiresAt" | "rotatedToId">
 >;
 export type PortalPatch = Partial<Pick<Portal, "name" | "status" | "defaultAccessMode" | "upstream" | "requestLimit">>;
+
+/** One request made with a key, for the key's request log (GET /v1/keys/:id/usage). */
+export interface RequestLogEntry {
+  keyId: string;
+  at: number;
+  ip: string;
+  method: string;
+  path: string;
+  status: number;
+  latencyMs: number;
+}
 
 /** What a change writes besides itself, in the same transaction. */
 export interface Effects {
@@ -188,6 +201,15 @@ export interface Store {
   countKeysByPortal(portalIds: string[], type: string): Promise<Map<string, number>>;
   /** Batched last-used times, written off the hot path. Only moves lastUsedAt forward; leaves version and updatedAt alone; ignores unknown ids. */
   touchKeys(lastUsed: Map<string, number>): Promise<void>;
+
+  /** Appends a batch of request-log entries (written off the hot path). Entries of unknown keys are dropped. */
+  appendRequests(entries: RequestLogEntry[]): Promise<void>;
+  /** A key's request log, newest first (of equal times, the later appended first); optionally only from one IP, and only entries strictly before a time. */
+  listRequests(keyId: string, filter: { limit: number; before?: number; ip?: string }): Promise<RequestLogEntry[]>;
+  /** Requests per minute of a key since a time (at >= since): one entry per minute that had requests, oldest first; `minute` is the minute's start. */
+  requestsPerMinute(keyId: string, since: number): Promise<{ minute: number; count: number }[]>;
+  /** Deletes request-log entries older than the time (at < olderThan); returns how many. */
+  purgeRequests(olderThan: number): Promise<number>;
 
   /** The key must exist; adding the same (keyId, kind, dependentId) again is a no-op. */
   addDependent(dependent: KeyDependent): Promise<void>;

@@ -16,10 +16,12 @@ import {
   type Membership,
   type Notification,
   type Portal,
+  type RequestLogEntry,
   type Store,
   StoreConflictError,
   type User,
 } from "../../src/store/index.ts";
+import type { Migration } from "../../src/store/rows.ts";
 
 export interface OpenedStore {
   store: Store;
@@ -79,6 +81,7 @@ function makeKey(ownerId: string, portalId: string | null, over: Partial<KeyReco
     accessMode: "READWRITE",
     ipWhitelist: ["10.0.0.1", "2001:db8::1"],
     rateLimit: 10,
+    tier: null,
     expiresAt: null,
     createdAt: T0,
     updatedAt: T0,
@@ -89,6 +92,14 @@ function makeKey(ownerId: string, portalId: string | null, over: Partial<KeyReco
     ...over,
   };
 }
+
+function makeRequest(keyId: string, over: Partial<RequestLogEntry> = {}): RequestLogEntry {
+  return { keyId, at: T0, ip: "192.0.2.10", method: "POST", path: "/rest/crm.deal.list", status: 200, latencyMs: 12, ...over };
+}
+
+const MINUTE = 60_000;
+/** The start of T0's minute. */
+const M0 = Math.floor(T0 / MINUTE) * MINUTE;
 
 function makeAudit(over: Partial<AuditEvent> = {}): AuditEvent {
   return {
@@ -329,6 +340,7 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
           accessMode: "READONLY",
           status: "REVOKED",
           rateLimit: 0.5,
+          tier: "atender-pro «x»",
           expiresAt: FAR_FUTURE,
           createdAt: FAR_FUTURE - 2,
           updatedAt: FAR_FUTURE - 1,
@@ -338,7 +350,7 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
           version: 7,
           name: "Ключ «prod» \"quoted\" 'single'",
         });
-        const bare = makeKey(u.id, null, { type: "management", scopes: [], issuedScopes: [], ipWhitelist: [], rateLimit: null, expiresAt: null });
+        const bare = makeKey(u.id, null, { type: "management", scopes: [], issuedScopes: [], ipWhitelist: [], rateLimit: null, tier: null, expiresAt: null });
         for (const k of [full, bare]) {
           await store.createKey(k, NO_EFFECTS);
           assert.deepEqual(await store.getKey(k.id), k);
@@ -387,6 +399,7 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
           accessMode: "READONLY",
           ipWhitelist: ["127.0.0.1"],
           rateLimit: null,
+          tier: "rogeriq-burst",
           expiresAt: null,
           rotatedToId: "key_x",
         };
@@ -401,6 +414,30 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
         assert.deepEqual(again, { ...expected, rateLimit: 3, expiresAt: T0 + 5, updatedAt: FAR_FUTURE + 1, version: 5 });
         const empty = await store.updateKey(k.id, {}, T0 + 7, NO_EFFECTS);
         assert.deepEqual(empty, { ...expected, rateLimit: 3, expiresAt: T0 + 5, updatedAt: T0 + 7, version: 6 });
+      });
+
+      test("tier round-trips, is patched on its own, kept by other patches, and cleared with null", async () => {
+        const u = await aUser();
+        const p = await aPortal();
+        const k = await aKey(u.id, p.id, { tier: "gold" });
+        assert.deepEqual(await store.getKey(k.id), k);
+        assert.deepEqual(await store.getKeyByDigest(k.digest), k);
+        assert.deepEqual(await store.listKeys({ portalId: p.id }), [k]);
+
+        const platinum = await store.updateKey(k.id, { tier: "platinum" }, T0 + 1, NO_EFFECTS);
+        assert.deepEqual(platinum, { ...k, tier: "platinum", updatedAt: T0 + 1, version: 2 });
+        const renamed = await store.updateKey(k.id, { name: "renamed" }, T0 + 2, NO_EFFECTS);
+        assert.deepEqual(renamed, { ...k, tier: "platinum", name: "renamed", updatedAt: T0 + 2, version: 3 });
+        const cleared = await store.updateKey(k.id, { tier: null }, T0 + 3, NO_EFFECTS);
+        assert.deepEqual(cleared, { ...k, tier: null, name: "renamed", updatedAt: T0 + 3, version: 4 });
+        assert.deepEqual(await store.getKey(k.id), cleared);
+
+        // A rotation carries the tier over when the replacement has it, and may patch the old key's.
+        const next = makeKey(u.id, p.id, { tier: "silver", rotatedFromId: k.id });
+        const old = await store.rotateKey(k.id, { rotatedToId: next.id, tier: "bronze" }, next, T0 + 4, NO_EFFECTS);
+        assert.equal(old?.tier, "bronze");
+        assert.equal((await store.getKey(k.id))?.tier, "bronze");
+        assert.deepEqual(await store.getKey(next.id), next);
       });
 
       test("updateKey of an unknown id: undefined, and no audit", async () => {
@@ -590,6 +627,183 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
       });
     });
 
+    describe("request log", () => {
+      const ats = (list: RequestLogEntry[]) => list.map((r) => r.at - T0);
+
+      test("every field round-trips, including large times and fractional latencies", async () => {
+        const u = await aUser();
+        const k = await aKey(u.id, null);
+        const entries = [
+          makeRequest(k.id, { at: FAR_FUTURE, ip: "2001:db8::1", method: "DELETE", path: "/rest/crm.deal.delete?id=5&x=ü «q»", status: 599, latencyMs: 12.75 }),
+          makeRequest(k.id, { at: T0, ip: "10.0.0.1", method: "GET", path: "/", status: 101, latencyMs: 0 }),
+        ];
+        await store.appendRequests(entries);
+        assert.deepEqual(await store.listRequests(k.id, { limit: 10 }), entries);
+      });
+
+      test("listRequests: the key's entries, newest first (ties: later appended first), limited, before a time, by ip", async () => {
+        const u = await aUser();
+        const k = await aKey(u.id, null);
+        const other = await aKey(u.id, null);
+        const a = "192.0.2.1";
+        const b = "192.0.2.2";
+        await store.appendRequests([
+          makeRequest(k.id, { at: T0 + 3, ip: a, path: "/3" }),
+          makeRequest(k.id, { at: T0 + 1, ip: b, path: "/1" }),
+          makeRequest(other.id, { at: T0 + 4, ip: a }),
+          makeRequest(k.id, { at: T0 + 5, ip: a, path: "/5" }),
+          makeRequest(k.id, { at: T0 + 3, ip: b, path: "/3-later" }),
+        ]);
+        await store.appendRequests([makeRequest(k.id, { at: T0 + 2, ip: a, path: "/2" })]);
+
+        const all = await store.listRequests(k.id, { limit: 100 });
+        assert.deepEqual(ats(all), [5, 3, 3, 2, 1]);
+        assert.deepEqual(
+          all.map((r) => r.path),
+          ["/5", "/3-later", "/3", "/2", "/1"],
+        );
+        assert.ok(all.every((r) => r.keyId === k.id));
+        assert.deepEqual(await store.listRequests(k.id, { limit: 2 }), all.slice(0, 2));
+        assert.deepEqual(ats(await store.listRequests(k.id, { limit: 100, before: T0 + 3 })), [2, 1]);
+        assert.deepEqual(ats(await store.listRequests(k.id, { limit: 1, before: T0 + 5 })), [3]);
+        assert.deepEqual(ats(await store.listRequests(k.id, { limit: 100, before: T0 + 1 })), []);
+        assert.deepEqual(
+          (await store.listRequests(k.id, { limit: 100, ip: a })).map((r) => r.path),
+          ["/5", "/3", "/2"],
+        );
+        assert.deepEqual(
+          (await store.listRequests(k.id, { limit: 100, ip: b })).map((r) => r.path),
+          ["/3-later", "/1"],
+        );
+        assert.deepEqual(
+          (await store.listRequests(k.id, { limit: 1, ip: a, before: T0 + 5 })).map((r) => r.path),
+          ["/3"],
+        );
+        assert.deepEqual(await store.listRequests(k.id, { limit: 100, ip: "203.0.113.9" }), []);
+        assert.deepEqual(await store.listRequests(k.id, { limit: 0 }), []);
+        assert.deepEqual(ats(await store.listRequests(other.id, { limit: 100 })), [4]);
+        assert.deepEqual(await store.listRequests("nope", { limit: 100 }), []);
+      });
+
+      test("appendRequests drops entries of unknown keys and keeps the rest of the batch; an empty batch is a no-op", async () => {
+        const u = await aUser();
+        const k = await aKey(u.id, null);
+        await store.appendRequests([]);
+        await store.appendRequests([
+          makeRequest("nope", { at: T0 + 1 }),
+          makeRequest(k.id, { at: T0 + 2 }),
+          makeRequest("also-nope", { at: T0 + 3 }),
+          makeRequest(k.id, { at: T0 + 4 }),
+        ]);
+        await store.appendRequests([makeRequest("nope", { at: T0 + 5 })]);
+        assert.deepEqual(ats(await store.listRequests(k.id, { limit: 100 })), [4, 2]);
+        assert.deepEqual(await store.listRequests("nope", { limit: 100 }), []);
+        assert.deepEqual(await store.requestsPerMinute("nope", 0), []);
+        assert.equal(await store.purgeRequests(FAR_FUTURE), 2, "nothing of the unknown keys was stored");
+      });
+
+      test("appendRequests takes a batch of thousands", async () => {
+        const u = await aUser();
+        const k1 = await aKey(u.id, null);
+        const k2 = await aKey(u.id, null);
+        const batch: RequestLogEntry[] = [];
+        for (let i = 0; i < 5000; i++) {
+          const keyId = i % 10 === 9 ? "gone" : i % 2 === 0 ? k1.id : k2.id;
+          batch.push(makeRequest(keyId, { at: M0 + i * 100, path: `/r/${i}`, latencyMs: i / 4 }));
+        }
+        await store.appendRequests(batch);
+        const kept = batch.filter((e) => e.keyId !== "gone");
+        const mine = kept.filter((e) => e.keyId === k1.id);
+        assert.deepEqual(await store.listRequests(k1.id, { limit: 3 }), mine.slice(-3).reverse());
+        const perMinute = await store.requestsPerMinute(k1.id, 0);
+        assert.equal(perMinute.reduce((n, m) => n + m.count, 0), mine.length);
+        assert.equal(perMinute.length, 9); // 500 s of requests from the start of a minute
+        assert.equal(await store.purgeRequests(FAR_FUTURE), kept.length);
+      });
+
+      test("requestsPerMinute: counts per minute that had requests since a time (inclusive), oldest first", async () => {
+        const u = await aUser();
+        const k = await aKey(u.id, null);
+        const other = await aKey(u.id, null);
+        await store.appendRequests([
+          makeRequest(k.id, { at: M0 + 3 * MINUTE + 5 }),
+          makeRequest(k.id, { at: M0 - 1 }), // the minute before
+          makeRequest(k.id, { at: M0 }),
+          makeRequest(k.id, { at: M0 + MINUTE - 1 }),
+          makeRequest(k.id, { at: M0 + MINUTE }),
+          makeRequest(k.id, { at: M0 + 3 * MINUTE + 59_999, status: 500 }),
+          makeRequest(other.id, { at: M0 + 10 }),
+          makeRequest(k.id, { at: FAR_FUTURE - 1 }),
+        ]);
+        assert.deepEqual(await store.requestsPerMinute(k.id, M0), [
+          { minute: M0, count: 2 },
+          { minute: M0 + MINUTE, count: 1 },
+          { minute: M0 + 3 * MINUTE, count: 2 },
+          { minute: FAR_FUTURE - MINUTE, count: 1 },
+        ]);
+        assert.deepEqual(await store.requestsPerMinute(k.id, M0 + 1), [
+          { minute: M0, count: 1 },
+          { minute: M0 + MINUTE, count: 1 },
+          { minute: M0 + 3 * MINUTE, count: 2 },
+          { minute: FAR_FUTURE - MINUTE, count: 1 },
+        ]);
+        assert.deepEqual((await store.requestsPerMinute(k.id, 0))[0], { minute: M0 - MINUTE, count: 1 });
+        assert.deepEqual(await store.requestsPerMinute(other.id, M0), [{ minute: M0, count: 1 }]);
+        assert.deepEqual(await store.requestsPerMinute(k.id, FAR_FUTURE), []);
+      });
+
+      test("purgeRequests deletes entries strictly older than the time, of every key, and says how many", async () => {
+        const u = await aUser();
+        const k1 = await aKey(u.id, null);
+        const k2 = await aKey(u.id, null);
+        await store.appendRequests([
+          makeRequest(k1.id, { at: T0 }),
+          makeRequest(k2.id, { at: T0 + 1 }),
+          makeRequest(k1.id, { at: T0 + 2 }),
+          makeRequest(k2.id, { at: T0 + 3 }),
+        ]);
+        assert.equal(await store.purgeRequests(T0), 0);
+        assert.equal(await store.purgeRequests(T0 + 2), 2);
+        assert.deepEqual(ats(await store.listRequests(k1.id, { limit: 10 })), [2]);
+        assert.deepEqual(ats(await store.listRequests(k2.id, { limit: 10 })), [3]);
+        assert.equal(await store.purgeRequests(T0 + 2), 0);
+        assert.equal(await store.purgeRequests(FAR_FUTURE), 2);
+        assert.deepEqual(await store.listRequests(k1.id, { limit: 10 }), []);
+      });
+
+      test("deleting a key deletes its log, and later entries of it are dropped", async () => {
+        const u = await aUser();
+        const k = await aKey(u.id, null);
+        const kept = await aKey(u.id, null);
+        await store.appendRequests([makeRequest(k.id, { at: T0 }), makeRequest(kept.id, { at: T0 + 1 }), makeRequest(k.id, { at: T0 + 2 })]);
+        await store.addDependent({ keyId: k.id, kind: "server", dependentId: "s1", createdAt: T0 });
+        assert.equal(await store.deleteKey(k.id, NO_EFFECTS), "has_dependents");
+        assert.equal((await store.listRequests(k.id, { limit: 10 })).length, 2, "a refused delete keeps the log");
+        await store.removeDependent(k.id, "server", "s1");
+
+        assert.equal(await store.deleteKey(k.id, auditing(k.id, { action: "key.delete" })), "deleted");
+        assert.deepEqual(await store.listRequests(k.id, { limit: 10 }), []);
+        assert.deepEqual(await store.requestsPerMinute(k.id, 0), []);
+        await store.appendRequests([makeRequest(k.id, { at: T0 + 3 }), makeRequest(kept.id, { at: T0 + 4 })]);
+        assert.deepEqual(await store.listRequests(k.id, { limit: 10 }), []);
+        assert.deepEqual(ats(await store.listRequests(kept.id, { limit: 10 })), [4, 1]);
+        assert.equal(await store.purgeRequests(FAR_FUTURE), 2, "only the kept key's entries were left");
+      });
+
+      test("a batch racing a deleteKey leaves no entry of the deleted key, whichever goes first", async () => {
+        const u = await aUser();
+        const kept = await aKey(u.id, null);
+        for (let round = 0; round < 5; round++) {
+          const k = await aKey(u.id, null);
+          const batch = Array.from({ length: 500 }, (_, i) => makeRequest(i % 2 === 0 ? k.id : kept.id, { at: T0 + i }));
+          const [, deleted] = await Promise.all([store.appendRequests(batch), store.deleteKey(k.id, NO_EFFECTS), store.appendRequests(batch)]);
+          assert.equal(deleted, "deleted");
+          assert.deepEqual(await store.listRequests(k.id, { limit: 10 }), []);
+        }
+        assert.equal(await store.purgeRequests(FAR_FUTURE), 5 * 2 * 250, "every entry left is the kept key's");
+      });
+    });
+
     describe("audit", () => {
       test("before and after round-trip any JSON, and absence", async () => {
         const values: unknown[] = [undefined, null, 0, -1.5, "text", true, [], [1, "two", null], { nested: { list: [{ a: 1 }], empty: {} }, s: "ü\n\"" }];
@@ -692,8 +906,10 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
       test("data survives close and reopen", async () => {
         const u = await aUser();
         const p = await aPortal({}, u);
-        const k = await aKey(u.id, p.id, { expiresAt: FAR_FUTURE });
+        const k = await aKey(u.id, p.id, { expiresAt: FAR_FUTURE, tier: "gold" });
         await store.addDependent({ keyId: k.id, kind: "server", dependentId: "s1", createdAt: T0 });
+        const request = makeRequest(k.id, { at: T0 + 5 });
+        await store.appendRequests([request]);
         const event = makeAudit({ entityId: k.id, after: { x: [1] } });
         const n = makeNotification(u.id, { data: { y: 2 } });
         await store.updateKey(k.id, { name: "kept" }, T0 + 1, { audit: [event], notifications: [n] });
@@ -707,9 +923,111 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
         assert.deepEqual(await again.listMembers(p.id), [admin(p)]);
         assert.deepEqual(await again.getKeyByDigest(k.digest), { ...k, name: "kept", updatedAt: T0 + 1, version: 2 });
         assert.equal(await again.countDependents(k.id), 1);
+        assert.deepEqual(await again.listRequests(k.id, { limit: 10 }), [request]);
         assert.deepEqual(await again.listAudit({ limit: 10 }), [event]);
         assert.deepEqual(await again.listNotifications(u.id, 10), [n]);
       });
+    });
+  });
+}
+
+/** An empty database of one dialect, reached without the store, for migration tests. */
+export interface RawDatabase {
+  /** The dialect's migration files (loadMigrations of its folder). */
+  migrations: Migration[];
+  /** SHA-256 of each landed migration (by version), pinned: a landed file must never change. */
+  landed: Record<number, string>;
+  /** Runs SQL (one or more statements, no parameters) on the database, in the store's schema. */
+  exec(sql: string): Promise<void>;
+  /** Opens the store on the database, without migrating; closed by cleanup. */
+  open(): Promise<Store>;
+  cleanup(): Promise<void>;
+}
+
+/** What every dialect's migrations must do to a database of an earlier version. */
+export function migrationContract(name: string, fresh: () => Promise<RawDatabase>): void {
+  describe(`store migrations: ${name}`, () => {
+    let db: RawDatabase;
+
+    beforeEach(async () => {
+      db = await fresh();
+    });
+    afterEach(async () => {
+      await db.cleanup();
+    });
+
+    /** Applies migrations up to `version` as migrate() would have, recording them with their checksums. */
+    async function migrateTo(version: number, checksum?: (m: Migration) => string): Promise<void> {
+      // The store's own table (it creates it IF NOT EXISTS); these types work in both dialects.
+      await db.exec(`CREATE TABLE schema_migrations (
+        version integer NOT NULL PRIMARY KEY, name text NOT NULL, checksum text NOT NULL, applied_at bigint NOT NULL)`);
+      for (const m of db.migrations.filter((x) => x.version <= version)) {
+        await db.exec(m.sql);
+        await db.exec(`INSERT INTO schema_migrations (version, name, checksum, applied_at)
+          VALUES (${m.version}, '${m.name}', '${checksum?.(m) ?? m.checksum}', ${T0})`);
+      }
+    }
+
+    test("landed migrations are unchanged", () => {
+      for (const [version, sha] of Object.entries(db.landed)) {
+        const m = db.migrations.find((x) => x.version === Number(version));
+        assert.ok(m, `migration ${version} is missing`);
+        assert.equal(m.checksum, sha, `migration ${m.file} was edited after landing; add a new migration instead`);
+      }
+    });
+
+    test("a database of schema 1 keeps its keys, with tier null, and gains the request log", async () => {
+      await migrateTo(1);
+      await db.exec(`
+        INSERT INTO users (id, email, name, role, created_at) VALUES ('usr_legacy', 'legacy@example.com', 'Legacy', 'user', ${T0});
+        INSERT INTO keys (id, type, name, owner_id, portal_id, digest, key_prefix, key_suffix, scopes, issued_scopes, status,
+          access_mode, ip_whitelist, rate_limit, expires_at, created_at, updated_at, last_used_at, rotated_from_id, rotated_to_id, version)
+        VALUES ('key_legacy', 'api', 'Legacy key', 'usr_legacy', NULL, 'digest-legacy', 'vibe_live_abc123', 'wxyz', '["crm:read"]', '[]',
+          'ACTIVE', 'READWRITE', '["10.0.0.1"]', 2.5, ${FAR_FUTURE}, ${T0}, ${T0 + 1}, NULL, NULL, NULL, 3);
+      `);
+      const legacy: KeyRecord = {
+        id: "key_legacy",
+        type: "api",
+        name: "Legacy key",
+        ownerId: "usr_legacy",
+        portalId: null,
+        digest: "digest-legacy",
+        keyPrefix: "vibe_live_abc123",
+        keySuffix: "wxyz",
+        scopes: ["crm:read"],
+        issuedScopes: [],
+        status: "ACTIVE",
+        accessMode: "READWRITE",
+        ipWhitelist: ["10.0.0.1"],
+        rateLimit: 2.5,
+        tier: null,
+        expiresAt: FAR_FUTURE,
+        createdAt: T0,
+        updatedAt: T0 + 1,
+        lastUsedAt: null,
+        rotatedFromId: null,
+        rotatedToId: null,
+        version: 3,
+      };
+
+      const store = await db.open();
+      await store.migrate();
+      assert.deepEqual(await store.getKey("key_legacy"), legacy);
+      assert.deepEqual(await store.getKeyByDigest("digest-legacy"), legacy);
+      await store.migrate(); // again: nothing to do
+
+      assert.deepEqual(await store.updateKey("key_legacy", { tier: "gold" }, T0 + 2, NO_EFFECTS), { ...legacy, tier: "gold", updatedAt: T0 + 2, version: 4 });
+      const entry = makeRequest("key_legacy", { at: T0 + 3 });
+      await store.appendRequests([entry, makeRequest("nope")]);
+      assert.deepEqual(await store.listRequests("key_legacy", { limit: 10 }), [entry]);
+      assert.equal(await store.deleteKey("key_legacy", NO_EFFECTS), "deleted");
+      assert.deepEqual(await store.listRequests("key_legacy", { limit: 10 }), []);
+    });
+
+    test("a landed migration whose file changed since it was applied is refused", async () => {
+      await migrateTo(1, () => "0".repeat(64));
+      const store = await db.open();
+      await assert.rejects(store.migrate(), /001_initial\.sql was changed after it was applied/);
     });
   });
 }

@@ -8,8 +8,9 @@ import { randomBytes } from "node:crypto";
 import { after, describe, test } from "node:test";
 import pg from "pg";
 import { type Store, openPostgresStore, openStore } from "../../src/store/index.ts";
+import { loadMigrations } from "../../src/store/rows.ts";
 import { postgresUrl, probePostgres, redactUrl, requireService } from "../support/services.ts";
-import { storeContract } from "./contract.ts";
+import { migrationContract, storeContract } from "./contract.ts";
 
 const url = postgresUrl();
 
@@ -59,6 +60,33 @@ if (await requireService("store contract: postgres", `PostgreSQL at ${redactUrl(
         const again = await openMigrated(schema);
         stores.push(again);
         return again;
+      },
+      cleanup: async () => {
+        for (const s of stores) await s.close();
+      },
+    };
+  });
+
+  migrationContract("postgres", async () => {
+    const schema = newSchema();
+    schemas.push(schema);
+    const stores: Store[] = [];
+    return {
+      migrations: loadMigrations(new URL("../../src/store/postgres/migrations/", import.meta.url)),
+      landed: { 1: "1e97d45c8fc9fe8fb0f33e3a0002ec85f35f2107f191be2abb1d416c1a051568" },
+      exec: async (sql) => {
+        const client = new pg.Client({ connectionString: url });
+        await client.connect();
+        try {
+          await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}; SET search_path TO ${schema}; ${sql}`);
+        } finally {
+          await client.end();
+        }
+      },
+      open: async () => {
+        const store = await openPostgresStore(url, { schema, max: 2 });
+        stores.push(store);
+        return store;
       },
       cleanup: async () => {
         for (const s of stores) await s.close();

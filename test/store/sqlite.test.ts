@@ -7,9 +7,11 @@ import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { describe, test } from "node:test";
 import { type Store, openSqliteStore, openStore } from "../../src/store/index.ts";
-import { storeContract } from "./contract.ts";
+import { loadMigrations } from "../../src/store/rows.ts";
+import { migrationContract, storeContract } from "./contract.ts";
 
 storeContract("sqlite", async () => {
   const dataDir = await mkdtemp(join(tmpdir(), "keygate-store-"));
@@ -23,6 +25,32 @@ storeContract("sqlite", async () => {
   return {
     store,
     reopen: openOne,
+    cleanup: async () => {
+      for (const s of stores) await s.close();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+});
+
+migrationContract("sqlite", async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), "keygate-store-"));
+  const stores: Store[] = [];
+  return {
+    migrations: loadMigrations(new URL("../../src/store/sqlite/migrations/", import.meta.url)),
+    landed: { 1: "aadb2e6477f6a45c2a5f83a801ebba3d38e27bb779207476d378f6b36df23dbc" },
+    exec: async (sql) => {
+      const db = new DatabaseSync(join(dataDir, "keygate.db"));
+      try {
+        db.exec(sql);
+      } finally {
+        db.close();
+      }
+    },
+    open: async () => {
+      const store = await openSqliteStore(dataDir);
+      stores.push(store);
+      return store;
+    },
     cleanup: async () => {
       for (const s of stores) await s.close();
       await rm(dataDir, { recursive: true, force: true });

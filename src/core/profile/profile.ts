@@ -17,6 +17,8 @@ export interface Route {
   class: "read" | "write";
   userContext: boolean;
   upstreamMethod: string | undefined;
+  /** Forwarded upstream: spends the portal's budget. */
+  upstream: boolean;
   /** Indexed by key type index. */
   access: RouteAccess[];
   spec: RouteSpec;
@@ -78,6 +80,10 @@ export class Profile {
       if (problem) problems.push(`route ${route.method} ${route.path}: ${problem}`);
       this.routes.push(compiled);
     }
+    const tierIds = (spec.limits?.tiers ?? []).map((t) => t.id);
+    if (new Set(tierIds).size !== tierIds.length) problems.push("limits.tiers: a tier id is used twice");
+    if (spec.limits?.defaultTier !== undefined && !tierIds.includes(spec.limits.defaultTier)) problems.push(`limits.defaultTier: no tier "${spec.limits.defaultTier}"`);
+    checkCode("limits.portalLimitCode", spec.limits?.portalLimitCode);
     for (const recipe of spec.recipes ?? []) {
       for (const s of recipe.scopes) if (!this.catalog.tokens.has(s)) problems.push(`recipe "${recipe.task}": unknown scope "${s}"`);
     }
@@ -124,6 +130,7 @@ export class Profile {
       class: spec.class ?? (READ_METHODS.has(method) ? "read" : "write"),
       userContext: spec.userContext ?? false,
       upstreamMethod: spec.upstreamMethod,
+      upstream: spec.upstream ?? false,
       access,
       spec,
     };

@@ -95,6 +95,33 @@ export interface RouteSpec {
   userContext?: boolean;
   /** Upstream method a write would call (reported when a read-only key is blocked). */
   upstreamMethod?: string;
+  /** Forwarded to the portal's upstream: spends the portal's shared budget. */
+  upstream?: boolean;
+}
+
+/** A named rate-limit tier a key can carry (Atender, RogerIQ): it replaces the platform limit. */
+export interface TierSpec {
+  id: string;
+  description: string;
+  perMinute: number;
+  /** A second, daily budget (sliding 24-hour window). */
+  perDay?: number;
+  /** A per-second ceiling on bursts. */
+  perSecond?: number;
+}
+
+export interface LimitsSpec {
+  /** Requests per minute per source (the key; the client IP without a valid key), sliding 60-second window. Default 300. */
+  perMinute?: number;
+  tiers?: TierSpec[];
+  /** The tier of keys that carry none (default: none, the plain platform limit). */
+  defaultTier?: string;
+  /** A portal's shared budget in requests per second, when the portal sets none. Default 10. */
+  portalRequestsPerSecond?: number;
+  /** The code when a portal's budget is spent (VibeCode: BITRIX_UNAVAILABLE). Default RATE_LIMITED. */
+  portalLimitCode?: string;
+  /** Failed authentication attempts per client IP per minute before it gets 429. Default 20. */
+  failedAuthPerMinute?: number;
 }
 
 /** Error codes by key type; `default` applies to any key type not named. */
@@ -113,6 +140,7 @@ export interface ProfileSpec {
   companions?: { scopes: string[]; note: string }[];
   /** Which scopes a typical task needs (shown by `keygate scopes list`). */
   recipes?: { task: string; scopes: string[]; note?: string }[];
+  limits?: LimitsSpec;
   /** Action required by HTTP method for routes that name only a resource. */
   methodDefaults?: Record<string, string>;
   routes: RouteSpec[];

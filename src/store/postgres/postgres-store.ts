@@ -18,6 +18,7 @@ import {
   NOTIFICATION_COLUMNS,
   PORTAL_COLUMNS,
   PORTAL_MUTABLE_COLUMNS,
+  REQUEST_COLUMNS,
   type SqlValue,
   USER_COLUMNS,
   auditFromRow,
@@ -32,6 +33,7 @@ import {
   loadMigrations,
   membershipFromRow,
   membershipValues,
+  minuteCountFromRow,
   normalizeEmail,
   notificationFromRow,
   notificationValues,
@@ -41,6 +43,7 @@ import {
   portalUpdateValues,
   portalValues,
   portalWithRoleFromRow,
+  requestFromRow,
   sqlLimit,
   userFromRow,
   userValues,
@@ -57,6 +60,7 @@ import type {
   Notification,
   Portal,
   PortalPatch,
+  RequestLogEntry,
   Store,
   User,
 } from "../store.ts";
@@ -84,6 +88,7 @@ const updateByIdSql = (table: string, columns: readonly string[]): string =>
   `UPDATE ${table} SET ${columns.map((c, i) => `${c} = $${i + 2}`).join(", ")} WHERE id = $1`;
 
 const KEYS = columnList(KEY_COLUMNS);
+const MINUTE_MS = 60_000;
 
 /** Named statements: the name is what pg prepares once per connection. */
 const SQL = {
@@ -110,10 +115,27 @@ const SQL = {
   keyByDigest: `SELECT ${KEYS} FROM keys WHERE digest = $1`,
   updateKey: updateByIdSql("keys", KEY_MUTABLE_COLUMNS),
   deleteKey: "DELETE FROM keys WHERE id = $1",
+  deleteKeyRequests: "DELETE FROM request_log WHERE key_id = $1",
   countKeysByPortal: "SELECT portal_id, COUNT(*) AS n FROM keys WHERE type = $1 AND portal_id = ANY($2::text[]) GROUP BY portal_id",
   touchKeys: `UPDATE keys AS k SET last_used_at = t.at
     FROM unnest($1::text[], $2::bigint[]) AS t(id, at)
     WHERE k.id = t.id AND (k.last_used_at IS NULL OR k.last_used_at < t.at)`,
+
+  // One statement per batch, the entries as parallel arrays. The join drops entries of unknown
+  // keys. request_log has no foreign key (see migration 002); FOR KEY SHARE stands in for it: a
+  // concurrent deleteKey waits for the batch (its FOR UPDATE conflicts) and then deletes what it
+  // appended, and a key that a deleteKey committed first is skipped, so no entry outlives its key.
+  // ORDER BY keeps the batch's order in the ids (the tie-break of equal times).
+  appendRequests: `INSERT INTO request_log (${columnList(REQUEST_COLUMNS)})
+    SELECT e.key_id, e.at, e.ip, e.method, e.path, e.status, e.latency_ms
+    FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::integer[], $7::double precision[])
+      WITH ORDINALITY AS e(key_id, at, ip, method, path, status, latency_ms, n)
+    JOIN keys k ON k.id = e.key_id
+    ORDER BY e.n
+    FOR KEY SHARE OF k`,
+  requestsPerMinute: `SELECT (at / ${MINUTE_MS}) * ${MINUTE_MS} AS minute, COUNT(*) AS n FROM request_log
+    WHERE key_id = $1 AND at >= $2 GROUP BY 1 ORDER BY 1`,
+  purgeRequests: "DELETE FROM request_log WHERE at < $1",
 
   insertDependent: `${insertSql("key_dependents", DEPENDENT_COLUMNS)} ON CONFLICT DO NOTHING`,
   deleteDependent: "DELETE FROM key_dependents WHERE key_id = $1 AND kind = $2 AND dependent_id = $3",
@@ -342,6 +364,8 @@ export class PostgresStore implements Store {
       // The row lock holds off addDependent (its foreign key check needs a share lock on the key).
       if ((await this.#q("keyByIdForUpdate", [id], c)).rows.length === 0) return "not_found";
       if ((await this.#q<{ n: number }>("countDependents", [id], c)).rows[0]!.n > 0) return "has_dependents";
+      // The key's request log (no foreign key, see migration 002); the key's row lock holds off appendRequests.
+      await this.#q("deleteKeyRequests", [id], c);
       await this.#q("deleteKey", [id], c);
       await this.#writeEffects(c, effects);
       return "deleted";
@@ -372,6 +396,43 @@ export class PostgresStore implements Store {
     // Sorted ids: concurrent batches lock shared rows in the same order.
     const ids = [...lastUsed.keys()].sort();
     await this.#q("touchKeys", [ids, ids.map((id) => lastUsed.get(id)!)]);
+  }
+
+  // ---- request log ----
+
+  async appendRequests(entries: RequestLogEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    const columns: unknown[][] = [[], [], [], [], [], [], []];
+    for (const e of entries) {
+      columns[0]!.push(e.keyId);
+      columns[1]!.push(e.at);
+      columns[2]!.push(e.ip);
+      columns[3]!.push(e.method);
+      columns[4]!.push(e.path);
+      columns[5]!.push(e.status);
+      columns[6]!.push(e.latencyMs);
+    }
+    await this.#q("appendRequests", columns);
+  }
+
+  async listRequests(keyId: string, filter: { limit: number; before?: number; ip?: string }): Promise<RequestLogEntry[]> {
+    const limit = sqlLimit(filter.limit);
+    if (limit === 0) return [];
+    const { name, text, values } = filtered("keygate_listRequests", [
+      ["key_id", keyId],
+      ["ip", filter.ip],
+      ["at", filter.before, "<"],
+    ]);
+    const sql = `SELECT ${columnList(REQUEST_COLUMNS)} FROM request_log${text} ORDER BY at DESC, id DESC LIMIT $${values.length + 1}`;
+    return (await this.#pool.query({ name, text: sql, values: [...values, limit] })).rows.map(requestFromRow);
+  }
+
+  async requestsPerMinute(keyId: string, since: number): Promise<{ minute: number; count: number }[]> {
+    return (await this.#q("requestsPerMinute", [keyId, since])).rows.map(minuteCountFromRow);
+  }
+
+  async purgeRequests(olderThan: number): Promise<number> {
+    return (await this.#q("purgeRequests", [olderThan])).rowCount ?? 0;
   }
 
   // ---- dependents ----

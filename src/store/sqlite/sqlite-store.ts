@@ -19,6 +19,7 @@ import {
   NOTIFICATION_COLUMNS,
   PORTAL_COLUMNS,
   PORTAL_MUTABLE_COLUMNS,
+  REQUEST_COLUMNS,
   type SqlValue,
   USER_COLUMNS,
   auditFromRow,
@@ -33,6 +34,7 @@ import {
   loadMigrations,
   membershipFromRow,
   membershipValues,
+  minuteCountFromRow,
   normalizeEmail,
   notificationFromRow,
   notificationValues,
@@ -42,6 +44,8 @@ import {
   portalUpdateValues,
   portalValues,
   portalWithRoleFromRow,
+  requestFromRow,
+  requestValues,
   sqlLimit,
   userFromRow,
   userValues,
@@ -58,6 +62,7 @@ import type {
   Notification,
   Portal,
   PortalPatch,
+  RequestLogEntry,
   Store,
   User,
 } from "../store.ts";
@@ -73,6 +78,7 @@ const updateByIdSql = (table: string, columns: readonly string[]): string =>
   `UPDATE ${table} SET ${columns.map((c, i) => `${c} = ?${i + 2}`).join(", ")} WHERE id = ?1`;
 
 const KEYS = columnList(KEY_COLUMNS);
+const MINUTE_MS = 60_000;
 
 /** Every fixed statement, prepared together once the tables exist. */
 function prepareStatements(db: DatabaseSync) {
@@ -106,6 +112,17 @@ function prepareStatements(db: DatabaseSync) {
     ),
     touchKey: p("UPDATE keys SET last_used_at = ?1 WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at < ?1)"),
 
+    // An entry of an unknown (or deleted) key selects no row: dropped, not a foreign key error.
+    appendRequest: p(
+      `INSERT INTO request_log (${columnList(REQUEST_COLUMNS)})
+       SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE EXISTS (SELECT 1 FROM keys WHERE id = ?1)`,
+    ),
+    requestsPerMinute: p(
+      `SELECT (at / ${MINUTE_MS}) * ${MINUTE_MS} AS minute, COUNT(*) AS n FROM request_log
+       WHERE key_id = ? AND at >= ? GROUP BY minute ORDER BY minute`,
+    ),
+    purgeRequests: p("DELETE FROM request_log WHERE at < ?"),
+
     insertDependent: p(`${insertSql("key_dependents", DEPENDENT_COLUMNS)} ON CONFLICT DO NOTHING`),
     deleteDependent: p("DELETE FROM key_dependents WHERE key_id = ? AND kind = ? AND dependent_id = ?"),
     countDependents: p("SELECT COUNT(*) AS n FROM key_dependents WHERE key_id = ?"),
@@ -125,9 +142,10 @@ export class SqliteStore implements Store {
   readonly dialect = "sqlite";
   readonly #db: DatabaseSync;
   #statements: Statements | undefined;
-  /** listKeys / listAudit statements by which filters are set (bit mask), prepared on first use. */
+  /** listKeys / listAudit / listRequests statements by which filters are set (bit mask), prepared on first use. */
   readonly #listKeys = new Map<number, StatementSync>();
   readonly #listAudit = new Map<number, StatementSync>();
+  readonly #listRequests = new Map<number, StatementSync>();
 
   constructor(db: DatabaseSync) {
     this.#db = db;
@@ -177,6 +195,7 @@ export class SqliteStore implements Store {
     this.#statements = undefined;
     this.#listKeys.clear();
     this.#listAudit.clear();
+    this.#listRequests.clear();
   }
 
   async close(): Promise<void> {
@@ -343,6 +362,41 @@ export class SqliteStore implements Store {
     this.#tx(() => {
       for (const [id, at] of lastUsed) this.#s.touchKey.run(at, id);
     });
+  }
+
+  // ---- request log ----
+
+  async appendRequests(entries: RequestLogEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    this.#tx(() => {
+      const insert = this.#s.appendRequest;
+      for (const entry of entries) insert.run(...requestValues(entry));
+    });
+  }
+
+  async listRequests(keyId: string, filter: { limit: number; before?: number; ip?: string }): Promise<RequestLogEntry[]> {
+    const limit = sqlLimit(filter.limit);
+    if (limit === 0) return [];
+    const conditions: [string, SqlValue | undefined][] = [
+      ["key_id = ?", keyId],
+      ["ip = ?", filter.ip],
+      ["at < ?", filter.before],
+    ];
+    const { statement, values } = this.#filtered(
+      this.#listRequests,
+      conditions,
+      (where) => `SELECT ${columnList(REQUEST_COLUMNS)} FROM request_log${where} ORDER BY at DESC, id DESC LIMIT ?`,
+      true,
+    );
+    return statement.all(...values, limit).map(requestFromRow);
+  }
+
+  async requestsPerMinute(keyId: string, since: number): Promise<{ minute: number; count: number }[]> {
+    return this.#s.requestsPerMinute.all(keyId, since).map(minuteCountFromRow);
+  }
+
+  async purgeRequests(olderThan: number): Promise<number> {
+    return Number(this.#s.purgeRequests.run(olderThan).changes);
   }
 
   // ---- dependents ----

@@ -1,0 +1,81 @@
+import type { LimitsSpec, TierSpec } from "../core/profile/spec.ts";
+import type { Limit, LimitState } from "./limiter.ts";
+
+/**
+ * Which limits apply to a request (seed 003): the platform limit per source, the key's own limit,
+ * and the portal's shared budget for requests forwarded upstream. docs/limits.md has the rules.
+ */
+export const DEFAULTS = { perMinute: 300, portalRequestsPerSecond: 10, failedAuthPerMinute: 20 } as const;
+const MINUTE = 60_000;
+const SECOND = 1_000;
+const DAY = 86_400_000;
+
+export interface LimitPolicy {
+  /** Limits for a request made with a valid key. */
+  forKey(key: { id: string; rateLimit: number | null; tier: string | null; portalId: string | null }, portalRps: number | null, upstream: boolean): Limit[];
+  /** The platform limit of a request without a valid key: its client IP is the source. */
+  forAddress(ip: string): Limit[];
+  /** Failed authentication attempts from an address (spent only when authentication fails). */
+  failedAuth(ip: string): Limit;
+  tier(id: string | null): TierSpec | undefined;
+  portalLimitCode: string;
+}
+
+export function limitPolicy(spec: LimitsSpec | undefined): LimitPolicy {
+  const perMinute = spec?.perMinute ?? DEFAULTS.perMinute;
+  const tiers = new Map((spec?.tiers ?? []).map((t) => [t.id, t]));
+  const tierOf = (id: string | null) => tiers.get(id ?? spec?.defaultTier ?? "");
+  const portalDefault = spec?.portalRequestsPerSecond ?? DEFAULTS.portalRequestsPerSecond;
+  const failed = spec?.failedAuthPerMinute ?? DEFAULTS.failedAuthPerMinute;
+  return {
+    portalLimitCode: spec?.portalLimitCode ?? "RATE_LIMITED",
+    tier: tierOf,
+    forKey(key, portalRps, upstream) {
+      const tier = tierOf(key.tier);
+      const limits: Limit[] = [{ kind: "platform", bucket: `platform:key:${key.id}`, limit: tier?.perMinute ?? perMinute, windowMs: MINUTE, policy: tier ? `tier-${tier.id}` : "platform" }];
+      if (tier?.perDay !== undefined) limits.push({ kind: "platform", bucket: `day:key:${key.id}`, limit: tier.perDay, windowMs: DAY, policy: `tier-${tier.id}-day` });
+      if (tier?.perSecond !== undefined) limits.push({ kind: "platform", bucket: `burst:key:${key.id}`, limit: tier.perSecond, windowMs: SECOND, policy: `tier-${tier.id}-burst` });
+      if (key.rateLimit !== null) limits.push({ kind: "key", bucket: `key:${key.id}`, limit: key.rateLimit, windowMs: SECOND, policy: "key" });
+      if (upstream && key.portalId !== null) {
+        limits.push({ kind: "portal", bucket: `portal:${key.portalId}`, limit: portalRps ?? portalDefault, windowMs: SECOND, policy: "portal" });
+      }
+      return limits;
+    },
+    forAddress(ip) {
+      return [{ kind: "platform", bucket: `platform:ip:${ip}`, limit: perMinute, windowMs: MINUTE, policy: "platform" }];
+    },
+    failedAuth(ip) {
+      return { kind: "auth", bucket: `auth:ip:${ip}`, limit: failed, windowMs: MINUTE, policy: "failed-auth" };
+    },
+  };
+}
+
+/** The limit a client should watch: the one with the fewest requests left (then the smallest). */
+export function tightest(states: readonly LimitState[]): LimitState | undefined {
+  let best: LimitState | undefined;
+  for (const s of states) {
+    if (!best || s.remaining < best.remaining || (s.remaining === best.remaining && s.limit.limit < best.limit.limit)) best = s;
+  }
+  return best;
+}
+
+/** X-RateLimit-* for the tightest limit, and the IETF RateLimit / RateLimit-Policy fields for all. */
+export function rateLimitHeaders(states: readonly LimitState[]): Record<string, string> {
+  const t = tightest(states);
+  if (!t) return {};
+  const reset = Math.max(0, Math.ceil(t.resetMs / 1000));
+  return {
+    "x-ratelimit-limit": String(t.limit.limit),
+    "x-ratelimit-remaining": String(t.remaining),
+    "x-ratelimit-reset": String(reset),
+    "ratelimit-policy": states.map((s) => `"${s.limit.policy}";q=${s.limit.limit};w=${Math.round(s.limit.windowMs / 1000)}`).join(", "),
+    ratelimit: `"${t.limit.policy}";r=${t.remaining};t=${reset}`,
+  };
+}
+
+/** The refusing limit of a refused request: the one whose wait is longest. */
+export function refusing(states: readonly LimitState[]): LimitState | undefined {
+  let worst: LimitState | undefined;
+  for (const s of states) if (s.retryAfterMs > 0 && (!worst || s.retryAfterMs > worst.retryAfterMs)) worst = s;
+  return worst;
+}
