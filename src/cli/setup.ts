@@ -68,7 +68,7 @@ async function open(options: InstanceOptions, profile: Profile, secret: string, 
   } catch (e) {
     throw new UsageError("STORE_UNAVAILABLE", [{ scope: "", code: "STORE_UNAVAILABLE", message: `cannot open the store: ${(e as Error).message}` }]);
   }
-  const kg: Keygate = { profile, store, serverSecret: secret, format: keyFormat(profile.spec.keyTypes), now: Date.now, keyChanged: () => {} };
+  const kg: Keygate = { profile, store, serverSecret: secret, format: keyFormat(profile.spec.keyTypes), now: Date.now, keyChanged: () => {}, portalChanged: () => {} };
   return { kg, dataDir, close: () => store.close() };
 }
 

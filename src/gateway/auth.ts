@@ -49,9 +49,17 @@ export function extractCredential(headers: IncomingHttpHeaders, format: KeyForma
   return { code: "MISSING_API_KEY" };
 }
 
+/** What verification found: the key (when one was recognised), the route, the address, and any refusal. */
+export interface Verification {
+  refusal: Refusal | undefined;
+  key: CachedKey | undefined;
+  route: Route | undefined;
+  clientIp: string;
+}
+
 export interface Authenticator {
-  /** Resolves to a refusal to send, or undefined with request.auth set. */
-  authenticate(request: FastifyRequest): Promise<Refusal | undefined>;
+  /** Verifies a request; when it passes, request.auth is set. */
+  authenticate(request: FastifyRequest): Promise<Verification>;
 }
 
 export function authenticator(options: { profile: Profile; format: KeyFormat; serverSecret: string; cache: KeyCache; now: () => number; touched: (keyId: string, at: number) => void }): Authenticator {
@@ -70,30 +78,31 @@ export function authenticator(options: { profile: Profile; format: KeyFormat; se
 
   return {
     async authenticate(request) {
+      const ip = clientIp(request);
+      const refuse = (refusal: Refusal, key?: CachedKey, route?: Route): Verification => ({ refusal, key, route, clientIp: ip });
       const credential = extractCredential(request.headers, format);
-      if ("code" in credential) return credential;
+      if ("code" in credential) return refuse(credential);
       const keyTypeId = format.parse(credential.raw);
-      if (keyTypeId === undefined) return { code: "INVALID_API_KEY" };
+      if (keyTypeId === undefined) return refuse({ code: "INVALID_API_KEY" });
       const keyType = profile.keyType(keyTypeId)!;
       if (keyType.sessionUser && credential.viaBearer) {
-        return { code: "INVALID_API_KEY", message: `${keyType.label}s (${keyType.prefix}) go in X-Api-Key; Authorization: Bearer carries the session token.` };
+        return refuse({ code: "INVALID_API_KEY", message: `${keyType.label}s (${keyType.prefix}) go in X-Api-Key; Authorization: Bearer carries the session token.` });
       }
       const digest = keyDigest(serverSecret, credential.raw);
       const key = cache.get(digest) ?? (await cache.load(digest));
-      if (!key) return { code: "INVALID_API_KEY" };
+      if (!key) return refuse({ code: "INVALID_API_KEY" });
       const match = profile.match(request.method, request.url);
-      if (!match) return { code: "ROUTE_NOT_FOUND" };
+      if (!match) return refuse({ code: "ROUTE_NOT_FOUND" }, key);
       if (keyType.sessionUser && credential.session !== undefined) {
         // No session token is valid until keygate issues sessions (OAuth for authorization keys).
-        return { code: "INVALID_SESSION" };
+        return refuse({ code: "INVALID_SESSION" }, key, match.value);
       }
-      const ip = clientIp(request);
       const at = now();
       const denial = decide(profile, key.verified, { method: request.method, route: match.value, clientIp: ip, hasSession: false, now: at });
-      if (denial) return denial;
+      if (denial) return refuse(denial, key, match.value);
       request.auth = { key, route: match.value, params: match.params, clientIp: ip };
       options.touched(key.record.id, at);
-      return undefined;
+      return { refusal: undefined, key, route: match.value, clientIp: ip };
     },
   };
 }

@@ -5,10 +5,14 @@ import { KeygateError } from "../core/errors.ts";
 import { keyFormat } from "../core/keys/format.ts";
 import type { Profile } from "../core/profile/profile.ts";
 import type { Keygate } from "../manage/context.ts";
+import type { Limiter } from "../limits/limiter.ts";
+import { MemoryLimiter } from "../limits/memory.ts";
+import { limitPolicy } from "../limits/policy.ts";
 import type { Store } from "../store/store.ts";
-import { authenticator } from "./auth.ts";
+import { type Verification, authenticator } from "./auth.ts";
 import { type ErrorBody, envelopeFor, errorBody } from "./envelope.ts";
 import { KeyCache } from "./key-cache.ts";
+import { rateLimiting } from "./limits.ts";
 import { keyRoutes } from "./routes/keys.ts";
 import { meRoutes } from "./routes/me.ts";
 import { portalRoutes } from "./routes/portals.ts";
@@ -25,7 +29,17 @@ export interface ServerOptions {
   trustProxy?: string[];
   /** The public base URL used in self-descriptions (GET /v1/me); default: from the request. */
   publicUrl?: string;
+  /** Rate limits: in memory by default; a RedisLimiter shares them between nodes. Closed with the server. */
+  limiter?: Limiter;
+  /** Days the request log is kept (default 30). */
+  requestLogDays?: number;
   now?: () => number;
+}
+
+declare module "fastify" {
+  interface FastifyRequest {
+    verification?: Verification;
+  }
 }
 
 /** What route handlers share. */
@@ -33,6 +47,7 @@ export interface GatewayContext {
   kg: Keygate;
   envelope: ReturnType<typeof envelopeFor>;
   publicUrl: string | undefined;
+  usage: Usage;
   send(reply: FastifyReply, code: string, extra?: Partial<ErrorBody>): FastifyReply;
 }
 
@@ -79,27 +94,60 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   });
   const format = keyFormat(profile.spec.keyTypes);
   const cache = new KeyCache(profile, store);
-  const lastUsed = new Usage(store, { now });
-  const kg: Keygate = { profile, store, serverSecret, format, now, keyChanged: (key) => cache.invalidate(key) };
+  const limiter = options.limiter ?? new MemoryLimiter({ now });
+  const limits = rateLimiting({ policy: limitPolicy(profile.spec.limits), limiter, store });
+  const usage = new Usage(store, { now, retentionDays: options.requestLogDays, onError: (e) => app.log.error({ err: e }, "request accounting write failed") });
+  const kg: Keygate = {
+    profile,
+    store,
+    serverSecret,
+    format,
+    now,
+    keyChanged: (key) => cache.invalidate(key),
+    portalChanged: (portal) => limits.portalChanged(portal.id),
+  };
   const send = (reply: FastifyReply, code: string, extra: Partial<ErrorBody> = {}) =>
     reply.code(envelope.def(code).status).send(envelope.error(errorBody(envelope, code, extra), reply.request.id));
-  const ctx: GatewayContext = { kg, envelope, publicUrl: options.publicUrl, send };
-  const auth = authenticator({ profile, format, serverSecret, cache, now, touched: (id, at) => lastUsed.touch(id, at) });
+  const ctx: GatewayContext = { kg, envelope, publicUrl: options.publicUrl, usage, send };
+  const auth = authenticator({ profile, format, serverSecret, cache, now, touched: (id, at) => usage.touch(id, at) });
 
   app.addHook("onSend", async (request, reply) => {
     reply.header("x-request-id", request.id);
+    limits.headers(reply, request.rateLimit);
   });
   app.addHook("onRequest", async (request, reply) => {
     // The router decodes the path (/%761/me reaches /v1/me): the route it chose counts, not only the raw URL.
     if (!request.url.startsWith("/v1/") && !request.routeOptions.url?.startsWith("/v1/")) return;
-    const refusal = await auth.authenticate(request);
-    if (refusal) {
-      const { code, ...extra } = refusal;
+    const verification = await auth.authenticate(request);
+    request.verification = verification;
+    const spent = await limits.spend(verification);
+    request.rateLimit = spent.states;
+    if (!spent.admitted) {
+      reply.header("retry-after", String(spent.retryAfter));
+      return send(reply, spent.code!, { retryAfter: spent.retryAfter });
+    }
+    if (verification.refusal) {
+      const { code, ...extra } = verification.refusal;
       return send(reply, code, extra);
     }
   });
+  app.addHook("onResponse", async (request, reply) => {
+    const key = request.verification?.key;
+    if (!key) return;
+    const q = request.url.indexOf("?");
+    usage.record({
+      keyId: key.record.id,
+      at: now(),
+      ip: request.verification!.clientIp,
+      method: request.method,
+      path: q < 0 ? request.url : request.url.slice(0, q),
+      status: reply.statusCode,
+      latencyMs: reply.elapsedTime,
+    });
+  });
   app.addHook("onClose", async () => {
-    await lastUsed.close();
+    await usage.close();
+    await limiter.close();
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
@@ -132,7 +180,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       security: [{ apiKey: [] }, { bearer: [] }],
     },
   });
-  app.get("/healthz", { schema: { hide: true } }, async () => ({ status: "ok", profile: profile.id }));
+  // "limits" says whether rate limits are shared (redis), local (memory), or local for now (redis-degraded).
+  app.get("/healthz", { schema: { hide: true } }, async () => ({ status: "ok", profile: profile.id, limits: limiter.mode }));
   app.register(async (v1) => {
     v1.addHook("preValidation", async (request, reply) => {
       const param = nulAt(request.params, "") ?? nulAt(request.query, "") ?? nulAt(request.body, "");

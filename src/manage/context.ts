@@ -1,6 +1,6 @@
 import type { KeyFormat } from "../core/keys/format.ts";
 import type { Profile } from "../core/profile/profile.ts";
-import type { KeyRecord, Store, User } from "../store/store.ts";
+import type { KeyRecord, Portal, Store, User } from "../store/store.ts";
 
 /** What management operations work with; the gateway and the operator CLI each build one. */
 export interface Keygate {
@@ -12,6 +12,8 @@ export interface Keygate {
   now(): number;
   /** Called after every stored change of a key, before the change is reported: caches drop the key. */
   keyChanged(key: KeyRecord): void;
+  /** Called after a portal's settings changed: caches of them drop it. */
+  portalChanged(portal: Portal): void;
 }
 
 /** Who asks: a user, through a key (null from the operator CLI), from an address. */

@@ -20,6 +20,7 @@ export interface CreateKeyInput {
   accessMode?: AccessMode;
   expiresAt?: string | null;
   rateLimit?: number | null;
+  tier?: string | null;
   ipWhitelist?: string[];
 }
 
@@ -30,6 +31,7 @@ export interface UpdateKeyInput {
   accessMode?: AccessMode;
   ipWhitelist?: string[];
   rateLimit?: number | null;
+  tier?: string | null;
   expiresAt?: string | null;
 }
 
@@ -49,6 +51,7 @@ export interface KeyView {
   accessMode: AccessMode;
   ipWhitelist: string[];
   rateLimit: number | null;
+  tier: string | null;
   expiresAt: string | null;
   createdAt: string;
   updatedAt: string;
@@ -81,6 +84,7 @@ export function keyView(kg: Keygate, key: KeyRecord): KeyView {
     accessMode: key.accessMode,
     ipWhitelist: key.ipWhitelist,
     rateLimit: key.rateLimit,
+    tier: key.tier,
     expiresAt: iso(key.expiresAt),
     createdAt: iso(key.createdAt)!,
     updatedAt: iso(key.updatedAt)!,
@@ -141,6 +145,15 @@ function rateLimitOrFail(value: number | null | undefined): number | null {
   return value;
 }
 
+function tierOrFail(kg: Keygate, value: string | null | undefined): string | null {
+  if (value === null || value === undefined) return null;
+  const tiers = (kg.profile.spec.limits?.tiers ?? []).map((t) => t.id);
+  if (!tiers.includes(value)) {
+    throw new KeygateError("VALIDATION_ERROR", { message: tiers.length ? `tier must be one of ${tiers.join(", ")}, or null` : `profile ${kg.profile.id} has no rate-limit tiers`, param: "tier" });
+  }
+  return value;
+}
+
 function ipListOrFail(value: string[] | undefined): string[] {
   const { ips, problems } = normalizeIpList(value ?? []);
   const first = problems[0];
@@ -188,6 +201,7 @@ export async function createKey(kg: Keygate, actor: Actor, input: CreateKeyInput
   const scopes = scopesOrFail(kg, type, input.scopes ?? []);
   const expiresAt = expiryOrFail(kg, input.expiresAt);
   const rateLimit = rateLimitOrFail(input.rateLimit);
+  const tier = tierOrFail(kg, input.tier);
   const ipWhitelist = ipListOrFail(input.ipWhitelist);
 
   const rawKey = generateKey(keyType.prefix);
@@ -207,7 +221,7 @@ export async function createKey(kg: Keygate, actor: Actor, input: CreateKeyInput
     accessMode,
     ipWhitelist,
     rateLimit,
-    tier: null,
+    tier,
     expiresAt,
     createdAt: now,
     updatedAt: now,
@@ -268,6 +282,7 @@ export async function updateKey(kg: Keygate, actor: Actor, id: string, input: Up
   if (input.accessMode !== undefined) patch.accessMode = input.accessMode;
   if (input.ipWhitelist !== undefined) patch.ipWhitelist = ipListOrFail(input.ipWhitelist);
   if (input.rateLimit !== undefined) patch.rateLimit = rateLimitOrFail(input.rateLimit);
+  if (input.tier !== undefined) patch.tier = tierOrFail(kg, input.tier);
   if (input.expiresAt !== undefined) {
     patch.expiresAt = expiryOrFail(kg, input.expiresAt);
     // A rotated key stops working when its grace period ends (seed 003): its expiry may come sooner, never later.
@@ -358,4 +373,27 @@ export async function deleteKey(kg: Keygate, actor: Actor, id: string): Promise<
   if (result === "has_dependents") throw new KeygateError("KEY_HAS_ACTIVE_SERVERS", { details: { dependents: await kg.store.countDependents(id) } });
   if (result === "not_found") throw new KeygateError("KEY_NOT_FOUND");
   kg.keyChanged(key);
+}
+
+/** Seed 003: "Check the request log for requests from unknown addresses". */
+export async function keyUsage(kg: Keygate, actor: Actor, id: string, query: { limit: number; ip?: string; before?: number }) {
+  const { key } = await keyForActor(kg, actor, id);
+  const now = kg.now();
+  const [requests, perMinute] = await Promise.all([
+    kg.store.listRequests(id, { limit: query.limit, ip: query.ip, before: query.before }),
+    kg.store.requestsPerMinute(id, now - 60 * 60_000),
+  ]);
+  const addresses = new Map<string, { ip: string; requests: number; lastSeen: number }>();
+  for (const r of requests) {
+    const a = addresses.get(r.ip);
+    if (a) a.requests++;
+    else addresses.set(r.ip, { ip: r.ip, requests: 1, lastSeen: r.at });
+  }
+  return {
+    keyId: id,
+    lastUsedAt: iso(key.lastUsedAt),
+    requestsPerMinute: perMinute.map((m) => ({ minute: iso(m.minute), requests: m.count })),
+    addresses: [...addresses.values()].map((a) => ({ ...a, lastSeen: iso(a.lastSeen) })),
+    requests: requests.map((r) => ({ at: iso(r.at), ip: r.ip, method: r.method, path: r.path, status: r.status, latencyMs: Math.round(r.latencyMs * 100) / 100 })),
+  };
 }

@@ -126,6 +126,7 @@ export async function updatePortal(
     audit: [auditEvent(kg, actor, "portal.update", { type: "portal", id, portalId: id }, auditView(portal), auditView({ ...portal, ...patch }))],
   });
   if (!updated) throw new KeygateError("PORTAL_NOT_FOUND");
+  kg.portalChanged(updated);
   return updated;
 }
 

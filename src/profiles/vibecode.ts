@@ -201,6 +201,7 @@ export const vibecode: ProfileSpec = {
     management("PATCH", "/v1/keys/:id", "vibe:mgmt:keys", "Update a key"),
     management("DELETE", "/v1/keys/:id", "vibe:mgmt:keys", "Delete a key"),
     management("POST", "/v1/keys/:id/rotate", "vibe:mgmt:keys", "Reissue a key; the old one works 24 more hours"),
+    management("GET", "/v1/keys/:id/usage", "vibe:mgmt:keys", "A key's usage: requests per minute, addresses, the request log"),
 
     feedback("GET", "/v1/feedback", "Feedback tickets (management keys: all; portal keys: their own)"),
     feedback("POST", "/v1/feedback", "Send feedback"),

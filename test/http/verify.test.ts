@@ -5,7 +5,7 @@
  * very next request through the key cache. Every suite runs against both stores.
  */
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { after, before, beforeEach, describe, it } from "node:test";
 import { type Harness, startHarness, storeKinds } from "../support/gateway.ts";
 import { HOUR, MINUTE, addMember, badChecksum, changeOneChar, fails, isoAt, keyIdOf, makeKey, makePortal, makeUser, ok, passesVerification, patchKey, unknownKey } from "./_fixtures.ts";
 
@@ -21,6 +21,8 @@ for (const kind of await storeKinds("http: verify")) {
       portalId = await makePortal(h);
     });
     after(() => h.close());
+    // Each test starts with a fresh failed-authentication budget for its address (20 a minute).
+    beforeEach(() => h.clock.advance(2 * MINUTE));
 
     /** An app key (vibe_app_) on the shared portal. */
     const appKey = (body: Record<string, unknown> = {}) => makeKey(h, portalId, { type: "app", name: "CRM Dashboard", scopes: ["crm", "vibe:infra"], ...body });

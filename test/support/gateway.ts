@@ -89,7 +89,7 @@ export async function startHarness(kind: StoreKind, options: { profile?: string;
   const now = () => clock.now;
   const app = buildServer({ profile, store, serverSecret, now, trustProxy: options.trustProxy });
   await app.ready();
-  const kg: Keygate = { profile, store, serverSecret, format: keyFormat(profile.spec.keyTypes), now, keyChanged: () => {} };
+  const kg: Keygate = { profile, store, serverSecret, format: keyFormat(profile.spec.keyTypes), now, keyChanged: () => {}, portalChanged: () => {} };
 
   const user = async (email: string, scopes = "vibe:mgmt:keys,vibe:mgmt:portals,vibe:mgmt:feedback") => {
     const u = await createUser(kg, null, { email });

@@ -1,6 +1,7 @@
 import { Type as T } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
-import { createKey, deleteKey, keyForActor, keyView, listKeys, rotateKey, updateKey } from "../../manage/keys.ts";
+import { KeygateError } from "../../core/errors.ts";
+import { createKey, deleteKey, keyForActor, keyUsage, keyView, listKeys, rotateKey, updateKey } from "../../manage/keys.ts";
 import type { GatewayContext } from "../server.ts";
 import { actorOf } from "./actor.ts";
 
@@ -9,9 +10,10 @@ const AccessMode = T.Union([T.Literal("READWRITE"), T.Literal("READONLY")]);
 const Scopes = T.Union([T.Array(T.String()), T.String()], { description: "Scopes as a list, or one comma-separated string" });
 const Expiry = T.Union([T.String({ description: "ISO-8601 date-time" }), T.Null()]);
 const RateLimit = T.Union([T.Integer({ minimum: 1, description: "Requests per second" }), T.Null()]);
+const Tier = T.Union([T.String({ description: "A rate-limit tier of the profile" }), T.Null()]);
 const tags = ["keys"];
 
-export function keyRoutes(app: FastifyInstance, { kg, envelope }: GatewayContext): void {
+export function keyRoutes(app: FastifyInstance, { kg, envelope, usage }: GatewayContext): void {
   app.get(
     "/v1/keys",
     { schema: { tags, summary: "List the keys of a portal (admins: every key; members: their own)", querystring: T.Object({ portalId: T.Optional(T.String()) }) } },
@@ -37,6 +39,7 @@ export function keyRoutes(app: FastifyInstance, { kg, envelope }: GatewayContext
             accessMode: T.Optional(AccessMode),
             expiresAt: T.Optional(Expiry),
             rateLimit: T.Optional(RateLimit),
+            tier: T.Optional(Tier),
             ipWhitelist: T.Optional(T.Array(T.String())),
           },
           { additionalProperties: false },
@@ -69,6 +72,7 @@ export function keyRoutes(app: FastifyInstance, { kg, envelope }: GatewayContext
             accessMode: T.Optional(AccessMode),
             ipWhitelist: T.Optional(T.Array(T.String())),
             rateLimit: T.Optional(RateLimit),
+            tier: T.Optional(Tier),
             expiresAt: T.Optional(Expiry),
           },
           { additionalProperties: false },
@@ -91,4 +95,26 @@ export function keyRoutes(app: FastifyInstance, { kg, envelope }: GatewayContext
     const { key, rawKey, old } = await rotateKey(kg, await actorOf(kg, request), (request.params as { id: string }).id);
     return reply.code(201).send(envelope.ok({ ...keyView(kg, key), rawKey, previousKey: { id: old.id, validUntil: new Date(old.expiresAt!).toISOString() } }));
   });
+
+  app.get(
+    "/v1/keys/:id/usage",
+    {
+      schema: {
+        tags,
+        summary: "The key's usage: last used, requests per minute over the last hour, the addresses and the recent request log",
+        params: Id,
+        querystring: T.Object({ limit: T.Optional(T.String({ pattern: "^[0-9]+$" })), ip: T.Optional(T.String()), before: T.Optional(T.String()) }, { additionalProperties: false }),
+      },
+    },
+    async (request) => {
+      const query = request.query as { limit?: string; ip?: string; before?: string };
+      const limit = Number(query.limit ?? 100);
+      if (limit < 1 || limit > 1000) throw new KeygateError("VALIDATION_ERROR", { message: "limit is a whole number from 1 to 1000", param: "limit" });
+      const before = query.before === undefined ? undefined : Date.parse(query.before);
+      if (Number.isNaN(before)) throw new KeygateError("VALIDATION_ERROR", { message: "before is an ISO-8601 time", param: "before" });
+      // What was collected but not written yet belongs in the answer.
+      await usage.flush();
+      return envelope.ok(await keyUsage(kg, await actorOf(kg, request), (request.params as { id: string }).id, { limit, ip: query.ip, before }));
+    },
+  );
 }

@@ -2,14 +2,11 @@ import { Type as T } from "@sinclair/typebox";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { Route } from "../../core/profile/profile.ts";
 import { decide } from "../../core/verify/decide.ts";
+import { DEFAULTS, limitPolicy } from "../../limits/policy.ts";
 import { keyStatus } from "../../manage/keys.ts";
 import type { GatewayContext } from "../server.ts";
 import { actorOf } from "./actor.ts";
 
-/** Portal request limit when a portal sets none (seed 003: "about 10 requests per second"). */
-export const DEFAULT_PORTAL_RPS = 10;
-/** Seed 003: 300 requests per minute per source. */
-export const PLATFORM_LIMIT_PER_MINUTE = 300;
 
 function baseUrl(ctx: GatewayContext, request: FastifyRequest): string {
   return (ctx.publicUrl ?? `${request.protocol}://${request.host}`).replace(/\/$/, "");
@@ -43,6 +40,7 @@ function describe(route: Route, keyTypeIndex: number) {
 
 export function meRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   const { kg, envelope } = ctx;
+  const policy = limitPolicy(kg.profile.spec.limits);
   const errorCodes = () => Object.fromEntries(Object.entries(kg.profile.errorCodes).map(([code, d]) => [code, { status: d.status, message: d.message }]));
 
   app.get("/v1/me", { schema: { tags: ["self"], summary: "Key self-description: type, portal, scopes, limits, endpoints, error codes" } }, async (request) => {
@@ -94,6 +92,7 @@ export function meRoutes(app: FastifyInstance, ctx: GatewayContext): void {
     }
 
     const portal = record.portalId === null ? undefined : await kg.store.getPortal(record.portalId);
+    const tier = policy.tier(record.tier);
     const availability = (method: string, path: string) => {
       const found = endpoints.find((e) => e.route.method === method && e.route.path === path);
       if (!found) return { available: false, reason: "ROUTE_NOT_FOUND" };
@@ -104,7 +103,11 @@ export function meRoutes(app: FastifyInstance, ctx: GatewayContext): void {
       ...common,
       portal: portal?.domain ?? null,
       portalId: record.portalId,
-      rateLimit: { requestsPerSecond: record.rateLimit ?? portal?.requestLimit ?? DEFAULT_PORTAL_RPS, platformPerMinute: PLATFORM_LIMIT_PER_MINUTE },
+      rateLimit: {
+        requestsPerSecond: record.rateLimit ?? portal?.requestLimit ?? kg.profile.spec.limits?.portalRequestsPerSecond ?? DEFAULTS.portalRequestsPerSecond,
+        perMinute: tier?.perMinute ?? kg.profile.spec.limits?.perMinute ?? DEFAULTS.perMinute,
+        tier: tier?.id ?? null,
+      },
       auth: keyType.sessionUser
         ? {
             header: "X-Api-Key: <this-key> + Authorization: Bearer <session-token>",

@@ -1,0 +1,75 @@
+import type { FastifyReply } from "fastify";
+import type { Limit, LimitState, Limiter } from "../limits/limiter.ts";
+import { type LimitPolicy, rateLimitHeaders, refusing } from "../limits/policy.ts";
+import type { Store } from "../store/store.ts";
+import type { Verification } from "./auth.ts";
+
+declare module "fastify" {
+  interface FastifyRequest {
+    /** The limits this request was counted in, for the X-RateLimit-* headers. */
+    rateLimit?: LimitState[];
+  }
+}
+
+export interface Spent {
+  admitted: boolean;
+  states: LimitState[];
+  /** When refused: the code (RATE_LIMITED, or the profile's portal code) and seconds to wait. */
+  code?: string;
+  retryAfter?: number;
+}
+
+/**
+ * Spends the limits of a verified request (docs/limits.md): a request with a recognised key is
+ * counted against its key's limits (nothing is spent when verification refused it: cost 0 only
+ * reads the state for the headers); a request without one against its address, and a failed
+ * authentication also against the address's failed-attempt budget.
+ */
+export function rateLimiting(options: { policy: LimitPolicy; limiter: Limiter; store: Store }) {
+  const { policy, limiter, store } = options;
+  const portalRps = new Map<string, number | null>();
+  const portalLimit = async (portalId: string): Promise<number | null> => {
+    let rps = portalRps.get(portalId);
+    if (rps === undefined) {
+      rps = (await store.getPortal(portalId))?.requestLimit ?? null;
+      portalRps.set(portalId, rps);
+    }
+    return rps;
+  };
+
+  return {
+    /** Drops what is cached of a portal's settings (its request limit changed). */
+    portalChanged(portalId: string): void {
+      portalRps.delete(portalId);
+    },
+
+    async spend(v: Verification): Promise<Spent> {
+      let limits: Limit[];
+      let cost = 1;
+      if (v.key) {
+        const record = v.key.record;
+        const upstream = v.route?.upstream ?? false;
+        limits = policy.forKey(record, upstream && record.portalId !== null ? await portalLimit(record.portalId) : null, upstream);
+        if (v.refusal) cost = 0;
+      } else {
+        limits = policy.forAddress(v.clientIp);
+        if (v.refusal?.code === "INVALID_API_KEY") limits.push(policy.failedAuth(v.clientIp));
+      }
+      const outcome = await limiter.consume(limits, cost);
+      if (outcome.admitted) return { admitted: true, states: outcome.states };
+      const worst = refusing(outcome.states) ?? outcome.states[0]!;
+      return {
+        admitted: false,
+        states: outcome.states,
+        code: worst.limit.kind === "portal" ? policy.portalLimitCode : "RATE_LIMITED",
+        retryAfter: Math.max(1, Math.ceil(worst.retryAfterMs / 1000)),
+      };
+    },
+
+    /** X-RateLimit-* (and RateLimit, RateLimit-Policy) on every response that was counted. */
+    headers(reply: FastifyReply, states: LimitState[] | undefined): void {
+      if (!states) return;
+      reply.headers(rateLimitHeaders(states));
+    },
+  };
+}
