@@ -1,4 +1,6 @@
 import type { Command } from "commander";
+import type { RedisInvalidation } from "../gateway/invalidation.ts";
+import type { RedisLimiter } from "../limits/redis.ts";
 import { type Io, UsageError } from "./io.ts";
 import { DEFAULT_OWNER_EMAIL, type Instance, initInstance, isInitialised, openInstance } from "./setup.ts";
 
@@ -13,7 +15,8 @@ export function registerServe(program: Command, io: Io): void {
     .option("--profile <profile>", "built-in profile name or path to a profile JSON file (default: vibecode, or the data directory's)")
     .option("--trust-proxy <addresses>", "comma-separated proxy addresses whose X-Forwarded-For is believed")
     .option("--public-url <url>", "base URL clients use, for self-descriptions (default: from each request)")
-    .action(async (opts: { port: string; host: string; dataDir?: string; database?: string; profile?: string; trustProxy?: string; publicUrl?: string }) => {
+    .option("--redis <url>", "Redis shared by every keygate node: rate-limit counters and cache invalidation (default: $KEYGATE_REDIS_URL; none = this process only)")
+    .action(async (opts: { port: string; host: string; dataDir?: string; database?: string; profile?: string; trustProxy?: string; publicUrl?: string; redis?: string }) => {
       const port = Number(opts.port);
       if (!/^\d+$/.test(opts.port) || port > 65535) {
         throw new UsageError("USAGE", [{ scope: "", code: "USAGE", message: `--port must be a whole number from 0 to 65535, not "${opts.port}"` }]);
@@ -28,6 +31,20 @@ export function registerServe(program: Command, io: Io): void {
       }
       // Loaded here so that the other commands start without the HTTP stack.
       const { buildServer } = await import("../gateway/server.ts");
+      const redisUrl = opts.redis ?? process.env.KEYGATE_REDIS_URL;
+      let log: (message: string) => void = (message) => io.err(message);
+      let shared: { limiter: RedisLimiter; invalidation: RedisInvalidation } | undefined;
+      if (redisUrl) {
+        const { RedisLimiter } = await import("../limits/redis.ts");
+        const { RedisInvalidation } = await import("../gateway/invalidation.ts");
+        const limiter = new RedisLimiter({
+          url: redisUrl,
+          onModeChange: (mode, reason) =>
+            log(mode === "redis" ? `Redis answers again: rate limits are shared (${reason})` : `Redis is unreachable (${reason}): serving with this node's own rate limits until it returns`),
+        });
+        shared = { limiter, invalidation: new RedisInvalidation(redisUrl) };
+        await limiter.ready(3_000).catch(() => log(`Redis at ${redisUrl} does not answer yet: starting with this node's own rate limits`));
+      }
       const app = buildServer({
         profile: instance.kg.profile,
         store: instance.kg.store,
@@ -35,7 +52,9 @@ export function registerServe(program: Command, io: Io): void {
         logger: true,
         trustProxy: opts.trustProxy?.split(",").map((s) => s.trim()).filter(Boolean),
         publicUrl: opts.publicUrl,
+        ...shared,
       });
+      log = (message) => app.log.warn(message);
       app.addHook("onClose", () => instance.close());
       try {
         await app.listen({ port, host: opts.host });

@@ -11,6 +11,7 @@ import { limitPolicy } from "../limits/policy.ts";
 import type { Store } from "../store/store.ts";
 import { type Verification, authenticator } from "./auth.ts";
 import { type ErrorBody, envelopeFor, errorBody } from "./envelope.ts";
+import type { RedisInvalidation } from "./invalidation.ts";
 import { KeyCache } from "./key-cache.ts";
 import { rateLimiting } from "./limits.ts";
 import { keyRoutes } from "./routes/keys.ts";
@@ -33,6 +34,8 @@ export interface ServerOptions {
   limiter?: Limiter;
   /** Days the request log is kept (default 30). */
   requestLogDays?: number;
+  /** Tells other nodes about changes, and hears theirs (Redis pub/sub). Closed with the server. */
+  invalidation?: RedisInvalidation;
   now?: () => number;
 }
 
@@ -103,9 +106,19 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     serverSecret,
     format,
     now,
-    keyChanged: (key) => cache.invalidate(key),
-    portalChanged: (portal) => limits.portalChanged(portal.id),
+    keyChanged: (key) => {
+      cache.invalidate(key);
+      options.invalidation?.publish({ kind: "key", id: key.id, digest: key.digest }).catch((e: Error) => app.log.error({ err: e }, "could not tell other nodes of a key change"));
+    },
+    portalChanged: (portal) => {
+      limits.portalChanged(portal.id);
+      options.invalidation?.publish({ kind: "portal", id: portal.id }).catch((e: Error) => app.log.error({ err: e }, "could not tell other nodes of a portal change"));
+    },
   };
+  if (options.invalidation) {
+    const listening = options.invalidation.listen((change) => (change.kind === "key" ? cache.invalidate(change) : limits.portalChanged(change.id)));
+    app.addHook("onReady", () => listening);
+  }
   const send = (reply: FastifyReply, code: string, extra: Partial<ErrorBody> = {}) =>
     reply.code(envelope.def(code).status).send(envelope.error(errorBody(envelope, code, extra), reply.request.id));
   const ctx: GatewayContext = { kg, envelope, publicUrl: options.publicUrl, usage, send };
@@ -148,6 +161,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   app.addHook("onClose", async () => {
     await usage.close();
     await limiter.close();
+    await options.invalidation?.close();
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {

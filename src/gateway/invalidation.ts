@@ -1,0 +1,44 @@
+import { randomUUID } from "node:crypto";
+import { Redis } from "ioredis";
+
+/** A change another node must hear about: a key to drop from its cache, or a portal's settings. */
+export type Change = { kind: "key"; id: string; digest: string } | { kind: "portal"; id: string };
+
+/**
+ * Cache invalidation across keygate nodes over Redis pub/sub: every node publishes the changes
+ * it stores and drops what others publish. On one node the cache is invalidated synchronously
+ * before a change is answered; other nodes hear of it a Redis round trip later.
+ */
+export class RedisInvalidation {
+  readonly #publisher: Redis;
+  readonly #subscriber: Redis;
+  readonly #channel: string;
+  readonly #node = randomUUID();
+
+  constructor(url: string, channel = "kg:changes") {
+    const options = { maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: (times: number) => Math.min(times * 200, 2_000) };
+    this.#publisher = new Redis(url, options);
+    this.#subscriber = new Redis(url, { ...options, enableOfflineQueue: true });
+    this.#channel = channel;
+    for (const client of [this.#publisher, this.#subscriber]) client.on("error", () => {});
+  }
+
+  /** Resolves once this node listens for others' changes. */
+  async listen(onChange: (change: Change) => void): Promise<void> {
+    this.#subscriber.on("message", (_channel: string, message: string) => {
+      const { node, change } = JSON.parse(message) as { node: string; change: Change };
+      if (node !== this.#node) onChange(change);
+    });
+    await this.#subscriber.subscribe(this.#channel);
+  }
+
+  /** Tells the other nodes; a failure is reported, the local change stands. */
+  publish(change: Change): Promise<void> {
+    return this.#publisher.publish(this.#channel, JSON.stringify({ node: this.#node, change })).then(() => undefined);
+  }
+
+  async close(): Promise<void> {
+    this.#publisher.disconnect();
+    this.#subscriber.disconnect();
+  }
+}
