@@ -5,6 +5,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { redisUrl } from "../support/services.ts";
 import { keygate, keygateBin, repoRoot } from "./run.ts";
 
 /** Starts `keygate serve` on a free port and resolves with its base URL once it says it listens. */
@@ -28,7 +29,7 @@ describe("keygate serve", () => {
       assert.equal(profile, "vibecode");
       const res = await fetch(`${url}/healthz`);
       assert.equal(res.status, 200);
-      assert.deepEqual(await res.json(), { status: "ok", profile: "vibecode" });
+      assert.deepEqual(await res.json(), { status: "ok", profile: "vibecode", limits: "memory" });
       assert.match(res.headers.get("x-request-id") ?? "", /^req_[0-9a-f-]{36}$/);
     } finally {
       child.kill("SIGTERM");
@@ -58,6 +59,16 @@ describe("keygate serve", () => {
     second.child.kill("SIGTERM");
     await once(second.child, "exit");
     assert.doesNotMatch(second.output, /vibe_live_|Try it/);
+  });
+
+  it("with --redis, shares its rate limits through Redis and says so on /healthz", async () => {
+    const { child, url } = await startServe("--redis", redisUrl());
+    try {
+      assert.equal(((await (await fetch(`${url}/healthz`)).json()) as { limits: string }).limits, "redis");
+    } finally {
+      child.kill("SIGTERM");
+      await once(child, "exit");
+    }
   });
 
   it("serves another built-in profile with --profile", async () => {
