@@ -5,7 +5,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { redisUrl } from "../support/services.ts";
+import { probeRedis, redisUrl, requireService } from "../support/services.ts";
 import { keygate, keygateBin, repoRoot } from "./run.ts";
 
 /** Starts `keygate serve` on a free port and resolves with its base URL once it says it listens. */
@@ -21,6 +21,8 @@ async function startServe(...args: string[]) {
   }
   throw new Error(`keygate serve exited without listening:\n${output}`);
 }
+
+const redisUp = await requireService("keygate serve --redis", `Redis at ${redisUrl()}`, () => probeRedis(redisUrl()));
 
 describe("keygate serve", () => {
   it("answers GET /healthz with 200 and an X-Request-Id, then stops on SIGTERM", async () => {
@@ -61,7 +63,7 @@ describe("keygate serve", () => {
     assert.doesNotMatch(second.output, /vibe_live_|Try it/);
   });
 
-  it("with --redis, shares its rate limits through Redis and says so on /healthz", async () => {
+  it("with --redis, shares its rate limits through Redis and says so on /healthz", { skip: !redisUp }, async () => {
     const { child, url } = await startServe("--redis", redisUrl());
     try {
       assert.equal(((await (await fetch(`${url}/healthz`)).json()) as { limits: string }).limits, "redis");
