@@ -56,7 +56,9 @@ export function rateLimiting(options: { policy: LimitPolicy; limiter: Limiter; s
         if (v.refusal?.code === "INVALID_API_KEY") limits.push(policy.failedAuth(v.clientIp));
       }
       const outcome = await limiter.consume(limits, cost);
-      if (outcome.admitted) return { admitted: true, states: outcome.states };
+      // Rate limits are the last step of verification: a request it refused keeps its own code
+      // (403, 401), even when the key is over a limit (one just lowered); only the headers tell.
+      if (outcome.admitted || cost === 0) return { admitted: true, states: outcome.states };
       const worst = refusing(outcome.states) ?? outcome.states[0]!;
       return {
         admitted: false,

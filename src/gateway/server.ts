@@ -43,6 +43,10 @@ declare module "fastify" {
   interface FastifyRequest {
     verification?: Verification;
   }
+  interface FastifyInstance {
+    /** The management operations of this server: changes made through it reach its caches (and, with Redis, the other nodes'). */
+    keygate: Keygate;
+  }
 }
 
 /** What route handlers share. */
@@ -115,6 +119,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       options.invalidation?.publish({ kind: "portal", id: portal.id }).catch((e: Error) => app.log.error({ err: e }, "could not tell other nodes of a portal change"));
     },
   };
+  app.decorate("keygate", kg);
   if (options.invalidation) {
     const listening = options.invalidation.listen((change) => (change.kind === "key" ? cache.invalidate(change) : limits.portalChanged(change.id)));
     app.addHook("onReady", () => listening);

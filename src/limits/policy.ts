@@ -5,7 +5,7 @@ import type { Limit, LimitState } from "./limiter.ts";
  * Which limits apply to a request (seed 003): the platform limit per source, the key's own limit,
  * and the portal's shared budget for requests forwarded upstream. docs/limits.md has the rules.
  */
-export const DEFAULTS = { perMinute: 300, portalRequestsPerSecond: 10, failedAuthPerMinute: 20 } as const;
+export const DEFAULTS = { perMinute: 300, failedAuthPerMinute: 20 } as const;
 const MINUTE = 60_000;
 const SECOND = 1_000;
 const DAY = 86_400_000;
@@ -25,7 +25,8 @@ export function limitPolicy(spec: LimitsSpec | undefined): LimitPolicy {
   const perMinute = spec?.perMinute ?? DEFAULTS.perMinute;
   const tiers = new Map((spec?.tiers ?? []).map((t) => [t.id, t]));
   const tierOf = (id: string | null) => tiers.get(id ?? spec?.defaultTier ?? "");
-  const portalDefault = spec?.portalRequestsPerSecond ?? DEFAULTS.portalRequestsPerSecond;
+  // A portal budget applies where the portal sets one, or the profile gives a default (VibeCode: 10/s).
+  const portalDefault = spec?.portalRequestsPerSecond ?? null;
   const failed = spec?.failedAuthPerMinute ?? DEFAULTS.failedAuthPerMinute;
   return {
     portalLimitCode: spec?.portalLimitCode ?? "RATE_LIMITED",
@@ -36,8 +37,9 @@ export function limitPolicy(spec: LimitsSpec | undefined): LimitPolicy {
       if (tier?.perDay !== undefined) limits.push({ kind: "platform", bucket: `day:key:${key.id}`, limit: tier.perDay, windowMs: DAY, policy: `tier-${tier.id}-day` });
       if (tier?.perSecond !== undefined) limits.push({ kind: "platform", bucket: `burst:key:${key.id}`, limit: tier.perSecond, windowMs: SECOND, policy: `tier-${tier.id}-burst` });
       if (key.rateLimit !== null) limits.push({ kind: "key", bucket: `key:${key.id}`, limit: key.rateLimit, windowMs: SECOND, policy: "key" });
-      if (upstream && key.portalId !== null) {
-        limits.push({ kind: "portal", bucket: `portal:${key.portalId}`, limit: portalRps ?? portalDefault, windowMs: SECOND, policy: "portal" });
+      const portalLimit = portalRps ?? portalDefault;
+      if (upstream && key.portalId !== null && portalLimit !== null) {
+        limits.push({ kind: "portal", bucket: `portal:${key.portalId}`, limit: portalLimit, windowMs: SECOND, policy: "portal" });
       }
       return limits;
     },
@@ -50,8 +52,14 @@ export function limitPolicy(spec: LimitsSpec | undefined): LimitPolicy {
   };
 }
 
-/** The limit a client should watch: the one with the fewest requests left (then the smallest). */
+/**
+ * The limit a client should watch: the one with the fewest requests left (then the smallest). On a
+ * refused request every limit shows nothing left, so it is the one that refused (the longest
+ * wait): the headers then agree with Retry-After instead of naming a limit that had room.
+ */
 export function tightest(states: readonly LimitState[]): LimitState | undefined {
+  const refused = refusing(states);
+  if (refused) return refused;
   let best: LimitState | undefined;
   for (const s of states) {
     if (!best || s.remaining < best.remaining || (s.remaining === best.remaining && s.limit.limit < best.limit.limit)) best = s;

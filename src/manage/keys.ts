@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { KeygateError } from "../core/errors.ts";
 import { generateKey, keyDigest, keyDisplay } from "../core/keys/format.ts";
 import type { KeyScopes } from "../core/scopes/grants.ts";
-import { normalizeIpList } from "../limits/ip.ts";
+import { normalizeIp, normalizeIpList } from "../limits/ip.ts";
 import { type AccessMode, type KeyPatch, type KeyRecord, type KeyStatus, type Notification, type Portal, StoreConflictError } from "../store/store.ts";
 import { auditEvent } from "./audit.ts";
 import type { Actor, Keygate } from "./context.ts";
@@ -380,7 +380,8 @@ export async function keyUsage(kg: Keygate, actor: Actor, id: string, query: { l
   const { key } = await keyForActor(kg, actor, id);
   const now = kg.now();
   const [requests, perMinute] = await Promise.all([
-    kg.store.listRequests(id, { limit: query.limit, ip: query.ip, before: query.before }),
+    // Addresses are logged normalised: 2001:db8::1 finds 2001:db8:0:0:0:0:0:1.
+    kg.store.listRequests(id, { limit: query.limit, ip: query.ip === undefined ? undefined : (normalizeIp(query.ip) ?? query.ip), before: query.before }),
     kg.store.requestsPerMinute(id, now - 60 * 60_000),
   ]);
   const addresses = new Map<string, { ip: string; requests: number; lastSeen: number }>();

@@ -65,9 +65,14 @@ export const atender: ProfileSpec = {
     { task: "Internal admin tool that fully manages everything", scopes: ["full_access"], note: "only for trusted internal services" },
   ],
   methodDefaults: { GET: "read", POST: "write", PUT: "write", PATCH: "write", DELETE: "write" },
-  routes: surfaces.flatMap(([id, , path]) =>
-    METHODS.map((method): RouteSpec => ({ method, path: `/api/v1/${path}/*`, resource: id, description: `${method} on the ${id} surface`, upstream: true })),
-  ),
+  routes: [
+    // keygate's own self-description, for keys of every profile.
+    { method: "GET", path: "/v1/me", description: "Key self-description", requires: null },
+    { method: "GET", path: "/v1/guide", description: "The endpoints this key can call", requires: null },
+    ...surfaces.flatMap(([id, , path]) =>
+      METHODS.map((method): RouteSpec => ({ method, path: `/api/v1/${path}/*`, resource: id, description: `${method} on the ${id} surface`, upstream: true })),
+    ),
+  ],
   limits: {
     // Per key, by tier (Atender's rate-limits reference); the day cap is a sliding 24-hour window here.
     tiers: [

@@ -67,6 +67,9 @@ export const rogeriq: ProfileSpec = {
   ],
   methodDefaults: { GET: "read", POST: "write", PUT: "write", PATCH: "write", DELETE: "write" },
   routes: [
+    // keygate's own self-description, for keys of every profile.
+    { method: "GET", path: "/v1/me", description: "Key self-description", requires: null },
+    { method: "GET", path: "/v1/guide", description: "The endpoints this key can call", requires: null },
     r("GET", `${P}/kb/articles`, "kb", "List KB articles"),
     r("GET", `${P}/kb/articles/:id`, "kb", "Get a KB article"),
     r("GET", `${P}/kb/search`, "kb", "Search the KB"),

@@ -131,3 +131,74 @@ export function unknownKey(prefix = "vibe_api_"): string {
 export function isoAt(ms: number): string {
   return new Date(ms).toISOString();
 }
+
+export interface RateHeaders {
+  limit: number;
+  remaining: number;
+  reset: number;
+  /** RateLimit-Policy: every limit that applies, e.g. `"platform";q=300;w=60, "key";q=5;w=1`. */
+  policy: string;
+  /** RateLimit: the tightest limit, e.g. `"platform";r=245;t=25`. */
+  rateLimit: string;
+}
+
+/**
+ * The rate-limit fields of a reply (seed 003: X-RateLimit-Limit, -Remaining, -Reset; the IETF
+ * RateLimit and RateLimit-Policy); fails when one is missing or they disagree with each other.
+ */
+export function rateHeaders(r: Reply): RateHeaders {
+  const field = (name: string) => {
+    const v = r.headers[name];
+    assert.ok(typeof v === "string" && v !== "", `${name} missing on ${show(r)}`);
+    return v;
+  };
+  const int = (name: string) => {
+    const v = field(name);
+    assert.match(v, /^\d+$/, `${name}: ${v}`);
+    return Number(v);
+  };
+  const h: RateHeaders = {
+    limit: int("x-ratelimit-limit"),
+    remaining: int("x-ratelimit-remaining"),
+    reset: int("x-ratelimit-reset"),
+    policy: field("ratelimit-policy"),
+    rateLimit: field("ratelimit"),
+  };
+  assert.ok(h.remaining <= h.limit, `remaining ${h.remaining} > limit ${h.limit}`);
+  const m = /^"([^"]+)";r=(\d+);t=(\d+)$/.exec(h.rateLimit);
+  assert.ok(m, `RateLimit: ${h.rateLimit}`);
+  assert.equal(Number(m[2]), h.remaining, "RateLimit r= is X-RateLimit-Remaining");
+  assert.equal(Number(m[3]), h.reset, "RateLimit t= is X-RateLimit-Reset");
+  const policies = new Map(
+    h.policy.split(", ").map((item) => {
+      const p = /^"([^"]+)";q=(\d+);w=(\d+)$/.exec(item);
+      assert.ok(p, `RateLimit-Policy: ${h.policy}`);
+      return [p[1]!, { q: Number(p[2]), w: Number(p[3]) }] as const;
+    }),
+  );
+  const tight = policies.get(m[1]!);
+  assert.ok(tight, `RateLimit names ${m[1]}, which RateLimit-Policy (${h.policy}) does not list`);
+  assert.equal(tight.q, h.limit, "X-RateLimit-Limit is the quota of the policy RateLimit names");
+  assert.ok(h.reset <= tight.w, `X-RateLimit-Reset ${h.reset} is beyond the window of ${tight.w} s`);
+  return h;
+}
+
+/**
+ * A refusal by a rate limit in the VibeCode envelope: the status and code, error.retryAfter (whole
+ * seconds, at least 1) equal to the Retry-After header, the rate-limit headers with nothing
+ * remaining; returns the error object.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export function limited(r: Reply, status = 429, code = "RATE_LIMITED"): any {
+  assert.equal(r.body?.error?.code, code, show(r));
+  assert.equal(r.status, status, show(r));
+  assert.deepEqual(Object.keys(r.body).sort(), ["error", "success"], show(r));
+  assert.equal(r.body.success, false, show(r));
+  const e = r.body.error;
+  for (const field of Object.keys(e)) assert.ok(["code", "message", "hint", "details", "param", "retryAfter"].includes(field), `unexpected error field ${field}: ${show(r)}`);
+  assert.ok(Number.isInteger(e.retryAfter) && e.retryAfter >= 1, `error.retryAfter: ${show(r)}`);
+  assert.equal(r.headers["retry-after"], String(e.retryAfter), "Retry-After is error.retryAfter");
+  assert.equal(rateHeaders(r).remaining, 0);
+  assertRequestId(r);
+  return e;
+}

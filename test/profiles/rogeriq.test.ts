@@ -286,7 +286,8 @@ describe("RogerIQ: recipes (seed 004)", () => {
     for (const s of ["conversations:read", "contacts:read", "analytics:read"]) assert.ok(grants(k, s), s);
     for (const r of p.routes) {
       // A conversation's messages are part of reading the conversation.
-      const allowed = isRead(r.method) && (r.spec.resource === "conversations" || r.spec.resource === "contacts" || r.path.endsWith("/conversations/:id/messages"));
+      // keygate's own self-description (requires nothing) is open to every key.
+      const allowed = r.spec.requires === null || (isRead(r.method) && (r.spec.resource === "conversations" || r.spec.resource === "contacts" || r.path.endsWith("/conversations/:id/messages")));
       if (allowed) assertAllowed(k, callOf(r), "metrics-reader");
       else assertDenied(k, callOf(r), "INSUFFICIENT_SCOPE", "metrics-reader");
     }

@@ -11,11 +11,17 @@
  *         it("…", async () => { const r = await h.call("GET", "/v1/me", { key: h.owner.key }); … });
  *       });
  *     }
+ *
+ * Options: another profile (one without a management key type gets an owner without a key: set
+ * it up with the manage layer through h.kg), the server's limiter (built on the harness clock),
+ * and `alongside`: a second server on another harness's store, secret, clock and owner — two
+ * nodes of one deployment.
  */
 import { randomBytes } from "node:crypto";
+import type { FastifyInstance } from "fastify";
 import pg from "pg";
-import { keyFormat } from "../../src/core/keys/format.ts";
 import { buildServer } from "../../src/gateway/server.ts";
+import type { Limiter } from "../../src/limits/limiter.ts";
 import type { Keygate } from "../../src/manage/context.ts";
 import { createUser, issueManagementKey } from "../../src/manage/users.ts";
 import { loadProfile } from "../../src/profiles/index.ts";
@@ -55,6 +61,7 @@ export interface Harness {
   store: Store;
   /** Management operations on the same store, secret and clock as the server (for setting up). */
   kg: Keygate;
+  /** The owner's management key is "" when the profile has no management key type. */
   owner: { user: User; key: string };
   clock: { now: number; advance(ms: number): void };
   call(method: string, path: string, options?: CallOptions): Promise<Reply>;
@@ -63,7 +70,18 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function startHarness(kind: StoreKind, options: { profile?: string; trustProxy?: string[] } = {}): Promise<Harness> {
+export interface HarnessOptions {
+  /** A built-in profile (default vibecode; with `alongside`, that harness's profile). */
+  profile?: string;
+  trustProxy?: string[];
+  /** The server's rate limiter, built on the harness clock (default: a MemoryLimiter on it). Closed with the harness. */
+  limiter?: (now: () => number) => Limiter | Promise<Limiter>;
+  /** Serve from this harness's store, secret, clock and owner (a second node); closing the new harness closes only its server. */
+  alongside?: Harness;
+}
+
+export async function startHarness(kind: StoreKind, options: HarnessOptions = {}): Promise<Harness> {
+  if (options.alongside) return startNode(options.alongside, options);
   let store: Store;
   let dropSchema = async () => {};
   if (kind === "sqlite") {
@@ -87,15 +105,18 @@ export async function startHarness(kind: StoreKind, options: { profile?: string;
     },
   };
   const now = () => clock.now;
-  const app = buildServer({ profile, store, serverSecret, now, trustProxy: options.trustProxy });
+  const limiter = await options.limiter?.(now);
+  const app = buildServer({ profile, store, serverSecret, now, trustProxy: options.trustProxy, limiter });
   await app.ready();
-  const kg: Keygate = { profile, store, serverSecret, format: keyFormat(profile.spec.keyTypes), now, keyChanged: () => {}, portalChanged: () => {} };
+  // The server's own management operations: changes made through them reach its caches.
+  const kg: Keygate = app.keygate;
 
   const user = async (email: string, scopes = "vibe:mgmt:keys,vibe:mgmt:portals,vibe:mgmt:feedback") => {
     const u = await createUser(kg, null, { email });
     return { user: u, key: (await issueManagementKey(kg, u, scopes)).rawKey };
   };
-  const owner = await user("owner@example.com");
+  // Profiles without a management key type (Atender, RogerIQ): an owner without a key.
+  const owner = profile.spec.keyTypes.some((k) => k.portalless) ? await user("owner@example.com") : { user: await createUser(kg, null, { email: "owner@example.com" }), key: "" };
 
   return {
     kind,
@@ -104,29 +125,49 @@ export async function startHarness(kind: StoreKind, options: { profile?: string;
     owner,
     clock,
     user,
-    async call(method, path, o = {}) {
-      const headers: Record<string, string> = { ...o.headers };
-      if (o.key !== undefined) headers["x-api-key"] = o.key;
-      if (o.bearer !== undefined) headers.authorization = `Bearer ${o.bearer}`;
-      const res = await app.inject({
-        method: method as "GET",
-        url: path,
-        headers,
-        remoteAddress: o.ip ?? "127.0.0.1",
-        ...(o.body === undefined ? {} : { payload: typeof o.body === "string" ? o.body : JSON.stringify(o.body), headers: { "content-type": "application/json", ...headers } }),
-      });
-      let body: unknown = res.body;
-      try {
-        body = res.json();
-      } catch {
-        // not JSON: the raw text
-      }
-      return { status: res.statusCode, body, headers: res.headers };
-    },
+    call: caller(app),
     async close() {
       await app.close();
       await store.close();
       await dropSchema();
     },
+  };
+}
+
+/** A second server on the store, secret, clock and owner of `base`. */
+async function startNode(base: Harness, options: HarnessOptions): Promise<Harness> {
+  const profile = options.profile === undefined ? base.kg.profile : loadProfile(options.profile);
+  const now = () => base.clock.now;
+  const limiter = await options.limiter?.(now);
+  const app = buildServer({ profile, store: base.store, serverSecret: base.kg.serverSecret, now, trustProxy: options.trustProxy, limiter });
+  await app.ready();
+  return {
+    ...base,
+    call: caller(app),
+    async close() {
+      await app.close();
+    },
+  };
+}
+
+function caller(app: FastifyInstance): Harness["call"] {
+  return async (method, path, o = {}) => {
+    const headers: Record<string, string> = { ...o.headers };
+    if (o.key !== undefined) headers["x-api-key"] = o.key;
+    if (o.bearer !== undefined) headers.authorization = `Bearer ${o.bearer}`;
+    const res = await app.inject({
+      method: method as "GET",
+      url: path,
+      headers,
+      remoteAddress: o.ip ?? "127.0.0.1",
+      ...(o.body === undefined ? {} : { payload: typeof o.body === "string" ? o.body : JSON.stringify(o.body), headers: { "content-type": "application/json", ...headers } }),
+    });
+    let body: unknown = res.body;
+    try {
+      body = res.json();
+    } catch {
+      // not JSON: the raw text
+    }
+    return { status: res.statusCode, body, headers: res.headers };
   };
 }

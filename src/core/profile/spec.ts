@@ -116,7 +116,7 @@ export interface LimitsSpec {
   tiers?: TierSpec[];
   /** The tier of keys that carry none (default: none, the plain platform limit). */
   defaultTier?: string;
-  /** A portal's shared budget in requests per second, when the portal sets none. Default 10. */
+  /** A portal's shared budget in requests per second, when the portal sets none (default: none). */
   portalRequestsPerSecond?: number;
   /** The code when a portal's budget is spent (VibeCode: BITRIX_UNAVAILABLE). Default RATE_LIMITED. */
   portalLimitCode?: string;

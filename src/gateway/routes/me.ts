@@ -104,7 +104,7 @@ export function meRoutes(app: FastifyInstance, ctx: GatewayContext): void {
       portal: portal?.domain ?? null,
       portalId: record.portalId,
       rateLimit: {
-        requestsPerSecond: record.rateLimit ?? portal?.requestLimit ?? kg.profile.spec.limits?.portalRequestsPerSecond ?? DEFAULTS.portalRequestsPerSecond,
+        requestsPerSecond: record.rateLimit ?? portal?.requestLimit ?? kg.profile.spec.limits?.portalRequestsPerSecond ?? null,
         perMinute: tier?.perMinute ?? kg.profile.spec.limits?.perMinute ?? DEFAULTS.perMinute,
         tier: tier?.id ?? null,
       },
