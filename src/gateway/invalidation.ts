@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 
-/** A change another node must hear about: a key to drop from its cache, or a portal's settings. */
-export type Change = { kind: "key"; id: string; digest: string } | { kind: "portal"; id: string };
+/** A change another node must hear about: a key to drop from its cache, a portal's settings, or any other stored change. */
+export type Change = { kind: "key"; id: string; digest: string } | { kind: "portal"; id: string } | { kind: "data" };
 
 /**
  * Cache invalidation across keygate nodes over Redis pub/sub: every node publishes the changes

@@ -5,6 +5,8 @@ import type { KeyRecord, Store } from "../store/store.ts";
 export interface CachedKey {
   record: KeyRecord;
   verified: VerifiedKey;
+  /** What is worked out from the key and the data around it (its limits, its /v1/me body), by name. */
+  derived: Map<string, { generation: number; value: unknown }>;
 }
 
 /**
@@ -19,6 +21,8 @@ export class KeyCache {
   readonly #byDigest = new Map<string, CachedKey>();
   readonly #digestById = new Map<string, string>();
   #generation = 0;
+  /** Bumped by every stored change: derived values computed before it are stale. */
+  #dataGeneration = 0;
 
   constructor(profile: Profile, store: Store, max = 100_000) {
     this.#profile = profile;
@@ -52,6 +56,7 @@ export class KeyCache {
         ipAllow: record.ipWhitelist.length > 0 ? new Set(record.ipWhitelist) : null,
         scopes: this.#profile.compileKey(record.type, { scopes: record.scopes, issued: record.issuedScopes }),
       },
+      derived: new Map(),
     };
     if (generation === this.#generation) {
       if (this.#byDigest.size >= this.#max) this.#evictOldest();
@@ -61,7 +66,32 @@ export class KeyCache {
     return entry;
   }
 
+  /**
+   * A value worked out from a key and the data around it (portals, members, other keys), kept
+   * until the key or any stored data changes.
+   */
+  async derive<T>(entry: CachedKey, name: string, compute: () => Promise<T>): Promise<T> {
+    const hit = this.peek<T>(entry, name);
+    if (hit !== undefined) return hit;
+    const generation = this.#dataGeneration;
+    const value = await compute();
+    if (generation === this.#dataGeneration) entry.derived.set(name, { generation, value });
+    return value;
+  }
+
+  /** The derived value if it is current, without waiting (the hot path's way in). */
+  peek<T>(entry: CachedKey, name: string): T | undefined {
+    const hit = entry.derived.get(name);
+    return hit && hit.generation === this.#dataGeneration ? (hit.value as T) : undefined;
+  }
+
+  /** Something stored changed (a portal, a membership, a key): derived values are recomputed. */
+  dataChanged(): void {
+    this.#dataGeneration++;
+  }
+
   invalidate(key: { id: string; digest: string }): void {
+    this.#dataGeneration++;
     this.#generation++;
     this.#byDigest.delete(key.digest);
     const digest = this.#digestById.get(key.id);

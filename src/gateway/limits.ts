@@ -3,6 +3,7 @@ import type { Limit, LimitState, Limiter } from "../limits/limiter.ts";
 import { type LimitPolicy, rateLimitHeaders, refusing } from "../limits/policy.ts";
 import type { Store } from "../store/store.ts";
 import type { Verification } from "./auth.ts";
+import type { KeyCache } from "./key-cache.ts";
 
 declare module "fastify" {
   interface FastifyRequest {
@@ -25,31 +26,23 @@ export interface Spent {
  * reads the state for the headers); a request without one against its address, and a failed
  * authentication also against the address's failed-attempt budget.
  */
-export function rateLimiting(options: { policy: LimitPolicy; limiter: Limiter; store: Store }) {
-  const { policy, limiter, store } = options;
-  const portalRps = new Map<string, number | null>();
-  const portalLimit = async (portalId: string): Promise<number | null> => {
-    let rps = portalRps.get(portalId);
-    if (rps === undefined) {
-      rps = (await store.getPortal(portalId))?.requestLimit ?? null;
-      portalRps.set(portalId, rps);
-    }
-    return rps;
-  };
+export function rateLimiting(options: { policy: LimitPolicy; limiter: Limiter; store: Store; cache: KeyCache }) {
+  const { policy, limiter, store, cache } = options;
 
   return {
-    /** Drops what is cached of a portal's settings (its request limit changed). */
-    portalChanged(portalId: string): void {
-      portalRps.delete(portalId);
-    },
-
     async spend(v: Verification): Promise<Spent> {
       let limits: Limit[];
       let cost = 1;
       if (v.key) {
         const record = v.key.record;
         const upstream = v.route?.upstream ?? false;
-        limits = policy.forKey(record, upstream && record.portalId !== null ? await portalLimit(record.portalId) : null, upstream);
+        // A key's limits change only with the key or its portal: worked out once, kept with the key.
+        const name = upstream ? "limits upstream" : "limits";
+        limits =
+          cache.peek<Limit[]>(v.key, name) ??
+          (await cache.derive(v.key, name, async () =>
+            policy.forKey(record, upstream && record.portalId !== null ? ((await store.getPortal(record.portalId))?.requestLimit ?? null) : null, upstream),
+          ));
         if (v.refusal) cost = 0;
       } else {
         limits = policy.forAddress(v.clientIp);

@@ -41,9 +41,19 @@ function describe(route: Route, keyTypeIndex: number) {
 export function meRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   const { kg, envelope } = ctx;
   const policy = limitPolicy(kg.profile.spec.limits);
-  const errorCodes = () => Object.fromEntries(Object.entries(kg.profile.errorCodes).map(([code, d]) => [code, { status: d.status, message: d.message }]));
+  // The same for every key: built once.
+  const codes = Object.fromEntries(Object.entries(kg.profile.errorCodes).map(([code, d]) => [code, { status: d.status, message: d.message }]));
+  const errorCodes = () => codes;
 
-  app.get("/v1/me", { schema: { tags: ["self"], summary: "Key self-description: type, portal, scopes, limits, endpoints, error codes" } }, async (request) => {
+  app.get("/v1/me", { schema: { tags: ["self"], summary: "Key self-description: type, portal, scopes, limits, endpoints, error codes" } }, async (request, reply) => {
+    // The answer depends on the key and the data around it, not on the request: it is worked out
+    // once and kept, serialised, until the key or anything stored changes (docs/verification.md).
+    const name = `me ${baseUrl(ctx, request)}`;
+    const body = ctx.cache.peek<string>(request.auth.key, name) ?? (await ctx.cache.derive(request.auth.key, name, async () => JSON.stringify(await describeKey(request))));
+    return reply.type("application/json; charset=utf-8").send(body);
+  });
+
+  async function describeKey(request: FastifyRequest): Promise<unknown> {
     const { key } = request.auth;
     const record = key.record;
     const keyType = key.verified.keyType;
@@ -134,7 +144,7 @@ export function meRoutes(app: FastifyInstance, ctx: GatewayContext): void {
       };
     }
     return envelope.ok(data);
-  });
+  }
 
   app.get("/v1/guide", { schema: { tags: ["self"], summary: "API reference: filtered by the key's scopes for portal keys, full for management keys" } }, async (request) => {
     const { key } = request.auth;
