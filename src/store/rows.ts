@@ -20,6 +20,9 @@ import type {
   Portal,
   PortalPatch,
   RequestLogEntry,
+  Sandbox,
+  SandboxItem,
+  SandboxWebhook,
   User,
 } from "./store.ts";
 import { StoreConflictError } from "./store.ts";
@@ -98,6 +101,10 @@ export const AUDIT_COLUMNS = [
 export const NOTIFICATION_COLUMNS = ["id", "user_id", "at", "kind", "message", "data", "read_at"] as const;
 /** request_log without its id (assigned by the database, in insertion order: the tie-break of equal times). */
 export const REQUEST_COLUMNS = ["key_id", "at", "ip", "method", "path", "status", "latency_ms"] as const;
+
+export const SANDBOX_COLUMNS = ["portal_id", "request_burst", "requests_per_second", "created_at"] as const;
+export const SANDBOX_WEBHOOK_COLUMNS = ["portal_id", "token_digest", "user_id", "scopes", "created_at"] as const;
+export const SANDBOX_ITEM_COLUMNS = ["portal_id", "entity_type", "id", "fields", "created_at", "updated_at"] as const;
 
 /** "a, b, c", each column prefixed with `alias.` when given. */
 export function columnList(columns: readonly string[], alias?: string): string {
@@ -247,6 +254,36 @@ export function notificationFromRow(row: Row): Notification {
   };
 }
 
+export function sandboxFromRow(row: Row): Sandbox {
+  return {
+    portalId: str(row, "portal_id"),
+    requestBurst: num(row, "request_burst"),
+    requestsPerSecond: num(row, "requests_per_second"),
+    createdAt: num(row, "created_at"),
+  };
+}
+
+export function sandboxWebhookFromRow(row: Row): SandboxWebhook {
+  return {
+    portalId: str(row, "portal_id"),
+    tokenDigest: str(row, "token_digest"),
+    userId: num(row, "user_id"),
+    scopes: decodeStrings(row["scopes"]),
+    createdAt: num(row, "created_at"),
+  };
+}
+
+export function sandboxItemFromRow(row: Row): SandboxItem {
+  return {
+    portalId: str(row, "portal_id"),
+    entityType: str(row, "entity_type"),
+    id: num(row, "id"),
+    fields: JSON.parse(row["fields"] as string) as Record<string, unknown>,
+    createdAt: num(row, "created_at"),
+    updatedAt: num(row, "updated_at"),
+  };
+}
+
 // ---- records -> parameters (in the order of the column lists) ------------------------------------
 
 export function userValues(u: User): SqlValue[] {
@@ -350,6 +387,19 @@ export function notificationValues(n: Notification): SqlValue[] {
   return [n.id, n.userId, n.at, n.kind, n.message, encodeOptionalJson(n.data), n.readAt];
 }
 
+export function sandboxValues(x: Sandbox): SqlValue[] {
+  return [x.portalId, x.requestBurst, x.requestsPerSecond, x.createdAt];
+}
+
+export function sandboxWebhookValues(w: SandboxWebhook): SqlValue[] {
+  return [w.portalId, w.tokenDigest, w.userId, encodeStrings(w.scopes), w.createdAt];
+}
+
+/** A sandbox record's fields as stored: JSON text of the object (keys whose value is undefined left out). */
+export function encodeSandboxFields(fields: Record<string, unknown>): string {
+  return JSON.stringify(fields);
+}
+
 // ---- patches ------------------------------------------------------------------------------------
 
 /** The key with the patch applied (an undefined field leaves the value as it is), version + 1, updatedAt = now. */
@@ -377,6 +427,19 @@ export function patchPortal(portal: Portal, patch: PortalPatch): Portal {
   if (patch.upstream !== undefined) next.upstream = patch.upstream;
   if (patch.requestLimit !== undefined) next.requestLimit = patch.requestLimit;
   return next;
+}
+
+/** The sandbox record's fields with the patch merged in one level deep: undefined values are left out, null is kept. */
+export function mergeSandboxFields(fields: Record<string, unknown>, patch: Record<string, unknown>): Record<string, unknown> {
+  // Through a Map and fromEntries: a key like __proto__ stays a plain own field.
+  const merged = new Map(Object.entries(fields));
+  for (const [key, value] of Object.entries(patch)) if (value !== undefined) merged.set(key, value);
+  return Object.fromEntries(merged);
+}
+
+/** The patch as stored by a one-level JSON merge: the keys whose value is undefined left out. */
+export function definedEntries(patch: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined));
 }
 
 // ---- conflicts ----------------------------------------------------------------------------------

@@ -137,6 +137,44 @@ export interface RequestLogEntry {
   latencyMs: number;
 }
 
+/**
+ * A sandbox portal: keygate's built-in stand-in for a Bitrix24 portal (src/upstream/sandbox),
+ * keyed by the keygate portal id it serves. Its data is the portal's, not keygate's own
+ * records, so the sandbox methods below write no audit events.
+ */
+export interface Sandbox {
+  portalId: string;
+  /** The request limit, Bitrix24's leaky bucket: at most requestBurst requests queued... */
+  requestBurst: number;
+  /** ...draining at this many requests per second. */
+  requestsPerSecond: number;
+  createdAt: number;
+}
+
+/** An inbound webhook of a sandbox: /rest/<userId>/<token>/; only the token's SHA-256 (hex) is kept. */
+export interface SandboxWebhook {
+  portalId: string;
+  tokenDigest: string;
+  /** The sandbox user the webhook acts as. */
+  userId: number;
+  /** Bitrix24 scopes the webhook was granted (crm, task, user, im, …). */
+  scopes: string[];
+  createdAt: number;
+}
+
+/** A record of a sandbox: a CRM item, task, user, notification, message, post or placement binding. */
+export interface SandboxItem {
+  portalId: string;
+  /** What kind of record, chosen by the sandbox (e.g. crm:2 for deals, task, user). */
+  entityType: string;
+  /** Numbered 1, 2, 3… per portal and entity type; never reused. */
+  id: number;
+  /** The record's fields: any JSON object. */
+  fields: Record<string, unknown>;
+  createdAt: number;
+  updatedAt: number;
+}
+
 /** What a change writes besides itself, in the same transaction. */
 export interface Effects {
   audit: AuditEvent[];
@@ -224,4 +262,28 @@ export interface Store {
   listNotifications(userId: string, limit: number): Promise<Notification[]>;
   /** False when the user has no such notification; reading it again keeps the first readAt. */
   markNotificationRead(userId: string, id: string, now: number): Promise<boolean>;
+
+  /** Creates the sandbox, or changes the limits of an existing one (its createdAt stays). */
+  putSandbox(sandbox: Sandbox): Promise<void>;
+  getSandbox(portalId: string): Promise<Sandbox | undefined>;
+  /** Adds a webhook, or changes user and scopes of the one with this digest (its createdAt stays). The sandbox must exist (else it throws). */
+  putSandboxWebhook(webhook: SandboxWebhook): Promise<void>;
+  getSandboxWebhook(portalId: string, tokenDigest: string): Promise<SandboxWebhook | undefined>;
+  /**
+   * Adds a record with the next id of its portal and entity type (1 for the first; ids are never
+   * reused, also after a delete), createdAt = updatedAt = now; concurrent adds get distinct ids.
+   * The sandbox must exist (else it throws).
+   */
+  addSandboxItem(portalId: string, entityType: string, fields: Record<string, unknown>, now: number): Promise<SandboxItem>;
+  getSandboxItem(portalId: string, entityType: string, id: number): Promise<SandboxItem | undefined>;
+  /**
+   * Merges the patch into the record's fields, one level deep (a key of the patch replaces the
+   * field; a key whose value is undefined is left out; null is kept as null), updatedAt = now.
+   * Undefined when there is no such record.
+   */
+  updateSandboxItem(portalId: string, entityType: string, id: number, patch: Record<string, unknown>, now: number): Promise<SandboxItem | undefined>;
+  /** False when there was no such record. */
+  deleteSandboxItem(portalId: string, entityType: string, id: number): Promise<boolean>;
+  /** Every record of the portal and entity type, by id ascending. */
+  listSandboxItems(portalId: string, entityType: string): Promise<SandboxItem[]>;
 }

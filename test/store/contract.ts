@@ -17,6 +17,8 @@ import {
   type Notification,
   type Portal,
   type RequestLogEntry,
+  type Sandbox,
+  type SandboxWebhook,
   type Store,
   StoreConflictError,
   type User,
@@ -894,6 +896,112 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
       });
     });
 
+    describe("sandbox", () => {
+      /** A sandbox (default limits), created. */
+      async function aSandbox(over: Partial<Sandbox> = {}): Promise<Sandbox> {
+        const sandbox: Sandbox = { portalId: over.portalId ?? nextId("prt"), requestBurst: 50, requestsPerSecond: 2, createdAt: T0, ...over };
+        await store.putSandbox(sandbox);
+        return sandbox;
+      }
+
+      test("putSandbox creates, and again changes the limits keeping createdAt; unknown: undefined", async () => {
+        const sb = await aSandbox({ requestBurst: 3, requestsPerSecond: 0.5, createdAt: FAR_FUTURE });
+        assert.deepEqual(await store.getSandbox(sb.portalId), sb);
+        await store.putSandbox({ ...sb, requestBurst: 250, requestsPerSecond: 5, createdAt: T0 + 1 });
+        assert.deepEqual(await store.getSandbox(sb.portalId), { ...sb, requestBurst: 250, requestsPerSecond: 5 });
+        assert.equal(await store.getSandbox("nope"), undefined);
+      });
+
+      test("webhooks: found by portal and digest; put again changes user and scopes; the sandbox must exist", async () => {
+        const sb = await aSandbox();
+        const other = await aSandbox();
+        const hook: SandboxWebhook = { portalId: sb.portalId, tokenDigest: "d".repeat(64), userId: 1, scopes: ["crm", "task", "user.userfield"], createdAt: T0 };
+        await store.putSandboxWebhook(hook);
+        assert.deepEqual(await store.getSandboxWebhook(sb.portalId, hook.tokenDigest), hook);
+        assert.equal(await store.getSandboxWebhook(other.portalId, hook.tokenDigest), undefined);
+        assert.equal(await store.getSandboxWebhook(sb.portalId, "e".repeat(64)), undefined);
+
+        await store.putSandboxWebhook({ ...hook, userId: 7, scopes: [], createdAt: T0 + 5 });
+        assert.deepEqual(await store.getSandboxWebhook(sb.portalId, hook.tokenDigest), { ...hook, userId: 7, scopes: [] });
+
+        await assert.rejects(store.putSandboxWebhook({ ...hook, portalId: "no-such-sandbox" }));
+        assert.equal(await store.getSandboxWebhook("no-such-sandbox", hook.tokenDigest), undefined);
+      });
+
+      test("items: ids count 1, 2, 3 per portal and entity type; any JSON object round-trips", async () => {
+        const sb = await aSandbox();
+        const other = await aSandbox();
+        const fields = { title: "Сделка «1»", opportunity: 1500.5, contactIds: [1, 2], nested: { a: [null, true, "x"] }, empty: null, "": 0 };
+        const first = await store.addSandboxItem(sb.portalId, "crm:2", fields, T0);
+        assert.deepEqual(first, { portalId: sb.portalId, entityType: "crm:2", id: 1, fields, createdAt: T0, updatedAt: T0 });
+        assert.equal((await store.addSandboxItem(sb.portalId, "crm:2", {}, T0 + 1)).id, 2);
+        assert.equal((await store.addSandboxItem(sb.portalId, "task", {}, T0)).id, 1);
+        assert.equal((await store.addSandboxItem(other.portalId, "crm:2", {}, T0)).id, 1);
+        assert.deepEqual(await store.getSandboxItem(sb.portalId, "crm:2", 1), first);
+        assert.equal(await store.getSandboxItem(sb.portalId, "crm:2", 3), undefined);
+        assert.equal(await store.getSandboxItem(sb.portalId, "crm:3", 1), undefined);
+        assert.equal(await store.getSandboxItem(other.portalId, "task", 1), undefined);
+      });
+
+      test("updateSandboxItem merges one level deep (undefined left out, null kept) and bumps updatedAt; unknown: undefined", async () => {
+        const sb = await aSandbox();
+        const item = await store.addSandboxItem(sb.portalId, "task", { title: "a", status: "2", tags: ["x"], meta: { k: 1, j: 2 } }, T0);
+        const updated = await store.updateSandboxItem(sb.portalId, "task", item.id, { status: "5", tags: [], meta: { k: 3 }, title: undefined, closedDate: null }, T0 + 9);
+        const expected = { ...item, fields: { title: "a", status: "5", tags: [], meta: { k: 3 }, closedDate: null }, updatedAt: T0 + 9 };
+        assert.deepEqual(updated, expected);
+        assert.deepEqual(await store.getSandboxItem(sb.portalId, "task", item.id), expected);
+        assert.equal(await store.updateSandboxItem(sb.portalId, "task", 99, { title: "b" }, T0), undefined);
+        assert.equal(await store.updateSandboxItem(sb.portalId, "user", item.id, { title: "b" }, T0), undefined);
+      });
+
+      test("deleteSandboxItem deletes once; ids are not reused; lists are by id, of one portal and type", async () => {
+        const sb = await aSandbox();
+        const other = await aSandbox();
+        for (let i = 0; i < 3; i++) await store.addSandboxItem(sb.portalId, "user", { n: i }, T0 + i);
+        await store.addSandboxItem(sb.portalId, "crm:1", { n: 9 }, T0);
+        await store.addSandboxItem(other.portalId, "user", { n: 9 }, T0);
+        assert.equal(await store.deleteSandboxItem(sb.portalId, "user", 3), true);
+        assert.equal(await store.deleteSandboxItem(sb.portalId, "user", 3), false);
+        assert.equal(await store.deleteSandboxItem(sb.portalId, "crm:2", 1), false);
+        assert.equal((await store.addSandboxItem(sb.portalId, "user", { n: 3 }, T0 + 3)).id, 4);
+        assert.deepEqual(
+          (await store.listSandboxItems(sb.portalId, "user")).map((x) => [x.id, x.fields["n"], x.createdAt]),
+          [
+            [1, 0, T0],
+            [2, 1, T0 + 1],
+            [4, 3, T0 + 3],
+          ],
+        );
+        assert.deepEqual(await store.listSandboxItems(sb.portalId, "task"), []);
+        assert.deepEqual(await store.listSandboxItems("nope", "user"), []);
+      });
+
+      test("concurrent adds get distinct ids; an item needs an existing sandbox", async () => {
+        const sb = await aSandbox();
+        const added = await Promise.all(Array.from({ length: 20 }, (_, i) => store.addSandboxItem(sb.portalId, "crm:3", { i }, T0)));
+        assert.deepEqual(
+          added.map((x) => x.id).sort((a, b) => a - b),
+          Array.from({ length: 20 }, (_, i) => i + 1),
+        );
+        assert.equal((await store.listSandboxItems(sb.portalId, "crm:3")).length, 20);
+        await assert.rejects(store.addSandboxItem("no-such-sandbox", "crm:3", {}, T0));
+        assert.deepEqual(await store.listSandboxItems("no-such-sandbox", "crm:3"), []);
+      });
+
+      test("sandbox data survives close and reopen", async () => {
+        const sb = await aSandbox({ requestBurst: 5 });
+        const hook: SandboxWebhook = { portalId: sb.portalId, tokenDigest: "f".repeat(64), userId: 1, scopes: ["crm"], createdAt: T0 };
+        await store.putSandboxWebhook(hook);
+        const item = await store.addSandboxItem(sb.portalId, "crm:4", { title: "Acme" }, T0);
+        await store.close();
+        const again = await opened.reopen();
+        assert.deepEqual(await again.getSandbox(sb.portalId), sb);
+        assert.deepEqual(await again.getSandboxWebhook(sb.portalId, hook.tokenDigest), hook);
+        assert.deepEqual(await again.listSandboxItems(sb.portalId, "crm:4"), [item]);
+        assert.equal((await again.addSandboxItem(sb.portalId, "crm:4", {}, T0)).id, 2);
+      });
+    });
+
     describe("lifecycle", () => {
       test("migrate() again changes nothing", async () => {
         const u = await aUser();
@@ -1022,6 +1130,18 @@ export function migrationContract(name: string, fresh: () => Promise<RawDatabase
       assert.deepEqual(await store.listRequests("key_legacy", { limit: 10 }), [entry]);
       assert.equal(await store.deleteKey("key_legacy", NO_EFFECTS), "deleted");
       assert.deepEqual(await store.listRequests("key_legacy", { limit: 10 }), []);
+    });
+
+    test("a database of schema 2 gains the sandbox tables, its keys untouched", async () => {
+      await migrateTo(2);
+      await db.exec(`INSERT INTO users (id, email, name, role, created_at) VALUES ('usr_two', 'two@example.com', 'Two', 'user', ${T0});`);
+      const store = await db.open();
+      await store.migrate();
+      assert.equal((await store.getUser("usr_two"))?.email, "two@example.com");
+      await store.putSandbox({ portalId: "prt_two", requestBurst: 50, requestsPerSecond: 2, createdAt: T0 });
+      assert.equal((await store.addSandboxItem("prt_two", "crm:2", { title: "x" }, T0)).id, 1);
+      await store.migrate(); // again: nothing to do
+      assert.deepEqual((await store.listSandboxItems("prt_two", "crm:2")).map((x) => x.fields), [{ title: "x" }]);
     });
 
     test("a landed migration whose file changed since it was applied is refused", async () => {

@@ -19,6 +19,9 @@ import {
   PORTAL_COLUMNS,
   PORTAL_MUTABLE_COLUMNS,
   REQUEST_COLUMNS,
+  SANDBOX_COLUMNS,
+  SANDBOX_ITEM_COLUMNS,
+  SANDBOX_WEBHOOK_COLUMNS,
   type SqlValue,
   USER_COLUMNS,
   auditFromRow,
@@ -44,6 +47,13 @@ import {
   portalValues,
   portalWithRoleFromRow,
   requestFromRow,
+  sandboxFromRow,
+  sandboxItemFromRow,
+  sandboxValues,
+  sandboxWebhookFromRow,
+  sandboxWebhookValues,
+  definedEntries,
+  encodeSandboxFields,
   sqlLimit,
   userFromRow,
   userValues,
@@ -61,6 +71,9 @@ import type {
   Portal,
   PortalPatch,
   RequestLogEntry,
+  Sandbox,
+  SandboxItem,
+  SandboxWebhook,
   Store,
   User,
 } from "../store.ts";
@@ -145,6 +158,27 @@ const SQL = {
   insertNotification: insertSql("notifications", NOTIFICATION_COLUMNS),
   notificationsOf: `SELECT ${columnList(NOTIFICATION_COLUMNS)} FROM notifications WHERE user_id = $1 ORDER BY at DESC, id DESC LIMIT $2`,
   markRead: "UPDATE notifications SET read_at = COALESCE(read_at, $1) WHERE id = $2 AND user_id = $3",
+
+  putSandbox: `${insertSql("sandboxes", SANDBOX_COLUMNS)} ON CONFLICT (portal_id) DO UPDATE SET
+    request_burst = excluded.request_burst, requests_per_second = excluded.requests_per_second`,
+  sandboxById: `SELECT ${columnList(SANDBOX_COLUMNS)} FROM sandboxes WHERE portal_id = $1`,
+  putSandboxWebhook: `${insertSql("sandbox_webhooks", SANDBOX_WEBHOOK_COLUMNS)} ON CONFLICT (portal_id, token_digest) DO UPDATE SET
+    user_id = excluded.user_id, scopes = excluded.scopes`,
+  sandboxWebhook: `SELECT ${columnList(SANDBOX_WEBHOOK_COLUMNS)} FROM sandbox_webhooks WHERE portal_id = $1 AND token_digest = $2`,
+  // One statement: the sequence's row lock (taken by the upsert) orders concurrent adds.
+  addSandboxItem: `WITH seq AS (
+      INSERT INTO sandbox_sequences (portal_id, entity_type, last_id) VALUES ($1, $2, 1)
+      ON CONFLICT (portal_id, entity_type) DO UPDATE SET last_id = sandbox_sequences.last_id + 1
+      RETURNING last_id)
+    INSERT INTO sandbox_items (${columnList(SANDBOX_ITEM_COLUMNS)})
+    SELECT $1, $2, seq.last_id, $3::jsonb, $4, $4 FROM seq
+    RETURNING ${columnList(SANDBOX_ITEM_COLUMNS)}`,
+  sandboxItem: `SELECT ${columnList(SANDBOX_ITEM_COLUMNS)} FROM sandbox_items WHERE portal_id = $1 AND entity_type = $2 AND id = $3`,
+  // jsonb || merges one level deep, as updateSandboxItem promises.
+  updateSandboxItem: `UPDATE sandbox_items SET fields = fields || $4::jsonb, updated_at = $5
+    WHERE portal_id = $1 AND entity_type = $2 AND id = $3 RETURNING ${columnList(SANDBOX_ITEM_COLUMNS)}`,
+  deleteSandboxItem: "DELETE FROM sandbox_items WHERE portal_id = $1 AND entity_type = $2 AND id = $3",
+  sandboxItems: `SELECT ${columnList(SANDBOX_ITEM_COLUMNS)} FROM sandbox_items WHERE portal_id = $1 AND entity_type = $2 ORDER BY id`,
 } as const;
 
 type StatementName = keyof typeof SQL;
@@ -471,6 +505,48 @@ export class PostgresStore implements Store {
 
   async markNotificationRead(userId: string, id: string, now: number): Promise<boolean> {
     return ((await this.#q("markRead", [now, id, userId])).rowCount ?? 0) > 0;
+  }
+
+  // ---- sandbox ----
+
+  async putSandbox(sandbox: Sandbox): Promise<void> {
+    await this.#q("putSandbox", sandboxValues(sandbox));
+  }
+
+  async getSandbox(portalId: string): Promise<Sandbox | undefined> {
+    const row = (await this.#q("sandboxById", [portalId])).rows[0];
+    return row && sandboxFromRow(row);
+  }
+
+  async putSandboxWebhook(webhook: SandboxWebhook): Promise<void> {
+    await this.#q("putSandboxWebhook", sandboxWebhookValues(webhook));
+  }
+
+  async getSandboxWebhook(portalId: string, tokenDigest: string): Promise<SandboxWebhook | undefined> {
+    const row = (await this.#q("sandboxWebhook", [portalId, tokenDigest])).rows[0];
+    return row && sandboxWebhookFromRow(row);
+  }
+
+  async addSandboxItem(portalId: string, entityType: string, fields: Record<string, unknown>, now: number): Promise<SandboxItem> {
+    return sandboxItemFromRow((await this.#q("addSandboxItem", [portalId, entityType, encodeSandboxFields(fields), now])).rows[0]!);
+  }
+
+  async getSandboxItem(portalId: string, entityType: string, id: number): Promise<SandboxItem | undefined> {
+    const row = (await this.#q("sandboxItem", [portalId, entityType, id])).rows[0];
+    return row && sandboxItemFromRow(row);
+  }
+
+  async updateSandboxItem(portalId: string, entityType: string, id: number, patch: Record<string, unknown>, now: number): Promise<SandboxItem | undefined> {
+    const row = (await this.#q("updateSandboxItem", [portalId, entityType, id, encodeSandboxFields(definedEntries(patch)), now])).rows[0];
+    return row && sandboxItemFromRow(row);
+  }
+
+  async deleteSandboxItem(portalId: string, entityType: string, id: number): Promise<boolean> {
+    return ((await this.#q("deleteSandboxItem", [portalId, entityType, id])).rowCount ?? 0) > 0;
+  }
+
+  async listSandboxItems(portalId: string, entityType: string): Promise<SandboxItem[]> {
+    return (await this.#q("sandboxItems", [portalId, entityType])).rows.map(sandboxItemFromRow);
   }
 }
 

@@ -20,6 +20,9 @@ import {
   PORTAL_COLUMNS,
   PORTAL_MUTABLE_COLUMNS,
   REQUEST_COLUMNS,
+  SANDBOX_COLUMNS,
+  SANDBOX_ITEM_COLUMNS,
+  SANDBOX_WEBHOOK_COLUMNS,
   type SqlValue,
   USER_COLUMNS,
   auditFromRow,
@@ -46,6 +49,13 @@ import {
   portalWithRoleFromRow,
   requestFromRow,
   requestValues,
+  sandboxFromRow,
+  sandboxItemFromRow,
+  sandboxValues,
+  sandboxWebhookFromRow,
+  sandboxWebhookValues,
+  encodeSandboxFields,
+  mergeSandboxFields,
   sqlLimit,
   userFromRow,
   userValues,
@@ -63,6 +73,9 @@ import type {
   Portal,
   PortalPatch,
   RequestLogEntry,
+  Sandbox,
+  SandboxItem,
+  SandboxWebhook,
   Store,
   User,
 } from "../store.ts";
@@ -133,6 +146,26 @@ function prepareStatements(db: DatabaseSync) {
       `SELECT ${columnList(NOTIFICATION_COLUMNS)} FROM notifications WHERE user_id = ? ORDER BY at DESC, id DESC LIMIT ?`,
     ),
     markRead: p("UPDATE notifications SET read_at = COALESCE(read_at, ?) WHERE id = ? AND user_id = ?"),
+
+    putSandbox: p(
+      `${insertSql("sandboxes", SANDBOX_COLUMNS)} ON CONFLICT (portal_id) DO UPDATE SET
+       request_burst = excluded.request_burst, requests_per_second = excluded.requests_per_second`,
+    ),
+    sandboxById: p(`SELECT ${columnList(SANDBOX_COLUMNS)} FROM sandboxes WHERE portal_id = ?`),
+    putSandboxWebhook: p(
+      `${insertSql("sandbox_webhooks", SANDBOX_WEBHOOK_COLUMNS)} ON CONFLICT (portal_id, token_digest) DO UPDATE SET
+       user_id = excluded.user_id, scopes = excluded.scopes`,
+    ),
+    sandboxWebhook: p(`SELECT ${columnList(SANDBOX_WEBHOOK_COLUMNS)} FROM sandbox_webhooks WHERE portal_id = ? AND token_digest = ?`),
+    nextSandboxId: p(
+      `INSERT INTO sandbox_sequences (portal_id, entity_type, last_id) VALUES (?, ?, 1)
+       ON CONFLICT (portal_id, entity_type) DO UPDATE SET last_id = last_id + 1 RETURNING last_id`,
+    ),
+    insertSandboxItem: p(insertSql("sandbox_items", SANDBOX_ITEM_COLUMNS)),
+    sandboxItem: p(`SELECT ${columnList(SANDBOX_ITEM_COLUMNS)} FROM sandbox_items WHERE portal_id = ? AND entity_type = ? AND id = ?`),
+    updateSandboxItem: p("UPDATE sandbox_items SET fields = ?, updated_at = ? WHERE portal_id = ? AND entity_type = ? AND id = ?"),
+    deleteSandboxItem: p("DELETE FROM sandbox_items WHERE portal_id = ? AND entity_type = ? AND id = ?"),
+    sandboxItems: p(`SELECT ${columnList(SANDBOX_ITEM_COLUMNS)} FROM sandbox_items WHERE portal_id = ? AND entity_type = ? ORDER BY id`),
   };
 }
 
@@ -444,6 +477,59 @@ export class SqliteStore implements Store {
 
   async markNotificationRead(userId: string, id: string, now: number): Promise<boolean> {
     return Number(this.#s.markRead.run(now, id, userId).changes) > 0;
+  }
+
+  // ---- sandbox ----
+
+  async putSandbox(sandbox: Sandbox): Promise<void> {
+    this.#s.putSandbox.run(...sandboxValues(sandbox));
+  }
+
+  async getSandbox(portalId: string): Promise<Sandbox | undefined> {
+    const row = this.#s.sandboxById.get(portalId);
+    return row && sandboxFromRow(row);
+  }
+
+  async putSandboxWebhook(webhook: SandboxWebhook): Promise<void> {
+    this.#s.putSandboxWebhook.run(...sandboxWebhookValues(webhook));
+  }
+
+  async getSandboxWebhook(portalId: string, tokenDigest: string): Promise<SandboxWebhook | undefined> {
+    const row = this.#s.sandboxWebhook.get(portalId, tokenDigest);
+    return row && sandboxWebhookFromRow(row);
+  }
+
+  async addSandboxItem(portalId: string, entityType: string, fields: Record<string, unknown>, now: number): Promise<SandboxItem> {
+    return this.#tx(() => {
+      const { last_id: id } = this.#s.nextSandboxId.get(portalId, entityType) as { last_id: number };
+      const item: SandboxItem = { portalId, entityType, id, fields: JSON.parse(encodeSandboxFields(fields)) as Record<string, unknown>, createdAt: now, updatedAt: now };
+      this.#s.insertSandboxItem.run(portalId, entityType, id, encodeSandboxFields(fields), now, now);
+      return item;
+    });
+  }
+
+  async getSandboxItem(portalId: string, entityType: string, id: number): Promise<SandboxItem | undefined> {
+    const row = this.#s.sandboxItem.get(portalId, entityType, id);
+    return row && sandboxItemFromRow(row);
+  }
+
+  async updateSandboxItem(portalId: string, entityType: string, id: number, patch: Record<string, unknown>, now: number): Promise<SandboxItem | undefined> {
+    return this.#tx(() => {
+      const row = this.#s.sandboxItem.get(portalId, entityType, id);
+      if (row === undefined) return undefined;
+      const item = sandboxItemFromRow(row);
+      const fields = JSON.parse(encodeSandboxFields(mergeSandboxFields(item.fields, patch))) as Record<string, unknown>;
+      this.#s.updateSandboxItem.run(encodeSandboxFields(fields), now, portalId, entityType, id);
+      return { ...item, fields, updatedAt: now };
+    });
+  }
+
+  async deleteSandboxItem(portalId: string, entityType: string, id: number): Promise<boolean> {
+    return Number(this.#s.deleteSandboxItem.run(portalId, entityType, id).changes) > 0;
+  }
+
+  async listSandboxItems(portalId: string, entityType: string): Promise<SandboxItem[]> {
+    return this.#s.sandboxItems.all(portalId, entityType).map(sandboxItemFromRow);
   }
 
   /**
