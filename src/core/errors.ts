@@ -33,12 +33,18 @@ export const ERRORS = {
     message: "The key was issued without this Bitrix24 scope: scopes added after issue take effect only when the key is reissued.",
     hint: "Rotate the key (POST /v1/keys/:id/rotate) to put the scopes it shows into effect.",
   },
+  BITRIX_ERROR: {
+    status: 422,
+    message: "Bitrix24 refused the request.",
+    hint: "details.error and details.error_description carry Bitrix24's own code and text.",
+  },
   MANAGEMENT_SCOPE_REQUIRED: { status: 403, message: "The management key lacks the scope this endpoint requires." },
   MANAGEMENT_KEY_NO_ENTITY_ACCESS: { status: 403, message: "Management keys cannot call this endpoint: use an API key (vibe_api_) or an authorization key (vibe_app_)." },
   MANAGEMENT_KEY_REQUIRED: { status: 403, message: "This endpoint needs a management key (vibe_live_)." },
   KEY_TYPE_NOT_ALLOWED: { status: 403, message: "Keys of this type cannot call this endpoint." },
   WRITE_BLOCKED_READONLY_KEY: { status: 403, message: "Key is in read-only mode. Switch to read+write in /keys to enable writes." },
   ROUTE_NOT_FOUND: { status: 404, message: "No such endpoint.", hint: "GET /v1/me lists the endpoints this key can call." },
+  ENTITY_NOT_FOUND: { status: 404, message: "No such record in the portal." },
 
   RATE_LIMITED: {
     status: 429,
@@ -46,6 +52,8 @@ export const ERRORS = {
     hint: "Wait retryAfter seconds, then retry with an increasing pause (1 s → 2 s → 4 s); combine calls with POST /v1/batch (up to 50 calls spend one unit).",
   },
   VALIDATION_ERROR: { status: 400, message: "The request is not valid." },
+  MISSING_ENTITY_ID: { status: 400, message: "A batch call that gets, updates or deletes a record needs entityId at the call level." },
+  INVALID_FILTER_OPERATOR: { status: 400, message: "The filter uses an operator keygate does not know." },
   INVALID_JSON: { status: 400, message: "The request body is not valid JSON." },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: "Send the body as application/json." },
   INVALID_SCOPES: { status: 400, message: "Some scopes are not valid; nothing was changed.", hint: "GET /v1/guide, or keygate scopes list, shows the scopes." },
@@ -67,6 +75,8 @@ export const ERRORS = {
   KEY_NOT_ACTIVE: { status: 409, message: "Only an active key can be rotated." },
   KEY_ALREADY_ROTATED: { status: 409, message: "The key was rotated already: rotate its replacement." },
   NOT_IMPLEMENTED: { status: 501, message: "This endpoint is in the profile's route table, but this keygate does not serve it yet." },
+  UPSTREAM_UNAVAILABLE: { status: 502, message: "The upstream could not be reached: the connection was refused or reset, or its address does not resolve.", hint: "Retry with an increasing pause; if it persists, the portal's upstream is down." },
+  UPSTREAM_TIMEOUT: { status: 504, message: "The upstream did not answer in time.", hint: "Retry with an increasing pause; a write may or may not have been applied upstream." },
   PAYLOAD_TOO_LARGE: { status: 413, message: "The request body is too large." },
   INTERNAL_ERROR: { status: 500, message: "Something went wrong inside keygate; the request id identifies it in the logs." },
 } as const satisfies Record<string, ErrorDef>;

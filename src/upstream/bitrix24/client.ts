@@ -1,0 +1,237 @@
+/**
+ * A Bitrix24 REST client for an inbound webhook: https://<portal>/rest/<user id>/<token>/, and
+ * the sandbox's http://<keygate>/sandbox/<portal id>/rest/<user id>/<token>/ alike.
+ *
+ *     const b24 = bitrix24Client(webhookUrl, { timeoutMs: 10_000 });
+ *     const { result, total, next } = await b24.call("crm.item.list", { entityTypeId: 2, filter: { ">opportunity": 1000 }, start: 0 });
+ *     const batch = await b24.batch({ deal: "crm.item.get?entityTypeId=2&id=5", me: { method: "user.get", params: { ID: 1 } } });
+ *
+ * A call is POST <webhook><method>.json with the parameters as a JSON body; Bitrix24 answers
+ * {result, total?, next?, time} or {error, error_description} (errors.ts maps those, and network
+ * failures, to an UpstreamError). Requests go through one keep-alive undici Pool per origin,
+ * shared by every client of that origin; closeBitrix24Pools() closes them (at shutdown).
+ *
+ * The webhook's token is a password: it is in no error, message or detail this module makes.
+ */
+import { Pool } from "undici";
+import { type Bitrix24ErrorBody, UpstreamError, upstreamErrorOf } from "./errors.ts";
+import { encodeQuery } from "./query.ts";
+
+/** Bitrix24's timing block of an answer (seconds since the epoch, durations in seconds). */
+export interface Bitrix24Time {
+  start: number;
+  finish: number;
+  duration: number;
+  processing: number;
+  date_start: string;
+  date_finish: string;
+  operating?: number;
+  operating_reset_at?: number;
+}
+
+/** A successful answer: list methods add total, and next (the `start` of the next page) when there is one. */
+export interface Bitrix24Response<T = unknown> {
+  result: T;
+  total?: number;
+  next?: number;
+  time?: Bitrix24Time;
+}
+
+/** A batch command: "method?query" as Bitrix24 takes it, or a method with parameters (encoded for you). */
+export type BatchCommand = string | { method: string; params?: Record<string, unknown> };
+
+/**
+ * A batch answer, keyed by command id. Bitrix24 sends empty collections as [] and collections
+ * of ids 0, 1, 2… as arrays; here they are always objects with string keys.
+ */
+export interface BatchResponse {
+  result: Record<string, unknown>;
+  result_error: Record<string, Bitrix24ErrorBody>;
+  result_total: Record<string, number>;
+  result_next: Record<string, number>;
+  result_time: Record<string, unknown>;
+  /** result_error as keygate errors (what each failed command means). */
+  errors: Record<string, UpstreamError>;
+  time?: Bitrix24Time;
+}
+
+export interface Bitrix24ClientOptions {
+  /** The whole call, from connecting to the last byte of the answer; over it: BITRIX_UNAVAILABLE. */
+  timeoutMs: number;
+  /** Connections of the origin's pool (default 8); only the first client of an origin sets it. */
+  connections?: number;
+}
+
+export interface Bitrix24Client {
+  /** The webhook URL without its token (for logs and messages). */
+  readonly redactedUrl: string;
+  call<T = unknown>(method: string, params?: Record<string, unknown>): Promise<Bitrix24Response<T>>;
+  /** Up to 50 commands in one request (Bitrix24 refuses more); halt stops at the first failing command. */
+  batch(cmd: Record<string, BatchCommand>, halt?: boolean): Promise<BatchResponse>;
+}
+
+const METHOD = /^[a-zA-Z][a-zA-Z0-9_]*(\.[a-zA-Z0-9_]+)*$/;
+/** Bitrix24 answers are JSON of a page of 50 records at most; more than this is not an answer. */
+const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+
+const pools = new Map<string, Pool>();
+
+function poolFor(origin: string, connections: number): Pool {
+  let pool = pools.get(origin);
+  if (pool === undefined || pool.closed || pool.destroyed) {
+    pool = new Pool(origin, { connections, keepAliveTimeout: 10_000, connectTimeout: 10_000, maxResponseSize: MAX_RESPONSE_BYTES });
+    pools.set(origin, pool);
+  }
+  return pool;
+}
+
+/** Closes every pool (in-flight requests finish first). */
+export async function closeBitrix24Pools(): Promise<void> {
+  const all = [...pools.values()];
+  pools.clear();
+  await Promise.all(all.map((p) => p.close().catch(() => {})));
+}
+
+/**
+ * The webhook URL with its token (the path segment after /rest/<user id>/) replaced by ***.
+ * Anything unparsable becomes "(invalid webhook URL)".
+ */
+export function redactWebhookUrl(webhookUrl: string): string {
+  try {
+    const url = new URL(webhookUrl);
+    url.username = "";
+    url.password = "";
+    url.search = "";
+    url.hash = "";
+    url.pathname = url.pathname.replace(/(\/rest\/[^/]+\/)[^/]+/, "$1***");
+    return url.toString();
+  } catch {
+    return "(invalid webhook URL)";
+  }
+}
+
+/** A client for one webhook. Throws (synchronously) when the URL is not an http(s) URL. */
+export function bitrix24Client(webhookUrl: string, options: Bitrix24ClientOptions): Bitrix24Client {
+  let url: URL;
+  try {
+    url = new URL(webhookUrl);
+  } catch {
+    throw new Error("the Bitrix24 webhook URL is not a URL");
+  }
+  if (url.protocol !== "https:" && url.protocol !== "http:") throw new Error("the Bitrix24 webhook URL must be http(s)");
+  const origin = url.origin;
+  const base = url.pathname.endsWith("/") ? url.pathname : `${url.pathname}/`;
+  const connections = options.connections ?? 8;
+  const timeoutMs = options.timeoutMs;
+
+  async function post(method: string, params: Record<string, unknown>): Promise<{ status: number; body: unknown }> {
+    if (!METHOD.test(method)) throw new Error(`not a Bitrix24 method name: ${JSON.stringify(method)}`);
+    let status: number;
+    let text: string;
+    try {
+      const response = await poolFor(origin, connections).request({
+        path: `${base}${method}.json`,
+        method: "POST",
+        headers: { "content-type": "application/json", accept: "application/json", "user-agent": "keygate" },
+        body: JSON.stringify(params),
+        signal: AbortSignal.timeout(timeoutMs),
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+      });
+      status = response.statusCode;
+      text = await response.body.text();
+    } catch (error) {
+      throw networkError(method, error);
+    }
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = undefined;
+    }
+    return { status, body };
+  }
+
+  /** The answer's error, if it is one (Bitrix24 sends some errors with status 200). */
+  function failure(method: string, status: number, body: unknown): UpstreamError | undefined {
+    if (isObject(body) && body["error"] !== undefined && body["error"] !== null && body["error"] !== "") {
+      return upstreamErrorOf(method, body as unknown as Bitrix24ErrorBody, status);
+    }
+    if (status >= 500) return new UpstreamError("BITRIX_UNAVAILABLE", { method, httpStatus: status, reason: "server_error" });
+    if (status < 200 || status >= 300 || !isObject(body) || !("result" in body)) {
+      return new UpstreamError("BITRIX_ERROR", { method, httpStatus: status, reason: "bad_answer" }, { message: "Bitrix24 answered with something that is not a REST answer." });
+    }
+    return undefined;
+  }
+
+  return {
+    redactedUrl: redactWebhookUrl(webhookUrl),
+
+    async call<T>(method: string, params: Record<string, unknown> = {}): Promise<Bitrix24Response<T>> {
+      const { status, body } = await post(method, params);
+      const error = failure(method, status, body);
+      if (error) throw error;
+      const answer = body as Record<string, unknown>;
+      const response: Bitrix24Response<T> = { result: answer["result"] as T };
+      if (typeof answer["total"] === "number") response.total = answer["total"];
+      if (typeof answer["next"] === "number") response.next = answer["next"];
+      if (isObject(answer["time"])) response.time = answer["time"] as unknown as Bitrix24Time;
+      return response;
+    },
+
+    async batch(cmd: Record<string, BatchCommand>, halt = false): Promise<BatchResponse> {
+      const encoded: Record<string, string> = {};
+      for (const [id, command] of Object.entries(cmd)) {
+        if (typeof command === "string") encoded[id] = command;
+        else {
+          const query = encodeQuery(command.params ?? {});
+          encoded[id] = query === "" ? command.method : `${command.method}?${query}`;
+        }
+      }
+      const { status, body } = await post("batch", { halt: halt ? 1 : 0, cmd: encoded });
+      const error = failure("batch", status, body);
+      if (error) throw error;
+      const answer = body as Record<string, unknown>;
+      const inner = isObject(answer["result"]) ? answer["result"] : {};
+      const result_error = keyed(inner["result_error"]) as Record<string, Bitrix24ErrorBody>;
+      const errors: Record<string, UpstreamError> = {};
+      for (const [id, e] of Object.entries(result_error)) {
+        const command = cmd[id];
+        const method = command === undefined ? "batch" : typeof command === "string" ? command.split("?")[0]! : command.method;
+        errors[id] = upstreamErrorOf(method, isObject(e) ? (e as unknown as Bitrix24ErrorBody) : { error: String(e) });
+      }
+      const response: BatchResponse = {
+        result: keyed(inner["result"]),
+        result_error,
+        result_total: keyed(inner["result_total"]) as Record<string, number>,
+        result_next: keyed(inner["result_next"]) as Record<string, number>,
+        result_time: keyed(inner["result_time"]),
+        errors,
+      };
+      if (isObject(answer["time"])) response.time = answer["time"] as unknown as Bitrix24Time;
+      return response;
+    },
+  };
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
+}
+
+/** PHP's collections as objects with string keys: [] → {}, [a, b] → {"0": a, "1": b}. */
+function keyed(value: unknown): Record<string, unknown> {
+  if (Array.isArray(value)) return Object.fromEntries(value.map((v, i) => [String(i), v]));
+  return isObject(value) ? value : {};
+}
+
+/** A failure without an answer: timeouts, refused or reset connections, DNS. The error's message is not kept (it could name the URL). */
+function networkError(method: string, error: unknown): UpstreamError {
+  const e = error as { name?: unknown; code?: unknown; cause?: { code?: unknown } };
+  const code = typeof e?.code === "string" ? e.code : typeof e?.cause?.code === "string" ? e.cause.code : undefined;
+  const timedOut = e?.name === "TimeoutError" || e?.name === "AbortError" || (code !== undefined && /TIMEOUT/i.test(code));
+  const details: { method: string; reason: "timeout" | "unreachable"; cause?: string } = { method, reason: timedOut ? "timeout" : "unreachable" };
+  if (code !== undefined) details.cause = code;
+  return new UpstreamError("BITRIX_UNAVAILABLE", details, {
+    message: timedOut ? "Bitrix24 did not answer in time." : "Bitrix24 could not be reached.",
+  });
+}

@@ -1,0 +1,16 @@
+/**
+ * The sandbox portal: a Bitrix24-compatible REST server built into keygate, keeping its data in
+ * keygate's store. docs/upstreams.md ("Bitrix24 and the sandbox portal") describes it.
+ */
+export { type SandboxRoutesOptions, MAX_BATCH, sandboxRoutes, tokenDigest } from "./routes.ts";
+export {
+  type CreateSandboxOptions,
+  DEFAULT_LIMIT,
+  SANDBOX_SCOPES,
+  createSandbox,
+  sandboxWebhookPath,
+  sandboxWebhookToken,
+  sandboxWebhookUrl,
+  seedDemoData,
+} from "./setup.ts";
+export { BitrixFault } from "./fault.ts";

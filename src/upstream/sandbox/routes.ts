@@ -1,0 +1,195 @@
+/**
+ * The sandbox portal's REST endpoint: a Bitrix24-compatible inbound webhook served by keygate,
+ *
+ *     GET|POST /sandbox/<portal id>/rest/<user id>/<token>/<method>[.json]
+ *
+ * taking parameters as a JSON body, a form body or a query string (PHP-style nesting), and
+ * answering {result, total?, next?, time} or {error, error_description} with Bitrix24's statuses.
+ * In order: the webhook (401 INVALID_CREDENTIALS when no webhook of the portal has this user id
+ * and token), the portal's request limit (503 QUERY_LIMIT_EXCEEDED), the method (404
+ * ERROR_METHOD_NOT_FOUND), its scope (401 insufficient_scope), then the method's own checks.
+ * `batch` runs up to 50 commands ({halt, cmd: {id: "method?query"}}) as one request of the limit,
+ * each checked on its own; a command may use an earlier one's answer as $result[id][field].
+ *
+ *     app.register(sandboxRoutes, { store, now });
+ *
+ * Register it where no authentication hook reaches /sandbox/ (the gateway's reaches /v1/ only).
+ * Its routes log at warn and above only: their URLs hold webhook tokens.
+ */
+import { createHash } from "node:crypto";
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { parseQuery } from "../bitrix24/query.ts";
+import type { Store } from "../../store/store.ts";
+import type { MethodContext, MethodResult } from "./context.ts";
+import { BitrixFault, insufficientScope, internalError, invalidCredentials, methodNotFound, queryLimitExceeded } from "./fault.ts";
+import { LeakyBuckets } from "./limiter.ts";
+import { METHODS } from "./methods.ts";
+import { isRecord, isoTime, nulPath, toFlag, toText } from "./values.ts";
+
+export interface SandboxRoutesOptions {
+  store: Store;
+  /** The clock (epoch ms): record times and the request limit. Default Date.now. */
+  now?: () => number;
+}
+
+/** Bitrix24 refuses a batch of more commands. */
+export const MAX_BATCH = 50;
+
+/** The SHA-256 (hex) of a webhook token: what the store keeps. */
+export function tokenDigest(token: string): string {
+  return createHash("sha256").update(token).digest("hex");
+}
+
+interface RouteParams {
+  portalId: string;
+  userId: string;
+  token: string;
+  method: string;
+}
+
+export async function sandboxRoutes(app: FastifyInstance, options: SandboxRoutesOptions): Promise<void> {
+  const { store } = options;
+  const now = options.now ?? Date.now;
+  const buckets = new LeakyBuckets();
+
+  // Bitrix24 takes an empty body as no parameters, and form bodies with PHP-style nesting.
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (_request, body, done) => {
+    const text = String(body);
+    if (text.trim() === "") return done(null, {});
+    try {
+      done(null, JSON.parse(text));
+    } catch {
+      done(new BitrixFault(400, "ERROR_ARGUMENT", "The request body is not valid JSON", ""), undefined);
+    }
+  });
+  app.addContentTypeParser("application/x-www-form-urlencoded", { parseAs: "string" }, (_request, body, done) => done(null, parseQuery(String(body))));
+  app.addContentTypeParser("*", { parseAs: "string" }, (_request, _body, done) => done(null, {}));
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    if (error instanceof BitrixFault) return reply.code(error.status).send(error.body());
+    if (error.code === "FST_ERR_CTP_BODY_TOO_LARGE") return reply.code(413).send({ error: "REQUEST_TOO_LARGE", error_description: "The request body is too large" });
+    request.log.error({ err: error }, "sandbox method failed");
+    const fault = internalError();
+    return reply.code(fault.status).send(fault.body());
+  });
+
+  /** Runs one method for the webhook: exists, scope, parameters, the method. */
+  async function runMethod(ctx: MethodContext, name: string, params: Record<string, unknown>): Promise<MethodResult> {
+    const def = METHODS.get(name);
+    if (def === undefined) throw methodNotFound();
+    if (def.scopes.length > 0 && !def.scopes.some((s) => ctx.scopes.has(s))) throw insufficientScope();
+    const nul = nulPath(params);
+    if (nul !== undefined) throw new BitrixFault(400, "ERROR_ARGUMENT", `Parameter ${nul} holds a NUL character`, nul);
+    return def.run(ctx, params);
+  }
+
+  async function runBatch(ctx: MethodContext, params: Record<string, unknown>): Promise<MethodResult> {
+    const cmd = params["cmd"];
+    const commands: [string, unknown][] = Array.isArray(cmd) ? cmd.map((c, i) => [String(i), c]) : isRecord(cmd) ? Object.entries(cmd) : [];
+    if (commands.length > MAX_BATCH) throw new BitrixFault(400, "ERROR_BATCH_LENGTH_EXCEEDED", "Max batch length exceeded");
+    const halt = toFlag(params["halt"]) === true;
+    const result: Record<string, unknown> = {};
+    const errors: Record<string, unknown> = {};
+    const totals: Record<string, unknown> = {};
+    const nexts: Record<string, unknown> = {};
+    const times: Record<string, unknown> = {};
+    for (const [id, command] of commands) {
+      const started = now();
+      const t0 = performance.now();
+      try {
+        const text = toText(command) ?? "";
+        const q = text.indexOf("?");
+        const name = methodName(q < 0 ? text : text.slice(0, q));
+        if (name === "batch") throw new BitrixFault(405, "ERROR_BATCH_METHOD_NOT_ALLOWED", "Method is not allowed for batch usage");
+        const sub = substitute(q < 0 ? {} : parseQuery(text.slice(q + 1)), result) as Record<string, unknown>;
+        const out = await runMethod(ctx, name, sub);
+        result[id] = out.result;
+        if (out.total !== undefined) totals[id] = out.total;
+        if (out.next !== undefined) nexts[id] = out.next;
+        times[id] = timeBlock(started, now(), performance.now() - t0);
+      } catch (error) {
+        if (!(error instanceof BitrixFault)) throw error;
+        errors[id] = error.body();
+        if (halt) break;
+      }
+    }
+    return { result: { result: php(result), result_error: php(errors), result_total: php(totals), result_next: php(nexts), result_time: php(times) } };
+  }
+
+  async function handle(request: FastifyRequest<{ Params: RouteParams }>, reply: FastifyReply): Promise<FastifyReply> {
+    const started = now();
+    const t0 = performance.now();
+    const { portalId, userId, token } = request.params;
+    const webhook = await store.getSandboxWebhook(portalId, tokenDigest(token));
+    if (webhook === undefined || String(webhook.userId) !== userId) throw invalidCredentials();
+    const sandbox = await store.getSandbox(portalId);
+    if (sandbox === undefined || !buckets.take(portalId, sandbox.requestBurst, sandbox.requestsPerSecond, started)) throw queryLimitExceeded();
+
+    const q = request.url.indexOf("?");
+    const params: Record<string, unknown> = { ...(q < 0 ? {} : parseQuery(request.url.slice(q + 1))), ...(isRecord(request.body) ? request.body : {}) };
+    const ctx: MethodContext = { store, portalId, userId: webhook.userId, now: started, scopes: new Set(webhook.scopes) };
+    const name = methodName(request.params.method);
+    const out = name === "batch" ? await runBatch(ctx, params) : await runMethod(ctx, name, params);
+    const body: Record<string, unknown> = { result: out.result };
+    if (out.next !== undefined) body["next"] = out.next;
+    if (out.total !== undefined) body["total"] = out.total;
+    body["time"] = timeBlock(started, now(), performance.now() - t0);
+    return reply.code(200).send(body);
+  }
+
+  app.route<{ Params: RouteParams }>({
+    method: ["GET", "POST"],
+    url: "/sandbox/:portalId/rest/:userId/:token/:method",
+    logLevel: "warn",
+    schema: { hide: true },
+    handler: handle,
+  });
+}
+
+/** "crm.item.list.json" → "crm.item.list" (lower case). */
+function methodName(raw: string): string {
+  return raw.trim().replace(/\.json$/i, "").toLowerCase();
+}
+
+/** Bitrix24's timing block (seconds). */
+function timeBlock(startMs: number, finishMs: number, processingMs: number): Record<string, unknown> {
+  return {
+    start: startMs / 1000,
+    finish: finishMs / 1000,
+    duration: Math.max(0, finishMs - startMs) / 1000,
+    processing: processingMs / 1000,
+    date_start: isoTime(startMs),
+    date_finish: isoTime(finishMs),
+    operating_reset_at: Math.floor(startMs / 1000) + 600,
+    operating: 0,
+  };
+}
+
+/** A collection as PHP's json_encode writes it: empty or keyed 0, 1, 2… in order → an array. */
+function php(collection: Record<string, unknown>): unknown {
+  const entries = Object.entries(collection);
+  if (entries.every(([k], i) => k === String(i))) return entries.map(([, v]) => v);
+  return collection;
+}
+
+const REFERENCE = /\$result\[([^\]]+)\]((?:\[[^\]]*\])*)/g;
+
+/** $result[id][a][b] in the values of a command, from the answers so far: a value that is only a reference takes the referred value as it is. */
+function substitute(value: unknown, results: Record<string, unknown>): unknown {
+  if (typeof value === "string") {
+    const lookup = (id: string, path: string): unknown => {
+      let node: unknown = results[id];
+      for (const m of path.matchAll(/\[([^\]]*)\]/g)) node = isRecord(node) || Array.isArray(node) ? (node as Record<string, unknown>)[m[1]!] : undefined;
+      return node;
+    };
+    const whole = new RegExp(`^${REFERENCE.source}$`).exec(value);
+    if (whole) return lookup(whole[1]!, whole[2] ?? "") ?? "";
+    return value.replace(REFERENCE, (_, id: string, path: string) => {
+      const v = lookup(id, path);
+      return v === undefined || v === null || typeof v === "object" ? "" : String(v);
+    });
+  }
+  if (Array.isArray(value)) return value.map((v) => substitute(v, results));
+  if (isRecord(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, substitute(v, results)]));
+  return value;
+}
