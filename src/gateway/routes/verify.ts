@@ -1,0 +1,211 @@
+import { Type as T } from "@sinclair/typebox";
+import type { FastifyInstance } from "fastify";
+import { keyDigest } from "../../core/keys/format.ts";
+import type { Route, RouteAccess } from "../../core/profile/profile.ts";
+import { type Denial, decide } from "../../core/verify/decide.ts";
+import type { LimitState } from "../../limits/limiter.ts";
+import { normalizeIp } from "../../limits/ip.ts";
+import { tightest } from "../../limits/policy.ts";
+import { targetProblem } from "../../upstream/http/path.ts";
+import type { Refusal, Verification } from "../auth.ts";
+import type { CachedKey, KeyCache } from "../key-cache.ts";
+import type { rateLimiting } from "../limits.ts";
+import type { GatewayContext } from "../server.ts";
+
+/**
+ * Verify mode (docs/upstreams.md, "Verify mode"): `POST /v1/verify` lets a user's own backend
+ * ask keygate about a key its client sent, instead of sending the request through keygate. The
+ * answer is the decision a real request would get — the same steps in the same order
+ * (src/core/verify/decide.ts), and the same rate limits, spent on the verified key — and nothing
+ * is forwarded.
+ *
+ * Who may ask: a key allowed on the profile's `POST /v1/verify` route (VibeCode: an API key
+ * holding `vibe:verify`; Atender and RogerIQ, which have no such scope: any key of the profile),
+ * and only about keys of its own portal: a key of another portal is reported as invalid.
+ */
+
+const WRITE_METHODS = new Set(["POST", "PUT", "PATCH", "DELETE"]);
+
+const Body = T.Object(
+  {
+    key: T.String({ maxLength: 256, description: 'The key to verify, as its client sent it ("" when it sent none)' }),
+    method: T.String({ pattern: "^[A-Za-z]{1,16}$", description: "The method of the request the key came with" }),
+    path: T.Optional(T.String({ minLength: 1, maxLength: 8192, description: "Its path (a query string is ignored): verified against the profile's route table" })),
+    required: T.Optional(
+      T.Union([T.String({ maxLength: 4096 }), T.Array(T.String({ maxLength: 256 }), { maxItems: 64 })], {
+        description: "Instead of path: scopes the request needs (all of them), comma-separated or a list",
+      }),
+    ),
+    ip: T.Optional(T.String({ maxLength: 64, description: "The client's address, for a key with an IP allow-list (without it such a key is refused)" })),
+  },
+  { additionalProperties: false },
+);
+
+interface VerifyBody {
+  key: string;
+  method: string;
+  path?: string;
+  required?: string | string[];
+  ip?: string;
+}
+
+type Limits = ReturnType<typeof rateLimiting>;
+
+/** The limit state of the verified key, as the X-RateLimit-* and RateLimit-Policy headers would give it. */
+function limitView(states: readonly LimitState[]) {
+  const t = tightest(states);
+  if (!t) return null;
+  return {
+    limit: t.limit.limit,
+    remaining: t.remaining,
+    reset: Math.max(0, Math.ceil(t.resetMs / 1000)),
+    policy: t.limit.policy,
+    limits: states.map((s) => ({
+      policy: s.limit.policy,
+      kind: s.limit.kind,
+      limit: s.limit.limit,
+      windowSeconds: Math.round(s.limit.windowMs / 1000),
+      remaining: s.remaining,
+      reset: Math.max(0, Math.ceil(s.resetMs / 1000)),
+    })),
+  };
+}
+
+export function verifyRoutes(app: FastifyInstance, ctx: GatewayContext, deps: { limits: Limits; cache: KeyCache }): void {
+  const { kg, envelope } = ctx;
+  const { profile } = kg;
+  const { limits, cache } = deps;
+
+  /** A route standing for an ad-hoc requirement: every key type may call it, class by method. */
+  const requirementRoute = (method: string, required: string | string[]): { route: Route } | { problems: { scope: string; code: string; message: string }[] } => {
+    const { requirement, problems } = profile.requirement(required);
+    if (problems.length > 0) return { problems };
+    const access = profile.catalog.keyTypes.map(
+      (kt): RouteAccess => ({
+        denied: undefined,
+        requirement,
+        codes: { insufficient: profile.spec.errors.insufficientScope[kt] ?? profile.spec.errors.insufficientScope.default, pending: profile.spec.errors.pendingReissue },
+      }),
+    );
+    const path = "/v1/verify";
+    return {
+      route: {
+        method,
+        path,
+        description: "An ad-hoc requirement (verify mode)",
+        class: WRITE_METHODS.has(method) ? "write" : "read",
+        userContext: false,
+        upstreamMethod: undefined,
+        upstream: false,
+        access,
+        spec: { method, path, requires: requirement.text },
+      },
+    };
+  };
+
+  app.post(
+    "/v1/verify",
+    {
+      schema: {
+        tags: ["verify"],
+        summary: "Verify mode: the decision keygate would make for a key on a request, without forwarding it (counts toward the verified key's limits)",
+        body: Body,
+      },
+    },
+    async (request, reply) => {
+      const body = request.body as VerifyBody;
+      const caller = request.auth.key.record;
+      const method = body.method.toUpperCase();
+      if ((body.path === undefined) === (body.required === undefined)) {
+        return ctx.send(reply, "VALIDATION_ERROR", { message: "give either path or required", param: body.path === undefined ? "path" : "required" });
+      }
+      if (body.path !== undefined) {
+        const problem = targetProblem(body.path);
+        if (problem !== undefined) return ctx.send(reply, "VALIDATION_ERROR", { message: `path: ${problem}`, param: "path" });
+      }
+      let adHoc: Route | undefined;
+      if (body.required !== undefined) {
+        const built = requirementRoute(method, body.required);
+        if ("problems" in built) return ctx.send(reply, "INVALID_SCOPES", { param: "required", details: { problems: built.problems } });
+        adHoc = built.route;
+      }
+      let clientIp = request.auth.clientIp;
+      let ipGiven = false;
+      if (body.ip !== undefined) {
+        const ip = normalizeIp(body.ip);
+        if (ip === undefined) return ctx.send(reply, "VALIDATION_ERROR", { message: "ip must be an IPv4 or IPv6 address", param: "ip" });
+        clientIp = ip;
+        ipGiven = true;
+      }
+
+      // Steps 2–11 of docs/verification.md, for the verified key.
+      const at = kg.now();
+      let key: CachedKey | undefined;
+      let route: Route | undefined;
+      let refusal: Refusal | undefined;
+      const keyTypeId = kg.format.parse(body.key);
+      if (keyTypeId !== undefined) {
+        const digest = keyDigest(kg.serverSecret, body.key);
+        const found = cache.get(digest) ?? (await cache.load(digest));
+        // Keys of another portal are none of the caller's business: unknown, like a wrong key.
+        if (found && found.record.portalId !== null && found.record.portalId === caller.portalId) key = found;
+      }
+      if (body.key === "") {
+        refusal = { code: "MISSING_API_KEY" };
+      } else if (!key) {
+        refusal = { code: "INVALID_API_KEY" };
+      } else {
+        const match = adHoc ? { value: adHoc } : profile.match(method, body.path!);
+        if (!match) refusal = { code: "ROUTE_NOT_FOUND" };
+        else {
+          route = match.value;
+          // Without the client's address, an allow-listed key cannot be shown to come from it.
+          const denial: Denial | undefined = decide(profile, key.verified, { method, route, clientIp: ipGiven ? clientIp : "", hasSession: false, now: at });
+          if (denial) refusal = denial;
+        }
+      }
+      // Step 12, on the same limits a request with this key would spend. Without a recognised key
+      // the limits are the address's: the caller's own, which it cannot choose (`ip` could spread
+      // guesses over many addresses' failed-attempt budgets).
+      const verification: Verification = { refusal, key, route, clientIp: request.auth.clientIp };
+      const spent = await limits.spend(verification);
+      const code = !spent.admitted ? spent.code! : refusal?.code;
+
+      if (key) {
+        const q = body.path?.indexOf("?") ?? -1;
+        ctx.usage.record({
+          keyId: key.record.id,
+          at,
+          ip: clientIp,
+          method,
+          path: body.path === undefined ? "/v1/verify" : q < 0 ? body.path : body.path.slice(0, q),
+          status: code === undefined ? 200 : envelope.def(code).status,
+          latencyMs: 0,
+        });
+      }
+      if (code !== undefined) {
+        // Nothing about a key reported invalid beyond the code.
+        return envelope.ok({ valid: false, code, status: envelope.def(code).status, message: envelope.def(code).message });
+      }
+      const record = key!.record;
+      ctx.usage.touch(record.id, at);
+      return envelope.ok({
+        valid: true,
+        code: null,
+        status: 200,
+        keyId: record.id,
+        keyType: record.type,
+        name: record.name,
+        portalId: record.portalId,
+        ownerId: record.ownerId,
+        scopes: profile.effective({ scopes: record.scopes, issued: record.issuedScopes }),
+        accessMode: record.accessMode,
+        expiresAt: record.expiresAt === null ? null : new Date(record.expiresAt).toISOString(),
+        tier: record.tier,
+        route: adHoc ? null : { method: route!.method, path: route!.path, class: route!.class },
+        required: adHoc ? adHoc.spec.requires : null,
+        rateLimit: limitView(spent.states),
+      });
+    },
+  );
+}
