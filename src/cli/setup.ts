@@ -4,7 +4,9 @@ import { join, resolve } from "node:path";
 import { keyFormat } from "../core/keys/format.ts";
 import type { Profile } from "../core/profile/profile.ts";
 import type { Keygate } from "../manage/context.ts";
+import { createPortal } from "../manage/portals.ts";
 import { createUser, issueManagementKey } from "../manage/users.ts";
+import { seedDemoData } from "../upstream/sandbox/index.ts";
 import { DEFAULT_PROFILE } from "../profiles/index.ts";
 import { openStore } from "../store/index.ts";
 import type { Store } from "../store/store.ts";
@@ -21,6 +23,8 @@ export interface InstanceOptions {
 }
 
 export const DEFAULT_OWNER_EMAIL = "owner@keygate.local";
+/** The portal `keygate init` links to the built-in sandbox. */
+export const SANDBOX_DOMAIN = "sandbox.keygate.local";
 
 export function dataDirOf(options: InstanceOptions): string {
   return resolve(options.dataDir ?? process.env.KEYGATE_DATA_DIR ?? "data");
@@ -118,6 +122,9 @@ export async function initInstance(options: InstanceOptions & { ownerEmail?: str
     if (managementType) {
       const allManagementScopes = profile.catalog.atoms.filter((a) => a.resource.keyTypes.includes(managementType.id) && !a.resource.reserved).map((a) => a.scope);
       rawKey = (await issueManagementKey(instance.kg, owner, allManagementScopes, "Owner's management key")).rawKey;
+      // A portal on the built-in sandbox, with demo records, to try keys on before linking Bitrix24.
+      const sandbox = await createPortal(instance.kg, { user: owner, keyId: null, ip: null }, { domain: SANDBOX_DOMAIN, name: "Sandbox (demo data)", upstream: { kind: "sandbox" } });
+      await seedDemoData(instance.kg.store, sandbox.id);
     }
     const config: InstanceConfig = { profile: profile.id, createdAt: new Date().toISOString() };
     writeFileSync(join(dataDir, "keygate.json"), `${JSON.stringify(config, null, 2)}\n`);

@@ -2,6 +2,8 @@ import { randomUUID } from "node:crypto";
 import swagger from "@fastify/swagger";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, LogController } from "fastify";
 import { KeygateError } from "../core/errors.ts";
+import { UpstreamError as Bitrix24Error } from "../upstream/bitrix24/index.ts";
+import { sandboxRoutes } from "../upstream/sandbox/index.ts";
 import { keyFormat } from "../core/keys/format.ts";
 import type { Profile } from "../core/profile/profile.ts";
 import type { Keygate } from "../manage/context.ts";
@@ -9,14 +11,18 @@ import type { Limiter } from "../limits/limiter.ts";
 import { MemoryLimiter } from "../limits/memory.ts";
 import { limitPolicy } from "../limits/policy.ts";
 import type { Store } from "../store/store.ts";
+import type { HttpUpstreamOptions } from "../upstream/http/proxy.ts";
 import { type Verification, authenticator } from "./auth.ts";
 import { type ErrorBody, envelopeFor, errorBody } from "./envelope.ts";
 import type { RedisInvalidation } from "./invalidation.ts";
 import { KeyCache } from "./key-cache.ts";
 import { rateLimiting } from "./limits.ts";
+import { httpProxy } from "./proxy.ts";
 import { keyRoutes } from "./routes/keys.ts";
+import { entityRoutes } from "./routes/entities.ts";
 import { meRoutes } from "./routes/me.ts";
 import { portalRoutes } from "./routes/portals.ts";
+import { verifyRoutes } from "./routes/verify.ts";
 import { Usage } from "./usage.ts";
 
 export interface ServerOptions {
@@ -32,6 +38,8 @@ export interface ServerOptions {
   publicUrl?: string;
   /** Rate limits: in memory by default; a RedisLimiter shares them between nodes. Closed with the server. */
   limiter?: Limiter;
+  /** Timeouts and pools of the HTTP upstream (docs/upstreams.md); the defaults suit production. */
+  httpUpstream?: HttpUpstreamOptions;
   /** Days the request log is kept (default 30). */
   requestLogDays?: number;
   /** Tells other nodes about changes, and hears theirs (Redis pub/sub). Closed with the server. */
@@ -55,6 +63,7 @@ export interface GatewayContext {
   envelope: ReturnType<typeof envelopeFor>;
   publicUrl: string | undefined;
   usage: Usage;
+  cache: KeyCache;
   send(reply: FastifyReply, code: string, extra?: Partial<ErrorBody>): FastifyReply;
 }
 
@@ -102,7 +111,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   const format = keyFormat(profile.spec.keyTypes);
   const cache = new KeyCache(profile, store);
   const limiter = options.limiter ?? new MemoryLimiter({ now });
-  const limits = rateLimiting({ policy: limitPolicy(profile.spec.limits), limiter, store });
+  const limits = rateLimiting({ policy: limitPolicy(profile.spec.limits), limiter, store, cache });
+  const proxy = httpProxy({ profile, store, serverSecret, now, upstream: options.httpUpstream });
   const usage = new Usage(store, { now, retentionDays: options.requestLogDays, onError: (e) => app.log.error({ err: e }, "request accounting write failed") });
   const kg: Keygate = {
     profile,
@@ -115,27 +125,35 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       options.invalidation?.publish({ kind: "key", id: key.id, digest: key.digest }).catch((e: Error) => app.log.error({ err: e }, "could not tell other nodes of a key change"));
     },
     portalChanged: (portal) => {
-      limits.portalChanged(portal.id);
+      cache.dataChanged();
+      proxy.portalChanged(portal.id);
       options.invalidation?.publish({ kind: "portal", id: portal.id }).catch((e: Error) => app.log.error({ err: e }, "could not tell other nodes of a portal change"));
     },
   };
   app.decorate("keygate", kg);
   if (options.invalidation) {
-    const listening = options.invalidation.listen((change) => (change.kind === "key" ? cache.invalidate(change) : limits.portalChanged(change.id)));
+    const listening = options.invalidation.listen((change) => {
+      if (change.kind === "key") cache.invalidate(change);
+      else cache.dataChanged();
+      if (change.kind === "portal") proxy.portalChanged(change.id);
+    });
     app.addHook("onReady", () => listening);
   }
   const send = (reply: FastifyReply, code: string, extra: Partial<ErrorBody> = {}) =>
     reply.code(envelope.def(code).status).send(envelope.error(errorBody(envelope, code, extra), reply.request.id));
-  const ctx: GatewayContext = { kg, envelope, publicUrl: options.publicUrl, usage, send };
+  const ctx: GatewayContext = { kg, envelope, publicUrl: options.publicUrl, usage, cache, send };
   const auth = authenticator({ profile, format, serverSecret, cache, now, touched: (id, at) => usage.touch(id, at) });
 
-  app.addHook("onSend", async (request, reply) => {
+  // Callback-style hooks where nothing is awaited: no promise per request.
+  app.addHook("onSend", (request, reply, payload, done) => {
     reply.header("x-request-id", request.id);
     limits.headers(reply, request.rateLimit);
+    done(null, payload);
   });
   app.addHook("onRequest", async (request, reply) => {
     // The router decodes the path (/%761/me reaches /v1/me): the route it chose counts, not only the raw URL.
-    if (!request.url.startsWith("/v1/") && !request.routeOptions.url?.startsWith("/v1/")) return;
+    // Forwarded routes outside /v1/ (Atender's /api/v1/…) are verified too.
+    if (!request.url.startsWith("/v1/") && !request.routeOptions.url?.startsWith("/v1/") && !proxy.covers(request.url)) return;
     const verification = await auth.authenticate(request);
     request.verification = verification;
     const spent = await limits.spend(verification);
@@ -148,10 +166,18 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       const { code, ...extra } = verification.refusal;
       return send(reply, code, extra);
     }
+    // A route forwarded to the portal's HTTP upstream: answered here, before the body is read.
+    if (proxy.forwards(verification)) return proxy.forward(ctx, request, reply);
   });
-  app.addHook("onResponse", async (request, reply) => {
-    const key = request.verification?.key;
-    if (!key) return;
+  app.addHook("onResponse", (request, reply, done) => {
+    const v = request.verification;
+    const key = v?.key;
+    if (!key) return done();
+    // A change answered by keygate itself (not forwarded upstream): derived answers are recomputed, here and on other nodes.
+    if (request.method !== "GET" && request.method !== "HEAD" && reply.statusCode < 400 && v.route !== undefined && !v.route.upstream) {
+      cache.dataChanged();
+      options.invalidation?.publish({ kind: "data" }).catch((e: Error) => app.log.error({ err: e }, "could not tell other nodes of a change"));
+    }
     const q = request.url.indexOf("?");
     usage.record({
       keyId: key.record.id,
@@ -162,15 +188,18 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       status: reply.statusCode,
       latencyMs: reply.elapsedTime,
     });
+    done();
   });
   app.addHook("onClose", async () => {
     await usage.close();
     await limiter.close();
     await options.invalidation?.close();
+    await proxy.close();
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (error instanceof KeygateError) return send(reply, error.code, { message: error.message, param: error.param, details: error.details });
+    if (error instanceof Bitrix24Error) return send(reply, error.code, { message: error.message, param: error.param, details: { ...error.details } });
     if (error.validation) {
       const first = error.validation[0];
       const missing = (first?.params as { missingProperty?: string; additionalProperty?: string; allowedValues?: unknown[] } | undefined) ?? {};
@@ -187,7 +216,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   });
   app.setNotFoundHandler((request, reply) => {
     // Reached only by requests the verification passed: the route is the profile's, the handler is not here.
-    if (request.url.startsWith("/v1/")) return send(reply, "NOT_IMPLEMENTED");
+    if (request.url.startsWith("/v1/") || proxy.covers(request.url)) return send(reply, "NOT_IMPLEMENTED");
     return send(reply, "ROUTE_NOT_FOUND");
   });
 
@@ -199,16 +228,24 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       security: [{ apiKey: [] }, { bearer: [] }],
     },
   });
+  // The built-in sandbox portal: Bitrix24's REST protocol under /sandbox/, authenticated by its webhook tokens.
+  app.register(sandboxRoutes, { store, now });
   // "limits" says whether rate limits are shared (redis), local (memory), or local for now (redis-degraded).
   app.get("/healthz", { schema: { hide: true } }, async () => ({ status: "ok", profile: profile.id, limits: limiter.mode }));
   app.register(async (v1) => {
-    v1.addHook("preValidation", async (request, reply) => {
+    v1.addHook("preValidation", (request, reply, done) => {
       const param = nulAt(request.params, "") ?? nulAt(request.query, "") ?? nulAt(request.body, "");
-      if (param !== undefined) return send(reply, "VALIDATION_ERROR", { message: `${param} must not contain NUL characters`, param });
+      if (param === undefined) return done();
+      send(reply, "VALIDATION_ERROR", { message: `${param} must not contain NUL characters`, param });
     });
     meRoutes(v1, ctx);
     keyRoutes(v1, ctx);
     portalRoutes(v1, ctx);
+    verifyRoutes(v1, ctx, { limits, cache });
+    entityRoutes(v1, ctx, () => {
+      const address = app.server.address();
+      return typeof address === "object" && address !== null ? `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}` : undefined;
+    });
     v1.get("/v1/openapi.json", { schema: { summary: "OpenAPI 3.1 specification of this keygate", tags: ["self"] } }, async () => app.swagger());
   });
   return app;

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { KeygateError } from "../core/errors.ts";
 import { type AccessMode, type MemberRole, type Portal, type PortalPatch, StoreConflictError, type Upstream } from "../store/store.ts";
+import { createSandbox, sandboxWebhookToken } from "../upstream/sandbox/index.ts";
 import { auditEvent } from "./audit.ts";
 import type { Actor, Keygate } from "./context.ts";
 
@@ -93,6 +94,7 @@ export async function createPortal(kg: Keygate, actor: Actor, input: { domain?: 
     if (e instanceof StoreConflictError) throw new KeygateError("PORTAL_DOMAIN_TAKEN", { param: "domain" });
     throw e;
   }
+  if (portal.upstream?.kind === "sandbox") await linkSandbox(kg, portal.id);
   return portal;
 }
 
@@ -126,8 +128,14 @@ export async function updatePortal(
     audit: [auditEvent(kg, actor, "portal.update", { type: "portal", id, portalId: id }, auditView(portal), auditView({ ...portal, ...patch }))],
   });
   if (!updated) throw new KeygateError("PORTAL_NOT_FOUND");
+  if (updated.upstream?.kind === "sandbox" && portal.upstream?.kind !== "sandbox") await linkSandbox(kg, updated.id);
   kg.portalChanged(updated);
   return updated;
+}
+
+/** A portal linked to the built-in sandbox gets its sandbox webhook (its token derives from the server secret: nothing secret is stored). */
+async function linkSandbox(kg: Keygate, portalId: string): Promise<void> {
+  await createSandbox(kg.store, portalId, { token: sandboxWebhookToken(kg.serverSecret, portalId), now: kg.now });
 }
 
 export async function addMember(kg: Keygate, actor: Actor, portalId: string, input: { email?: string; role?: MemberRole }) {

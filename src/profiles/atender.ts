@@ -69,6 +69,8 @@ export const atender: ProfileSpec = {
     // keygate's own self-description, for keys of every profile.
     { method: "GET", path: "/v1/me", description: "Key self-description", requires: null },
     { method: "GET", path: "/v1/guide", description: "The endpoints this key can call", requires: null },
+    // Verify mode (docs/upstreams.md): no verify scope in this profile, so any key may ask, about keys of its own portal only.
+    { method: "POST", path: "/v1/verify", description: "Verify mode: the decision for another key of the portal on a request, without forwarding it", requires: null, class: "read" },
     ...surfaces.flatMap(([id, , path]) =>
       METHODS.map((method): RouteSpec => ({ method, path: `/api/v1/${path}/*`, resource: id, description: `${method} on the ${id} surface`, upstream: true })),
     ),

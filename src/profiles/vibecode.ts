@@ -51,8 +51,8 @@ const bitrix24: [string, string][] = [
 const PORTAL_KEYS = ["api", "app"];
 const AUTO = ["api"];
 
-/** The entity surface: list, fields, get, create, update, delete, search and aggregate. */
-function entityRoutes(entity: string, requires: RouteSpec["requires"], writeRequires: RouteSpec["requires"], upstream: (op: string) => string): RouteSpec[] {
+/** The entity surface: list, fields, get, create, update, delete (where Bitrix24 has one), search and aggregate. */
+function entityRoutes(entity: string, requires: RouteSpec["requires"], writeRequires: RouteSpec["requires"], upstream: (op: string) => string, deletable = true): RouteSpec[] {
   const base = `/v1/${entity}`;
   const route = (method: string, path: string, op: string, description: string, extra: Partial<RouteSpec> = {}): RouteSpec => ({
     method,
@@ -71,7 +71,7 @@ function entityRoutes(entity: string, requires: RouteSpec["requires"], writeRequ
     route("GET", `${base}/:id`, "get", `One ${entity} record`),
     route("POST", base, "add", `Create a ${entity} record`),
     route("PATCH", `${base}/:id`, "update", `Update a ${entity} record`),
-    route("DELETE", `${base}/:id`, "delete", `Delete a ${entity} record`),
+    ...(deletable ? [route("DELETE", `${base}/:id`, "delete", `Delete a ${entity} record`)] : []),
     route("POST", `${base}/search`, "list", `Search ${entity} (filter, select, order, limit in the body)`, { class: "read" }),
     route("POST", `${base}/aggregate`, "list", `Aggregate ${entity}: count, sum, avg, min, max, groupBy`, { class: "read" }),
   ];
@@ -147,6 +147,8 @@ export const vibecode: ProfileSpec = {
         { id: "vibe:feedback", description: "Sending feedback via the API" },
         { id: "vibe:search", description: "Web search across external sources via the platform", autoGrant: AUTO },
         { id: "vibe:storage", description: "Platform file storage: uploading and storing objects", autoGrant: AUTO },
+        // keygate's own (not in seed 000): verify mode, a user's backend asks about the keys its clients send (docs/upstreams.md).
+        { id: "vibe:verify", description: "Verifying other keys of the portal from your own backend (POST /v1/verify)", keyTypes: ["api"] },
         { id: "vibe:security", description: "Scanning servers and managing security", reserved: true },
         { id: "vibe:analytics", description: "Access to API-call analytics and statistics", reserved: true },
         { id: "vibe:airouter", description: "Managing AI providers, models, and credentials", reserved: true },
@@ -214,7 +216,8 @@ export const vibecode: ProfileSpec = {
     ...entityRoutes("companies", "crm", "crm", crmMethod),
     ...entityRoutes("leads", "crm", "crm", crmMethod),
     ...entityRoutes("tasks", { allOf: ["task", "tasks"] }, { allOf: ["task", "tasks"] }, (op) => `tasks.task.${op === "fields" ? "getFields" : op}`),
-    ...entityRoutes("users", { anyOf: ["user", "user_basic", "user_brief"] }, "user", (op) => `user.${op === "list" ? "get" : op}`),
+    // Bitrix24 has no user.delete: users are deactivated (PATCH {"active": false}).
+    ...entityRoutes("users", { anyOf: ["user", "user_basic", "user_brief"] }, "user", (op) => `user.${op === "list" ? "get" : op}`, false),
 
     platform("POST", "/v1/batch", null, "Up to 50 calls in one request; each call is checked on its own", { userContext: true, class: "read", upstream: true }),
     platform("POST", "/v1/notifications", "im", "Send a notification", { userContext: true, upstreamMethod: "im.notify.system.add", upstream: true }),
@@ -239,6 +242,7 @@ export const vibecode: ProfileSpec = {
     platform("POST", "/v1/infra/servers", "vibe:infra", "Create a server (needs a user: app keys need a session)", { userContext: true }),
     platform("POST", "/v1/chat/completions", "vibe:ai", "AI models (OpenAI-compatible)", { class: "read" }),
     platform("POST", "/v1/search", "vibe:search", "Web search via the platform", { class: "read" }),
+    platform("POST", "/v1/verify", "vibe:verify", "Verify mode: the decision for another key of the portal on a request, without forwarding it", { keyTypes: ["api"], class: "read" }),
 
     ...["GET /v1/oauth/authorize", "POST /v1/oauth/token", "GET /v1/oauth/poll", "POST /v1/oauth/revoke"].map((line): RouteSpec => {
       const [method, path] = line.split(" ") as [string, string];

@@ -464,7 +464,7 @@ for (const kind of await storeKinds("http: keys")) {
         }
       });
 
-      it('seed 003: "GET requests and aggregation operations (POST /v1/<entity>/aggregate) run without restrictions" (not 403; 501 until the data plane exists)', async () => {
+      it('seed 003: "GET requests and aggregation operations (POST /v1/<entity>/aggregate) run without restrictions" (not 403; they reach the data plane, whose sandbox this harness does not serve: 501)', async () => {
         for (const [method, path] of [
           ["GET", "/v1/deals"],
           ["GET", "/v1/deals/7"],
@@ -474,7 +474,8 @@ for (const kind of await storeKinds("http: keys")) {
           ["POST", "/v1/tasks/aggregate"],
           ["POST", "/v1/batch"],
         ] as const) {
-          const r = await h.call(method, path, { key: mcp.raw, body: method === "POST" ? {} : undefined });
+          const body = path === "/v1/batch" ? { calls: [{ entity: "deals", action: "list" }] } : method === "POST" ? {} : undefined;
+          const r = await h.call(method, path, { key: mcp.raw, body });
           assert.notEqual(r.status, 403, `${method} ${path}: ${JSON.stringify(r.body)}`);
           fails(r, 501, "NOT_IMPLEMENTED");
         }

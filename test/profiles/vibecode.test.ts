@@ -162,7 +162,8 @@ const SEED_ENDPOINTS: [seed: string, call: Call, pattern: string][] = [
 const ENTITIES = ["deals", "contacts", "companies", "leads", "tasks", "users"];
 const entityCalls = (entity: string) => ({
   reads: [`GET /v1/${entity}`, `GET /v1/${entity}/fields`, `GET /v1/${entity}/7`, `POST /v1/${entity}/aggregate`] as Call[],
-  writes: [`POST /v1/${entity}`, `PATCH /v1/${entity}/7`, `DELETE /v1/${entity}/7`] as Call[],
+  // Bitrix24 has no user.delete: users have no DELETE route (they are deactivated with PATCH).
+  writes: [`POST /v1/${entity}`, `PATCH /v1/${entity}/7`, ...(entity === "users" ? [] : [`DELETE /v1/${entity}/7`])] as Call[],
 });
 
 const resource = (id: string) => p.catalog.resources.get(id);
@@ -205,7 +206,8 @@ describe("VibeCode: the scope catalog (seed 000)", () => {
       assert.equal(r.description, description);
       assert.equal(r.reserved, false, `${id} is selectable`);
     }
-    const selectable = (groupOf("platform")?.resources ?? []).filter((r) => !r.reserved).map((r) => r.id);
+    // keygate adds vibe:verify (verify mode, docs/upstreams.md) beside the seed's five.
+    const selectable = (groupOf("platform")?.resources ?? []).filter((r) => !r.reserved && r.id !== "vibe:verify").map((r) => r.id);
     assert.deepEqual(selectable.sort(), PLATFORM_TABLE.map(([id]) => id).sort());
   });
 

@@ -22,6 +22,7 @@ import type { FastifyInstance } from "fastify";
 import pg from "pg";
 import { buildServer } from "../../src/gateway/server.ts";
 import type { Limiter } from "../../src/limits/limiter.ts";
+import type { HttpUpstreamOptions } from "../../src/upstream/http/proxy.ts";
 import type { Keygate } from "../../src/manage/context.ts";
 import { createUser, issueManagementKey } from "../../src/manage/users.ts";
 import { loadProfile } from "../../src/profiles/index.ts";
@@ -65,6 +66,8 @@ export interface Harness {
   owner: { user: User; key: string };
   clock: { now: number; advance(ms: number): void };
   call(method: string, path: string, options?: CallOptions): Promise<Reply>;
+  /** With `listen: true`: the server's own address (http://127.0.0.1:<port>), for clients with a real socket. */
+  url?: string;
   /** A user with a management key holding the given scopes (default: all three). */
   user(email: string, scopes?: string): Promise<{ user: User; key: string }>;
   close(): Promise<void>;
@@ -78,6 +81,10 @@ export interface HarnessOptions {
   limiter?: (now: () => number) => Limiter | Promise<Limiter>;
   /** Serve from this harness's store, secret, clock and owner (a second node); closing the new harness closes only its server. */
   alongside?: Harness;
+  /** Timeouts of the HTTP upstream (short ones for timeout tests). */
+  httpUpstream?: HttpUpstreamOptions;
+  /** Also listen on 127.0.0.1 (a random port): `url` is set. */
+  listen?: boolean;
 }
 
 export async function startHarness(kind: StoreKind, options: HarnessOptions = {}): Promise<Harness> {
@@ -106,8 +113,9 @@ export async function startHarness(kind: StoreKind, options: HarnessOptions = {}
   };
   const now = () => clock.now;
   const limiter = await options.limiter?.(now);
-  const app = buildServer({ profile, store, serverSecret, now, trustProxy: options.trustProxy, limiter });
+  const app = buildServer({ profile, store, serverSecret, now, trustProxy: options.trustProxy, limiter, httpUpstream: options.httpUpstream });
   await app.ready();
+  const url = options.listen ? await app.listen({ host: "127.0.0.1", port: 0 }) : undefined;
   // The server's own management operations: changes made through them reach its caches.
   const kg: Keygate = app.keygate;
 
@@ -126,6 +134,7 @@ export async function startHarness(kind: StoreKind, options: HarnessOptions = {}
     clock,
     user,
     call: caller(app),
+    url,
     async close() {
       await app.close();
       await store.close();
