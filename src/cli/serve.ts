@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import type { RedisInvalidation } from "../gateway/invalidation.ts";
 import type { RedisLimiter } from "../limits/redis.ts";
 import { type Io, UsageError } from "./io.ts";
-import { DEFAULT_OWNER_EMAIL, type Instance, initInstance, isInitialised, openInstance } from "./setup.ts";
+import { DEFAULT_OWNER_EMAIL, type Instance, SANDBOX_DOMAIN, initInstance, isInitialised, openInstance } from "./setup.ts";
 
 export function registerServe(program: Command, io: Io): void {
   program
@@ -71,6 +71,7 @@ export function registerServe(program: Command, io: Io): void {
         if (firstStart.managementKey) {
           io.out(`Owner's management key (shown once, store it now): ${firstStart.managementKey}`);
           io.out(`Try it: curl -H "X-Api-Key: ${firstStart.managementKey}" ${url}/v1/me`);
+          io.out(`A sandbox portal with demo data (${SANDBOX_DOMAIN}) is linked: create an API key on it with POST ${url}/v1/keys.`);
         }
       }
       io.out(`keygate listening on ${url} (profile ${instance.kg.profile.id}, data ${instance.dataDir})`);
