@@ -199,7 +199,11 @@ export function buildServer(options: ServerOptions): FastifyInstance {
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (error instanceof KeygateError) return send(reply, error.code, { message: error.message, param: error.param, details: error.details });
-    if (error instanceof Bitrix24Error) return send(reply, error.code, { message: error.message, param: error.param, details: { ...error.details } });
+    if (error instanceof Bitrix24Error) {
+      // The catalog's hint for BITRIX_ACCESS_DENIED is about keygate's issue-time lock; this refusal is Bitrix24's own.
+      const hint = error.code === "BITRIX_ACCESS_DENIED" ? "Bitrix24 refused: the portal's webhook, or its user, lacks this scope or right." : undefined;
+      return send(reply, error.code, { message: error.message, param: error.param, details: { ...error.details }, hint });
+    }
     if (error.validation) {
       const first = error.validation[0];
       const missing = (first?.params as { missingProperty?: string; additionalProperty?: string; allowedValues?: unknown[] } | undefined) ?? {};

@@ -76,7 +76,8 @@ export function entityRoutes(app: FastifyInstance, ctx: GatewayContext, ownBaseU
     app.post(path, { schema: { tags: ["messaging"], summary } }, async (request, reply) => {
       const { method, params } = command(request);
       const r = await (await clientFor(request)).call(method, params);
-      return reply.code(201).send(envelope.ok({ id: r.result }));
+      // Bitrix24 answers the new message's id, or (log.blogpost.add) just true.
+      return reply.code(201).send(envelope.ok(r.result === true ? { posted: true } : { id: r.result }));
     });
   action("/v1/notifications", "Send a system notification to a user: {userId, message}", (request) => {
     const b = body(request, ["userId", "message"]);
