@@ -7,10 +7,9 @@
  * checked through the gateway, on the harness clock (no sleeps). Suites run on both stores.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { createServer } from "node:net";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import { KeygateError } from "../../src/core/errors.ts";
 import { RedisLimiter } from "../../src/limits/redis.ts";
@@ -18,7 +17,7 @@ import type { Actor } from "../../src/manage/context.ts";
 import { createKey } from "../../src/manage/keys.ts";
 import { createPortal, updatePortal } from "../../src/manage/portals.ts";
 import { type Harness, type Reply, startHarness, storeKinds } from "../support/gateway.ts";
-import { probeRedis, redisUrl, requireService } from "../support/services.ts";
+import { freePort, probeRedis, redisUrl, requireService, startRedis } from "../support/services.ts";
 import { MINUTE, addMember, badChecksum, fails, isoAt, limited, makeKey, makePortal, makeUser, ok, patchKey, rateHeaders, unknownKey } from "./_fixtures.ts";
 
 const SECOND = 1000;
@@ -829,26 +828,4 @@ for (const kind of await storeKinds("http: limits")) {
       });
     });
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const address = s.address();
-      s.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
-    });
-  });
-}
-
-/** A throwaway redis-server on a spare port, ready when it says so. */
-async function startRedis(port: number): Promise<ChildProcess> {
-  const child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: ["ignore", "pipe", "ignore"] });
-  child.stdout!.setEncoding("utf8");
-  let seen = "";
-  for await (const chunk of child.stdout!) {
-    seen += chunk as string;
-    if (seen.includes("Ready to accept connections")) return child;
-  }
-  throw new Error(`redis-server on ${port} did not start:\n${seen}`);
 }

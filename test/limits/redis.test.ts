@@ -1,12 +1,10 @@
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { createServer } from "node:net";
 import { describe, it } from "node:test";
 import type { Limit } from "../../src/limits/limiter.ts";
 import { RedisLimiter } from "../../src/limits/redis.ts";
-import { probeRedis, redisUrl, requireService } from "../support/services.ts";
+import { freePort, probeRedis, redisUrl, requireService, startRedis } from "../support/services.ts";
 import { limiterContract } from "./contract.ts";
 
 const url = redisUrl();
@@ -66,26 +64,4 @@ if (await requireService("limiter: redis", `Redis at ${url}`, () => probeRedis(u
       }
     });
   });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const address = s.address();
-      s.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
-    });
-  });
-}
-
-/** A throwaway redis-server on a spare port, ready when it says so. */
-async function startRedis(port: number): Promise<ChildProcess> {
-  const child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: ["ignore", "pipe", "ignore"] });
-  child.stdout!.setEncoding("utf8");
-  let seen = "";
-  for await (const chunk of child.stdout!) {
-    seen += chunk as string;
-    if (seen.includes("Ready to accept connections")) return child;
-  }
-  throw new Error(`redis-server on ${port} did not start:\n${seen}`);
 }

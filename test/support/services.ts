@@ -3,6 +3,8 @@
  * there: under CI (CI=true) it fails, saying what is missing; elsewhere it is skipped, with the
  * reason both in the test report and on stdout.
  */
+import { type ChildProcess, spawn } from "node:child_process";
+import { createServer } from "node:net";
 import { test } from "node:test";
 import pg from "pg";
 
@@ -82,4 +84,27 @@ export async function probeRedis(url: string, timeoutMs = 2000): Promise<void> {
   } finally {
     client.disconnect();
   }
+}
+
+/** A TCP port nothing listens on right now. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const address = s.address();
+      s.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
+    });
+  });
+}
+
+/** A throwaway redis-server on a spare port (to stop and restart in outage tests), ready when it says so. */
+export async function startRedis(port: number): Promise<ChildProcess> {
+  const child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: ["ignore", "pipe", "ignore"] });
+  child.stdout!.setEncoding("utf8");
+  let seen = "";
+  for await (const chunk of child.stdout!) {
+    seen += chunk as string;
+    if (seen.includes("Ready to accept connections")) return child;
+  }
+  throw new Error(`redis-server on ${port} did not start:\n${seen}`);
 }
