@@ -1,23 +1,44 @@
 /**
  * `npm run bench`: runs every benchmark, prints Markdown tables and writes bench/results/<date>.json.
- * BENCH_ONLY=scopes|http runs one of them; bench/http.bench.ts lists the HTTP benchmark's knobs.
+ * BENCH_ONLY=<name>[,<name>…] runs some of them: scopes, http, limiter, limits, proxy.
+ * bench/harness.ts lists the knobs of the HTTP benchmarks (http, limits, proxy); each file says
+ * what it measures. About 8 minutes on 2 cores with the defaults (docs/benchmarks.md).
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
+import { quietBudgetFromEnv } from "./harness.ts";
 import { type HttpBenchResult, httpTable, runHttpBench } from "./http.bench.ts";
+import { type LimiterBenchResult, limiterTable, runLimiterBench } from "./limiter.bench.ts";
+import { type LimitsBenchResult, limitsTable, runLimitsBench } from "./limits.bench.ts";
+import { type ProxyBenchResult, proxyTable, runProxyBench } from "./proxy.bench.ts";
 import { type BenchResult, runScopeBench } from "./scopes.bench.ts";
 
-const only = process.env.BENCH_ONLY;
-if (only !== undefined && only !== "" && only !== "scopes" && only !== "http") throw new Error(`BENCH_ONLY must be scopes or http, not "${only}"`);
-const wants = (name: string) => !only || only === name;
+const NAMES = ["scopes", "http", "limiter", "limits", "proxy"] as const;
+const only = (process.env.BENCH_ONLY ?? "")
+  .split(",")
+  .map((n) => n.trim())
+  .filter(Boolean);
+for (const n of only) if (!(NAMES as readonly string[]).includes(n)) throw new Error(`BENCH_ONLY lists ${NAMES.join(", ")} (comma-separated), not "${n}"`);
+const wants = (name: (typeof NAMES)[number]) => only.length === 0 || only.includes(name);
 
 const started = new Date();
 const machine = { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? "unknown", memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version };
 console.log(`keygate benchmarks, ${started.toISOString()} — ${machine.cpus} × ${machine.cpu}, ${machine.memoryGiB} GiB, Node ${machine.node}\n`);
+// One budget, for the whole run, of time spent waiting for other work on the machine to finish.
+const quiet = quietBudgetFromEnv();
+const seconds: Record<string, number> = {};
+const timed = async <T>(name: string, run: () => T | Promise<T>): Promise<T> => {
+  const t0 = Date.now();
+  try {
+    return await run();
+  } finally {
+    seconds[name] = Math.round((Date.now() - t0) / 100) / 10;
+  }
+};
 
 let scopes: BenchResult[] | undefined;
 if (wants("scopes")) {
-  scopes = runScopeBench();
+  scopes = await timed("scopes", () => runScopeBench());
   const lines = ["| benchmark | profile | median ns/call | p10 | p90 |", "|---|---|---:|---:|---:|"];
   for (const r of scopes) lines.push(`| ${r.name} | ${r.profile} | ${r.medianNs} | ${r.p10Ns} | ${r.p90Ns} |`);
   console.log(lines.join("\n"));
@@ -25,15 +46,41 @@ if (wants("scopes")) {
 
 let http: HttpBenchResult | undefined;
 if (wants("http")) {
-  http = await runHttpBench();
+  http = await timed("http", () => runHttpBench(undefined, quiet));
   const m = http.method;
   const pinning = m.pinning ? `servers on core ${m.pinning.server}, load generator on core ${m.pinning.loadgen}` : "not pinned";
   console.log(`\nHTTP: ${m.connections} connections, median of ${m.runs} × ${m.seconds} s after a ${m.warmupSeconds} s warm-up, ${pinning}; Fastify ${m.fastify}, autocannon ${m.autocannon}\n`);
   console.log(httpTable(http).join("\n"));
 }
 
+let limiter: LimiterBenchResult | undefined;
+if (wants("limiter")) {
+  limiter = await timed("limiter", () => runLimiterBench());
+  const m = limiter.method;
+  console.log(`\nRate limiter, one decision in process: median of ${m.batches} batches, ${m.keys} keys${m.redis ? `; Redis ${m.redisVersion} at ${m.redis}` : ""}\n`);
+  console.log(limiterTable(limiter).join("\n"));
+}
+
+let limits: LimitsBenchResult | undefined;
+if (wants("limits")) {
+  limits = await timed("limits", () => runLimitsBench(undefined, quiet));
+  const m = limits.method;
+  const pinning = m.pinning ? `servers on core ${m.pinning.server}, load generator on core ${m.pinning.loadgen}` : "not pinned";
+  console.log(`\nLimits on and off, ${m.route}: ${m.connections} connections, median of ${m.runs} × ${m.seconds} s after a ${m.warmupSeconds} s warm-up, ${pinning}; ${m.limitsPerRequest} limits per request${m.redis ? `; Redis ${m.redisVersion}` : ""}\n`);
+  console.log(limitsTable(limits).join("\n"));
+}
+
+let proxy: ProxyBenchResult | undefined;
+if (wants("proxy")) {
+  proxy = await timed("proxy", () => runProxyBench(undefined, quiet));
+  const m = proxy.method;
+  const pinning = m.pinning ? `proxy and upstream on core ${m.pinning.server}, load generator on core ${m.pinning.loadgen}` : "not pinned";
+  console.log(`\nProxy: ${m.connections} connections, median of ${m.runs} × ${m.seconds} s after a ${m.warmupSeconds} s warm-up, ${pinning}; ${m.bodyBytes} B body, ${m.limitsPerRequest} limits per request in keygate; undici ${m.undici}${m.nginx ? `, nginx ${m.nginx}` : ""}\n`);
+  console.log(proxyTable(proxy).join("\n"));
+}
+
 const dir = new URL("./results/", import.meta.url);
 mkdirSync(dir, { recursive: true });
 const file = new URL(`${started.toISOString().replace(/[:.]/g, "-")}.json`, dir);
-writeFileSync(file, JSON.stringify({ started: started.toISOString(), machine, scopes, http }, null, 2));
-console.log(`\nwrote ${file.pathname}`);
+writeFileSync(file, JSON.stringify({ started: started.toISOString(), machine, seconds, scopes, http, limiter, limits, proxy }, null, 2));
+console.log(`\n${Object.entries(seconds).map(([n, s]) => `${n} ${s} s`).join(", ")}; wrote ${file.pathname}`);
