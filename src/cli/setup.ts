@@ -51,12 +51,17 @@ function readSecret(dataDir: string): string | undefined {
   return existsSync(file) ? readFileSync(file, "utf8").trim() : undefined;
 }
 
+/** A built-in profile's name, or a profile file's absolute path: what the data directory remembers. */
+function profileSource(nameOrPath: string): string {
+  return nameOrPath.includes("/") || nameOrPath.endsWith(".json") ? resolve(nameOrPath) : nameOrPath;
+}
+
 function profileFor(options: InstanceOptions, config: InstanceConfig | undefined): Profile {
-  const name = options.profile ?? config?.profile ?? DEFAULT_PROFILE;
-  if (config && options.profile !== undefined && options.profile !== config.profile) {
+  const source = profileSource(options.profile ?? config?.profile ?? DEFAULT_PROFILE);
+  if (config && options.profile !== undefined && source !== profileSource(config.profile)) {
     throw new UsageError("USAGE", [{ scope: "", code: "USAGE", message: `this data directory was set up with profile ${config.profile}, not ${options.profile}` }]);
   }
-  return openProfile(name);
+  return openProfile(source);
 }
 
 export interface Instance {
@@ -126,7 +131,7 @@ export async function initInstance(options: InstanceOptions & { ownerEmail?: str
       const sandbox = await createPortal(instance.kg, { user: owner, keyId: null, ip: null }, { domain: SANDBOX_DOMAIN, name: "Sandbox (demo data)", upstream: { kind: "sandbox" } });
       await seedDemoData(instance.kg.store, sandbox.id);
     }
-    const config: InstanceConfig = { profile: profile.id, createdAt: new Date().toISOString() };
+    const config: InstanceConfig = { profile: profileSource(options.profile ?? DEFAULT_PROFILE), createdAt: new Date().toISOString() };
     writeFileSync(join(dataDir, "keygate.json"), `${JSON.stringify(config, null, 2)}\n`);
     return { instance, ownerId: owner.id, managementKey: rawKey };
   } catch (e) {

@@ -41,7 +41,8 @@ export class MemoryLimiter implements Limiter {
 
   #bucket(limit: Limit, now: number): Bucket {
     const window = Math.floor(now / limit.windowMs);
-    const key = `${limit.bucket}|${limit.windowMs}`;
+    // A bucket is counted with one window length (policy.ts names buckets per limit kind).
+    const key = limit.bucket;
     let b = this.#buckets.get(key);
     if (!b) {
       b = { window, previous: 0, current: 0, windowMs: limit.windowMs };

@@ -67,6 +67,18 @@ export function tightest(states: readonly LimitState[]): LimitState | undefined 
   return best;
 }
 
+/** RateLimit-Policy strings by the limits they describe: a key's limits are the same objects request after request. */
+const policies = new WeakMap<Limit, { limits: Limit[]; header: string }>();
+
+function policyHeader(states: readonly LimitState[]): string {
+  const first = states[0]!.limit;
+  const cached = policies.get(first);
+  if (cached && cached.limits.length === states.length && cached.limits.every((l, i) => l === states[i]!.limit)) return cached.header;
+  const header = states.map((s) => `"${s.limit.policy}";q=${s.limit.limit};w=${Math.round(s.limit.windowMs / 1000)}`).join(", ");
+  policies.set(first, { limits: states.map((s) => s.limit), header });
+  return header;
+}
+
 /** X-RateLimit-* for the tightest limit, and the IETF RateLimit / RateLimit-Policy fields for all. */
 export function rateLimitHeaders(states: readonly LimitState[]): Record<string, string> {
   const t = tightest(states);
@@ -76,7 +88,7 @@ export function rateLimitHeaders(states: readonly LimitState[]): Record<string, 
     "x-ratelimit-limit": String(t.limit.limit),
     "x-ratelimit-remaining": String(t.remaining),
     "x-ratelimit-reset": String(reset),
-    "ratelimit-policy": states.map((s) => `"${s.limit.policy}";q=${s.limit.limit};w=${Math.round(s.limit.windowMs / 1000)}`).join(", "),
+    "ratelimit-policy": policyHeader(states),
     ratelimit: `"${t.limit.policy}";r=${t.remaining};t=${reset}`,
   };
 }

@@ -80,6 +80,8 @@ export class RedisLimiter implements Limiter {
       lazyConnect: false,
       // Fail fast while disconnected: a decision never waits for a reconnect.
       enableOfflineQueue: false,
+      // Decisions issued in the same tick share one write to Redis.
+      enableAutoPipelining: true,
       maxRetriesPerRequest: 0,
       commandTimeout: options.timeoutMs ?? 250,
       retryStrategy: (times) => Math.min(times * 200, 2_000),

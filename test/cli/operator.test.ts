@@ -52,3 +52,14 @@ describe("keygate users create", () => {
     assert.match(fresh.stderr, /not set up/);
   });
 });
+
+describe("a data directory set up with a profile file", () => {
+  it("keeps that file as its profile: later commands open it again without --profile", () => {
+    const dir = freshDir();
+    const init = keygateJson("init", "--data-dir", dir, "--profile", "test/fixtures/profiles/example.json");
+    assert.equal(init.status, 0, init.stderr);
+    assert.equal(init.json.managementKey, null, "the example profile has no management key type");
+    const user = keygate("users", "create", "--data-dir", dir, "--email", "x@example.com");
+    assert.equal(user.status, 0, user.stderr);
+  });
+});

@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { createHmac, timingSafeEqual, createSecretKey, type KeyObject } from "node:crypto";
 
 /**
  * The caller's identity as an HTTP upstream receives it: headers keygate adds to every forwarded
@@ -81,8 +81,21 @@ export function canonicalString(identity: Identity, request: SignedRequest): str
   ].join("\n");
 }
 
+/** Prepared HMAC keys by secret: preparing a key from a string costs more than the HMAC itself. */
+const prepared = new Map<string, KeyObject>();
+
+function keyFor(secret: string): KeyObject {
+  let key = prepared.get(secret);
+  if (!key) {
+    if (prepared.size >= 10_000) prepared.clear();
+    key = createSecretKey(Buffer.from(secret, "utf8"));
+    prepared.set(secret, key);
+  }
+  return key;
+}
+
 export function sign(secret: string, identity: Identity, request: SignedRequest): string {
-  return `${SCHEME}=${createHmac("sha256", secret).update(canonicalString(identity, request)).digest("hex")}`;
+  return `${SCHEME}=${createHmac("sha256", keyFor(secret)).update(canonicalString(identity, request)).digest("hex")}`;
 }
 
 /** The headers keygate adds to a forwarded request (lower-case names). */
