@@ -35,15 +35,3 @@ export function isEmpty(bits: Bits): boolean {
   for (let i = 0; i < bits.length; i++) if (bits[i] !== 0) return false;
   return true;
 }
-
-/** Indexes of the set bits, ascending. */
-export function* eachBit(bits: Bits): Generator<number> {
-  for (let w = 0; w < bits.length; w++) {
-    let word = bits[w]!;
-    while (word !== 0) {
-      const low = word & -word;
-      yield w * 32 + 31 - Math.clz32(low);
-      word ^= low;
-    }
-  }
-}

@@ -1,5 +1,5 @@
 import type { RequirementSpec } from "../profile/spec.ts";
-import { type Bits, andInto, eachBit, emptyBits, intersects, orInto, setBit } from "./bits.ts";
+import { type Bits, andInto, emptyBits, intersects, orInto, setBit } from "./bits.ts";
 import type { Catalog } from "./catalog.ts";
 import type { CompiledScopes } from "./grants.ts";
 
@@ -138,9 +138,4 @@ export function contributingScopes(catalog: Catalog, scopes: string[], requireme
     const bits = catalog.bitsOf(s);
     return bits !== undefined && requirement.clauses.some((clause) => intersects(bits, clause));
   });
-}
-
-/** Atoms set in `bits`, as scope strings. */
-export function scopesOf(catalog: Catalog, bits: Bits): string[] {
-  return [...eachBit(bits)].map((i) => catalog.atoms[i]!.scope);
 }
