@@ -157,6 +157,16 @@ export async function removeMember(kg: Keygate, actor: Actor, portalId: string, 
   if (!member) throw new KeygateError("USER_NOT_FOUND", { message: "That user is not a member of the portal.", param: "userId" });
   if (member.role === "ADMIN") await assertAnotherAdmin(kg, portalId, userId);
   await kg.store.removeMember(portalId, userId, { audit: [auditEvent(kg, actor, "member.remove", { type: "member", id: userId, portalId }, member, null)] });
+  // A former member's keys on the portal stop working: they are revoked, each with its audit event.
+  const now = kg.now();
+  for (const key of await kg.store.listKeys({ portalId, ownerId: userId })) {
+    if (key.status === "REVOKED") continue;
+    const { digest: _digest, ...before } = key;
+    const updated = await kg.store.updateKey(key.id, { status: "REVOKED" }, now, {
+      audit: [auditEvent(kg, actor, "key.update", { type: "key", id: key.id, portalId }, before, { ...before, status: "REVOKED", updatedAt: now, version: key.version + 1 })],
+    });
+    if (updated) kg.keyChanged(updated);
+  }
 }
 
 async function assertAnotherAdmin(kg: Keygate, portalId: string, userId: string): Promise<void> {

@@ -242,6 +242,20 @@ for (const kind of await storeKinds("http: portals")) {
         refused(await as(member, "POST", "/v1/keys", { body: { portalId: portal.id, name: "K", scopes: ["crm"] } }), 403, "NOT_PORTAL_MEMBER", "portalId");
       });
 
+      it("a removed member's keys on the portal are revoked (the next request gets KEY_INACTIVE), each with an audit event; their other portals' keys keep working", async () => {
+        const { admin, member, portal } = await team();
+        const created = ok(await as(member, "POST", "/v1/keys", { body: { portalId: portal.id, name: "Member key", scopes: ["crm"] } }), 201);
+        ok(await h.call("GET", "/v1/me", { key: created.rawKey }));
+        const elsewhere = ok(await as(member, "POST", "/v1/portals", { body: { domain: `own-${created.id.slice(0, 8)}.example.com`, upstream: { kind: "sandbox" } } }), 201);
+        const own = ok(await as(member, "POST", "/v1/keys", { body: { portalId: elsewhere.id, name: "Own key", scopes: ["crm"] } }), 201);
+        ok(await as(admin, "DELETE", `/v1/portals/${portal.id}/members/${member.user.id}`));
+        refused(await h.call("GET", "/v1/me", { key: created.rawKey }), 401, "KEY_INACTIVE");
+        ok(await h.call("GET", "/v1/me", { key: own.rawKey }));
+        const events = ok(await as(admin, "GET", `/v1/portals/${portal.id}/audit?keyId=${created.id}`)) as { action: string; after: { status: string } }[];
+        assert.equal(events[0]!.action, "key.update");
+        assert.equal(events[0]!.after.status, "REVOKED");
+      });
+
       it("a portal keeps at least one administrator: the last admin cannot be removed or demoted (409 LAST_PORTAL_ADMIN)", async () => {
         const { admin, member, portal } = await team();
         refused(await as(admin, "DELETE", `/v1/portals/${portal.id}/members/${admin.user.id}`), 409, "LAST_PORTAL_ADMIN");
