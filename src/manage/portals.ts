@@ -3,6 +3,7 @@ import { KeygateError } from "../core/errors.ts";
 import { type AccessMode, type MemberRole, type Portal, type PortalPatch, StoreConflictError, type Upstream } from "../store/store.ts";
 import { createSandbox, sandboxWebhookToken } from "../upstream/sandbox/index.ts";
 import { auditEvent } from "./audit.ts";
+import { updateKey } from "./keys.ts";
 import type { Actor, Keygate } from "./context.ts";
 
 const DOMAIN = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9][a-z0-9-]{0,61}[a-z0-9]$|^localhost$/;
@@ -157,15 +158,9 @@ export async function removeMember(kg: Keygate, actor: Actor, portalId: string, 
   if (!member) throw new KeygateError("USER_NOT_FOUND", { message: "That user is not a member of the portal.", param: "userId" });
   if (member.role === "ADMIN") await assertAnotherAdmin(kg, portalId, userId);
   await kg.store.removeMember(portalId, userId, { audit: [auditEvent(kg, actor, "member.remove", { type: "member", id: userId, portalId }, member, null)] });
-  // A former member's keys on the portal stop working: they are revoked, each with its audit event.
-  const now = kg.now();
+  // A former member's keys on the portal stop working: revoked as an admin revokes a key, audit event included.
   for (const key of await kg.store.listKeys({ portalId, ownerId: userId })) {
-    if (key.status === "REVOKED") continue;
-    const { digest: _digest, ...before } = key;
-    const updated = await kg.store.updateKey(key.id, { status: "REVOKED" }, now, {
-      audit: [auditEvent(kg, actor, "key.update", { type: "key", id: key.id, portalId }, before, { ...before, status: "REVOKED", updatedAt: now, version: key.version + 1 })],
-    });
-    if (updated) kg.keyChanged(updated);
+    if (key.status !== "REVOKED") await updateKey(kg, actor, key.id, { status: "REVOKED" });
   }
 }
 
