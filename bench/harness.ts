@@ -12,6 +12,7 @@
  *                                  wait, before runs, for other work on a shared machine to finish
  *                                  (0: never wait)
  *   BENCH_CPU_PROF=<dir>           run the Node servers under node --cpu-prof, profiles written there
+ *   BENCH_CPU_PROF_INTERVAL (1000) its sampling interval, µs
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";
@@ -69,7 +70,7 @@ export function settingsFromEnv(): Settings {
     warmupSeconds: envNumber("BENCH_WARMUP_SECONDS", Math.min(5, seconds)),
     connections: Math.round(envNumber("BENCH_CONNECTIONS", 50)),
     pinning: canPin() ? { server: SERVER_CORE, loadgen: LOADGEN_CORE } : null,
-    profArgs: profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [],
+    profArgs: profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, `--cpu-prof-interval=${envNumber("BENCH_CPU_PROF_INTERVAL", 1000)}`] : [],
     profileDir,
   };
 }

@@ -1,4 +1,4 @@
-/** keygate as a library: profiles, the scope engine and its decisions. */
+/** keygate as a library: profiles, the scope engine and its decisions, and verification in process. */
 export { ERRORS, KeygateError, type ErrorDef } from "./core/errors.ts";
 export { generateKey, keyDigest, keyFormat, type KeyFormat } from "./core/keys/format.ts";
 export { Profile, type ExplainedResource, type Route, type RouteAccess } from "./core/profile/profile.ts";
@@ -9,3 +9,5 @@ export type { CompiledScopes, KeyScopes } from "./core/scopes/grants.ts";
 export { tokenize, type ScopeList, type ScopeProblem } from "./core/scopes/normalize.ts";
 export { BUILTIN_PROFILES, DEFAULT_PROFILE, compileProfileData, loadProfile } from "./profiles/index.ts";
 export { ProfileSchema } from "./profiles/schema.ts";
+export { createVerifier, type Verifier, type VerifierOptions, type VerifyOutcome, type VerifyRequest } from "./gateway/verifier.ts";
+export { openStore, type OpenStoreOptions, type Store } from "./store/index.ts";

@@ -1,29 +1,16 @@
 import type { IncomingHttpHeaders } from "node:http";
-import type { FastifyRequest } from "fastify";
 import { type KeyFormat, keyDigest } from "../core/keys/format.ts";
 import type { Profile, Route } from "../core/profile/profile.ts";
+import type { KeyTypeSpec } from "../core/profile/spec.ts";
 import { decide } from "../core/verify/decide.ts";
-import { normalizeIp } from "../limits/ip.ts";
 import type { CachedKey, KeyCache } from "./key-cache.ts";
-
-/** What an authenticated request carries to its handler. */
-export interface AuthContext {
-  key: CachedKey;
-  route: Route;
-  params: Record<string, string>;
-  clientIp: string;
-}
-
-declare module "fastify" {
-  interface FastifyRequest {
-    auth: AuthContext;
-  }
-}
 
 export interface Refusal {
   code: string;
   message?: string;
   hint?: string;
+  /** The field at fault, for input errors. */
+  param?: string;
   details?: Record<string, unknown>;
 }
 
@@ -54,55 +41,61 @@ export interface Verification {
   refusal: Refusal | undefined;
   key: CachedKey | undefined;
   route: Route | undefined;
+  /** The route's path parameters (when it passed). */
+  params?: Record<string, string>;
+  clientIp: string;
+}
+
+/** What verification reads of a request: its method, URL (path and query, as sent), headers and the client's address. */
+export interface Arrival {
+  method: string;
+  url: string;
+  headers: IncomingHttpHeaders;
+  /** Normalised (src/limits/ip.ts), behind trusted proxies the forwarded address. */
   clientIp: string;
 }
 
 export interface Authenticator {
-  /** Verifies a request; when it passes, request.auth is set. */
-  authenticate(request: FastifyRequest): Promise<Verification>;
+  /** Verifies a request: synchronous when its key is cached (the hot path), a promise when it is loaded. */
+  authenticate(arrival: Arrival): Verification | Promise<Verification>;
 }
 
 export function authenticator(options: { profile: Profile; format: KeyFormat; serverSecret: string; cache: KeyCache; now: () => number; touched: (keyId: string, at: number) => void }): Authenticator {
   const { profile, format, serverSecret, cache, now } = options;
-  // Sockets keep their address; normalise it once per connection.
-  const socketIps = new WeakMap<object, string>();
-  const clientIp = (request: FastifyRequest): string => {
-    if (request.ip !== request.socket.remoteAddress) return normalizeIp(request.ip) ?? request.ip;
-    let ip = socketIps.get(request.socket);
-    if (ip === undefined) {
-      ip = normalizeIp(request.ip) ?? request.ip;
-      socketIps.set(request.socket, ip);
+
+  const refuse = (clientIp: string, refusal: Refusal, key?: CachedKey, route?: Route): Verification => ({ refusal, key, route, clientIp });
+
+  /** The steps after the key is known: route, session, then the decision of src/core/verify/decide.ts. */
+  const decideFor = (arrival: Arrival, key: CachedKey | undefined, keyType: KeyTypeSpec, session: string | undefined): Verification => {
+    const ip = arrival.clientIp;
+    if (!key) return refuse(ip, { code: "INVALID_API_KEY" });
+    const match = profile.match(arrival.method, arrival.url);
+    if (!match) return refuse(ip, { code: "ROUTE_NOT_FOUND" }, key);
+    if (keyType.sessionUser && session !== undefined) {
+      // No session token is valid until keygate issues sessions (OAuth for authorization keys).
+      return refuse(ip, { code: "INVALID_SESSION" }, key, match.value);
     }
-    return ip;
+    const at = now();
+    const denial = decide(profile, key.verified, { method: arrival.method, route: match.value, clientIp: ip, hasSession: false, now: at });
+    if (denial) return refuse(ip, denial, key, match.value);
+    options.touched(key.record.id, at);
+    return { refusal: undefined, key, route: match.value, params: match.params, clientIp: ip };
   };
 
   return {
-    async authenticate(request) {
-      const ip = clientIp(request);
-      const refuse = (refusal: Refusal, key?: CachedKey, route?: Route): Verification => ({ refusal, key, route, clientIp: ip });
-      const credential = extractCredential(request.headers, format);
-      if ("code" in credential) return refuse(credential);
+    authenticate(arrival) {
+      const credential = extractCredential(arrival.headers, format);
+      if ("code" in credential) return refuse(arrival.clientIp, credential);
       const keyTypeId = format.parse(credential.raw);
-      if (keyTypeId === undefined) return refuse({ code: "INVALID_API_KEY" });
+      if (keyTypeId === undefined) return refuse(arrival.clientIp, { code: "INVALID_API_KEY" });
       const keyType = profile.keyType(keyTypeId)!;
       if (keyType.sessionUser && credential.viaBearer) {
-        return refuse({ code: "INVALID_API_KEY", message: `${keyType.label}s (${keyType.prefix}) go in X-Api-Key; Authorization: Bearer carries the session token.` });
+        return refuse(arrival.clientIp, { code: "INVALID_API_KEY", message: `${keyType.label}s (${keyType.prefix}) go in X-Api-Key; Authorization: Bearer carries the session token.` });
       }
       const digest = keyDigest(serverSecret, credential.raw);
-      const key = cache.get(digest) ?? (await cache.load(digest));
-      if (!key) return refuse({ code: "INVALID_API_KEY" });
-      const match = profile.match(request.method, request.url);
-      if (!match) return refuse({ code: "ROUTE_NOT_FOUND" }, key);
-      if (keyType.sessionUser && credential.session !== undefined) {
-        // No session token is valid until keygate issues sessions (OAuth for authorization keys).
-        return refuse({ code: "INVALID_SESSION" }, key, match.value);
-      }
-      const at = now();
-      const denial = decide(profile, key.verified, { method: request.method, route: match.value, clientIp: ip, hasSession: false, now: at });
-      if (denial) return refuse(denial, key, match.value);
-      request.auth = { key, route: match.value, params: match.params, clientIp: ip };
-      options.touched(key.record.id, at);
-      return { refusal: undefined, key, route: match.value, clientIp: ip };
+      const cached = cache.get(digest);
+      if (cached) return decideFor(arrival, cached, keyType, credential.session);
+      return cache.load(digest).then((key) => decideFor(arrival, key, keyType, credential.session));
     },
   };
 }

@@ -1,5 +1,5 @@
 import type { FastifyReply } from "fastify";
-import type { Limit, LimitState, Limiter } from "../limits/limiter.ts";
+import type { Limit, LimitState, Limiter, Outcome } from "../limits/limiter.ts";
 import { type LimitPolicy, rateLimitHeaders, refusing } from "../limits/policy.ts";
 import type { Store } from "../store/store.ts";
 import type { Verification } from "./auth.ts";
@@ -29,36 +29,44 @@ export interface Spent {
 export function rateLimiting(options: { policy: LimitPolicy; limiter: Limiter; store: Store; cache: KeyCache }) {
   const { policy, limiter, store, cache } = options;
 
+  const limitsName = (v: Verification) => (v.route?.upstream ? "limits upstream" : "limits");
+  const keyLimits = (v: Verification): Promise<Limit[]> => {
+    const record = v.key!.record;
+    const upstream = v.route?.upstream ?? false;
+    return cache.derive(v.key!, limitsName(v), async () =>
+      policy.forKey(record, upstream && record.portalId !== null ? ((await store.getPortal(record.portalId))?.requestLimit ?? null) : null, upstream),
+    );
+  };
+  const decideSpent = (outcome: Outcome, cost: number): Spent => {
+    // Rate limits are the last step of verification: a request it refused keeps its own code
+    // (403, 401), even when the key is over a limit (one just lowered); only the headers tell.
+    if (outcome.admitted || cost === 0) return { admitted: true, states: outcome.states };
+    const worst = refusing(outcome.states) ?? outcome.states[0]!;
+    return {
+      admitted: false,
+      states: outcome.states,
+      code: worst.limit.kind === "portal" ? policy.portalLimitCode : "RATE_LIMITED",
+      retryAfter: Math.max(1, Math.ceil(worst.retryAfterMs / 1000)),
+    };
+  };
+  const consume = (limits: Limit[], cost: number): Spent | Promise<Spent> => {
+    if (limiter.consumeNow) return decideSpent(limiter.consumeNow(limits, cost), cost);
+    return limiter.consume(limits, cost).then((outcome) => decideSpent(outcome, cost));
+  };
+
   return {
-    async spend(v: Verification): Promise<Spent> {
-      let limits: Limit[];
-      let cost = 1;
-      if (v.key) {
-        const record = v.key.record;
-        const upstream = v.route?.upstream ?? false;
-        // A key's limits change only with the key or its portal: worked out once, kept with the key.
-        const name = upstream ? "limits upstream" : "limits";
-        limits =
-          cache.peek<Limit[]>(v.key, name) ??
-          (await cache.derive(v.key, name, async () =>
-            policy.forKey(record, upstream && record.portalId !== null ? ((await store.getPortal(record.portalId))?.requestLimit ?? null) : null, upstream),
-          ));
-        if (v.refusal) cost = 0;
-      } else {
-        limits = policy.forAddress(v.clientIp);
+    /** Synchronous when the key's limits are known and the limiter counts in this process (the hot path). */
+    spend(v: Verification): Spent | Promise<Spent> {
+      if (!v.key) {
+        const limits = policy.forAddress(v.clientIp);
         if (v.refusal?.code === "INVALID_API_KEY") limits.push(policy.failedAuth(v.clientIp));
+        return consume(limits, 1);
       }
-      const outcome = await limiter.consume(limits, cost);
-      // Rate limits are the last step of verification: a request it refused keeps its own code
-      // (403, 401), even when the key is over a limit (one just lowered); only the headers tell.
-      if (outcome.admitted || cost === 0) return { admitted: true, states: outcome.states };
-      const worst = refusing(outcome.states) ?? outcome.states[0]!;
-      return {
-        admitted: false,
-        states: outcome.states,
-        code: worst.limit.kind === "portal" ? policy.portalLimitCode : "RATE_LIMITED",
-        retryAfter: Math.max(1, Math.ceil(worst.retryAfterMs / 1000)),
-      };
+      // A request with a key that verification refused spends nothing: cost 0 only reads the state for the headers.
+      const cost = v.refusal ? 0 : 1;
+      // A key's limits change only with the key or its portal: worked out once, kept with the key.
+      const limits = cache.peek<Limit[]>(v.key, limitsName(v));
+      return limits ? consume(limits, cost) : keyLimits(v).then((l) => consume(l, cost));
     },
 
     /** X-RateLimit-* (and RateLimit, RateLimit-Policy) on every response that was counted. */

@@ -1,25 +1,34 @@
-import type { FastifyReply, FastifyRequest } from "fastify";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { FastifyBaseLogger } from "fastify";
 import type { Profile } from "../core/profile/profile.ts";
 import { splitPath } from "../core/routes/router.ts";
 import { rateLimitHeaders } from "../limits/policy.ts";
 import type { Store, Upstream } from "../store/store.ts";
 import { type Identity, identityHeaders, identitySecret } from "../upstream/http/identity.ts";
 import { targetProblem } from "../upstream/http/path.ts";
-import { ClientGone, HttpUpstream, type HttpUpstreamOptions, UpstreamError, hasRequestBody } from "../upstream/http/proxy.ts";
-import type { Verification } from "./auth.ts";
+import { ClientGone, ClientSignal, HttpUpstream, type HttpUpstreamOptions, UpstreamError, hasRequestBody } from "../upstream/http/proxy.ts";
+import type { Admitted } from "./admission.ts";
+import type { Refusal, Verification } from "./auth.ts";
 import type { CachedKey } from "./key-cache.ts";
-import type { GatewayContext } from "./server.ts";
 
 /**
  * Forwarding verified requests to a portal's HTTP upstream (docs/upstreams.md, "HTTP upstream").
  *
- * The request is forwarded from the verification hook (onRequest), right after verification and
- * rate limiting admitted it, before Fastify reads the body: the body streams from the client to the upstream as
- * it arrives, never parsed and never buffered whole (keygate's JSON parser and its body limit do
- * not apply to forwarded requests). Only a request whose verification passed in this very request
- * (request.verification without a refusal) on a route marked `upstream` is forwarded, with the
- * target exactly as it was verified.
+ * The request is forwarded as it arrives, right after verification and rate limiting admitted it,
+ * before Fastify sees it (src/gateway/server.ts): the body streams from the client to the upstream
+ * as it arrives, never parsed and never buffered whole (keygate's JSON parser and its body limit
+ * do not apply to forwarded requests). Only a request whose verification passed in this very
+ * request on a route marked `upstream` is forwarded, with the target exactly as it was verified.
+ * Whatever is refused, here or before, is answered by Fastify like any other refusal.
  */
+
+/** What the forwarder needs to know of a request besides its key: its id, and where it came from. */
+export interface ForwardedRequest {
+  id: string;
+  protocol: string;
+  host: string;
+  log: FastifyBaseLogger;
+}
 
 /** Profiles whose upstream routes are served by another adapter (VibeCode: Bitrix24, the sandbox). */
 const NOT_HTTP = new Set(["vibecode"]);
@@ -31,8 +40,12 @@ export interface HttpProxy {
   portalChanged(portalId: string): void;
   /** Whether a request verification passed is forwarded: a route marked `upstream`, in a profile forwarded over HTTP. */
   forwards(verification: Verification): boolean;
-  /** Forwards a request `forwards` accepted (or answers PORTAL_NOT_LINKED, VALIDATION_ERROR, 502, 504). */
-  forward(ctx: GatewayContext, request: FastifyRequest, reply: FastifyReply): Promise<unknown>;
+  /**
+   * Forwards a request `forwards` accepted and streams the upstream's answer to the client;
+   * resolves when it is done. Resolves to a refusal instead when nothing was sent
+   * (VALIDATION_ERROR, PORTAL_NOT_LINKED, UPSTREAM_UNAVAILABLE, UPSTREAM_TIMEOUT): the caller answers it.
+   */
+  forward(req: IncomingMessage, res: ServerResponse, admitted: Admitted, request: ForwardedRequest, responding?: () => void): Promise<Refusal | undefined>;
   /** The upstream client (connection pools). */
   readonly upstream: HttpUpstream;
   close(): Promise<void>;
@@ -83,18 +96,20 @@ export function httpProxy(options: { profile: Profile; store: Store; serverSecre
     return value;
   };
 
-  // A refusal resolves when it has been sent (a FastifyReply is thenable), as the verification hook's do.
-  const forward = async (ctx: GatewayContext, request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
-    const problem = targetProblem(request.url);
-    if (problem !== undefined) return ctx.send(reply, "VALIDATION_ERROR", { message: `keygate does not forward this path: ${problem}.`, param: "path" });
-    const { key, clientIp } = request.auth;
+  // `responding` is called as the upstream's response begins (Fastify's reply lets go of the raw response).
+  const forward = async (req: IncomingMessage, res: ServerResponse, admitted: Admitted, request: ForwardedRequest, responding?: () => void): Promise<Refusal | undefined> => {
+    const url = req.url!;
+    const problem = targetProblem(url);
+    if (problem !== undefined) return { code: "VALIDATION_ERROR", message: `keygate does not forward this path: ${problem}.`, param: "path" };
+    const { key, clientIp } = admitted.verification as Verification & { key: CachedKey };
     const record = key.record;
-    const target = record.portalId === null ? null : await portalUpstream(record.portalId);
+    const target = record.portalId === null ? null : (portals.get(record.portalId) ?? (await portalUpstream(record.portalId)));
     if (target?.kind !== "http") {
-      return ctx.send(reply, "PORTAL_NOT_LINKED", {
+      return {
+        code: "PORTAL_NOT_LINKED",
         message: "The key's portal has no HTTP upstream: keygate has nowhere to forward this request.",
         hint: 'A portal administrator links it: PATCH /v1/portals/:id {"upstream": {"kind": "http", "baseUrl": "https://…"}}.',
-      });
+      };
     }
     const identity: Identity = {
       keyId: record.id,
@@ -106,9 +121,9 @@ export function httpProxy(options: { profile: Profile; store: Store; serverSecre
       clientIp,
     };
     // The signature binds the path as the upstream receives it (with the base URL's path).
-    const location = upstream.locate(target.baseUrl, request.url);
+    const location = upstream.locate(target.baseUrl, url);
     const added = identityHeaders(secretOf(record.portalId!), identity, {
-      method: request.method,
+      method: req.method!,
       target: location.path,
       requestId: request.id,
       timestamp: Math.floor(now() / 1000),
@@ -117,41 +132,39 @@ export function httpProxy(options: { profile: Profile; store: Store; serverSecre
     added["x-forwarded-proto"] = request.protocol;
     if (request.host) added["x-forwarded-host"] = request.host;
 
-    const controller = new AbortController();
-    const res = reply.raw;
+    const gone = new ClientSignal();
     const onClose = () => {
-      if (!res.writableFinished) controller.abort();
+      if (!res.writableFinished) gone.abort();
     };
     res.once("close", onClose);
     try {
       await upstream.forward(
         location.origin,
-        { method: request.method, path: location.path, headers: request.headers, body: hasRequestBody(request.headers) ? request.raw : null, added, signal: controller.signal },
+        { method: req.method!, path: location.path, headers: req.headers, body: hasRequestBody(req.headers) ? req : null, added, signal: gone },
         (status, headers) => {
-          // From here the response is written as it streams; Fastify's onSend hooks do not run,
-          // so what they add (X-Request-Id, the rate-limit headers) is added here. onResponse
-          // (request accounting) still runs when the response finishes.
-          reply.hijack();
+          // The response streams as it arrives: X-Request-Id and the rate-limit headers are added here.
+          responding?.();
           headers["x-request-id"] = request.id;
-          if (request.rateLimit) Object.assign(headers, rateLimitHeaders(request.rateLimit));
+          const states = admitted.spent.states;
+          if (states.length > 0) Object.assign(headers, rateLimitHeaders(states));
           res.writeHead(status, headers);
           return res;
         },
       );
     } catch (e) {
       if (e instanceof UpstreamError && !e.started && !res.headersSent) {
-        request.log.warn({ err: e.cause, upstream: target.baseUrl }, `upstream ${e.message}`);
+        request.log.warn({ err: e.cause, upstream: target.baseUrl, reqId: request.id }, `upstream ${e.message}`);
         // The rest of an unread body would block the connection: it closes after the answer.
-        if (!request.raw.complete) reply.header("connection", "close");
-        return ctx.send(reply, e.code, { message: e.code === "UPSTREAM_TIMEOUT" ? "The upstream did not answer in time." : "The upstream could not be reached." });
+        if (!req.complete) res.setHeader("connection", "close");
+        return { code: e.code, message: e.code === "UPSTREAM_TIMEOUT" ? "The upstream did not answer in time." : "The upstream could not be reached." };
       }
-      if (!(e instanceof ClientGone)) request.log.warn({ err: e, upstream: target.baseUrl }, "forwarding failed after the response began");
+      if (!(e instanceof ClientGone)) request.log.warn({ err: e, upstream: target.baseUrl, reqId: request.id }, "forwarding failed after the response began");
       // The client is gone, or the response had begun: nothing more can be said on it.
-      if (!reply.sent) reply.hijack();
       res.destroy();
     } finally {
       res.off("close", onClose);
     }
+    return undefined;
   };
 
   return {

@@ -1,29 +1,28 @@
 import { randomUUID } from "node:crypto";
+import { type IncomingMessage, type ServerResponse, createServer } from "node:http";
 import swagger from "@fastify/swagger";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, LogController } from "fastify";
 import { KeygateError } from "../core/errors.ts";
 import { UpstreamError as Bitrix24Error } from "../upstream/bitrix24/index.ts";
 import { sandboxRoutes } from "../upstream/sandbox/index.ts";
-import { keyFormat } from "../core/keys/format.ts";
-import type { Profile } from "../core/profile/profile.ts";
+import type { Profile, Route } from "../core/profile/profile.ts";
 import type { Keygate } from "../manage/context.ts";
 import type { Limiter } from "../limits/limiter.ts";
-import { MemoryLimiter } from "../limits/memory.ts";
-import { limitPolicy } from "../limits/policy.ts";
 import type { Store } from "../store/store.ts";
 import type { HttpUpstreamOptions } from "../upstream/http/proxy.ts";
-import { type Verification, authenticator } from "./auth.ts";
+import { type Admitted, admission } from "./admission.ts";
+import type { Verification } from "./auth.ts";
+import { clientFacts } from "./client.ts";
 import { type ErrorBody, envelopeFor, errorBody } from "./envelope.ts";
 import type { RedisInvalidation } from "./invalidation.ts";
-import { KeyCache } from "./key-cache.ts";
-import { rateLimiting } from "./limits.ts";
+import type { CachedKey, KeyCache } from "./key-cache.ts";
 import { httpProxy } from "./proxy.ts";
 import { keyRoutes } from "./routes/keys.ts";
 import { entityRoutes } from "./routes/entities.ts";
 import { meRoutes } from "./routes/me.ts";
 import { portalRoutes } from "./routes/portals.ts";
 import { verifyRoutes } from "./routes/verify.ts";
-import { Usage } from "./usage.ts";
+import type { Usage } from "./usage.ts";
 
 export interface ServerOptions {
   profile: Profile;
@@ -47,9 +46,18 @@ export interface ServerOptions {
   now?: () => number;
 }
 
+/** What an authenticated request carries to its handler. */
+export interface AuthContext {
+  key: CachedKey;
+  route: Route;
+  params: Record<string, string>;
+  clientIp: string;
+}
+
 declare module "fastify" {
   interface FastifyRequest {
     verification?: Verification;
+    auth: AuthContext;
   }
   interface FastifyInstance {
     /** The management operations of this server: changes made through it reach its caches (and, with Redis, the other nodes'). */
@@ -88,16 +96,35 @@ function nulAt(value: unknown, path: string): string | undefined {
   return undefined;
 }
 
-/** The keygate HTTP server. Every response carries X-Request-Id; every /v1 request is verified first. */
+/** A request verified before Fastify saw it: its id, and how it was admitted (or why admitting it failed). */
+interface Arrived {
+  id: string;
+  admitted?: Admitted;
+  failure?: unknown;
+}
+const ARRIVED = Symbol("keygate.arrived");
+type ArrivingMessage = IncomingMessage & { [ARRIVED]?: Arrived };
+
+const requestId = () => `req_${randomUUID()}`;
+
+/**
+ * The keygate HTTP server. Every response carries X-Request-Id; every /v1 request (and every
+ * request under a forwarded route's prefix) is verified and counted as it arrives, before Fastify
+ * sees it. A request for the portal's HTTP upstream is forwarded there and then, so the
+ * forwarding path — the gateway's hottest — costs no framework; everything else, refusals
+ * included, is answered by Fastify's routes and hooks, which find the request already admitted.
+ */
 export function buildServer(options: ServerOptions): FastifyInstance {
   const { profile, store, serverSecret } = options;
   const now = options.now ?? Date.now;
   const envelope = envelopeFor(profile);
+  const client = clientFacts(options.trustProxy);
+  let handOver: (req: IncomingMessage, res: ServerResponse) => void = () => {};
   const app = Fastify({
     logger: options.logger ?? false,
     // Per-request log lines would cost the hot path; request accounting records requests instead.
     logController: new LogController({ disableRequestLogging: true }),
-    genReqId: () => `req_${randomUUID()}`,
+    genReqId: (req) => (req as ArrivingMessage)[ARRIVED]?.id ?? requestId(),
     trustProxy: options.trustProxy && options.trustProxy.length > 0 ? options.trustProxy : false,
     // Unknown fields are refused, not silently dropped; types are not coerced.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false } },
@@ -107,13 +134,28 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       const message = error.code === "FST_ERR_MAX_PARAM_LENGTH" ? "The URL has a path segment longer than 100 characters." : "The URL is not valid (bad percent-encoding).";
       (reply as FastifyReply).header("x-request-id", request.id).code(400).send(envelope.error(errorBody(envelope, "VALIDATION_ERROR", { message }), request.id));
     },
+    // The server Fastify would make (its timeouts), with arriving requests going through `arrive` first.
+    serverFactory: (handler, o) => {
+      handOver = handler;
+      // Fastify has filled in its defaults by now.
+      const timeouts = o as { keepAliveTimeout: number; requestTimeout: number; connectionTimeout: number };
+      const server = createServer((req, res) => arrive(req, res));
+      server.keepAliveTimeout = timeouts.keepAliveTimeout;
+      server.requestTimeout = timeouts.requestTimeout;
+      server.setTimeout(timeouts.connectionTimeout);
+      return server;
+    },
   });
-  const format = keyFormat(profile.spec.keyTypes);
-  const cache = new KeyCache(profile, store);
-  const limiter = options.limiter ?? new MemoryLimiter({ now });
-  const limits = rateLimiting({ policy: limitPolicy(profile.spec.limits), limiter, store, cache });
+  const a = admission({
+    profile,
+    store,
+    serverSecret,
+    limiter: options.limiter,
+    now,
+    usage: { retentionDays: options.requestLogDays, onError: (e) => app.log.error({ err: e }, "request accounting write failed") },
+  });
+  const { cache, limits, usage, limiter, format } = a;
   const proxy = httpProxy({ profile, store, serverSecret, now, upstream: options.httpUpstream });
-  const usage = new Usage(store, { now, retentionDays: options.requestLogDays, onError: (e) => app.log.error({ err: e }, "request accounting write failed") });
   const kg: Keygate = {
     profile,
     store,
@@ -142,7 +184,52 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   const send = (reply: FastifyReply, code: string, extra: Partial<ErrorBody> = {}) =>
     reply.code(envelope.def(code).status).send(envelope.error(errorBody(envelope, code, extra), reply.request.id));
   const ctx: GatewayContext = { kg, envelope, publicUrl: options.publicUrl, usage, cache, send };
-  const auth = authenticator({ profile, format, serverSecret, cache, now, touched: (id, at) => usage.touch(id, at) });
+
+  /** Records a forwarded request in the request log (Fastify's onResponse does it for the rest). */
+  const recordForwarded = (req: IncomingMessage, res: ServerResponse, key: CachedKey, clientIp: string, started: number) => {
+    const url = req.url!;
+    const q = url.indexOf("?");
+    usage.record({ keyId: key.record.id, at: now(), ip: clientIp, method: req.method!, path: q < 0 ? url : url.slice(0, q), status: res.statusCode, latencyMs: performance.now() - started });
+  };
+
+  const arrive = (req: ArrivingMessage, res: ServerResponse): void => {
+    const url = req.url!;
+    // Anything else is not verified here: Fastify's onRequest hook looks at the route its router chose.
+    if (!url.startsWith("/v1/") && !proxy.covers(url)) return handOver(req, res);
+    const started = performance.now();
+    const arrived: Arrived = { id: requestId() };
+    req[ARRIVED] = arrived;
+    const clientIp = client.ip(req);
+    let admitted: Admitted | Promise<Admitted>;
+    try {
+      admitted = a.admit({ method: req.method!, url, headers: req.headers, clientIp });
+    } catch (e) {
+      return fail(req, res, arrived, e);
+    }
+    if (admitted instanceof Promise) admitted.then((ad) => proceed(req, res, arrived, ad, started), (e: unknown) => fail(req, res, arrived, e));
+    else proceed(req, res, arrived, admitted, started);
+  };
+
+  /** Admitting or forwarding failed: Fastify's hook rethrows it, and the error handler answers. */
+  const fail = (req: ArrivingMessage, res: ServerResponse, arrived: Arrived, e: unknown): void => {
+    arrived.failure = e;
+    handOver(req, res);
+  };
+
+  /** Forwards an admitted request for the HTTP upstream; hands anything else (refusals too) to Fastify. */
+  const proceed = (req: ArrivingMessage, res: ServerResponse, arrived: Arrived, admitted: Admitted, started: number): void => {
+    arrived.admitted = admitted;
+    const v = admitted.verification;
+    if (!admitted.spent.admitted || !proxy.forwards(v)) return handOver(req, res);
+    proxy.forward(req, res, admitted, { id: arrived.id, protocol: client.protocol(req), host: client.host(req), log: app.log }).then(
+      (refusal) => {
+        if (refusal === undefined) return recordForwarded(req, res, v.key!, v.clientIp, started);
+        v.refusal = refusal;
+        handOver(req, res);
+      },
+      (e: unknown) => fail(req, res, arrived, e),
+    );
+  };
 
   // Callback-style hooks where nothing is awaited: no promise per request.
   app.addHook("onSend", (request, reply, payload, done) => {
@@ -151,13 +238,28 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     done(null, payload);
   });
   app.addHook("onRequest", async (request, reply) => {
-    // The router decodes the path (/%761/me reaches /v1/me): the route it chose counts, not only the raw URL.
-    // Forwarded routes outside /v1/ (Atender's /api/v1/…) are verified too.
-    if (!request.url.startsWith("/v1/") && !request.routeOptions.url?.startsWith("/v1/") && !proxy.covers(request.url)) return;
-    const verification = await auth.authenticate(request);
+    const arrived = (request.raw as ArrivingMessage)[ARRIVED];
+    if (arrived?.failure !== undefined) throw arrived.failure;
+    let admitted = arrived?.admitted;
+    // Not admitted as it arrived: injected (app.inject), or a path the router decoded into /v1/
+    // (/%761/me reaches /v1/me: the route it chose counts, not only the raw URL).
+    const late = admitted === undefined;
+    if (admitted === undefined) {
+      if (!request.url.startsWith("/v1/") && !request.routeOptions.url?.startsWith("/v1/") && !proxy.covers(request.url)) return;
+      admitted = await a.admit({ method: request.method, url: request.url, headers: request.headers, clientIp: client.ip(request.raw) });
+    }
+    const { verification, spent } = admitted;
     request.verification = verification;
-    const spent = await limits.spend(verification);
     request.rateLimit = spent.states;
+    if (late && spent.admitted && proxy.forwards(verification)) {
+      // Fastify hands the raw response over when the upstream's begins; onResponse still records it.
+      const refusal = await proxy.forward(request.raw, reply.raw, admitted, { id: request.id, protocol: client.protocol(request.raw), host: client.host(request.raw), log: request.log }, () => reply.hijack());
+      if (refusal === undefined) {
+        if (!reply.sent) reply.hijack();
+        return;
+      }
+      verification.refusal = refusal;
+    }
     if (!spent.admitted) {
       reply.header("retry-after", String(spent.retryAfter));
       return send(reply, spent.code!, { retryAfter: spent.retryAfter });
@@ -166,8 +268,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       const { code, ...extra } = verification.refusal;
       return send(reply, code, extra);
     }
-    // A route forwarded to the portal's HTTP upstream: answered here, before the body is read.
-    if (proxy.forwards(verification)) return proxy.forward(ctx, request, reply);
+    request.auth = { key: verification.key!, route: verification.route!, params: verification.params!, clientIp: verification.clientIp };
   });
   app.addHook("onResponse", (request, reply, done) => {
     const v = request.verification;
@@ -182,7 +283,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     usage.record({
       keyId: key.record.id,
       at: now(),
-      ip: request.verification!.clientIp,
+      ip: v.clientIp,
       method: request.method,
       path: q < 0 ? request.url : request.url.slice(0, q),
       status: reply.statusCode,
@@ -191,8 +292,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     done();
   });
   app.addHook("onClose", async () => {
-    await usage.close();
-    await limiter.close();
+    await a.close();
     await options.invalidation?.close();
     await proxy.close();
   });

@@ -45,6 +45,8 @@ export interface Outcome {
 export interface Limiter {
   /** Checks every limit; counts `cost` in all of them only when all admit. */
   consume(limits: readonly Limit[], cost: number): Promise<Outcome>;
+  /** The same decision synchronously, for a limiter that keeps its counters in this process (the hot path takes it when it can). */
+  consumeNow?(limits: readonly Limit[], cost: number): Outcome;
   /** "memory", "redis", or "redis-degraded" while Redis is unreachable and local limits stand in. */
   readonly mode: string;
   close(): Promise<void>;

@@ -178,6 +178,31 @@ for (const kind of await storeKinds("http: proxy")) {
       assert.equal(check.identity.requestId, r.headers["x-request-id"]);
     });
 
+    it("a request through a socket (verified and forwarded as it arrives, before Fastify) and one through app.inject are forwarded alike", async () => {
+      const viaSocket = await rawRequest(h.url!, "GET", `${P}/kb/articles?x=1`, { "x-api-key": kbRead });
+      const viaInject = await h.call("GET", `${P}/kb/articles?x=1`, { key: kbRead });
+      assert.equal(up.seen.length, 2);
+      const secret = identitySecret(h.kg.serverSecret, portal.id);
+      for (const [i, r] of [viaSocket, viaInject].entries()) {
+        assert.equal(r.status, 200);
+        assert.deepEqual(r.body, { method: "GET", url: `${P}/kb/articles?x=1`, body: "" });
+        assert.match(String(r.headers["x-request-id"]), /^req_/);
+        assert.equal(r.headers["x-ratelimit-limit"], "600");
+        assert.equal(r.headers["x-hop"], undefined, "hop-by-hop headers are dropped");
+        const seen = up.seen[i]!;
+        assert.equal(seen.headers["x-request-id"], r.headers["x-request-id"]);
+        const check = verifyIdentity(seen.headers, secret, "GET", seen.url, h.clock.now);
+        assert.ok(check.valid && check.identity.scopeList.join() === "kb:read", JSON.stringify(check));
+      }
+      assert.equal(Number(viaInject.headers["x-ratelimit-remaining"]), Number(viaSocket.headers["x-ratelimit-remaining"]) - 1, "both counted in the key's limits");
+      // A refusal found as the request arrives is answered by Fastify, in the profile's envelope.
+      const refused = await rawRequest(h.url!, "DELETE", `${P}/kb/articles/a1`, { "x-api-key": kbRead });
+      assert.equal(refused.status, 403);
+      assert.equal((refused.body as { code: string }).code, "INSUFFICIENT_SCOPE");
+      assert.match(String(refused.headers["x-request-id"]), /^req_/);
+      assert.equal(up.seen.length, 2, "nothing forwarded");
+    });
+
     it("tampering with any identity header, the method, the path, the secret or the clock breaks the signature", async () => {
       await h.call("GET", `${P}/kb/articles?x=1`, { key: kbRead });
       const seen = up.seen[0]!;

@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
+import { EventEmitter } from "node:events";
 import { PassThrough, type Readable, type Writable } from "node:stream";
 import { Agent } from "undici";
 
@@ -46,6 +47,19 @@ export class ClientGone extends Error {
   }
 }
 
+/**
+ * Tells undici the client went away, so it stops the upstream request. undici takes an
+ * EventEmitter that emits "abort" where it takes an AbortSignal; this one costs a fraction of an
+ * AbortController's listener machinery, on every forwarded request.
+ */
+export class ClientSignal extends EventEmitter {
+  gone = false;
+  abort(): void {
+    this.gone = true;
+    this.emit("abort");
+  }
+}
+
 /** Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded either way; Connection may name more. */
 const HOP_BY_HOP = new Set(["connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "proxy-connection", "proxy-authenticate", "proxy-authorization"]);
 
@@ -73,6 +87,11 @@ const DROPPED_REQUEST = new Set([
 /** Names listed in a Connection header, lower case. */
 function connectionTokens(value: string | string[] | undefined): Set<string> | undefined {
   if (value === undefined) return undefined;
+  // The usual values name no header of their own (keep-alive is hop-by-hop anyway).
+  if (typeof value === "string" && !value.includes(",")) {
+    const token = value.trim().toLowerCase();
+    return token === "keep-alive" || token === "close" ? undefined : new Set([token]);
+  }
   const tokens = new Set<string>();
   for (const part of Array.isArray(value) ? value : [value]) for (const t of part.split(",")) tokens.add(t.trim().toLowerCase());
   return tokens;
@@ -126,7 +145,7 @@ export interface ForwardRequest {
   /** Headers keygate adds (identity, X-Request-Id, X-Forwarded-*). */
   added: Record<string, string>;
   /** Aborts the upstream request (the client went away). */
-  signal?: AbortSignal;
+  signal?: ClientSignal;
 }
 
 /** Called once, when the upstream's status and headers have arrived: returns where the body goes. */
@@ -216,7 +235,7 @@ export class HttpUpstream {
       );
     } catch (e) {
       if (request.body && body) request.body.unpipe(body);
-      if (request.signal?.aborted) throw new ClientGone(e);
+      if (request.signal?.gone) throw new ClientGone(e);
       const code = (e as { code?: string }).code ?? "";
       const timeout = TIMEOUTS.has(code);
       throw new UpstreamError(timeout ? "UPSTREAM_TIMEOUT" : "UPSTREAM_UNAVAILABLE", `${timeout ? "timed out" : "unreachable"}: ${code || (e as Error).message}`, started, e);

@@ -1,0 +1,77 @@
+import { type KeyFormat, keyFormat } from "../core/keys/format.ts";
+import type { Profile } from "../core/profile/profile.ts";
+import type { Limiter } from "../limits/limiter.ts";
+import { MemoryLimiter } from "../limits/memory.ts";
+import { limitPolicy } from "../limits/policy.ts";
+import type { Store } from "../store/store.ts";
+import { type Arrival, type Authenticator, type Verification, authenticator } from "./auth.ts";
+import { KeyCache } from "./key-cache.ts";
+import { type Spent, rateLimiting } from "./limits.ts";
+import { Usage, type UsageOptions } from "./usage.ts";
+
+export interface AdmissionOptions {
+  profile: Profile;
+  store: Store;
+  /** Part of every key digest; kept outside the database. */
+  serverSecret: string;
+  /** Rate limits: in memory by default; a RedisLimiter shares them between nodes. */
+  limiter?: Limiter;
+  /** Keys kept in the cache (default 100,000). */
+  cacheSize?: number;
+  usage?: UsageOptions;
+  now: () => number;
+}
+
+/** A request verified and counted: what it may do, and the limits it was counted in. */
+export interface Admitted {
+  verification: Verification;
+  spent: Spent;
+}
+
+/**
+ * How a request is admitted, in one place for the HTTP gateway (src/gateway/server.ts) and for
+ * keygate as a library (src/gateway/verifier.ts): verification (src/gateway/auth.ts, the key
+ * cache, the decision of src/core/verify/decide.ts), then rate limits, the last step.
+ */
+export interface Admission {
+  readonly format: KeyFormat;
+  readonly cache: KeyCache;
+  readonly limiter: Limiter;
+  readonly limits: ReturnType<typeof rateLimiting>;
+  readonly auth: Authenticator;
+  /** Last-used times and the request log, written off the hot path. */
+  readonly usage: Usage;
+  /** Synchronous when the key is cached and the limiter counts in this process: the hot path awaits nothing. */
+  admit(arrival: Arrival): Admitted | Promise<Admitted>;
+  close(): Promise<void>;
+}
+
+export function admission(options: AdmissionOptions): Admission {
+  const { profile, store, serverSecret, now } = options;
+  const format = keyFormat(profile.spec.keyTypes);
+  const cache = new KeyCache(profile, store, options.cacheSize);
+  const limiter = options.limiter ?? new MemoryLimiter({ now });
+  const limits = rateLimiting({ policy: limitPolicy(profile.spec.limits), limiter, store, cache });
+  const usage = new Usage(store, { now, ...options.usage });
+  const auth = authenticator({ profile, format, serverSecret, cache, now, touched: (id, at) => usage.touch(id, at) });
+  const spend = (verification: Verification): Admitted | Promise<Admitted> => {
+    const spent = limits.spend(verification);
+    return spent instanceof Promise ? spent.then((s) => ({ verification, spent: s })) : { verification, spent };
+  };
+  return {
+    format,
+    cache,
+    limiter,
+    limits,
+    auth,
+    usage,
+    admit(arrival) {
+      const verification = auth.authenticate(arrival);
+      return verification instanceof Promise ? verification.then(spend) : spend(verification);
+    },
+    async close() {
+      await usage.close();
+      await limiter.close();
+    },
+  };
+}
