@@ -86,16 +86,24 @@ export function authenticator(options: { profile: Profile; format: KeyFormat; se
     authenticate(arrival) {
       const credential = extractCredential(arrival.headers, format);
       if ("code" in credential) return refuse(arrival.clientIp, credential);
-      const keyTypeId = format.parse(credential.raw);
-      if (keyTypeId === undefined) return refuse(arrival.clientIp, { code: "INVALID_API_KEY" });
-      const keyType = profile.keyType(keyTypeId)!;
+      const raw = credential.raw;
+      // A key in the cache was well-formed when it was issued (the digest binds the exact string):
+      // on a hit the format and checksum need no second look. Input longer than any key is not hashed.
+      const digest = raw.length <= format.maxLength ? keyDigest(serverSecret, raw) : undefined;
+      const cached = digest === undefined ? undefined : cache.get(digest);
+      let keyType: KeyTypeSpec | undefined;
+      if (cached) keyType = cached.verified.keyType;
+      else {
+        const keyTypeId = format.parse(raw);
+        if (keyTypeId === undefined || digest === undefined) return refuse(arrival.clientIp, { code: "INVALID_API_KEY" });
+        keyType = profile.keyType(keyTypeId)!;
+      }
       if (keyType.sessionUser && credential.viaBearer) {
         return refuse(arrival.clientIp, { code: "INVALID_API_KEY", message: `${keyType.label}s (${keyType.prefix}) go in X-Api-Key; Authorization: Bearer carries the session token.` });
       }
-      const digest = keyDigest(serverSecret, credential.raw);
-      const cached = cache.get(digest);
       if (cached) return decideFor(arrival, cached, keyType, credential.session);
-      return cache.load(digest).then((key) => decideFor(arrival, key, keyType, credential.session));
+      const type = keyType;
+      return cache.load(digest!).then((key) => decideFor(arrival, key, type, credential.session));
     },
   };
 }

@@ -79,6 +79,15 @@ export class KeyCache {
     return value;
   }
 
+  /** `derive` for a value worked out without I/O: no promise. */
+  deriveNow<T>(entry: CachedKey, name: string, compute: () => T): T {
+    const hit = this.peek<T>(entry, name);
+    if (hit !== undefined) return hit;
+    const value = compute();
+    entry.derived.set(name, { generation: this.#dataGeneration, value });
+    return value;
+  }
+
   /** The derived value if it is current, without waiting (the hot path's way in). */
   peek<T>(entry: CachedKey, name: string): T | undefined {
     const hit = entry.derived.get(name);

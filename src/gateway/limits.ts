@@ -30,12 +30,13 @@ export function rateLimiting(options: { policy: LimitPolicy; limiter: Limiter; s
   const { policy, limiter, store, cache } = options;
 
   const limitsName = (v: Verification) => (v.route?.upstream ? "limits upstream" : "limits");
-  const keyLimits = (v: Verification): Promise<Limit[]> => {
+  // Only a forwarded route's limits read the store (the portal's request limit).
+  const keyLimits = (v: Verification): Limit[] | Promise<Limit[]> => {
     const record = v.key!.record;
     const upstream = v.route?.upstream ?? false;
-    return cache.derive(v.key!, limitsName(v), async () =>
-      policy.forKey(record, upstream && record.portalId !== null ? ((await store.getPortal(record.portalId))?.requestLimit ?? null) : null, upstream),
-    );
+    if (!upstream || record.portalId === null) return cache.deriveNow(v.key!, limitsName(v), () => policy.forKey(record, null, upstream));
+    const portalId = record.portalId;
+    return cache.derive(v.key!, limitsName(v), async () => policy.forKey(record, (await store.getPortal(portalId))?.requestLimit ?? null, upstream));
   };
   const decideSpent = (outcome: Outcome, cost: number): Spent => {
     // Rate limits are the last step of verification: a request it refused keeps its own code
@@ -65,8 +66,8 @@ export function rateLimiting(options: { policy: LimitPolicy; limiter: Limiter; s
       // A request with a key that verification refused spends nothing: cost 0 only reads the state for the headers.
       const cost = v.refusal ? 0 : 1;
       // A key's limits change only with the key or its portal: worked out once, kept with the key.
-      const limits = cache.peek<Limit[]>(v.key, limitsName(v));
-      return limits ? consume(limits, cost) : keyLimits(v).then((l) => consume(l, cost));
+      const limits = cache.peek<Limit[]>(v.key, limitsName(v)) ?? keyLimits(v);
+      return limits instanceof Promise ? limits.then((l) => consume(l, cost)) : consume(limits, cost);
     },
 
     /** X-RateLimit-* (and RateLimit, RateLimit-Policy) on every response that was counted. */

@@ -133,7 +133,8 @@ function encodeStrings(values: readonly string[]): string {
 }
 
 function decodeStrings(value: unknown): string[] {
-  return JSON.parse(value as string) as string[];
+  // The common empty list (e.g. no IP whitelist) without a trip through the JSON parser.
+  return value === "[]" ? [] : (JSON.parse(value as string) as string[]);
 }
 
 // ---- rows -> records ----------------------------------------------------------------------------
@@ -183,29 +184,38 @@ export function membershipFromRow(row: Row): Membership {
 }
 
 export function keyFromRow(row: Row): KeyRecord {
+  return keyFromValues(KEY_COLUMNS.map((column) => row[column]));
+}
+
+/**
+ * A key from its values in the order of KEY_COLUMNS: how SQLite's cache-miss lookup reads a row
+ * (node:sqlite's setReturnArrays: no per-row object with 22 named properties to build and then
+ * read back), and, through keyFromRow, every other read of a key.
+ */
+export function keyFromValues(v: readonly unknown[]): KeyRecord {
   return {
-    id: str(row, "id"),
-    type: str(row, "type"),
-    name: str(row, "name"),
-    ownerId: str(row, "owner_id"),
-    portalId: strOrNull(row, "portal_id"),
-    digest: str(row, "digest"),
-    keyPrefix: str(row, "key_prefix"),
-    keySuffix: str(row, "key_suffix"),
-    scopes: decodeStrings(row["scopes"]),
-    issuedScopes: decodeStrings(row["issued_scopes"]),
-    status: str(row, "status") as KeyRecord["status"],
-    accessMode: str(row, "access_mode") as KeyRecord["accessMode"],
-    ipWhitelist: decodeStrings(row["ip_whitelist"]),
-    rateLimit: numOrNull(row, "rate_limit"),
-    tier: strOrNull(row, "tier"),
-    expiresAt: numOrNull(row, "expires_at"),
-    createdAt: num(row, "created_at"),
-    updatedAt: num(row, "updated_at"),
-    lastUsedAt: numOrNull(row, "last_used_at"),
-    rotatedFromId: strOrNull(row, "rotated_from_id"),
-    rotatedToId: strOrNull(row, "rotated_to_id"),
-    version: num(row, "version"),
+    id: v[0] as string,
+    type: v[1] as string,
+    name: v[2] as string,
+    ownerId: v[3] as string,
+    portalId: (v[4] ?? null) as string | null,
+    digest: v[5] as string,
+    keyPrefix: v[6] as string,
+    keySuffix: v[7] as string,
+    scopes: decodeStrings(v[8]),
+    issuedScopes: decodeStrings(v[9]),
+    status: v[10] as KeyRecord["status"],
+    accessMode: v[11] as KeyRecord["accessMode"],
+    ipWhitelist: decodeStrings(v[12]),
+    rateLimit: (v[13] ?? null) as number | null,
+    tier: (v[14] ?? null) as string | null,
+    expiresAt: (v[15] ?? null) as number | null,
+    createdAt: v[16] as number,
+    updatedAt: v[17] as number,
+    lastUsedAt: (v[18] ?? null) as number | null,
+    rotatedFromId: (v[19] ?? null) as string | null,
+    rotatedToId: (v[20] ?? null) as string | null,
+    version: v[21] as number,
   };
 }
 

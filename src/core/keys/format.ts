@@ -46,6 +46,8 @@ export interface KeyFormat {
   parse(raw: string): string | undefined;
   /** A regular expression (source) that matches keys of these types, for secret scanners. */
   readonly scannerPattern: string;
+  /** The length of the longest well-formed key: anything longer is not one. */
+  readonly maxLength: number;
 }
 
 /** Recognises keys of the given key types ({id, prefix}); nothing here touches a store. */
@@ -62,6 +64,7 @@ export function keyFormat(types: readonly { id: string; prefix: string }[]): Key
       return byPrefix.get(m[1]!);
     },
     scannerPattern: `\\b(?:${escaped.join("|")})[0-9A-Za-z]{${BODY_LENGTH + CHECKSUM_LENGTH}}\\b`,
+    maxLength: Math.max(0, ...types.map((t) => t.prefix.length)) + BODY_LENGTH + CHECKSUM_LENGTH,
   };
 }
 

@@ -32,6 +32,7 @@ import {
   conflictError,
   dependentValues,
   keyFromRow,
+  keyFromValues,
   keyUpdateValues,
   keyValues,
   loadMigrations,
@@ -93,6 +94,12 @@ const updateByIdSql = (table: string, columns: readonly string[]): string =>
 const KEYS = columnList(KEY_COLUMNS);
 const MINUTE_MS = 60_000;
 
+/** The statement with rows read as arrays of values (in the order of its columns). */
+function arrays(statement: StatementSync): StatementSync {
+  statement.setReturnArrays(true);
+  return statement;
+}
+
 /** Every fixed statement, prepared together once the tables exist. */
 function prepareStatements(db: DatabaseSync) {
   const p = (sql: string): StatementSync => db.prepare(sql);
@@ -117,7 +124,8 @@ function prepareStatements(db: DatabaseSync) {
 
     insertKey: p(insertSql("keys", KEY_COLUMNS)),
     keyById: p(`SELECT ${KEYS} FROM keys WHERE id = ?`),
-    keyByDigest: p(`SELECT ${KEYS} FROM keys WHERE digest = ?`),
+    // The cache-miss lookup of every verification: rows as arrays, decoded by keyFromValues.
+    keyByDigest: arrays(p(`SELECT ${KEYS} FROM keys WHERE digest = ?`)),
     updateKey: p(updateByIdSql("keys", KEY_MUTABLE_COLUMNS)),
     deleteKey: p("DELETE FROM keys WHERE id = ?"),
     countKeysByPortal: p(
@@ -330,8 +338,8 @@ export class SqliteStore implements Store {
   }
 
   async getKeyByDigest(digest: string): Promise<KeyRecord | undefined> {
-    const row = this.#s.keyByDigest.get(digest);
-    return row && keyFromRow(row);
+    const values = this.#s.keyByDigest.get(digest) as unknown as unknown[] | undefined;
+    return values && keyFromValues(values);
   }
 
   async updateKey(id: string, patch: KeyPatch, now: number, effects: Effects): Promise<KeyRecord | undefined> {
