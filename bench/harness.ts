@@ -4,9 +4,9 @@
  * CPU accounting from /proc, waiting for a quiet machine, and the measurement of one run.
  *
  * Knobs (environment), the same for every HTTP benchmark:
- *   BENCH_SECONDS (10)             length of each measured run
+ *   BENCH_SECONDS (6)              length of each measured run
  *   BENCH_RUNS (3)                 measured runs per target
- *   BENCH_WARMUP_SECONDS (5)       length of the warm-up run
+ *   BENCH_WARMUP_SECONDS (3)       length of the warm-up run
  *   BENCH_CONNECTIONS (50)         concurrent keep-alive connections
  *   BENCH_QUIET_WAIT_SECONDS (90)  how long in all (one budget for the whole `npm run bench`) to
  *                                  wait, before runs, for other work on a shared machine to finish
@@ -62,12 +62,13 @@ export interface Settings {
 }
 
 export function settingsFromEnv(): Settings {
-  const seconds = envNumber("BENCH_SECONDS", 10);
+  // Short enough for the whole `npm run bench` to stay under 10 minutes on 2 cores.
+  const seconds = envNumber("BENCH_SECONDS", 6);
   const profileDir = process.env.BENCH_CPU_PROF ? resolve(process.env.BENCH_CPU_PROF) : null;
   return {
     seconds,
     runs: Math.round(envNumber("BENCH_RUNS", 3)),
-    warmupSeconds: envNumber("BENCH_WARMUP_SECONDS", Math.min(5, seconds)),
+    warmupSeconds: envNumber("BENCH_WARMUP_SECONDS", Math.min(3, seconds)),
     connections: Math.round(envNumber("BENCH_CONNECTIONS", 50)),
     pinning: canPin() ? { server: SERVER_CORE, loadgen: LOADGEN_CORE } : null,
     profArgs: profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, `--cpu-prof-interval=${envNumber("BENCH_CPU_PROF_INTERVAL", 1000)}`] : [],

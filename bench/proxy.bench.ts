@@ -6,6 +6,9 @@
  *   direct   the upstream itself, no proxy;
  *   undici   a bare reverse proxy (bench/servers/undici-proxy.ts): node:http and undici's
  *            dispatcher `stream`, the way and with the pool keygate uses, no checks;
+ *   signing  the same bare proxy adding what keygate's forwarding contract adds to every request
+ *            (X-Request-Id, X-Forwarded-*, the signed identity headers), still with no checks:
+ *            it splits keygate's cost into the contract's and the checks';
  *   nginx    nginx `proxy_pass` with upstream keep-alive, one worker: the native ceiling. Skipped,
  *            with the command to install it, when there is no nginx (PATH, /usr/sbin/nginx, or
  *            BENCH_NGINX=<path>);
@@ -69,7 +72,7 @@ import {
   waitFor,
 } from "./harness.ts";
 
-export type ProxyTargetName = "direct" | "undici" | "nginx" | "keygate";
+export type ProxyTargetName = "direct" | "undici" | "signing" | "nginx" | "keygate";
 
 export interface ProxySide {
   target: ProxyTargetName;
@@ -250,6 +253,9 @@ export async function runProxyBench(log: (line: string) => void = (line) => cons
     const undici = spawnNode(core, [...s.profArgs, "bench/servers/undici-proxy.ts", upstreamUrl], "pipe");
     children.push(undici);
     const undiciUrl = /listening (http:\/\/\S+)/.exec(await waitFor(undici, /listening (http:\/\/\S+)/, "undici proxy"))![1]!;
+    const signing = spawnNode(core, [...s.profArgs, "bench/servers/undici-proxy.ts", upstreamUrl, "--identity"], "pipe");
+    children.push(signing);
+    const signingUrl = /listening (http:\/\/\S+)/.exec(await waitFor(signing, /listening (http:\/\/\S+)/, "undici proxy with identity headers"))![1]!;
 
     let nginxProcess: ChildProcess | undefined;
     let nginxUrl: string | undefined;
@@ -283,7 +289,7 @@ export async function runProxyBench(log: (line: string) => void = (line) => cons
 
     // Every target answers the same request with the upstream's body; keygate adds its headers.
     const expected = (await call("GET", `${upstreamUrl}${PATH}`, key)).text;
-    const urls: Record<ProxyTargetName, string | undefined> = { direct: upstreamUrl, undici: undiciUrl, nginx: nginxUrl, keygate: keygateUrl };
+    const urls: Record<ProxyTargetName, string | undefined> = { direct: upstreamUrl, undici: undiciUrl, signing: signingUrl, nginx: nginxUrl, keygate: keygateUrl };
     for (const [name, base] of Object.entries(urls)) {
       if (base === undefined) continue;
       const r = await call("GET", `${base}${PATH}`, key);
@@ -294,8 +300,8 @@ export async function runProxyBench(log: (line: string) => void = (line) => cons
     }
 
     loadgen = new LoadGenerator(s.pinning?.loadgen ?? null);
-    const pids: Record<ProxyTargetName, number | undefined> = { direct: upstream.pid, undici: undici.pid, nginx: nginxProcess?.pid, keygate: keygate.pid };
-    const targets: (LoadTarget & { target: ProxyTargetName })[] = (["direct", "undici", "nginx", "keygate"] as const)
+    const pids: Record<ProxyTargetName, number | undefined> = { direct: upstream.pid, undici: undici.pid, signing: signing.pid, nginx: nginxProcess?.pid, keygate: keygate.pid };
+    const targets: (LoadTarget & { target: ProxyTargetName })[] = (["direct", "undici", "signing", "nginx", "keygate"] as const)
       .filter((t) => urls[t] !== undefined)
       .map((t) => ({
         target: t,
@@ -358,6 +364,7 @@ export function proxyTable(result: ProxyBenchResult): string[] {
   const name: Record<ProxyTargetName, string> = {
     direct: "upstream, direct",
     undici: "bare undici proxy",
+    signing: "bare undici proxy + identity headers",
     nginx: "nginx proxy_pass",
     keygate: "keygate (RogerIQ)",
   };

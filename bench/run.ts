@@ -1,8 +1,10 @@
 /**
- * `npm run bench`: runs every benchmark, prints Markdown tables and writes bench/results/<date>.json.
- * BENCH_ONLY=<name>[,<name>…] runs some of them: scopes, http, limiter, limits, proxy.
- * bench/harness.ts lists the knobs of the HTTP benchmarks (http, limits, proxy); each file says
- * what it measures. About 8 minutes on 2 cores with the defaults (docs/benchmarks.md).
+ * `npm run bench`: runs every benchmark, prints Markdown tables and writes them to
+ * bench/results/<time>.md, the raw figures to bench/results/<time>.json.
+ * BENCH_ONLY=<name>[,<name>…] runs some of them: verify, scopes, http, limiter, limits, proxy,
+ * scale, revocation. bench/harness.ts lists the knobs of the HTTP benchmarks (http, limits,
+ * proxy); each file says what it measures and its own knobs. About 8–9 minutes on 2 cores with
+ * the defaults (docs/benchmarks.md).
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -11,9 +13,12 @@ import { type HttpBenchResult, httpTable, runHttpBench } from "./http.bench.ts";
 import { type LimiterBenchResult, limiterTable, runLimiterBench } from "./limiter.bench.ts";
 import { type LimitsBenchResult, limitsTable, runLimitsBench } from "./limits.bench.ts";
 import { type ProxyBenchResult, proxyTable, runProxyBench } from "./proxy.bench.ts";
+import { type RevocationBenchResult, revocationReport, runRevocationBench } from "./revocation.bench.ts";
+import { type ScaleBenchResult, runScaleBench, scaleReport } from "./scale.bench.ts";
 import { type BenchResult, runScopeBench } from "./scopes.bench.ts";
+import { type VerifyBenchResult, runVerifyBench, verifyReport } from "./verify.bench.ts";
 
-const NAMES = ["scopes", "http", "limiter", "limits", "proxy"] as const;
+const NAMES = ["verify", "scopes", "http", "limiter", "limits", "proxy", "scale", "revocation"] as const;
 const only = (process.env.BENCH_ONLY ?? "")
   .split(",")
   .map((n) => n.trim())
@@ -23,7 +28,13 @@ const wants = (name: (typeof NAMES)[number]) => only.length === 0 || only.includ
 
 const started = new Date();
 const machine = { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? "unknown", memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version };
-console.log(`keygate benchmarks, ${started.toISOString()} — ${machine.cpus} × ${machine.cpu}, ${machine.memoryGiB} GiB, Node ${machine.node}\n`);
+// What is printed is also the Markdown file of the run.
+const report: string[] = [];
+const print = (...lines: string[]) => {
+  console.log(lines.join("\n"));
+  report.push(...lines);
+};
+print(`keygate benchmarks, ${started.toISOString()} — ${machine.cpus} × ${machine.cpu}, ${machine.memoryGiB} GiB, Node ${machine.node}\n`);
 // One budget, for the whole run, of time spent waiting for other work on the machine to finish.
 const quiet = quietBudgetFromEnv();
 const seconds: Record<string, number> = {};
@@ -36,12 +47,18 @@ const timed = async <T>(name: string, run: () => T | Promise<T>): Promise<T> => 
   }
 };
 
+let verify: VerifyBenchResult | undefined;
+if (wants("verify")) {
+  verify = await timed("verify", () => runVerifyBench());
+  print(...verifyReport(verify));
+}
+
 let scopes: BenchResult[] | undefined;
 if (wants("scopes")) {
   scopes = await timed("scopes", () => runScopeBench());
   const lines = ["| benchmark | profile | median ns/call | p10 | p90 |", "|---|---|---:|---:|---:|"];
   for (const r of scopes) lines.push(`| ${r.name} | ${r.profile} | ${r.medianNs} | ${r.p10Ns} | ${r.p90Ns} |`);
-  console.log(lines.join("\n"));
+  print("", ...lines);
 }
 
 let http: HttpBenchResult | undefined;
@@ -49,16 +66,16 @@ if (wants("http")) {
   http = await timed("http", () => runHttpBench(undefined, quiet));
   const m = http.method;
   const pinning = m.pinning ? `servers on core ${m.pinning.server}, load generator on core ${m.pinning.loadgen}` : "not pinned";
-  console.log(`\nHTTP: ${m.connections} connections, median of ${m.runs} × ${m.seconds} s after a ${m.warmupSeconds} s warm-up, ${pinning}; Fastify ${m.fastify}, autocannon ${m.autocannon}\n`);
-  console.log(httpTable(http).join("\n"));
+  print(`\nHTTP: ${m.connections} connections, median of ${m.runs} × ${m.seconds} s after a ${m.warmupSeconds} s warm-up, ${pinning}; Fastify ${m.fastify}, autocannon ${m.autocannon}\n`);
+  print(...httpTable(http));
 }
 
 let limiter: LimiterBenchResult | undefined;
 if (wants("limiter")) {
   limiter = await timed("limiter", () => runLimiterBench());
   const m = limiter.method;
-  console.log(`\nRate limiter, one decision in process: median of ${m.batches} batches, ${m.keys} keys${m.redis ? `; Redis ${m.redisVersion} at ${m.redis}` : ""}\n`);
-  console.log(limiterTable(limiter).join("\n"));
+  print(`\nRate limiter, one decision in process: median of ${m.batches} batches, ${m.keys} keys${m.redis ? `; Redis ${m.redisVersion} at ${m.redis}` : ""}\n`);
+  print(...limiterTable(limiter));
 }
 
 let limits: LimitsBenchResult | undefined;
@@ -66,8 +83,8 @@ if (wants("limits")) {
   limits = await timed("limits", () => runLimitsBench(undefined, quiet));
   const m = limits.method;
   const pinning = m.pinning ? `servers on core ${m.pinning.server}, load generator on core ${m.pinning.loadgen}` : "not pinned";
-  console.log(`\nLimits on and off, ${m.route}: ${m.connections} connections, median of ${m.runs} × ${m.seconds} s after a ${m.warmupSeconds} s warm-up, ${pinning}; ${m.limitsPerRequest} limits per request${m.redis ? `; Redis ${m.redisVersion}` : ""}\n`);
-  console.log(limitsTable(limits).join("\n"));
+  print(`\nLimits on and off, ${m.route}: ${m.connections} connections, median of ${m.runs} × ${m.seconds} s after a ${m.warmupSeconds} s warm-up, ${pinning}; ${m.limitsPerRequest} limits per request${m.redis ? `; Redis ${m.redisVersion}` : ""}\n`);
+  print(...limitsTable(limits));
 }
 
 let proxy: ProxyBenchResult | undefined;
@@ -75,12 +92,28 @@ if (wants("proxy")) {
   proxy = await timed("proxy", () => runProxyBench(undefined, quiet));
   const m = proxy.method;
   const pinning = m.pinning ? `proxy and upstream on core ${m.pinning.server}, load generator on core ${m.pinning.loadgen}` : "not pinned";
-  console.log(`\nProxy: ${m.connections} connections, median of ${m.runs} × ${m.seconds} s after a ${m.warmupSeconds} s warm-up, ${pinning}; ${m.bodyBytes} B body, ${m.limitsPerRequest} limits per request in keygate; undici ${m.undici}${m.nginx ? `, nginx ${m.nginx}` : ""}\n`);
-  console.log(proxyTable(proxy).join("\n"));
+  print(`\nProxy: ${m.connections} connections, median of ${m.runs} × ${m.seconds} s after a ${m.warmupSeconds} s warm-up, ${pinning}; ${m.bodyBytes} B body, ${m.limitsPerRequest} limits per request in keygate; undici ${m.undici}${m.nginx ? `, nginx ${m.nginx}` : ""}\n`);
+  print(...proxyTable(proxy));
+}
+
+let scale: ScaleBenchResult | undefined;
+if (wants("scale")) {
+  scale = await timed("scale", () => runScaleBench());
+  print("", ...scaleReport(scale));
+}
+
+let revocation: RevocationBenchResult | undefined;
+if (wants("revocation")) {
+  revocation = await timed("revocation", () => runRevocationBench());
+  print("", ...revocationReport(revocation));
 }
 
 const dir = new URL("./results/", import.meta.url);
 mkdirSync(dir, { recursive: true });
-const file = new URL(`${started.toISOString().replace(/[:.]/g, "-")}.json`, dir);
-writeFileSync(file, JSON.stringify({ started: started.toISOString(), machine, seconds, scopes, http, limiter, limits, proxy }, null, 2));
-console.log(`\n${Object.entries(seconds).map(([n, s]) => `${n} ${s} s`).join(", ")}; wrote ${file.pathname}`);
+const stem = started.toISOString().replace(/[:.]/g, "-");
+const json = new URL(`${stem}.json`, dir);
+const markdown = new URL(`${stem}.md`, dir);
+print(`\n${Object.entries(seconds).map(([n, s]) => `${n} ${s} s`).join(", ")}; ${Math.round((Date.now() - started.getTime()) / 1000)} s in all`);
+writeFileSync(json, JSON.stringify({ started: started.toISOString(), machine, seconds, verify, scopes, http, limiter, limits, proxy, scale, revocation }, null, 2));
+writeFileSync(markdown, `${report.join("\n")}\n`);
+console.log(`wrote ${json.pathname} and ${markdown.pathname}`);
