@@ -103,7 +103,8 @@ export function authenticator(options: { profile: Profile; format: KeyFormat; se
       }
       if (cached) return decideFor(arrival, cached, keyType, credential.session);
       const type = keyType;
-      return cache.load(digest!).then((key) => decideFor(arrival, key, type, credential.session));
+      const loaded = cache.load(digest!);
+      return loaded instanceof Promise ? loaded.then((key) => decideFor(arrival, key, type, credential.session)) : decideFor(arrival, loaded, type, credential.session);
     },
   };
 }

@@ -38,9 +38,15 @@ export class KeyCache {
     return this.#byDigest.get(digest);
   }
 
-  async load(digest: string): Promise<CachedKey | undefined> {
+  /** Reads a key the cache does not hold; synchronous when the store reads synchronously (SQLite). */
+  load(digest: string): CachedKey | undefined | Promise<CachedKey | undefined> {
     const generation = this.#generation;
-    const record = await this.#store.getKeyByDigest(digest);
+    if (this.#store.getKeyByDigestNow) return this.#enter(digest, this.#store.getKeyByDigestNow(digest), generation);
+    return this.#store.getKeyByDigest(digest).then((record) => this.#enter(digest, record, generation));
+  }
+
+  /** A loaded key, compiled; kept unless the cache was invalidated while it loaded. */
+  #enter(digest: string, record: KeyRecord | undefined, generation: number): CachedKey | undefined {
     if (!record) return undefined;
     const keyType = this.#profile.keyType(record.type);
     if (!keyType) return undefined;

@@ -222,6 +222,11 @@ export interface Store {
   getKey(id: string): Promise<KeyRecord | undefined>;
   /** The hot path's only store query, on a cache miss. */
   getKeyByDigest(digest: string): Promise<KeyRecord | undefined>;
+  /**
+   * The same lookup without a promise, from a store that reads synchronously (SQLite): a key-cache
+   * miss then costs no asynchronous step. Stores that cannot (PostgreSQL) leave it out.
+   */
+  getKeyByDigestNow?(digest: string): KeyRecord | undefined;
   /** Applies the patch, bumps version and updatedAt; undefined when the key does not exist. */
   updateKey(id: string, patch: KeyPatch, now: number, effects: Effects): Promise<KeyRecord | undefined>;
   /**

@@ -338,6 +338,10 @@ export class SqliteStore implements Store {
   }
 
   async getKeyByDigest(digest: string): Promise<KeyRecord | undefined> {
+    return this.getKeyByDigestNow(digest);
+  }
+
+  getKeyByDigestNow(digest: string): KeyRecord | undefined {
     const values = this.#s.keyByDigest.get(digest) as unknown as unknown[] | undefined;
     return values && keyFromValues(values);
   }
