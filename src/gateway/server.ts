@@ -129,9 +129,11 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     // Unknown fields are refused, not silently dropped; types are not coerced.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false } },
     // The router refused the URL itself (bad percent-encoding, a path segment over 100
-    // characters): no route and no verification, but keygate's envelope all the same.
+    // characters): no route, but keygate's envelope all the same.
     frameworkErrors: (error, request, reply) => {
       const message = error.code === "FST_ERR_MAX_PARAM_LENGTH" ? "The URL has a path segment longer than 100 characters." : "The URL is not valid (bad percent-encoding).";
+      // No hook runs for it; a request counted as it arrived says so all the same.
+      limits.headers(reply as FastifyReply, (request.raw as ArrivingMessage)[ARRIVED]?.admitted?.spent.states);
       (reply as FastifyReply).header("x-request-id", request.id).code(400).send(envelope.error(errorBody(envelope, "VALIDATION_ERROR", { message }), request.id));
     },
     // The server Fastify would make (its timeouts), with arriving requests going through `arrive` first.
