@@ -67,12 +67,12 @@ else if (mode === "redis") {
 }
 
 const app = buildServer({ profile: instance.kg.profile, store: instance.kg.store, serverSecret: instance.kg.serverSecret, logger: true, ...shared });
-app.addHook("onClose", () => instance.close());
 await app.listen({ port: 0, host: "127.0.0.1" });
 const address = app.server.address();
 const url = `http://127.0.0.1:${typeof address === "object" && address ? address.port : 0}`;
 if (managementKey) console.log(`Owner's management key (shown once, store it now): ${managementKey}`);
 console.log(`keygate listening on ${url} (profile ${instance.kg.profile.id}, data ${instance.dataDir}, limits ${mode})`);
-const stop = () => void app.close().then(() => process.exit(0));
+// The store closes after the server, which writes the usage it has collected as it closes.
+const stop = () => void app.close().then(() => instance.close()).then(() => process.exit(0));
 process.once("SIGINT", stop);
 process.once("SIGTERM", stop);

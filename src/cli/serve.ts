@@ -55,12 +55,13 @@ export function registerServe(program: Command, io: Io): void {
         ...shared,
       });
       log = (message) => app.log.warn(message);
-      app.addHook("onClose", () => instance.close());
+      // The store closes after the server: closing the server writes the usage it has collected.
+      const close = () => app.close().then(() => instance.close());
       try {
         await app.listen({ port, host: opts.host });
       } catch (e) {
         io.err(`keygate: cannot listen on ${opts.host}:${port}: ${(e as Error).message}`);
-        await app.close();
+        await close();
         io.exit(1);
       }
       const address = app.server.address();
@@ -75,7 +76,7 @@ export function registerServe(program: Command, io: Io): void {
         }
       }
       io.out(`keygate listening on ${url} (profile ${instance.kg.profile.id}, data ${instance.dataDir})`);
-      const stop = () => void app.close().then(() => io.exit(0));
+      const stop = () => void close().then(() => io.exit(0));
       process.once("SIGINT", stop);
       process.once("SIGTERM", stop);
     });

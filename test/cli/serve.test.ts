@@ -1,10 +1,12 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { keyDigest } from "../../src/core/keys/format.ts";
+import { openStore } from "../../src/store/index.ts";
 import { probeRedis, redisUrl, requireService } from "../support/services.ts";
 import { keygate, keygateBin, repoRoot } from "./run.ts";
 
@@ -61,6 +63,29 @@ describe("keygate serve", () => {
     second.child.kill("SIGTERM");
     await once(second.child, "exit");
     assert.doesNotMatch(second.output, /vibe_live_|Try it/);
+  });
+
+  it("on SIGTERM writes what it has counted (last-used time, request log) before it closes its store", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "keygate-serve-"));
+    const { child, url, output } = await startServe("--data-dir", dataDir);
+    let logged = "";
+    child.stderr.setEncoding("utf8");
+    for (const stream of [child.stdout, child.stderr]) stream.on("data", (chunk: string) => (logged += chunk));
+    const key = /management key \(shown once, store it now\): (vibe_live_\w+)/.exec(output)![1]!;
+    assert.equal((await fetch(`${url}/v1/me`, { headers: { "X-Api-Key": key } })).status, 200);
+    // At once: the usage is written every second, so only the shutdown can write this request.
+    child.kill("SIGTERM");
+    const [code] = (await once(child, "exit")) as [number | null];
+    assert.equal(code, 0);
+    assert.doesNotMatch(logged, /write failed|not open/);
+    const store = await openStore({ dataDir });
+    try {
+      const stored = await store.getKeyByDigest(keyDigest(readFileSync(join(dataDir, "secret"), "utf8").trim(), key));
+      assert.ok(stored?.lastUsedAt, "the last-used time was written");
+      assert.equal((await store.listRequests(stored.id, { limit: 10 })).length, 1, "the request log has the request");
+    } finally {
+      await store.close();
+    }
   });
 
   it("with --redis, shares its rate limits through Redis and says so on /healthz", { skip: !redisUp }, async () => {
