@@ -203,6 +203,32 @@ for (const kind of await storeKinds("http: proxy")) {
       assert.equal(up.seen.length, 2, "nothing forwarded");
     });
 
+    it("a client that goes away before the upstream answers: the upstream request is stopped, not left to run", async () => {
+      let upstreamClosed: () => void = () => {};
+      const closed = new Promise<void>((resolve) => (upstreamClosed = resolve));
+      const waiting = await startUpstream((req, res) => {
+        res.on("close", () => upstreamClosed());
+        setTimeout(() => res.destroyed || res.end("too late"), 5_000).unref();
+      });
+      try {
+        const p = await portalFor(h, "riq-gone.example.com", { kind: "http", baseUrl: waiting.url });
+        const key = await keyFor(h, p, "kb:read");
+        const { hostname, port } = new URL(h.url!);
+        const req = httpRequest({ host: hostname, port, path: `${P}/kb/articles`, headers: { "x-api-key": key }, agent: false });
+        req.on("error", () => {});
+        req.end();
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        assert.equal(waiting.seen.length, 1, "the request reached the upstream");
+        const gone = Date.now();
+        req.destroy();
+        await closed;
+        // The upstream would answer in 5 s, the headers timeout is 30 s: only the client's going can close it now.
+        assert.ok(Date.now() - gone < 2_000, "the upstream's request closed when the client went, not at its own time");
+      } finally {
+        await waiting.close();
+      }
+    });
+
     it("tampering with any identity header, the method, the path, the secret or the clock breaks the signature", async () => {
       await h.call("GET", `${P}/kb/articles?x=1`, { key: kbRead });
       const seen = up.seen[0]!;
