@@ -1,4 +1,5 @@
 import type { Profile } from "../core/profile/profile.ts";
+import type { CompiledScopes } from "../core/scopes/grants.ts";
 import type { VerifiedKey } from "../core/verify/decide.ts";
 import type { KeyRecord, Store } from "../store/store.ts";
 
@@ -8,6 +9,11 @@ export interface CachedKey {
   /** What is worked out from the key and the data around it (its limits, its /v1/me body), by name. */
   derived: Map<string, { generation: number; value: unknown }>;
 }
+
+/** Scope names and compiled scope sets kept for sharing: far more than a deployment has distinct ones. */
+const MAX_NAMES = 10_000;
+
+const sameList = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
 
 /**
  * Keys by digest, so a request on a known key touches no database. Every stored change of a key
@@ -20,6 +26,8 @@ export class KeyCache {
   readonly #max: number;
   readonly #byDigest = new Map<string, CachedKey>();
   readonly #digestById = new Map<string, string>();
+  readonly #names = new Map<string, string>();
+  readonly #compiledBySignature = new Map<string, CompiledScopes>();
   #generation = 0;
   /** Bumped by every stored change: derived values computed before it are stale. */
   #dataGeneration = 0;
@@ -50,6 +58,11 @@ export class KeyCache {
     if (!record) return undefined;
     const keyType = this.#profile.keyType(record.type);
     if (!keyType) return undefined;
+    // A cached key is kept for long and there are many: share what other keys hold the same of.
+    record.digest = digest;
+    record.type = keyType.id;
+    record.scopes = this.#shared(record.scopes);
+    record.issuedScopes = sameList(record.issuedScopes, record.scopes) ? record.scopes : this.#shared(record.issuedScopes);
     const entry: CachedKey = {
       record,
       verified: {
@@ -60,7 +73,7 @@ export class KeyCache {
         accessMode: record.accessMode,
         keyType,
         ipAllow: record.ipWhitelist.length > 0 ? new Set(record.ipWhitelist) : null,
-        scopes: this.#profile.compileKey(record.type, { scopes: record.scopes, issued: record.issuedScopes }),
+        scopes: this.#compiled(record),
       },
       derived: new Map(),
     };
@@ -112,6 +125,33 @@ export class KeyCache {
     const digest = this.#digestById.get(key.id);
     if (digest !== undefined) this.#byDigest.delete(digest);
     this.#digestById.delete(key.id);
+  }
+
+  /**
+   * A key's compiled scopes, shared by every key of the same type and scope lists: keys are
+   * mostly made from a few sets of scopes, and a compiled set is read-only.
+   */
+  #compiled(record: KeyRecord): CompiledScopes {
+    const signature = `${record.type}\u0000${record.scopes.join(",")}\u0000${record.issuedScopes.join(",")}`;
+    let compiled = this.#compiledBySignature.get(signature);
+    if (compiled === undefined) {
+      if (this.#compiledBySignature.size >= MAX_NAMES) this.#compiledBySignature.clear();
+      compiled = this.#profile.compileKey(record.type, { scopes: record.scopes, issued: record.issuedScopes });
+      this.#compiledBySignature.set(signature, compiled);
+    }
+    return compiled;
+  }
+
+  /** The list with each scope name as one string shared by every cached key (the catalog's names repeat across keys). */
+  #shared(scopes: string[]): string[] {
+    for (let i = 0; i < scopes.length; i++) {
+      const name = scopes[i]!;
+      const kept = this.#names.get(name);
+      if (kept === undefined) {
+        if (this.#names.size < MAX_NAMES) this.#names.set(name, name);
+      } else scopes[i] = kept;
+    }
+    return scopes;
   }
 
   #evictOldest(): void {
