@@ -187,13 +187,6 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     reply.code(envelope.def(code).status).send(envelope.error(errorBody(envelope, code, extra), reply.request.id));
   const ctx: GatewayContext = { kg, envelope, publicUrl: options.publicUrl, usage, cache, send };
 
-  /** Records a forwarded request in the request log (Fastify's onResponse does it for the rest). */
-  const recordForwarded = (req: IncomingMessage, res: ServerResponse, key: CachedKey, clientIp: string, started: number) => {
-    const url = req.url!;
-    const q = url.indexOf("?");
-    usage.record({ keyId: key.record.id, at: now(), ip: clientIp, method: req.method!, path: q < 0 ? url : url.slice(0, q), status: res.statusCode, latencyMs: performance.now() - started });
-  };
-
   const arrive = (req: ArrivingMessage, res: ServerResponse): void => {
     const url = req.url!;
     // Anything else is not verified here: Fastify's onRequest hook looks at the route its router chose.
@@ -225,7 +218,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     if (!admitted.spent.admitted || !proxy.forwards(v)) return handOver(req, res);
     proxy.forward(req, res, admitted, { id: arrived.id, protocol: client.protocol(req), host: client.host(req), log: app.log }).then(
       (refusal) => {
-        if (refusal === undefined) return recordForwarded(req, res, v.key!, v.clientIp, started);
+        // Forwarded: logged here (Fastify's onResponse logs the rest).
+        if (refusal === undefined) return usage.record({ keyId: v.key!.record.id, ip: v.clientIp, method: req.method!, target: req.url!, status: res.statusCode, latencyMs: performance.now() - started });
         v.refusal = refusal;
         handOver(req, res);
       },
@@ -281,16 +275,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       cache.dataChanged();
       options.invalidation?.publish({ kind: "data" }).catch((e: Error) => app.log.error({ err: e }, "could not tell other nodes of a change"));
     }
-    const q = request.url.indexOf("?");
-    usage.record({
-      keyId: key.record.id,
-      at: now(),
-      ip: v.clientIp,
-      method: request.method,
-      path: q < 0 ? request.url : request.url.slice(0, q),
-      status: reply.statusCode,
-      latencyMs: reply.elapsedTime,
-    });
+    usage.record({ keyId: key.record.id, ip: v.clientIp, method: request.method, target: request.url, status: reply.statusCode, latencyMs: reply.elapsedTime });
     done();
   });
   app.addHook("onClose", async () => {

@@ -40,9 +40,12 @@ export class Usage {
     this.#lastUsed.set(keyId, at);
   }
 
-  record(entry: RequestLogEntry): void {
+  /** A request answered for a key, now; the log keeps its target's path, not the query string. */
+  record(request: Omit<RequestLogEntry, "at" | "path"> & { target: string }): void {
+    const { target, ...entry } = request;
+    const q = target.indexOf("?");
     if (this.#log.length >= 100_000) this.#log.shift();
-    this.#log.push(entry);
+    this.#log.push({ ...entry, at: this.#now(), path: q < 0 ? target : target.slice(0, q) });
   }
 
   /** Writes what has been collected, and purges the log past its retention once an hour. */

@@ -172,13 +172,11 @@ export function verifyRoutes(app: FastifyInstance, ctx: GatewayContext, deps: { 
       const code = !spent.admitted ? spent.code! : refusal?.code;
 
       if (key) {
-        const q = body.path?.indexOf("?") ?? -1;
         ctx.usage.record({
           keyId: key.record.id,
-          at,
           ip: clientIp,
           method,
-          path: body.path === undefined ? "/v1/verify" : q < 0 ? body.path : body.path.slice(0, q),
+          target: body.path ?? "/v1/verify",
           status: code === undefined ? 200 : envelope.def(code).status,
           latencyMs: 0,
         });
