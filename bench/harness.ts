@@ -21,6 +21,9 @@ import { resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { LoadRequest, LoadResult } from "./loadgen.ts";
 
+/** The VibeCode API key every benchmark uses: 10 scopes, the scope benchmark's (bench/scopes.bench.ts). */
+export const KEY_SCOPES = ["crm", "task", "tasks", "im", "imbot", "disk", "user", "department", "log", "calendar"];
+
 export const SERVER_CORE = 0;
 export const LOADGEN_CORE = 1;
 export const repo = new URL("../", import.meta.url);

@@ -41,6 +41,7 @@ import {
   type QuietBudget,
   call,
   expectStatus,
+  KEY_SCOPES,
   interleave,
   mediansOf,
   pinningText,
@@ -100,9 +101,6 @@ export interface HttpBenchResult {
   cases: HttpCase[];
 }
 
-/** The 10 VibeCode scopes of the scope benchmark's key. */
-const API_KEY_SCOPES = ["crm", "task", "tasks", "im", "imbot", "disk", "user", "department", "log", "calendar"];
-
 interface Target extends LoadTarget {
   key: HttpCase["key"];
   server: HttpSide["server"];
@@ -139,7 +137,7 @@ export async function runHttpBench(log: (line: string) => void = (line) => conso
     const portal = expectStatus("POST /v1/portals", await call("POST", `${keygateUrl}/v1/portals`, managementKey, { domain: "bench.example.com", name: "bench", upstream: { kind: "sandbox" } }), 201);
     const created = expectStatus(
       "POST /v1/keys",
-      await call("POST", `${keygateUrl}/v1/keys`, managementKey, { portalId: portal.data.id, type: "api", name: "bench api key", scopes: API_KEY_SCOPES }),
+      await call("POST", `${keygateUrl}/v1/keys`, managementKey, { portalId: portal.data.id, type: "api", name: "bench api key", scopes: KEY_SCOPES }),
       201,
     );
     const keys = { management: managementKey, api: created.data.rawKey as string };

@@ -40,6 +40,7 @@ import {
   call,
   captureOutput,
   expectStatus,
+  KEY_SCOPES,
   interleave,
   mediansOf,
   pinningText,
@@ -99,7 +100,6 @@ export interface LimitsBenchResult {
 
 const BENCH_PER_MINUTE = 1_000_000_000;
 const KEY_RATE_LIMIT = 100_000;
-const API_KEY_SCOPES = ["crm", "task", "tasks", "im", "imbot", "disk", "user", "department", "log", "calendar"];
 const GOALS = { memory: 0.05, redis: 0.15 } as const;
 
 interface Server {
@@ -177,7 +177,7 @@ export async function runLimitsBench(log: (line: string) => void = (line) => con
       const portal = expectStatus("POST /v1/portals", await call("POST", `${server.url}/v1/portals`, managementKey, { domain: "bench.example.com", name: "bench", upstream: { kind: "sandbox" } }), 201);
       const created = expectStatus(
         "POST /v1/keys",
-        await call("POST", `${server.url}/v1/keys`, managementKey, { portalId: portal.data.id, type: "api", name: "bench api key", scopes: API_KEY_SCOPES, rateLimit: KEY_RATE_LIMIT }),
+        await call("POST", `${server.url}/v1/keys`, managementKey, { portalId: portal.data.id, type: "api", name: "bench api key", scopes: KEY_SCOPES, rateLimit: KEY_RATE_LIMIT }),
         201,
       );
       server.key = created.data.rawKey as string;

@@ -26,7 +26,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Client } from "undici";
 import { BUILTIN_PROFILES } from "../src/profiles/index.ts";
-import { envNumber, median, round, spawnNode, stop, waitFor } from "./harness.ts";
+import { envNumber, KEY_SCOPES, median, round, spawnNode, stop, waitFor } from "./harness.ts";
 
 export interface RevocationTrial {
   /** The first request after the PATCH returned was refused with KEY_INACTIVE. */
@@ -67,7 +67,6 @@ export interface RevocationBenchResult {
 }
 
 const BENCH_PER_MINUTE = 1_000_000_000;
-const SCOPES = ["crm", "task", "tasks", "im", "imbot", "disk", "user", "department", "log", "calendar"];
 const WARM_REQUESTS = 3;
 /** Stream answers to wait for before revoking, and stream requests sent after the PATCH returned before stopping. */
 const STREAM_BEFORE = 2;
@@ -102,7 +101,7 @@ function expect(what: string, a: Answer, status: number, code: string | null = n
 const refused = (a: Answer) => a.status === 401 && a.code === "KEY_INACTIVE";
 
 async function trial(main: Client, stream: Client, managementKey: string, portalId: string, n: number): Promise<RevocationTrial> {
-  const created = expect("POST /v1/keys", await send(main, "POST", "/v1/keys", managementKey, { portalId, type: "api", name: `revocation bench ${n}`, scopes: SCOPES }), 201).body.data as {
+  const created = expect("POST /v1/keys", await send(main, "POST", "/v1/keys", managementKey, { portalId, type: "api", name: `revocation bench ${n}`, scopes: KEY_SCOPES }), 201).body.data as {
     id: string;
     rawKey: string;
   };

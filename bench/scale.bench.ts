@@ -54,7 +54,7 @@ import { createUser } from "../src/manage/users.ts";
 import { loadProfile } from "../src/profiles/index.ts";
 import { openPostgresStore, openStore } from "../src/store/index.ts";
 import type { KeyRecord, Membership, Portal, Store, User } from "../src/store/store.ts";
-import { envNumber, median, round } from "./harness.ts";
+import { envNumber, KEY_SCOPES, median, round } from "./harness.ts";
 import { redactUrl } from "../test/support/services.ts";
 import { type Filler, postgresFiller, sqliteFiller } from "./scale-fill.ts";
 
@@ -108,7 +108,6 @@ export interface ScaleBenchResult {
 }
 
 const PROFILE = "vibecode";
-const SCOPES = ["crm", "task", "tasks", "im", "imbot", "disk", "user", "department", "log", "calendar"];
 const REQUEST = { method: "GET", path: "/v1/me", ip: "127.0.0.1" } as const;
 const WARMUP_KEYS = 1_000;
 const WARM_PASSES = 5;
@@ -151,7 +150,7 @@ async function makeWorld(serverSecret: string, count: number): Promise<World> {
     const membership = (await store.getMember(portal.id, owner.id))!;
     const keys: RealKey[] = [];
     for (let i = 0; i < count; i++) {
-      const { key, rawKey } = await createKey(kg, actor, { portalId: portal.id, type: "api", name: `scale bench key ${i}`, scopes: SCOPES });
+      const { key, rawKey } = await createKey(kg, actor, { portalId: portal.id, type: "api", name: `scale bench key ${i}`, scopes: KEY_SCOPES });
       keys.push({ raw: rawKey, record: key });
     }
     return { owner, portal, membership, keys };
@@ -434,7 +433,7 @@ export async function runScaleBench(log: (line: string) => void = (line) => cons
       warmupKeys: WARMUP_KEYS,
       memoryKeys,
       request: `${REQUEST.method} ${REQUEST.path} from ${REQUEST.ip}`,
-      key: `VibeCode API key (vibe_api_), ${SCOPES.length} scopes, made by createKey`,
+      key: `VibeCode API key (vibe_api_), ${KEY_SCOPES.length} scopes, made by createKey`,
       cacheCapacity: CACHE_CAPACITY,
       sqlite,
       postgres,

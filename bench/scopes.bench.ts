@@ -6,6 +6,7 @@
  *  - compile:       compile a stored key's scopes to bit sets (each key-cache miss)
  */
 import { loadProfile } from "../src/index.ts";
+import { KEY_SCOPES } from "./harness.ts";
 
 export interface BenchResult {
   name: string;
@@ -37,7 +38,7 @@ const cases = [
   {
     profile: "vibecode",
     keyType: "api",
-    scopes: ["crm", "task", "tasks", "im", "imbot", "disk", "user", "department", "log", "calendar"],
+    scopes: KEY_SCOPES,
     method: "GET",
     path: "/v1/tasks/42",
   },

@@ -55,7 +55,7 @@ import { getMigrations } from "better-auth/db/migration";
 import { SANDBOX_DOMAIN, initInstance } from "../src/cli/setup.ts";
 import { BUILTIN_PROFILES, createVerifier, generateKey, keyDigest } from "../src/index.ts";
 import { createKey } from "../src/manage/keys.ts";
-import { machineCpu, round } from "./harness.ts";
+import { KEY_SCOPES, machineCpu, round } from "./harness.ts";
 
 const BATCHES = 25;
 const WARMUP_MS = 500;
@@ -65,10 +65,8 @@ const HUGE = 1_000_000_000;
 const CLIENT_IP = "203.0.113.7";
 const METHOD = "GET";
 const PATH = "/v1/tasks/42";
-/** The scope benchmark's 10 VibeCode scopes. */
-const SCOPES = ["crm", "task", "tasks", "im", "imbot", "disk", "user", "department", "log", "calendar"];
 /** better-auth's counterpart: the same 10 names as resources, and what the route needs of them. */
-const PERMISSIONS = Object.fromEntries(SCOPES.map((s) => [s, ["read", "write"]]));
+const PERMISSIONS = Object.fromEntries(KEY_SCOPES.map((s) => [s, ["read", "write"]]));
 const REQUIRED = { task: ["read"], tasks: ["read"] };
 
 type VerifierName = "keygate" | "floor" | "better-auth (SQLite)" | "better-auth (memory)";
@@ -157,7 +155,7 @@ async function keygateSides(tmp: string): Promise<{ sides: Side[]; keyLength: nu
   const { kg } = instance;
   const owner = (await kg.store.getUser(ownerId))!;
   const sandbox = (await kg.store.listPortalsForUser(ownerId)).find((p) => p.domain === SANDBOX_DOMAIN)!;
-  const { key: record, rawKey } = await createKey(kg, { user: owner, keyId: null, ip: null }, { portalId: sandbox.id, type: "api", name: "verify bench", scopes: SCOPES, ipWhitelist: [CLIENT_IP] });
+  const { key: record, rawKey } = await createKey(kg, { user: owner, keyId: null, ip: null }, { portalId: sandbox.id, type: "api", name: "verify bench", scopes: KEY_SCOPES, ipWhitelist: [CLIENT_IP] });
   const wrongKey = generateKey(kg.profile.keyType("api")!.prefix);
   const verifier = createVerifier({ profile: kg.profile, store: kg.store, serverSecret: kg.serverSecret });
   // The floor, on the same key and secret: digest, map lookup, status.
