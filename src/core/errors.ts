@@ -72,6 +72,11 @@ export const ERRORS = {
   KEY_SCOPE_EXCEEDS_CALLER: { status: 403, message: "A key cannot grant, rotate or remove management scopes it does not hold itself." },
   KEY_OWNER_ONLY: { status: 403, message: "Only the key's owner can rotate it: the new secret acts as its owner.", hint: "Revoke the key (PATCH {\"status\":\"REVOKED\"}) and ask its owner to rotate it." },
   KEY_HAS_ACTIVE_SERVERS: { status: 409, message: "The key has active servers: delete them first." },
+  LAST_MANAGEMENT_KEY: {
+    status: 409,
+    message: "This is the user's last active management key: deleting or revoking it would leave them no way to manage their keys.",
+    hint: "Get another management key first (keygate users create --email … --management-key-scopes …, or rotate this one).",
+  },
   KEY_NOT_ACTIVE: { status: 409, message: "Only an active key can be rotated." },
   KEY_ALREADY_ROTATED: { status: 409, message: "The key was rotated already: rotate its replacement." },
   NOT_IMPLEMENTED: { status: 501, message: "This endpoint is in the profile's route table, but this keygate does not serve it yet." },

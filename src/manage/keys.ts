@@ -234,14 +234,34 @@ export async function createKey(kg: Keygate, actor: Actor, input: CreateKeyInput
   return { key, rawKey };
 }
 
-/** The key if the actor may see it (its owner, or an admin of its portal); otherwise KEY_NOT_FOUND, saying nothing about other people's keys. */
+/**
+ * The key if the actor may see it: its owner while they are a member of its portal (a management
+ * key: its owner), or an admin of its portal; otherwise KEY_NOT_FOUND, saying nothing about other
+ * people's keys. Membership is checked on every action, so a member removed from a portal can
+ * neither see nor re-activate, widen or rotate the keys the removal revoked.
+ */
 export async function keyForActor(kg: Keygate, actor: Actor, id: string): Promise<{ key: KeyRecord; byAdmin: boolean }> {
   const key = await kg.store.getKey(id);
   if (key) {
-    if (key.ownerId === actor.user.id) return { key, byAdmin: false };
-    if (key.portalId !== null && (await kg.store.getMember(key.portalId, actor.user.id))?.role === "ADMIN") return { key, byAdmin: true };
+    if (key.portalId === null) {
+      if (key.ownerId === actor.user.id) return { key, byAdmin: false };
+    } else {
+      const member = await kg.store.getMember(key.portalId, actor.user.id);
+      if (member && key.ownerId === actor.user.id) return { key, byAdmin: false };
+      if (member?.role === "ADMIN") return { key, byAdmin: true };
+    }
   }
   throw new KeygateError("KEY_NOT_FOUND");
+}
+
+/**
+ * A user keeps one active management key at least: without it nobody can act for them through
+ * the API (a user gets management keys from the operator's CLI only).
+ */
+async function assertNotLastManagementKey(kg: Keygate, key: KeyRecord): Promise<void> {
+  if (!kg.profile.keyType(key.type)?.portalless || keyStatus(key, kg.now()) !== "ACTIVE") return;
+  const others = (await kg.store.listKeys({ ownerId: key.ownerId, type: key.type })).filter((k) => k.id !== key.id && keyStatus(k, kg.now()) === "ACTIVE");
+  if (others.length === 0) throw new KeygateError("LAST_MANAGEMENT_KEY");
 }
 
 /**
@@ -278,7 +298,10 @@ export async function updateKey(kg: Keygate, actor: Actor, id: string, input: Up
     patch.scopes = amended.scopes;
     patch.issuedScopes = amended.issued;
   }
-  if (input.status !== undefined) patch.status = input.status;
+  if (input.status !== undefined) {
+    if (input.status === "REVOKED") await assertNotLastManagementKey(kg, key);
+    patch.status = input.status;
+  }
   if (input.accessMode !== undefined) patch.accessMode = input.accessMode;
   if (input.ipWhitelist !== undefined) patch.ipWhitelist = ipListOrFail(input.ipWhitelist);
   if (input.rateLimit !== undefined) patch.rateLimit = rateLimitOrFail(input.rateLimit);
@@ -369,6 +392,7 @@ export async function rotateKey(kg: Keygate, actor: Actor, id: string): Promise<
 
 export async function deleteKey(kg: Keygate, actor: Actor, id: string): Promise<void> {
   const { key } = await keyForChange(kg, actor, id);
+  await assertNotLastManagementKey(kg, key);
   const result = await kg.store.deleteKey(id, { audit: [auditEvent(kg, actor, "key.delete", { type: "key", id, portalId: key.portalId }, auditView(key), null)] });
   if (result === "has_dependents") throw new KeygateError("KEY_HAS_ACTIVE_SERVERS", { details: { dependents: await kg.store.countDependents(id) } });
   if (result === "not_found") throw new KeygateError("KEY_NOT_FOUND");

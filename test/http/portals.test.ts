@@ -257,6 +257,41 @@ for (const kind of await storeKinds("http: portals")) {
         assert.equal(revoked?.after.status, "REVOKED");
       });
 
+      it("issue 10.1: offboarding is final — a removed member cannot read, re-activate, widen, rotate or delete the keys the removal revoked, nor reach the portal's data", async () => {
+        const { admin, member, portal } = await team();
+        const created = ok(await as(member, "POST", "/v1/keys", { body: { portalId: portal.id, name: "Member key", scopes: ["crm"] } }), 201);
+        ok(await h.call("GET", "/v1/me", { key: created.rawKey }));
+        ok(await as(admin, "DELETE", `/v1/portals/${portal.id}/members/${member.user.id}`));
+        refused(await as(member, "PATCH", `/v1/keys/${created.id}`, { body: { status: "ACTIVE" } }), 404, "KEY_NOT_FOUND");
+        refused(await as(member, "PATCH", `/v1/keys/${created.id}`, { body: { scopes: ["crm", "task", "tasks"] } }), 404, "KEY_NOT_FOUND");
+        refused(await as(member, "POST", `/v1/keys/${created.id}/rotate`), 404, "KEY_NOT_FOUND");
+        refused(await as(member, "GET", `/v1/keys/${created.id}`), 404, "KEY_NOT_FOUND");
+        refused(await as(member, "GET", `/v1/keys/${created.id}/usage`), 404, "KEY_NOT_FOUND");
+        refused(await as(member, "DELETE", `/v1/keys/${created.id}`), 404, "KEY_NOT_FOUND");
+        refused(await h.call("GET", "/v1/me", { key: created.rawKey }), 401, "KEY_INACTIVE");
+        const still = ok(await as(admin, "GET", `/v1/keys/${created.id}`));
+        assert.equal(still.status, "REVOKED", "nothing the former member tried changed the key");
+        assert.deepEqual(still.scopes, created.scopes);
+        assert.equal(still.rotatedToId, null);
+
+        // Re-adding the user makes them a member again, not their old keys active.
+        await addMember(admin, portal.id, member);
+        refused(await h.call("GET", "/v1/me", { key: created.rawKey }), 401, "KEY_INACTIVE");
+      });
+
+      it("issue 10.9: a user's last active management key cannot be deleted or revoked (409 LAST_MANAGEMENT_KEY); with another one it can", async () => {
+        const who = await newUser("manager");
+        const id = await keyIdOf(who);
+        refused(await as(who, "DELETE", `/v1/keys/${id}`), 409, "LAST_MANAGEMENT_KEY");
+        refused(await as(who, "PATCH", `/v1/keys/${id}`, { body: { status: "REVOKED" } }), 409, "LAST_MANAGEMENT_KEY");
+        ok(await as(who, "GET", "/v1/me"));
+        // Rotation leaves the replacement active: the old key may then go.
+        const rotated = ok(await as(who, "POST", `/v1/keys/${id}/rotate`), 201);
+        ok(await as(who, "DELETE", `/v1/keys/${id}`));
+        refused(await h.call("DELETE", `/v1/keys/${rotated.id}`, { key: rotated.rawKey }), 409, "LAST_MANAGEMENT_KEY");
+        ok(await h.call("GET", "/v1/me", { key: rotated.rawKey }));
+      });
+
       it("a portal keeps at least one administrator: the last admin cannot be removed or demoted (409 LAST_PORTAL_ADMIN)", async () => {
         const { admin, member, portal } = await team();
         refused(await as(admin, "DELETE", `/v1/portals/${portal.id}/members/${admin.user.id}`), 409, "LAST_PORTAL_ADMIN");
