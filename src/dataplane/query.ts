@@ -65,7 +65,7 @@ function conditions(filter: unknown): Condition[] {
     const field = fieldName(key, `filter.${key}`);
     if (value !== null && typeof value === "object" && !Array.isArray(value)) {
       for (const [op, operand] of Object.entries(value as Record<string, unknown>)) {
-        const mapped = DOLLAR[op];
+        const mapped = Object.hasOwn(DOLLAR, op) ? DOLLAR[op] : undefined;
         if (!mapped) {
           throw new KeygateError("INVALID_FILTER_OPERATOR", { message: `filter.${key}: unknown operator "${op}" (use ${Object.keys(DOLLAR).join(", ")})`, param: `filter.${key}` });
         }
@@ -117,8 +117,9 @@ export function queryFromBody(body: unknown): ListQuery {
  * filter[field][$gt]=v, filter[>=field]=v. Values stay strings (the upstream compares them).
  */
 export function queryFromSearchParams(params: URLSearchParams): ListQuery {
-  const filter: Record<string, unknown> = {};
-  const order: Record<string, unknown> = {};
+  // Field names come from the client: no prototype, so filter[__proto__] is a field like any other.
+  const filter: Record<string, unknown> = Object.create(null);
+  const order: Record<string, unknown> = Object.create(null);
   let limit: string | undefined;
   let offset: string | undefined;
   let select: string | undefined;

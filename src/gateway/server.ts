@@ -3,9 +3,11 @@ import { type IncomingMessage, type ServerResponse, createServer } from "node:ht
 import swagger from "@fastify/swagger";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, LogController } from "fastify";
 import { KeygateError } from "../core/errors.ts";
+import { MAX_JSON_DEPTH, jsonDeeperThan } from "../core/json.ts";
 import { UpstreamError as Bitrix24Error } from "../upstream/bitrix24/index.ts";
 import { sandboxRoutes } from "../upstream/sandbox/index.ts";
 import type { Profile, Route } from "../core/profile/profile.ts";
+import { splitPath } from "../core/routes/router.ts";
 import type { Keygate } from "../manage/context.ts";
 import type { Limiter } from "../limits/limiter.ts";
 import type { Store } from "../store/store.ts";
@@ -16,6 +18,7 @@ import { clientFacts } from "./client.ts";
 import { type ErrorBody, envelopeFor, errorBody } from "./envelope.ts";
 import type { RedisInvalidation } from "./invalidation.ts";
 import type { CachedKey, KeyCache } from "./key-cache.ts";
+import { LimitRefusal } from "./limits.ts";
 import { httpProxy } from "./proxy.ts";
 import { keyRoutes } from "./routes/keys.ts";
 import { entityRoutes } from "./routes/entities.ts";
@@ -43,8 +46,38 @@ export interface ServerOptions {
   requestLogDays?: number;
   /** Tells other nodes about changes, and hears theirs (Redis pub/sub). Closed with the server. */
   invalidation?: RedisInvalidation;
+  /** How long and how many clients may hold the server (docs/operations.md); the defaults suit production. */
+  clientLimits?: Partial<ClientLimits>;
   now?: () => number;
 }
+
+export interface ClientLimits {
+  /** The whole request, headers and body, must arrive within this (Node's requestTimeout); then 408 and the connection closes. */
+  requestTimeoutMs: number;
+  /** The headers must arrive within this. */
+  headersTimeoutMs: number;
+  /** A connection where nothing moves either way for this long is closed (nginx's client_body_timeout between two reads). */
+  idleTimeoutMs: number;
+  /** An idle keep-alive connection is closed after this: longer than load balancers' usual 60 s, so they close first. */
+  keepAliveTimeoutMs: number;
+  /** Requests on one keep-alive connection; then it closes (the client opens another). */
+  maxRequestsPerSocket: number;
+  /** Open connections at once; more are closed as they arrive. */
+  maxConnections: number;
+  /** How often the request and headers timeouts are checked. */
+  checkIntervalMs: number;
+}
+
+/** nginx's 60 s client_header_timeout and client_body_timeout are the reference; its keepalive_requests is 1,000; 72 s keep-alive is Fastify's. */
+export const CLIENT_LIMITS: ClientLimits = {
+  requestTimeoutMs: 60_000,
+  headersTimeoutMs: 60_000,
+  idleTimeoutMs: 60_000,
+  keepAliveTimeoutMs: 72_000,
+  maxRequestsPerSocket: 1_000,
+  maxConnections: 10_000,
+  checkIntervalMs: 1_000,
+};
 
 /** What an authenticated request carries to its handler. */
 export interface AuthContext {
@@ -136,15 +169,17 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       limits.headers(reply as FastifyReply, (request.raw as ArrivingMessage)[ARRIVED]?.admitted?.spent.states);
       (reply as FastifyReply).header("x-request-id", request.id).code(400).send(envelope.error(errorBody(envelope, "VALIDATION_ERROR", { message }), request.id));
     },
-    // The server Fastify would make (its timeouts), with arriving requests going through `arrive` first.
-    serverFactory: (handler, o) => {
+    // The server Fastify would make, with keygate's client limits, and arriving requests going through `arrive` first.
+    serverFactory: (handler) => {
       handOver = handler;
-      // Fastify has filled in its defaults by now.
-      const timeouts = o as { keepAliveTimeout: number; requestTimeout: number; connectionTimeout: number };
-      const server = createServer((req, res) => arrive(req, res));
-      server.keepAliveTimeout = timeouts.keepAliveTimeout;
-      server.requestTimeout = timeouts.requestTimeout;
-      server.setTimeout(timeouts.connectionTimeout);
+      const limits = { ...CLIENT_LIMITS, ...options.clientLimits };
+      const server = createServer(
+        { requestTimeout: limits.requestTimeoutMs, headersTimeout: limits.headersTimeoutMs, keepAliveTimeout: limits.keepAliveTimeoutMs, connectionsCheckingInterval: limits.checkIntervalMs },
+        (req, res) => arrive(req, res),
+      );
+      server.maxRequestsPerSocket = limits.maxRequestsPerSocket;
+      server.maxConnections = limits.maxConnections;
+      server.setTimeout(limits.idleTimeoutMs);
       return server;
     },
   });
@@ -155,6 +190,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     limiter: options.limiter,
     now,
     usage: { retentionDays: options.requestLogDays, onError: (e) => app.log.error({ err: e }, "request accounting write failed") },
+    // A request streamed upstream spends the portal's budget as it arrives; the data plane's handlers spend it when they call the portal.
+    portalOnArrival: (v) => proxy.forwards(v),
   });
   const { cache, limits, usage, limiter, format } = a;
   const proxy = httpProxy({ profile, store, serverSecret, now, upstream: options.httpUpstream });
@@ -286,6 +323,10 @@ export function buildServer(options: ServerOptions): FastifyInstance {
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (error instanceof KeygateError) return send(reply, error.code, { message: error.message, param: error.param, details: error.details });
+    if (error instanceof LimitRefusal) {
+      reply.header("retry-after", String(error.retryAfter));
+      return send(reply, error.code, { retryAfter: error.retryAfter });
+    }
     if (error instanceof Bitrix24Error) {
       // The catalog's hint for BITRIX_ACCESS_DENIED is about keygate's issue-time lock; this refusal is Bitrix24's own.
       const hint = error.code === "BITRIX_ACCESS_DENIED" ? "Bitrix24 refused: the portal's webhook, or its user, lacks this scope or right." : undefined;
@@ -302,12 +343,21 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     if (error.code === "FST_ERR_CTP_INVALID_JSON_BODY" || error.code === "FST_ERR_CTP_EMPTY_JSON_BODY" || error instanceof SyntaxError) return send(reply, "INVALID_JSON");
     if (error.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") return send(reply, "UNSUPPORTED_MEDIA_TYPE");
     if (error.code === "FST_ERR_CTP_BODY_TOO_LARGE") return send(reply, "PAYLOAD_TOO_LARGE");
+    // A client that goes away mid-request is routine, not keygate's error; nobody is left to answer.
+    if (request.raw.destroyed) {
+      request.log.debug({ err: error }, "the client went away before its request was read");
+      return reply;
+    }
     request.log.error({ err: error }, "unhandled error");
     return send(reply, "INTERNAL_ERROR");
   });
   app.setNotFoundHandler((request, reply) => {
-    // Reached only by requests the verification passed: the route is the profile's, the handler is not here.
-    if (request.url.startsWith("/v1/") || proxy.covers(request.url)) return send(reply, "NOT_IMPLEMENTED");
+    // Reached only by requests the verification passed: the route is the profile's, the handler is
+    // not here. The profile's router reads /v1/me/ and /v1//me as /v1/me; only the path as the
+    // route is written is an endpoint not served yet, any other spelling is no endpoint at all.
+    const path = request.url.split("?", 1)[0]!;
+    const canonical = path === `/${splitPath(path).join("/")}`;
+    if (canonical && (path.startsWith("/v1/") || proxy.covers(path))) return send(reply, "NOT_IMPLEMENTED");
     return send(reply, "ROUTE_NOT_FOUND");
   });
 
@@ -324,6 +374,15 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   // "limits" says whether rate limits are shared (redis), local (memory), or local for now (redis-degraded).
   app.get("/healthz", { schema: { hide: true } }, async () => ({ status: "ok", profile: profile.id, limits: limiter.mode }));
   app.register(async (v1) => {
+    // Fastify's own JSON parser (it refuses __proto__ and constructor.prototype), after a depth bound.
+    const json = v1.getDefaultJsonParser("error", "error");
+    v1.removeContentTypeParser("application/json");
+    v1.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
+      if (jsonDeeperThan(body as string, MAX_JSON_DEPTH)) {
+        return done(new KeygateError("VALIDATION_ERROR", { message: `the JSON body nests more than ${MAX_JSON_DEPTH} arrays or objects inside one another`, param: "body" }), undefined);
+      }
+      json(request, body as string, done);
+    });
     v1.addHook("preValidation", (request, reply, done) => {
       const param = nulAt(request.params, "") ?? nulAt(request.query, "") ?? nulAt(request.body, "");
       if (param === undefined) return done();
@@ -333,7 +392,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     keyRoutes(v1, ctx);
     portalRoutes(v1, ctx);
     verifyRoutes(v1, ctx, { limits, cache });
-    entityRoutes(v1, ctx, () => {
+    entityRoutes(v1, ctx, limits, () => {
       const address = app.server.address();
       return typeof address === "object" && address !== null ? `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}` : undefined;
     });

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdtempSync, readFileSync } from "node:fs";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
@@ -10,18 +11,25 @@ import { openStore } from "../../src/store/index.ts";
 import { probeRedis, redisUrl, requireService } from "../support/services.ts";
 import { keygate, keygateBin, repoRoot } from "./run.ts";
 
-/** Starts `keygate serve` on a free port and resolves with its base URL once it says it listens. */
+/**
+ * Starts `keygate serve` on a free port and resolves with its base URL once it says it listens;
+ * `output` is what it printed until then, `logs()` everything it has printed so far (both streams).
+ */
 async function startServe(...args: string[]) {
   const dataDir = args.includes("--data-dir") ? [] : ["--data-dir", mkdtempSync(join(tmpdir(), "keygate-serve-"))];
   const child = spawn(process.execPath, [keygateBin, "serve", "--port", "0", ...dataDir, ...args], { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
-  let output = "";
-  child.stdout.setEncoding("utf8");
-  for await (const chunk of child.stdout) {
-    output += chunk as string;
-    const m = /keygate listening on (http:\/\/\S+) \(profile (\w+),/.exec(output);
-    if (m) return { child, url: m[1]!, profile: m[2]!, output };
+  let printed = "";
+  for (const stream of [child.stdout, child.stderr]) {
+    stream.setEncoding("utf8");
+    stream.on("data", (chunk: string) => (printed += chunk));
   }
-  throw new Error(`keygate serve exited without listening:\n${output}`);
+  const exited = once(child, "exit");
+  for (;;) {
+    const m = /keygate listening on (http:\/\/\S+) \(profile (\w+),/.exec(printed);
+    if (m) return { child, url: m[1]!, profile: m[2]!, output: printed, logs: () => printed };
+    if (child.exitCode !== null) throw new Error(`keygate serve exited without listening:\n${printed}`);
+    await Promise.race([once(child.stdout, "data"), exited]);
+  }
 }
 
 const redisUp = await requireService("keygate serve --redis", `Redis at ${redisUrl()}`, () => probeRedis(redisUrl()));
@@ -67,25 +75,45 @@ describe("keygate serve", () => {
 
   it("on SIGTERM writes what it has counted (last-used time, request log) before it closes its store", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "keygate-serve-"));
-    const { child, url, output } = await startServe("--data-dir", dataDir);
-    let logged = "";
-    child.stderr.setEncoding("utf8");
-    for (const stream of [child.stdout, child.stderr]) stream.on("data", (chunk: string) => (logged += chunk));
+    const { child, url, output, logs } = await startServe("--data-dir", dataDir);
     const key = /management key \(shown once, store it now\): (vibe_live_\w+)/.exec(output)![1]!;
     assert.equal((await fetch(`${url}/v1/me`, { headers: { "X-Api-Key": key } })).status, 200);
     // At once: the usage is written every second, so only the shutdown can write this request.
     child.kill("SIGTERM");
     const [code] = (await once(child, "exit")) as [number | null];
     assert.equal(code, 0);
-    assert.doesNotMatch(logged, /write failed|not open/);
-    const store = await openStore({ dataDir });
+    assert.doesNotMatch(logs(), /write failed|not open/);
+    const serverSecret = readFileSync(join(dataDir, "secret"), "utf8").trim();
+    const store = await openStore({ dataDir, serverSecret });
     try {
-      const stored = await store.getKeyByDigest(keyDigest(readFileSync(join(dataDir, "secret"), "utf8").trim(), key));
+      const stored = await store.getKeyByDigest(keyDigest(serverSecret, key));
       assert.ok(stored?.lastUsedAt, "the last-used time was written");
       assert.equal((await store.listRequests(stored.id, { limit: 10 })).length, 1, "the request log has the request");
     } finally {
       await store.close();
     }
+  });
+
+  it("issue 10.9: a client going away mid-body is routine: logged at debug, not as an unhandled error", async () => {
+    const { child, url, output, logs } = await startServe();
+    try {
+      const key = /management key \(shown once, store it now\): (vibe_live_\w+)/.exec(output)![1]!;
+      const { hostname, port } = new URL(url);
+      for (let i = 0; i < 5; i++) {
+        const socket = connect(Number(port), hostname);
+        await once(socket, "connect");
+        socket.write(`POST /v1/keys HTTP/1.1\r\nHost: x\r\nX-Api-Key: ${key}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"name":`);
+        await new Promise((r) => setTimeout(r, 50));
+        socket.destroy();
+      }
+      // Served after the five: their errors, if any, were logged before this answer.
+      assert.equal((await fetch(`${url}/v1/me`, { headers: { "X-Api-Key": key } })).status, 200);
+    } finally {
+      child.kill("SIGTERM");
+      await once(child, "exit");
+    }
+    assert.doesNotMatch(logs(), /unhandled error|"level":50/);
+    assert.match(logs(), /keygate listening/, "the log is read to its end");
   });
 
   it("with --redis, shares its rate limits through Redis and says so on /healthz", { skip: !redisUp }, async () => {

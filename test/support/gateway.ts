@@ -20,7 +20,7 @@
 import { randomBytes } from "node:crypto";
 import type { FastifyInstance } from "fastify";
 import pg from "pg";
-import { buildServer } from "../../src/gateway/server.ts";
+import { type ClientLimits, buildServer } from "../../src/gateway/server.ts";
 import type { Limiter } from "../../src/limits/limiter.ts";
 import type { HttpUpstreamOptions } from "../../src/upstream/http/proxy.ts";
 import type { Keygate } from "../../src/manage/context.ts";
@@ -85,6 +85,8 @@ export interface HarnessOptions {
   httpUpstream?: HttpUpstreamOptions;
   /** Also listen on 127.0.0.1 (a random port): `url` is set. */
   listen?: boolean;
+  /** The server's client limits (timeouts, connection cap), small ones for slow-client tests. */
+  clientLimits?: Partial<ClientLimits>;
 }
 
 export async function startHarness(kind: StoreKind, options: HarnessOptions = {}): Promise<Harness> {
@@ -113,7 +115,7 @@ export async function startHarness(kind: StoreKind, options: HarnessOptions = {}
   };
   const now = () => clock.now;
   const limiter = await options.limiter?.(now);
-  const app = buildServer({ profile, store, serverSecret, now, trustProxy: options.trustProxy, limiter, httpUpstream: options.httpUpstream });
+  const app = buildServer({ profile, store, serverSecret, now, trustProxy: options.trustProxy, limiter, httpUpstream: options.httpUpstream, clientLimits: options.clientLimits });
   await app.ready();
   const url = options.listen ? await app.listen({ host: "127.0.0.1", port: 0 }) : undefined;
   // The server's own management operations: changes made through them reach its caches.

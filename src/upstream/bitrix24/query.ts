@@ -4,6 +4,7 @@
  * application/x-www-form-urlencoded body, and inside `batch` commands ("crm.item.get?entityTypeId=2&id=5").
  * JSON bodies carry the same structure as JSON.
  */
+import { MAX_JSON_DEPTH } from "../../core/json.ts";
 
 /** Keys that would reach an object's prototype: dropped when parsing. */
 const UNSAFE_KEYS = new Set(["__proto__", "constructor", "prototype"]);
@@ -48,7 +49,8 @@ export function parseQuery(query: string): Record<string, unknown> {
     const key = decode(rawKey);
     const value = decode(rawValue);
     const path = keyPath(key);
-    if (path === undefined || path.some((p) => p !== "" && UNSAFE_KEYS.has(p))) continue;
+    // PHP drops a variable nested deeper than max_input_nesting_level; so does this.
+    if (path === undefined || path.length > MAX_JSON_DEPTH || path.some((p) => p !== "" && UNSAFE_KEYS.has(p))) continue;
     assign(root, path, value);
   }
   return listify(root) as Record<string, unknown>;

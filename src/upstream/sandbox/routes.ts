@@ -18,6 +18,7 @@
  */
 import { createHash } from "node:crypto";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { MAX_JSON_DEPTH, jsonDeeperThan } from "../../core/json.ts";
 import { parseQuery } from "../bitrix24/query.ts";
 import type { Store } from "../../store/store.ts";
 import type { MethodContext, MethodResult } from "./context.ts";
@@ -56,6 +57,7 @@ export async function sandboxRoutes(app: FastifyInstance, options: SandboxRoutes
   app.addContentTypeParser("application/json", { parseAs: "string" }, (_request, body, done) => {
     const text = String(body);
     if (text.trim() === "") return done(null, {});
+    if (jsonDeeperThan(text, MAX_JSON_DEPTH)) return done(new BitrixFault(400, "ERROR_ARGUMENT", "The request body nests too deeply", ""), undefined);
     try {
       done(null, JSON.parse(text));
     } catch {
