@@ -204,13 +204,14 @@ function benchProfile(): unknown {
 
 /** The portal and the kb:read key, created through the manage layer on keygate's data directory. */
 async function setUpKeygate(dataDir: string, profileFile: string, upstreamUrl: string): Promise<string> {
-  const store = await openStore({ dataDir });
+  const serverSecret = readFileSync(join(dataDir, "secret"), "utf8").trim();
+  const store = await openStore({ dataDir, serverSecret });
   try {
     const profile = loadProfile(profileFile);
     const kg: Keygate = {
       profile,
       store,
-      serverSecret: readFileSync(join(dataDir, "secret"), "utf8").trim(),
+      serverSecret,
       format: keyFormat(profile.spec.keyTypes),
       now: Date.now,
       keyChanged: () => {},

@@ -138,7 +138,7 @@ const keepNothing: Limiter = { mode: "off", consume: () => ADMITTED, close: asyn
 const profile = loadProfile(PROFILE);
 
 async function makeWorld(serverSecret: string, count: number): Promise<World> {
-  const store = await openStore({ dataDir: ":memory:" });
+  const store = await openStore({ dataDir: ":memory:", serverSecret });
   try {
     const kg: Keygate = { profile, store, serverSecret, format: keyFormat(profile.spec.keyTypes), now: Date.now, keyChanged: () => {}, portalChanged: () => {} };
     const owner = await createUser(kg, null, { email: "scale-bench@keygate.local", name: "Scale bench", role: "owner" });
@@ -372,7 +372,7 @@ export async function runScaleBench(log: (line: string) => void = (line) => cons
   let memory: ScaleBenchResult["memory"];
   const tmp = mkdtempSync(join(os.tmpdir(), "keygate-bench-scale-"));
   try {
-    const store = await openStore({ dataDir: tmp });
+    const store = await openStore({ dataDir: tmp, serverSecret });
     const filler = sqliteFiller(join(tmp, "keygate.db"), world.keys[0]!.record);
     try {
       await seed(store, world);
@@ -407,7 +407,7 @@ export async function runScaleBench(log: (line: string) => void = (line) => cons
     const benchUrl = withDatabase(databaseUrl, BENCH_DATABASE);
     const schema = `scale_${randomBytes(6).toString("hex")}`;
     try {
-      const store = await openPostgresStore(benchUrl, { schema });
+      const store = await openPostgresStore(benchUrl, { schema, serverSecret });
       let filler: Filler | undefined;
       try {
         await store.migrate();

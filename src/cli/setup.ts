@@ -13,8 +13,9 @@ import type { Store } from "../store/store.ts";
 import { UsageError, openProfile } from "./io.ts";
 
 /**
- * The data directory: `secret` (the server secret, mode 0600, never in the database),
- * `keygate.json` (the profile it was set up with) and, with the embedded store, `keygate.db`.
+ * The data directory (0700): `secret` (the server secret, never in the database; the key that
+ * seals upstream credentials derives from it), `keygate.json` (the profile it was set up with)
+ * and, with the embedded store, `keygate.db` with its -wal and -shm files; every file 0600.
  */
 export interface InstanceOptions {
   dataDir?: string;
@@ -70,10 +71,22 @@ export interface Instance {
   close(): Promise<void>;
 }
 
+/**
+ * Creates the data directory 0700, or tightens it and keygate's files in it to 0700 / 0600 (the
+ * store does keygate.db and its -wal and -shm): earlier keygates left them readable by others.
+ * Only keygate's own files: the directory may be one the operator keeps other things in.
+ */
+function secureDataDir(dataDir: string): void {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  chmodSync(dataDir, 0o700);
+  for (const name of ["secret", "keygate.json"]) if (existsSync(join(dataDir, name))) chmodSync(join(dataDir, name), 0o600);
+}
+
 async function open(options: InstanceOptions, profile: Profile, secret: string, dataDir: string): Promise<Instance> {
+  secureDataDir(dataDir);
   let store: Store;
   try {
-    store = await openStore({ dataDir, databaseUrl: databaseOf(options) });
+    store = await openStore({ dataDir, databaseUrl: databaseOf(options), serverSecret: secret });
   } catch (e) {
     throw new UsageError("STORE_UNAVAILABLE", [{ scope: "", code: "STORE_UNAVAILABLE", message: `cannot open the store: ${(e as Error).message}` }]);
   }
@@ -108,13 +121,12 @@ export async function initInstance(options: InstanceOptions & { ownerEmail?: str
   }
   const profile = profileFor(options, undefined);
   const managementType = profile.spec.keyTypes.find((k) => k.portalless);
-  mkdirSync(dataDir, { recursive: true });
+  secureDataDir(dataDir);
   // The secret is on disk before any digest is computed with it.
   let secret = readSecret(dataDir);
   if (secret === undefined) {
     secret = randomBytes(32).toString("base64url");
     writeFileSync(join(dataDir, "secret"), `${secret}\n`, { mode: 0o600 });
-    chmodSync(join(dataDir, "secret"), 0o600);
   }
   const instance = await open(options, profile, secret, dataDir);
   try {
@@ -132,7 +144,7 @@ export async function initInstance(options: InstanceOptions & { ownerEmail?: str
       await seedDemoData(instance.kg.store, sandbox.id);
     }
     const config: InstanceConfig = { profile: profileSource(options.profile ?? DEFAULT_PROFILE), createdAt: new Date().toISOString() };
-    writeFileSync(join(dataDir, "keygate.json"), `${JSON.stringify(config, null, 2)}\n`);
+    writeFileSync(join(dataDir, "keygate.json"), `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
     return { instance, ownerId: owner.id, managementKey: rawKey };
   } catch (e) {
     await instance.close();

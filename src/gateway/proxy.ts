@@ -7,6 +7,7 @@ import type { Store, Upstream } from "../store/store.ts";
 import { type Identity, identityHeaders, identitySecret } from "../upstream/http/identity.ts";
 import { targetProblem } from "../upstream/http/path.ts";
 import { ClientGone, ClientSignal, HttpUpstream, type HttpUpstreamOptions, UpstreamError, hasRequestBody } from "../upstream/http/proxy.ts";
+import { redactBaseUrl } from "../upstream/redact.ts";
 import type { Admitted } from "./admission.ts";
 import type { Refusal, Verification } from "./auth.ts";
 import type { CachedKey } from "./key-cache.ts";
@@ -153,12 +154,12 @@ export function httpProxy(options: { profile: Profile; store: Store; serverSecre
       );
     } catch (e) {
       if (e instanceof UpstreamError && !e.started && !res.headersSent) {
-        request.log.warn({ err: e.cause, upstream: target.baseUrl, reqId: request.id }, `upstream ${e.message}`);
+        request.log.warn({ err: e.cause, upstream: redactBaseUrl(target.baseUrl), reqId: request.id }, `upstream ${e.message}`);
         // The rest of an unread body would block the connection: it closes after the answer.
         if (!req.complete) res.setHeader("connection", "close");
         return { code: e.code, message: e.code === "UPSTREAM_TIMEOUT" ? "The upstream did not answer in time." : "The upstream could not be reached." };
       }
-      if (!(e instanceof ClientGone)) request.log.warn({ err: e, upstream: target.baseUrl, reqId: request.id }, "forwarding failed after the response began");
+      if (!(e instanceof ClientGone)) request.log.warn({ err: e, upstream: redactBaseUrl(target.baseUrl), reqId: request.id }, "forwarding failed after the response began");
       // The client is gone, or the response had begun: nothing more can be said on it.
       res.destroy();
     } finally {

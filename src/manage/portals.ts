@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { KeygateError } from "../core/errors.ts";
 import { type AccessMode, type MemberRole, type Portal, type PortalPatch, StoreConflictError, type Upstream } from "../store/store.ts";
+import { redactUpstream } from "../upstream/redact.ts";
 import { createSandbox, sandboxWebhookToken } from "../upstream/sandbox/index.ts";
 import { auditEvent } from "./audit.ts";
 import { updateKey } from "./keys.ts";
@@ -52,14 +53,9 @@ export function upstreamOrFail(input: UpstreamInput | null | undefined): Upstrea
   }
 }
 
-/** A portal as the audit trail keeps it: a Bitrix24 webhook's token is a secret, and is masked. */
+/** A portal as the audit trail keeps it: the upstream's credentials masked. */
 function auditView(portal: Portal): Portal {
-  if (portal.upstream?.kind !== "bitrix24") return portal;
-  const url = new URL(portal.upstream.webhookUrl);
-  url.pathname = url.pathname.replace(/(\/rest\/\d+\/)[^/]+(\/?)$/, "$1***$2");
-  url.search = "";
-  url.hash = "";
-  return { ...portal, upstream: { kind: "bitrix24", webhookUrl: url.toString() } };
+  return portal.upstream === null ? portal : { ...portal, upstream: redactUpstream(portal.upstream) };
 }
 
 function requestLimitOrFail(value: number | null | undefined): number | null {

@@ -8,13 +8,15 @@ import type { Store } from "./store.ts";
 
 export * from "./store.ts";
 export { PostgresStore, type PostgresStoreOptions, openPostgresStore } from "./postgres/postgres-store.ts";
-export { SqliteStore, openSqliteStore } from "./sqlite/sqlite-store.ts";
+export { SqliteStore, type SqliteStoreOptions, openSqliteStore } from "./sqlite/sqlite-store.ts";
 
 export interface OpenStoreOptions {
   /** SQLite keeps `<dataDir>/keygate.db` (the directory is created when missing); ":memory:" for a throwaway database. */
   dataDir: string;
   /** postgres:// or postgresql:// URL; when given (and not empty), PostgreSQL is used instead of SQLite. */
   databaseUrl?: string;
+  /** The server secret: portals' upstream credentials are sealed under a key derived from it (docs/operations.md). */
+  serverSecret: string;
 }
 
 /** Opens the store and applies pending migrations. */
@@ -25,9 +27,9 @@ export async function openStore(options: OpenStoreOptions): Promise<Store> {
     if (!/^postgres(ql)?:\/\//i.test(databaseUrl)) {
       throw new Error("databaseUrl must start with postgres:// or postgresql://");
     }
-    store = await openPostgresStore(databaseUrl);
+    store = await openPostgresStore(databaseUrl, { serverSecret: options.serverSecret });
   } else {
-    store = await openSqliteStore(options.dataDir);
+    store = await openSqliteStore(options.dataDir, { serverSecret: options.serverSecret });
   }
   try {
     await store.migrate();

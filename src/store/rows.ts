@@ -26,6 +26,8 @@ import type {
   User,
 } from "./store.ts";
 import { StoreConflictError } from "./store.ts";
+import type { UpstreamCipher } from "./credentials.ts";
+import { redactUpstream } from "../upstream/redact.ts";
 
 export type SqlValue = string | number | null;
 export type Row = Record<string, unknown>;
@@ -154,15 +156,17 @@ export function userFromRow(row: Row): User {
   };
 }
 
-export function portalFromRow(row: Row): Portal {
+/** A portal row, its upstream opened with the cipher (src/store/credentials.ts). */
+export function portalFromRow(row: Row, cipher: UpstreamCipher): Portal {
   const upstream = row["upstream"];
+  const id = str(row, "id");
   return {
-    id: str(row, "id"),
+    id,
     domain: str(row, "domain"),
     name: str(row, "name"),
     status: str(row, "status") as Portal["status"],
     defaultAccessMode: str(row, "default_access_mode") as Portal["defaultAccessMode"],
-    upstream: upstream === null || upstream === undefined ? null : (JSON.parse(upstream as string) as Portal["upstream"]),
+    upstream: upstream === null || upstream === undefined ? null : cipher.open(id, upstream as string),
     requestLimit: numOrNull(row, "request_limit"),
     createdBy: str(row, "created_by"),
     createdAt: num(row, "created_at"),
@@ -170,8 +174,8 @@ export function portalFromRow(row: Row): Portal {
 }
 
 /** A row of portals joined with memberships, the member's role as member_role. */
-export function portalWithRoleFromRow(row: Row): Portal & { role: MemberRole } {
-  return { ...portalFromRow(row), role: str(row, "member_role") as MemberRole };
+export function portalWithRoleFromRow(row: Row, cipher: UpstreamCipher): Portal & { role: MemberRole } {
+  return { ...portalFromRow(row, cipher), role: str(row, "member_role") as MemberRole };
 }
 
 export function membershipFromRow(row: Row): Membership {
@@ -300,14 +304,19 @@ export function userValues(u: User): SqlValue[] {
   return [u.id, normalizeEmail(u.email), u.name, u.role, u.createdAt];
 }
 
-export function portalValues(p: Portal): SqlValue[] {
+/** The upstream as stored: sealed (src/store/credentials.ts), or NULL when the portal is not linked. */
+export function storedUpstream(p: Portal, cipher: UpstreamCipher): string | null {
+  return p.upstream === null ? null : cipher.seal(p.id, p.upstream);
+}
+
+export function portalValues(p: Portal, cipher: UpstreamCipher): SqlValue[] {
   return [
     p.id,
     p.domain,
     p.name,
     p.status,
     p.defaultAccessMode,
-    p.upstream === null ? null : JSON.stringify(p.upstream),
+    storedUpstream(p, cipher),
     p.requestLimit,
     p.createdBy,
     p.createdAt,
@@ -315,8 +324,8 @@ export function portalValues(p: Portal): SqlValue[] {
 }
 
 /** id first, then PORTAL_MUTABLE_COLUMNS. */
-export function portalUpdateValues(p: Portal): SqlValue[] {
-  return [p.id, p.name, p.status, p.defaultAccessMode, p.upstream === null ? null : JSON.stringify(p.upstream), p.requestLimit];
+export function portalUpdateValues(p: Portal, cipher: UpstreamCipher): SqlValue[] {
+  return [p.id, p.name, p.status, p.defaultAccessMode, storedUpstream(p, cipher), p.requestLimit];
 }
 
 export function membershipValues(m: Membership): SqlValue[] {
@@ -408,6 +417,19 @@ export function sandboxWebhookValues(w: SandboxWebhook): SqlValue[] {
 /** A sandbox record's fields as stored: JSON text of the object (keys whose value is undefined left out). */
 export function encodeSandboxFields(fields: Record<string, unknown>): string {
   return JSON.stringify(fields);
+}
+
+/**
+ * A portal audit state (before_state / after_state JSON) with its upstream's credentials masked;
+ * undefined when there is nothing to change. For the one-time clean-up of what a keygate before
+ * issue 10.3 wrote in the clear.
+ */
+export function redactedAuditState(state: unknown): string | undefined {
+  if (typeof state !== "string") return undefined;
+  const value = JSON.parse(state) as { upstream?: Portal["upstream"] } | null;
+  if (value === null || typeof value !== "object" || value.upstream === null || value.upstream === undefined) return undefined;
+  const redacted = JSON.stringify({ ...value, upstream: redactUpstream(value.upstream) });
+  return redacted === JSON.stringify(value) ? undefined : redacted;
 }
 
 // ---- patches ------------------------------------------------------------------------------------

@@ -21,10 +21,10 @@ describe("createVerifier (keygate in process)", () => {
   const clock = { now: Date.parse("2026-11-22T12:00:00Z") };
 
   before(async () => {
-    store = await openSqliteStore(":memory:");
+    const serverSecret = randomBytes(32).toString("base64url");
+    store = await openSqliteStore(":memory:", { serverSecret });
     await store.migrate();
     const profile = loadProfile("vibecode");
-    const serverSecret = randomBytes(32).toString("base64url");
     verifier = createVerifier({ profile, store, serverSecret, now: () => clock.now });
     kg = {
       profile,

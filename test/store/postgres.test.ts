@@ -13,6 +13,7 @@ import { postgresUrl, probePostgres, redactUrl, requireService } from "../suppor
 import { migrationContract, storeContract } from "./contract.ts";
 
 const url = postgresUrl();
+const serverSecret = "store-test-secret";
 
 async function dropSchemas(schemas: string[]): Promise<void> {
   if (schemas.length === 0) return;
@@ -32,7 +33,7 @@ if (await requireService("store contract: postgres", `PostgreSQL at ${redactUrl(
   // schemas are dropped together at the end.
   const schemas: string[] = [];
   const openMigrated = async (schema: string): Promise<Store> => {
-    const store = await openPostgresStore(url, { schema, max: 4 });
+    const store = await openPostgresStore(url, { schema, max: 4, serverSecret });
     await store.migrate();
     return store;
   };
@@ -84,7 +85,7 @@ if (await requireService("store contract: postgres", `PostgreSQL at ${redactUrl(
         }
       },
       open: async () => {
-        const store = await openPostgresStore(url, { schema, max: 2 });
+        const store = await openPostgresStore(url, { schema, max: 2, serverSecret });
         stores.push(store);
         return store;
       },
@@ -97,8 +98,8 @@ if (await requireService("store contract: postgres", `PostgreSQL at ${redactUrl(
   describe("opening the postgres store", () => {
     test("two stores migrating one schema at once both succeed", async () => {
       const schema = newSchema();
-      const a = await openPostgresStore(url, { schema });
-      const b = await openPostgresStore(url, { schema });
+      const a = await openPostgresStore(url, { schema, serverSecret });
+      const b = await openPostgresStore(url, { schema, serverSecret });
       try {
         await Promise.all([a.migrate(), b.migrate()]);
         assert.equal(await a.countUsers(), 0);
@@ -111,13 +112,13 @@ if (await requireService("store contract: postgres", `PostgreSQL at ${redactUrl(
     });
 
     test("a schema name that is not a plain identifier is refused", async () => {
-      await assert.rejects(openPostgresStore(url, { schema: "x; DROP TABLE users" }), /schema name/);
-      await assert.rejects(openPostgresStore(url, { schema: "Upper" }), /schema name/);
+      await assert.rejects(openPostgresStore(url, { schema: "x; DROP TABLE users", serverSecret }), /schema name/);
+      await assert.rejects(openPostgresStore(url, { schema: "Upper", serverSecret }), /schema name/);
     });
 
     test("openStore picks PostgreSQL for a postgres:// URL", async () => {
       // Only the choice is checked: an unreachable port fails fast with a connection error, not a SQLite store.
-      await assert.rejects(openStore({ dataDir: ":memory:", databaseUrl: "postgresql://postgres@127.0.0.1:1/none" }), /ECONNREFUSED|connect/);
+      await assert.rejects(openStore({ dataDir: ":memory:", databaseUrl: "postgresql://postgres@127.0.0.1:1/none", serverSecret }), /ECONNREFUSED|connect/);
     });
   });
 }

@@ -13,11 +13,13 @@ import { type Store, openSqliteStore, openStore } from "../../src/store/index.ts
 import { loadMigrations } from "../../src/store/rows.ts";
 import { migrationContract, storeContract } from "./contract.ts";
 
+const serverSecret = "store-test-secret";
+
 storeContract("sqlite", async () => {
   const dataDir = await mkdtemp(join(tmpdir(), "keygate-store-"));
   const stores: Store[] = [];
   const openOne = async () => {
-    const store = await openStore({ dataDir });
+    const store = await openStore({ dataDir, serverSecret });
     stores.push(store);
     return store;
   };
@@ -47,7 +49,7 @@ migrationContract("sqlite", async () => {
       }
     },
     open: async () => {
-      const store = await openSqliteStore(dataDir);
+      const store = await openSqliteStore(dataDir, { serverSecret });
       stores.push(store);
       return store;
     },
@@ -63,7 +65,7 @@ describe("opening the sqlite store", () => {
     const root = await mkdtemp(join(tmpdir(), "keygate-store-"));
     try {
       const dataDir = join(root, "a", "b");
-      const store = await openStore({ dataDir, databaseUrl: "" });
+      const store = await openStore({ dataDir, databaseUrl: "", serverSecret });
       assert.equal(store.dialect, "sqlite");
       assert.equal(await store.countUsers(), 0);
       await store.close();
@@ -74,13 +76,13 @@ describe("opening the sqlite store", () => {
   });
 
   test("openSqliteStore(':memory:') is a private database, ready after migrate()", async () => {
-    const store = await openSqliteStore(":memory:");
+    const store = await openSqliteStore(":memory:", { serverSecret });
     await store.migrate();
     assert.equal(await store.countUsers(), 0);
     await store.close();
   });
 
   test("openStore refuses a database URL that is not PostgreSQL", async () => {
-    await assert.rejects(openStore({ dataDir: ":memory:", databaseUrl: "mysql://root@localhost/db" }), /postgres:\/\//);
+    await assert.rejects(openStore({ dataDir: ":memory:", databaseUrl: "mysql://root@localhost/db", serverSecret }), /postgres:\/\//);
   });
 });

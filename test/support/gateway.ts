@@ -93,11 +93,12 @@ export async function startHarness(kind: StoreKind, options: HarnessOptions = {}
   if (options.alongside) return startNode(options.alongside, options);
   let store: Store;
   let dropSchema = async () => {};
+  const serverSecret = randomBytes(32).toString("base64url");
   if (kind === "sqlite") {
-    store = await openSqliteStore(":memory:");
+    store = await openSqliteStore(":memory:", { serverSecret });
   } else {
     const schema = `kg_http_${randomBytes(6).toString("hex")}`;
-    store = await openPostgresStore(postgresUrl(), { schema, max: 4 });
+    store = await openPostgresStore(postgresUrl(), { schema, max: 4, serverSecret });
     dropSchema = async () => {
       const client = new pg.Client({ connectionString: postgresUrl() });
       await client.connect();
@@ -106,7 +107,6 @@ export async function startHarness(kind: StoreKind, options: HarnessOptions = {}
   }
   await store.migrate();
   const profile = loadProfile(options.profile ?? "vibecode");
-  const serverSecret = randomBytes(32).toString("base64url");
   const clock = {
     now: Date.parse("2026-11-22T12:00:00Z"),
     advance(ms: number) {

@@ -45,10 +45,11 @@ for (const kind of await storeKinds("upstream: sandbox")) {
     let seq = 0;
 
     before(async () => {
-      if (kind === "sqlite") store = await openSqliteStore(":memory:");
+      const serverSecret = randomBytes(32).toString("base64url");
+      if (kind === "sqlite") store = await openSqliteStore(":memory:", { serverSecret });
       else {
         const schema = `kg_sbx_${randomBytes(6).toString("hex")}`;
-        store = await openPostgresStore(postgresUrl(), { schema, max: 4 });
+        store = await openPostgresStore(postgresUrl(), { schema, max: 4, serverSecret });
         dropSchema = async () => {
           const client = new pg.Client({ connectionString: postgresUrl() });
           await client.connect();

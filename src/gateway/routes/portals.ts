@@ -2,6 +2,7 @@ import { Type as T } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { KeygateError } from "../../core/errors.ts";
 import type { Portal } from "../../store/store.ts";
+import { redactUpstream } from "../../upstream/redact.ts";
 import { addMember, createPortal, portalForActor, removeMember, updatePortal } from "../../manage/portals.ts";
 import type { GatewayContext } from "../server.ts";
 import { actorOf } from "./actor.ts";
@@ -31,7 +32,8 @@ export function portalView(portal: Portal) {
     status: portal.status,
     defaultAccessMode: portal.defaultAccessMode,
     linked: portal.upstream !== null,
-    upstream: portal.upstream === null ? null : { kind: portal.upstream.kind },
+    // Shown, never returned: the credentials in it are masked.
+    upstream: portal.upstream === null ? null : redactUpstream(portal.upstream),
     requestLimit: portal.requestLimit,
     createdAt: new Date(portal.createdAt).toISOString(),
   };

@@ -46,6 +46,7 @@ import {
   portalUpdateValues,
   portalValues,
   portalWithRoleFromRow,
+  redactedAuditState,
   requestFromRow,
   sandboxFromRow,
   sandboxItemFromRow,
@@ -58,6 +59,7 @@ import {
   userFromRow,
   userValues,
 } from "../rows.ts";
+import { UpstreamCipher } from "../credentials.ts";
 import { StoreConflictError } from "../store.ts";
 import type {
   AuditEvent,
@@ -191,6 +193,8 @@ interface Queryable {
 }
 
 export interface PostgresStoreOptions {
+  /** The server secret: portals' upstreams are sealed under a key derived from it (src/store/credentials.ts). */
+  serverSecret: string;
   /** Schema for keygate's tables, created when missing and put on every connection's search_path. Default: the server's search_path (usually public). */
   schema?: string;
   /** Pool size (default 10). */
@@ -203,11 +207,13 @@ export class PostgresStore implements Store {
   readonly dialect = "postgres";
   readonly #pool: Pool;
   readonly #schema: string | undefined;
+  readonly #cipher: UpstreamCipher;
   #closed = false;
 
-  constructor(pool: Pool, schema: string | undefined) {
+  constructor(pool: Pool, schema: string | undefined, cipher: UpstreamCipher) {
     this.#pool = pool;
     this.#schema = schema;
+    this.#cipher = cipher;
   }
 
   #q<R extends QueryResultRow = QueryResultRow>(name: StatementName, values: unknown[], on: Queryable = this.#pool) {
@@ -260,7 +266,33 @@ export class PostgresStore implements Store {
           Date.now(),
         ]);
       }
+      await this.#sealPlainUpstreams(client);
     });
+  }
+
+  /**
+   * Seals the upstreams an earlier keygate stored in the clear and masks the credentials in the
+   * portal audit trail it wrote then (under the migration lock).
+   */
+  async #sealPlainUpstreams(client: PoolClient): Promise<void> {
+    const plain = (await client.query<{ id: string; upstream: string }>("SELECT id, upstream FROM portals WHERE upstream IS NOT NULL AND upstream->>'ct' IS NULL")).rows;
+    if (plain.length === 0) return;
+    for (const { id, upstream } of plain) {
+      await client.query("UPDATE portals SET upstream = $2 WHERE id = $1", [id, this.#cipher.seal(id, this.#cipher.open(id, upstream))]);
+    }
+    const events = await client.query<{ id: string; before_state: string | null; after_state: string | null }>(
+      "SELECT id, before_state, after_state FROM audit_events WHERE entity_type = 'portal'",
+    );
+    for (const e of events.rows) {
+      const before = redactedAuditState(e.before_state);
+      const after = redactedAuditState(e.after_state);
+      if (before === undefined && after === undefined) continue;
+      await client.query("UPDATE audit_events SET before_state = COALESCE($2, before_state), after_state = COALESCE($3, after_state) WHERE id = $1", [
+        e.id,
+        before ?? null,
+        after ?? null,
+      ]);
+    }
   }
 
   async close(): Promise<void> {
@@ -297,7 +329,7 @@ export class PostgresStore implements Store {
   async createPortal(portal: Portal, creator: Membership, effects: Effects): Promise<void> {
     if (creator.portalId !== portal.id) throw new Error(`creator membership is for portal ${creator.portalId}, not ${portal.id}`);
     await this.#tx(async (c) => {
-      await this.#q("insertPortal", portalValues(portal), c);
+      await this.#q("insertPortal", portalValues(portal, this.#cipher), c);
       await this.#q("putMember", membershipValues(creator), c);
       await this.#writeEffects(c, effects);
     });
@@ -305,22 +337,22 @@ export class PostgresStore implements Store {
 
   async getPortal(id: string): Promise<Portal | undefined> {
     const row = (await this.#q("portalById", [id])).rows[0];
-    return row && portalFromRow(row);
+    return row && portalFromRow(row, this.#cipher);
   }
 
   async updatePortal(id: string, patch: PortalPatch, effects: Effects): Promise<Portal | undefined> {
     return this.#tx(async (c) => {
       const row = (await this.#q("portalByIdForUpdate", [id], c)).rows[0];
       if (row === undefined) return undefined;
-      const next = patchPortal(portalFromRow(row), patch);
-      await this.#q("updatePortal", portalUpdateValues(next), c);
+      const next = patchPortal(portalFromRow(row, this.#cipher), patch);
+      await this.#q("updatePortal", portalUpdateValues(next, this.#cipher), c);
       await this.#writeEffects(c, effects);
       return next;
     });
   }
 
   async listPortalsForUser(userId: string): Promise<(Portal & { role: MemberRole })[]> {
-    return (await this.#q("portalsForUser", [userId])).rows.map(portalWithRoleFromRow);
+    return (await this.#q("portalsForUser", [userId])).rows.map((row) => portalWithRoleFromRow(row, this.#cipher));
   }
 
   // ---- members ----
@@ -582,8 +614,9 @@ const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
  * Opens a pool on `url` (postgres:// or postgresql://). With `schema`, creates it when missing
  * and puts it on every connection's search_path. Does not migrate: call migrate() (openStore does).
  */
-export async function openPostgresStore(url: string, options: PostgresStoreOptions = {}): Promise<PostgresStore> {
+export async function openPostgresStore(url: string, options: PostgresStoreOptions): Promise<PostgresStore> {
   const { schema } = options;
+  const cipher = new UpstreamCipher(options.serverSecret);
   if (schema !== undefined && !SCHEMA_NAME.test(schema)) {
     throw new Error(`schema name ${JSON.stringify(schema)} must be lower-case letters, digits and _ (not starting with a digit)`);
   }
@@ -609,5 +642,5 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
       }
     }
   }
-  return new PostgresStore(pool, schema);
+  return new PostgresStore(pool, schema, cipher);
 }

@@ -7,7 +7,7 @@
  * lock taken at BEGIN keeps other processes out. Statements are prepared once, on first use after
  * the tables exist, and reused.
  */
-import { mkdirSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import {
@@ -48,6 +48,7 @@ import {
   portalUpdateValues,
   portalValues,
   portalWithRoleFromRow,
+  redactedAuditState,
   requestFromRow,
   requestValues,
   sandboxFromRow,
@@ -61,6 +62,7 @@ import {
   userFromRow,
   userValues,
 } from "../rows.ts";
+import { UpstreamCipher } from "../credentials.ts";
 import { StoreConflictError } from "../store.ts";
 import type {
   AuditEvent,
@@ -182,14 +184,16 @@ type Statements = ReturnType<typeof prepareStatements>;
 export class SqliteStore implements Store {
   readonly dialect = "sqlite";
   readonly #db: DatabaseSync;
+  readonly #cipher: UpstreamCipher;
   #statements: Statements | undefined;
   /** listKeys / listAudit / listRequests statements by which filters are set (bit mask), prepared on first use. */
   readonly #listKeys = new Map<number, StatementSync>();
   readonly #listAudit = new Map<number, StatementSync>();
   readonly #listRequests = new Map<number, StatementSync>();
 
-  constructor(db: DatabaseSync) {
+  constructor(db: DatabaseSync, cipher: UpstreamCipher) {
     this.#db = db;
+    this.#cipher = cipher;
   }
 
   get #s(): Statements {
@@ -232,11 +236,36 @@ export class SqliteStore implements Store {
         record.run(m.version, m.name, m.checksum, Date.now());
       }
     });
+    if (this.#sealPlainUpstreams()) {
+      // The clear text is overwritten in the database (secure_delete); drop the WAL frames that still hold it.
+      db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    }
     // Tables may have changed under statements prepared earlier.
     this.#statements = undefined;
     this.#listKeys.clear();
     this.#listAudit.clear();
     this.#listRequests.clear();
+  }
+
+  /**
+   * Seals the upstreams an earlier keygate stored in the clear and masks the credentials in the
+   * portal audit trail it wrote then; true when there were any.
+   */
+  #sealPlainUpstreams(): boolean {
+    const db = this.#db;
+    return this.#tx(() => {
+      const plain = db.prepare("SELECT id, upstream FROM portals WHERE upstream IS NOT NULL AND json_extract(upstream, '$.ct') IS NULL").all() as { id: string; upstream: string }[];
+      if (plain.length === 0) return false;
+      const sealPortal = db.prepare("UPDATE portals SET upstream = ? WHERE id = ?");
+      for (const { id, upstream } of plain) sealPortal.run(this.#cipher.seal(id, this.#cipher.open(id, upstream)), id);
+      const maskAudit = db.prepare("UPDATE audit_events SET before_state = COALESCE(?, before_state), after_state = COALESCE(?, after_state) WHERE id = ?");
+      for (const e of db.prepare("SELECT id, before_state, after_state FROM audit_events WHERE entity_type = 'portal'").all()) {
+        const before = redactedAuditState(e["before_state"]);
+        const after = redactedAuditState(e["after_state"]);
+        if (before !== undefined || after !== undefined) maskAudit.run(before ?? null, after ?? null, e["id"] as string);
+      }
+      return true;
+    });
   }
 
   async close(): Promise<void> {
@@ -271,7 +300,7 @@ export class SqliteStore implements Store {
   async createPortal(portal: Portal, creator: Membership, effects: Effects): Promise<void> {
     checkCreator(portal, creator);
     this.#tx(() => {
-      this.#s.insertPortal.run(...portalValues(portal));
+      this.#s.insertPortal.run(...portalValues(portal, this.#cipher));
       this.#s.putMember.run(...membershipValues(creator));
       this.#writeEffects(effects);
     });
@@ -279,22 +308,22 @@ export class SqliteStore implements Store {
 
   async getPortal(id: string): Promise<Portal | undefined> {
     const row = this.#s.portalById.get(id);
-    return row && portalFromRow(row);
+    return row && portalFromRow(row, this.#cipher);
   }
 
   async updatePortal(id: string, patch: PortalPatch, effects: Effects): Promise<Portal | undefined> {
     return this.#tx(() => {
       const row = this.#s.portalById.get(id);
       if (row === undefined) return undefined;
-      const next = patchPortal(portalFromRow(row), patch);
-      this.#s.updatePortal.run(...portalUpdateValues(next));
+      const next = patchPortal(portalFromRow(row, this.#cipher), patch);
+      this.#s.updatePortal.run(...portalUpdateValues(next, this.#cipher));
       this.#writeEffects(effects);
       return next;
     });
   }
 
   async listPortalsForUser(userId: string): Promise<(Portal & { role: MemberRole })[]> {
-    return this.#s.portalsForUser.all(userId).map(portalWithRoleFromRow);
+    return this.#s.portalsForUser.all(userId).map((row) => portalWithRoleFromRow(row, this.#cipher));
   }
 
   // ---- members ----
@@ -587,19 +616,34 @@ function mapError(error: unknown): unknown {
   return error;
 }
 
+export interface SqliteStoreOptions {
+  /** The server secret: portals' upstreams are sealed under a key derived from it (src/store/credentials.ts). */
+  serverSecret: string;
+}
+
 /**
  * Opens (creating when missing) `<dataDir>/keygate.db`; ":memory:" opens a private in-memory
  * database instead. Does not migrate: call migrate() (openStore does).
+ *
+ * A missing data directory is created 0700; the database and its -wal and -shm files are 0600
+ * (SQLite gives the -wal and -shm files the database file's mode), also when an earlier keygate
+ * left them readable by others.
  */
-export async function openSqliteStore(dataDir: string): Promise<SqliteStore> {
+export async function openSqliteStore(dataDir: string, options: SqliteStoreOptions): Promise<SqliteStore> {
+  const cipher = new UpstreamCipher(options.serverSecret);
   let path = ":memory:";
   if (dataDir !== ":memory:") {
-    mkdirSync(dataDir, { recursive: true });
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     path = join(dataDir, "keygate.db");
+    // An empty file is a new database to SQLite: created here, it never exists with another mode.
+    writeFileSync(path, "", { flag: "a", mode: 0o600 });
+    for (const file of [path, `${path}-wal`, `${path}-shm`]) if (existsSync(file)) chmodSync(file, 0o600);
   }
   const db = new DatabaseSync(path);
   try {
     db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    // A row's old content (an upstream rewritten or deleted) is zeroed in the pages written anyway: no extra I/O.
+    db.exec("PRAGMA secure_delete = FAST");
     db.exec("PRAGMA journal_mode = WAL");
     db.exec("PRAGMA synchronous = NORMAL");
     db.exec("PRAGMA foreign_keys = ON");
@@ -607,5 +651,5 @@ export async function openSqliteStore(dataDir: string): Promise<SqliteStore> {
     db.close();
     throw error;
   }
-  return new SqliteStore(db);
+  return new SqliteStore(db, cipher);
 }
