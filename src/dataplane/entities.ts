@@ -14,6 +14,11 @@ export interface Command {
   params: Record<string, unknown>;
 }
 
+/** Inside a Bitrix24 batch, an earlier command's answer ($result[command]): Bitrix24 puts it in before it runs the command. */
+export interface BatchResult {
+  batchResult: string;
+}
+
 export interface Page {
   items: Record<string, unknown>[];
   total: number | undefined;
@@ -24,7 +29,7 @@ export interface Entity {
   name: string;
   list(query: ListQuery, start: number): Command;
   readPage(result: unknown, total: number | undefined, next: number | undefined): Page;
-  get(id: string): Command;
+  get(id: string | BatchResult): Command;
   create(fields: Record<string, unknown>): Command;
   update(id: string, fields: Record<string, unknown>): Command;
   /** Absent where Bitrix24 has no delete (users are deactivated instead). */
@@ -35,6 +40,8 @@ export interface Entity {
   readFields(result: unknown): Record<string, unknown>;
   /** A create or update that Bitrix24 answers with an id or `true` needs a get to show the record. */
   refetchAfterWrite: boolean;
+  /** Bitrix24 refuses an update or delete of a missing record as not allowed (tasks, users): only a get tells the two apart. */
+  missingLooksForbidden: boolean;
   /** The list method has no select (user.get): keygate keeps only the selected fields itself. */
   selectLocally?: boolean;
 }
@@ -47,7 +54,8 @@ const lowerCamel = (name: string) =>
 
 const PREFIX: Record<Condition["op"], string> = { "=": "=", "!=": "!", ">": ">", ">=": ">=", "<": "<", "<=": "<=", "%": "%", in: "@" };
 
-function numericId(id: string): number {
+function numericId(id: string | BatchResult): number | string {
+  if (typeof id !== "string") return `$result[${id.batchResult}]`;
   if (!/^\d+$/.test(id)) throw new KeygateError("VALIDATION_ERROR", { message: "the id is a whole number", param: "id" });
   return Number(id);
 }
@@ -55,7 +63,7 @@ function numericId(id: string): number {
 /** Renames keys both ways: keygate name ↔ upstream name, then a case convention for the upstream. */
 function naming(names: Record<string, string>, toUpstreamCase: (n: string) => string, fromUpstreamCase: (n: string) => string) {
   const back = new Map(Object.entries(names).map(([k, v]) => [v, k]));
-  const up = (name: string) => toUpstreamCase(Object.hasOwn(names, name) ? names[name]! : name);
+  const up = (name: string) => toUpstreamCase(names[name] ?? name);
   const down = (name: string) => {
     const plain = fromUpstreamCase(name);
     return back.get(plain) ?? plain;
@@ -79,6 +87,7 @@ function crm(name: string, entityTypeId: number, names: Record<string, string>):
   return {
     name,
     refetchAfterWrite: false,
+    missingLooksForbidden: false,
     list: (query, start) => ({
       method: "crm.item.list",
       params: { entityTypeId, filter: n.filter(query.filter), order: n.order(query, "id"), start, ...(n.select(query) ? { select: n.select(query) } : {}) },
@@ -100,6 +109,7 @@ function tasks(): Entity {
   return {
     name: "tasks",
     refetchAfterWrite: false,
+    missingLooksForbidden: true,
     list: (query, start) => ({ method: "tasks.task.list", params: { filter: n.filter(query.filter), order: n.order(query, "id"), start, ...(n.select(query) ? { select: n.select(query) } : {}) } }),
     readPage: (result, total, next) => ({ items: ((isRecord(result) && Array.isArray(result.tasks) ? result.tasks : []) as Record<string, unknown>[]).map(n.item), total, next }),
     get: (id) => ({ method: "tasks.task.get", params: { taskId: numericId(id) } }),
@@ -119,6 +129,7 @@ function users(): Entity {
   return {
     name: "users",
     refetchAfterWrite: true,
+    missingLooksForbidden: true,
     selectLocally: true,
     list: (query, start) => {
       const order = query.order[0];

@@ -1,11 +1,13 @@
 import { KeygateError } from "../core/errors.ts";
-import type { Bitrix24Client } from "../upstream/bitrix24/index.ts";
-import { UpstreamError } from "../upstream/bitrix24/index.ts";
+import { type Bitrix24Client, UpstreamError } from "../upstream/bitrix24/index.ts";
 import { aggregateItems, aggregateSpec } from "./aggregate.ts";
 import type { Command, Entity } from "./entities.ts";
 import { type ListQuery, MAX_LIMIT, queryFromBody } from "./query.ts";
 
-async function run(b24: Bitrix24Client, command: Command) {
+/** What the data plane calls: the key's portal (the gateway's spends the portal's budget on the first call of a request). */
+export type Portal = Pick<Bitrix24Client, "call" | "batch">;
+
+async function run(b24: Portal, command: Command) {
   return b24.call(command.method, command.params);
 }
 
@@ -15,7 +17,7 @@ export interface Listed {
 }
 
 /** Bitrix24 answers lists in pages of 50: a keygate list reads as many pages as its limit needs. */
-export async function list(b24: Bitrix24Client, entity: Entity, query: ListQuery): Promise<Listed> {
+export async function list(b24: Portal, entity: Entity, query: ListQuery): Promise<Listed> {
   const items: Record<string, unknown>[] = [];
   let start = query.offset;
   let total: number | undefined;
@@ -27,6 +29,11 @@ export async function list(b24: Bitrix24Client, entity: Entity, query: ListQuery
     if (items.length >= query.limit || page.next === undefined || page.items.length === 0) break;
     start = page.next;
   }
+  return listed(entity, query, items, total);
+}
+
+/** The records read (from query.offset on) as the answer to a list: at most query.limit, the selected fields, total and hasMore. */
+export function listed(entity: Entity, query: ListQuery, items: Record<string, unknown>[], total: number | undefined): Listed {
   let shown = items.slice(0, query.limit);
   if (entity.selectLocally && query.select !== null) {
     const keep = new Set(["id", ...query.select]);
@@ -36,62 +43,67 @@ export async function list(b24: Bitrix24Client, entity: Entity, query: ListQuery
   return { items: shown, meta: { total: all, hasMore: query.offset + shown.length < all } };
 }
 
-export async function get(b24: Bitrix24Client, entity: Entity, id: string): Promise<Record<string, unknown>> {
+export const notFound = (entity: Entity, id: string) => new KeygateError("ENTITY_NOT_FOUND", { message: `No ${entity.name} record ${id}.`, param: "id" });
+
+export async function get(b24: Portal, entity: Entity, id: string): Promise<Record<string, unknown>> {
   const item = entity.readItem((await run(b24, entity.get(id))).result);
-  if (!item) throw new KeygateError("ENTITY_NOT_FOUND", { message: `No ${entity.name} record ${id}.`, param: "id" });
+  if (!item) throw notFound(entity, id);
   return item;
 }
 
-function fieldsOf(body: unknown): Record<string, unknown> {
+export function fieldsOf(body: unknown): Record<string, unknown> {
   if (typeof body !== "object" || body === null || Array.isArray(body)) throw new KeygateError("VALIDATION_ERROR", { message: "the body is an object of fields" });
   return body as Record<string, unknown>;
 }
 
-export async function create(b24: Bitrix24Client, entity: Entity, body: unknown): Promise<Record<string, unknown>> {
-  const r = await run(b24, entity.create(fieldsOf(body)));
+export async function create(b24: Portal, entity: Entity, body: unknown): Promise<Record<string, unknown>> {
+  const command = entity.create(fieldsOf(body));
+  const r = await run(b24, command);
   if (entity.refetchAfterWrite) return get(b24, entity, String(r.result));
-  const item = entity.readItem(r.result);
-  if (!item) throw new UpstreamError("BITRIX_ERROR", { method: entity.create({}).method, error: "UNEXPECTED_ANSWER", error_description: "no record in the answer" });
-  return item;
+  return entity.readItem(r.result) ?? unexpected(command);
 }
 
-/**
- * Bitrix24 refuses an update or delete of a task or user that does not exist as not allowed
- * (it does not tell missing from forbidden): on such a refusal a get tells whether the record is
- * there, and a missing one is ENTITY_NOT_FOUND, as GET /v1/<entity>/:id answers it.
- */
-async function orNotFound<T>(b24: Bitrix24Client, entity: Entity, id: string, write: Promise<T>): Promise<T> {
+/** Bitrix24 answered a write without the record it should hold. */
+export function unexpected(command: Command): never {
+  throw new UpstreamError("BITRIX_ERROR", { method: command.method, error: "UNEXPECTED_ANSWER", error_description: "no record in the answer" });
+}
+
+/** A refused write to a missing record is what GET /v1/<entity>/:id says of it: ENTITY_NOT_FOUND (entity.missingLooksForbidden). */
+export const deniedAsMissing = (entity: Entity, e: unknown): boolean => entity.missingLooksForbidden && e instanceof UpstreamError && e.code === "BITRIX_ACCESS_DENIED";
+
+/** On a refusal deniedAsMissing, a get tells whether the record is there. */
+async function orNotFound<T>(b24: Portal, entity: Entity, id: string, write: Promise<T>): Promise<T> {
   try {
     return await write;
   } catch (e) {
-    if (!(e instanceof UpstreamError) || e.code !== "BITRIX_ACCESS_DENIED") throw e;
+    if (!deniedAsMissing(entity, e)) throw e;
     const missing = await get(b24, entity, id).then(
       () => false,
       (g: unknown) => g instanceof KeygateError && g.code === "ENTITY_NOT_FOUND",
     );
-    if (missing) throw new KeygateError("ENTITY_NOT_FOUND", { message: `No ${entity.name} record ${id}.`, param: "id" });
+    if (missing) throw notFound(entity, id);
     throw e;
   }
 }
 
-export async function update(b24: Bitrix24Client, entity: Entity, id: string, body: unknown): Promise<Record<string, unknown>> {
+export async function update(b24: Portal, entity: Entity, id: string, body: unknown): Promise<Record<string, unknown>> {
   const r = await orNotFound(b24, entity, id, run(b24, entity.update(id, fieldsOf(body))));
   if (entity.refetchAfterWrite) return get(b24, entity, id);
   return entity.readItem(r.result) ?? get(b24, entity, id);
 }
 
-export async function remove(b24: Bitrix24Client, entity: Entity, id: string): Promise<{ id: string; deleted: true }> {
+export async function remove(b24: Portal, entity: Entity, id: string): Promise<{ id: string; deleted: true }> {
   if (!entity.remove) throw new KeygateError("ROUTE_NOT_FOUND");
   await orNotFound(b24, entity, id, run(b24, entity.remove(id)));
   return { id, deleted: true };
 }
 
-export async function fields(b24: Bitrix24Client, entity: Entity): Promise<Record<string, unknown>> {
+export async function fields(b24: Portal, entity: Entity): Promise<Record<string, unknown>> {
   return entity.readFields((await run(b24, entity.fields())).result);
 }
 
 /** Aggregates over every record the filter selects (at most MAX_LIMIT: more sets meta.truncated). */
-export async function aggregate(b24: Bitrix24Client, entity: Entity, body: unknown) {
+export async function aggregate(b24: Portal, entity: Entity, body: unknown) {
   const b = (body ?? {}) as Record<string, unknown>;
   if (typeof b !== "object" || Array.isArray(b)) throw new KeygateError("VALIDATION_ERROR", { message: "the body is {aggregate, filter, groupBy}" });
   for (const key of Object.keys(b)) {

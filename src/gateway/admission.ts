@@ -6,7 +6,7 @@ import { limitPolicy } from "../limits/policy.ts";
 import type { Store } from "../store/store.ts";
 import { type Arrival, type Authenticator, type Verification, authenticator } from "./auth.ts";
 import { KeyCache } from "./key-cache.ts";
-import { type Spent, rateLimiting } from "./limits.ts";
+import { type RateLimitingOptions, type Spent, rateLimiting } from "./limits.ts";
 import { Usage, type UsageOptions } from "./usage.ts";
 
 export interface AdmissionOptions {
@@ -19,6 +19,8 @@ export interface AdmissionOptions {
   /** Keys kept in the cache (default 100,000). */
   cacheSize?: number;
   usage?: UsageOptions;
+  /** Which upstream requests spend the portal's budget as they arrive (default: all); see rateLimiting. */
+  portalOnArrival?: RateLimitingOptions["portalOnArrival"];
   now: () => number;
 }
 
@@ -51,7 +53,7 @@ export function admission(options: AdmissionOptions): Admission {
   const format = keyFormat(profile.spec.keyTypes);
   const cache = new KeyCache(profile, store, options.cacheSize);
   const limiter = options.limiter ?? new MemoryLimiter({ now });
-  const limits = rateLimiting({ policy: limitPolicy(profile.spec.limits), limiter, store, cache });
+  const limits = rateLimiting({ policy: limitPolicy(profile.spec.limits), limiter, store, cache, portalOnArrival: options.portalOnArrival });
   const usage = new Usage(store, { now, ...options.usage });
   const auth = authenticator({ profile, format, serverSecret, cache, now, touched: (id, at) => usage.touch(id, at) });
   const spend = (verification: Verification): Admitted | Promise<Admitted> => {

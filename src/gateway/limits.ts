@@ -3,7 +3,7 @@ import type { Limit, LimitState, Limiter, Outcome } from "../limits/limiter.ts";
 import { type LimitPolicy, rateLimitHeaders, refusing } from "../limits/policy.ts";
 import type { Store } from "../store/store.ts";
 import type { Verification } from "./auth.ts";
-import type { KeyCache } from "./key-cache.ts";
+import type { CachedKey, KeyCache } from "./key-cache.ts";
 
 declare module "fastify" {
   interface FastifyRequest {
@@ -20,23 +20,59 @@ export interface Spent {
   retryAfter?: number;
 }
 
+/** A limit refused a request after it arrived: the portal's budget, spent when keygate calls the portal (spendPortal). */
+export class LimitRefusal extends Error {
+  readonly code: string;
+  /** Seconds until a request would be admitted. */
+  readonly retryAfter: number;
+  constructor(code: string, retryAfter: number) {
+    super(`refused by a rate limit: ${code}`);
+    this.name = "LimitRefusal";
+    this.code = code;
+    this.retryAfter = retryAfter;
+  }
+}
+
+export interface RateLimitingOptions {
+  policy: LimitPolicy;
+  limiter: Limiter;
+  store: Store;
+  cache: KeyCache;
+  /**
+   * Whether an admitted request on a route forwarded upstream spends the portal's budget as it
+   * arrives (the default: a request streamed upstream cannot be read first). When not, the
+   * handler answering it spends the budget with spendPortal once it is about to call the
+   * portal, so a request refused for its own content spends none (VibeCode's data plane).
+   */
+  portalOnArrival?: (v: Verification) => boolean;
+}
+
 /**
  * Spends the limits of a verified request (docs/limits.md): a request with a recognised key is
  * counted against its key's limits (nothing is spent when verification refused it: cost 0 only
  * reads the state for the headers); a request without one against its address, and a failed
  * authentication also against the address's failed-attempt budget.
  */
-export function rateLimiting(options: { policy: LimitPolicy; limiter: Limiter; store: Store; cache: KeyCache }) {
+export function rateLimiting(options: RateLimitingOptions) {
   const { policy, limiter, store, cache } = options;
+  const portalOnArrival = options.portalOnArrival ?? (() => true);
 
-  const limitsName = (v: Verification) => (v.route?.upstream ? "limits upstream" : "limits");
-  // Only a forwarded route's limits read the store (the portal's request limit).
-  const keyLimits = (v: Verification): Limit[] | Promise<Limit[]> => {
-    const record = v.key!.record;
-    const upstream = v.route?.upstream ?? false;
-    if (!upstream || record.portalId === null) return cache.deriveNow(v.key!, limitsName(v), () => policy.forKey(record, null, upstream));
+  /** Every limit of the key; on a forwarded route with the portal's budget (its request limit is read from the store). */
+  const keyLimits = (key: CachedKey, upstream: boolean): Limit[] | Promise<Limit[]> => {
+    const name = upstream ? "limits upstream" : "limits";
+    const record = key.record;
+    if (!upstream || record.portalId === null) return cache.peek<Limit[]>(key, name) ?? cache.deriveNow(key, name, () => policy.forKey(record, null, upstream));
     const portalId = record.portalId;
-    return cache.derive(v.key!, limitsName(v), async () => policy.forKey(record, (await store.getPortal(portalId))?.requestLimit ?? null, upstream));
+    return cache.peek<Limit[]>(key, name) ?? cache.derive(key, name, async () => policy.forKey(record, (await store.getPortal(portalId))?.requestLimit ?? null, upstream));
+  };
+  /** A part of the key's upstream limits (the same Limit objects, so RateLimit-Policy strings stay cached), kept with the key. */
+  const upstreamPart = (key: CachedKey, portal: boolean): Limit[] | Promise<Limit[]> => {
+    const name = portal ? "limits: the portal's" : "limits: upstream before the portal";
+    const part = (all: Limit[]) => cache.deriveNow(key, name, () => all.filter((l) => (l.kind === "portal") === portal));
+    const hit = cache.peek<Limit[]>(key, name);
+    if (hit) return hit;
+    const all = keyLimits(key, true);
+    return all instanceof Promise ? all.then(part) : part(all);
   };
   const decideSpent = (outcome: Outcome, cost: number): Spent => {
     // Rate limits are the last step of verification: a request it refused keeps its own code
@@ -51,9 +87,11 @@ export function rateLimiting(options: { policy: LimitPolicy; limiter: Limiter; s
     };
   };
   const consume = (limits: Limit[], cost: number): Spent | Promise<Spent> => {
+    if (limits.length === 0) return { admitted: true, states: [] };
     if (limiter.consumeNow) return decideSpent(limiter.consumeNow(limits, cost), cost);
     return limiter.consume(limits, cost).then((outcome) => decideSpent(outcome, cost));
   };
+  const then = (limits: Limit[] | Promise<Limit[]>, cost: number): Spent | Promise<Spent> => (limits instanceof Promise ? limits.then((l) => consume(l, cost)) : consume(limits, cost));
 
   return {
     /** Synchronous when the key's limits are known and the limiter counts in this process (the hot path). */
@@ -64,10 +102,19 @@ export function rateLimiting(options: { policy: LimitPolicy; limiter: Limiter; s
         return consume(limits, 1);
       }
       // A request with a key that verification refused spends nothing: cost 0 only reads the state for the headers.
-      const cost = v.refusal ? 0 : 1;
+      if (v.refusal) return then(keyLimits(v.key, v.route?.upstream ?? false), 0);
       // A key's limits change only with the key or its portal: worked out once, kept with the key.
-      const limits = cache.peek<Limit[]>(v.key, limitsName(v)) ?? keyLimits(v);
-      return limits instanceof Promise ? limits.then((l) => consume(l, cost)) : consume(limits, cost);
+      if (!v.route?.upstream) return then(keyLimits(v.key, false), 1);
+      return then(portalOnArrival(v) ? keyLimits(v.key, true) : upstreamPart(v.key, false), 1);
+    },
+
+    /**
+     * One unit of the portal's budget for an admitted request whose arrival left it to the
+     * handler (portalOnArrival): spent when keygate is about to call the portal. The states
+     * join the request's for the headers; refused: the profile's portal code and Retry-After.
+     */
+    spendPortal(v: Verification): Spent | Promise<Spent> {
+      return then(upstreamPart(v.key!, true), 1);
     },
 
     /** X-RateLimit-* (and RateLimit, RateLimit-Policy) on every response that was counted. */

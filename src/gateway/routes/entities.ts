@@ -1,11 +1,14 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { KeygateError } from "../../core/errors.ts";
+import type { Route } from "../../core/profile/profile.ts";
 import { decide } from "../../core/verify/decide.ts";
-import { ENTITIES, type Entity } from "../../dataplane/entities.ts";
+import { type BatchAction, type Plan, notBatchable, plan, runBatch } from "../../dataplane/batch.ts";
+import { ENTITIES } from "../../dataplane/entities.ts";
 import { queryFromBody, queryFromSearchParams } from "../../dataplane/query.ts";
 import * as data from "../../dataplane/service.ts";
 import { type Bitrix24Client, bitrix24Client } from "../../upstream/bitrix24/index.ts";
 import { sandboxWebhookToken, sandboxWebhookUrl } from "../../upstream/sandbox/index.ts";
+import { LimitRefusal, type rateLimiting } from "../limits.ts";
 import type { GatewayContext } from "../server.ts";
 
 /** How long a Bitrix24 call may take before keygate answers BITRIX_UNAVAILABLE. */
@@ -15,9 +18,10 @@ const MAX_BATCH = 50;
 /**
  * The VibeCode entity surface (seeds 000, 003; docs/dataplane.md): /v1/<entity> routes answered
  * from the portal's Bitrix24 (or the built-in sandbox, over real HTTP), and POST /v1/batch.
- * Verification, limits and the read-only block have run before any handler here.
+ * Verification, limits and the read-only block have run before any handler here; the portal's
+ * budget is spent here, when a request, its content checked, first calls the portal.
  */
-export function entityRoutes(app: FastifyInstance, ctx: GatewayContext, ownBaseUrl: () => string | undefined): void {
+export function entityRoutes(app: FastifyInstance, ctx: GatewayContext, limits: ReturnType<typeof rateLimiting>, ownBaseUrl: () => string | undefined): void {
   const { kg, envelope } = ctx;
 
   /** The Bitrix24 client of the key's portal, kept with the key until its portal changes. */
@@ -38,6 +42,25 @@ export function entityRoutes(app: FastifyInstance, ctx: GatewayContext, ownBaseU
       })
     );
   };
+  /**
+   * The key's portal for one request, paid for on first use: the first call spends one unit of
+   * the portal's budget (docs/limits.md) and later calls of the request (pages, a get after a
+   * write) spend nothing more. Handlers check the request's content before they call it.
+   */
+  const portalOf = (request: FastifyRequest): data.Portal => {
+    let ready: Promise<Bitrix24Client> | undefined;
+    const connect = () =>
+      (ready ??= (async () => {
+        const spent = await limits.spendPortal(request.verification!);
+        request.rateLimit = [...(request.rateLimit ?? []), ...spent.states];
+        if (!spent.admitted) throw new LimitRefusal(spent.code!, spent.retryAfter!);
+        return clientFor(request);
+      })());
+    return {
+      call: async (method, params) => (await connect()).call(method, params),
+      batch: async (cmd, halt) => (await connect()).batch(cmd, halt),
+    };
+  };
   const id = (request: FastifyRequest) => (request.params as { id: string }).id;
   const searchParams = (request: FastifyRequest) => new URLSearchParams(request.url.includes("?") ? request.url.slice(request.url.indexOf("?") + 1) : "");
 
@@ -45,28 +68,28 @@ export function entityRoutes(app: FastifyInstance, ctx: GatewayContext, ownBaseU
     const base = `/v1/${entity.name}`;
     const schema = { tags: ["entities"], hide: false };
     app.get(base, { schema: { ...schema, summary: `List ${entity.name}: limit, offset, select, order[field], filter[field]` } }, async (request) => {
-      const { items, meta } = await data.list(await clientFor(request), entity, queryFromSearchParams(searchParams(request)));
+      const { items, meta } = await data.list(portalOf(request), entity, queryFromSearchParams(searchParams(request)));
       return envelope.ok(items, meta);
     });
-    app.get(`${base}/fields`, { schema: { ...schema, summary: `The fields of ${entity.name}` } }, async (request) => envelope.ok(await data.fields(await clientFor(request), entity)));
-    app.get(`${base}/:id`, { schema: { ...schema, summary: `One ${entity.name} record` } }, async (request) => envelope.ok(await data.get(await clientFor(request), entity, id(request))));
+    app.get(`${base}/fields`, { schema: { ...schema, summary: `The fields of ${entity.name}` } }, async (request) => envelope.ok(await data.fields(portalOf(request), entity)));
+    app.get(`${base}/:id`, { schema: { ...schema, summary: `One ${entity.name} record` } }, async (request) => envelope.ok(await data.get(portalOf(request), entity, id(request))));
     app.post(base, { schema: { ...schema, summary: `Create a ${entity.name} record` } }, async (request, reply) =>
-      reply.code(201).send(envelope.ok(await data.create(await clientFor(request), entity, request.body))),
+      reply.code(201).send(envelope.ok(await data.create(portalOf(request), entity, request.body))),
     );
     app.patch(`${base}/:id`, { schema: { ...schema, summary: `Update a ${entity.name} record` } }, async (request) =>
-      envelope.ok(await data.update(await clientFor(request), entity, id(request), request.body)),
+      envelope.ok(await data.update(portalOf(request), entity, id(request), request.body)),
     );
     if (entity.remove) {
       app.delete(`${base}/:id`, { schema: { ...schema, summary: `Delete a ${entity.name} record` } }, async (request) =>
-        envelope.ok(await data.remove(await clientFor(request), entity, id(request))),
+        envelope.ok(await data.remove(portalOf(request), entity, id(request))),
       );
     }
     app.post(`${base}/search`, { schema: { ...schema, summary: `Search ${entity.name}: {filter, select, order, limit, offset}` } }, async (request) => {
-      const { items, meta } = await data.list(await clientFor(request), entity, queryFromBody(request.body));
+      const { items, meta } = await data.list(portalOf(request), entity, queryFromBody(request.body));
       return envelope.ok(items, meta);
     });
     app.post(`${base}/aggregate`, { schema: { ...schema, summary: `Aggregate ${entity.name}: count, sum, avg, min, max, groupBy` } }, async (request) => {
-      const { data: result, meta } = await data.aggregate(await clientFor(request), entity, request.body);
+      const { data: result, meta } = await data.aggregate(portalOf(request), entity, request.body);
       return envelope.ok(result, meta);
     });
   }
@@ -75,7 +98,7 @@ export function entityRoutes(app: FastifyInstance, ctx: GatewayContext, ownBaseU
   const action = (path: string, summary: string, command: (request: FastifyRequest) => { method: string; params: Record<string, unknown> }) =>
     app.post(path, { schema: { tags: ["messaging"], summary } }, async (request, reply) => {
       const { method, params } = command(request);
-      const r = await (await clientFor(request)).call(method, params);
+      const r = await portalOf(request).call(method, params);
       // Bitrix24 answers the new message's id, or (log.blogpost.add) just true.
       return reply.code(201).send(envelope.ok(r.result === true ? { posted: true } : { id: r.result }));
     });
@@ -93,44 +116,32 @@ export function entityRoutes(app: FastifyInstance, ctx: GatewayContext, ownBaseU
   });
 
   app.post("/v1/batch", { schema: { tags: ["entities"], summary: "Up to 50 calls in one request: each is checked on its own and answered in results, errors, meta" } }, async (request) => {
-    const calls = batchCalls(request.body);
     const results: Record<string, unknown> = {};
     const errors: Record<string, unknown> = {};
     const meta: Record<string, unknown> = {};
-    const planned: { id: string; entity: Entity; action: string; entityId?: string; params: Record<string, unknown> }[] = [];
-    for (const call of calls) {
-      const entity = ENTITIES[call.entity];
-      const route = entity ? routeOf(call.action, call.entity, call.entityId) : undefined;
-      const match = route ? kg.profile.match(route[0], route[1]) : undefined;
-      if (!entity || !match) {
-        errors[call.id] = { code: "VALIDATION_ERROR", message: `unknown entity or action: ${call.entity}.${call.action}` };
-        continue;
-      }
+    const admitted = new Map<string, Plan>();
+    const ids = new Map<string, string>();
+    for (const call of batchCalls(request.body, (method, path) => kg.profile.match(method, path)?.value)) {
       // Each call meets the same checks as the request it stands for: type, mode, scopes.
-      const denial = decide(kg.profile, request.auth.key.verified, { method: match.value.method, route: match.value, clientIp: request.auth.clientIp, hasSession: false, now: kg.now() });
-      if (denial) {
-        errors[call.id] = { code: denial.code, message: envelope.def(denial.code).message, ...(denial.details ? { details: denial.details } : {}) };
-        continue;
+      const denial = decide(kg.profile, request.auth.key.verified, { method: call.route.method, route: call.route, clientIp: request.auth.clientIp, hasSession: false, now: kg.now() });
+      if (denial) errors[call.id] = { code: denial.code, message: envelope.def(denial.code).message, ...(denial.details ? { details: denial.details } : {}) };
+      else {
+        admitted.set(call.command, call.plan);
+        ids.set(call.command, call.id);
       }
-      planned.push({ id: call.id, entity, action: call.action, entityId: call.entityId, params: call.params });
     }
-    if (planned.length > 0) {
-      const b24 = await clientFor(request);
-      await Promise.all(
-        planned.map(async (p) => {
-          try {
-            const value = await runCall(b24, p.entity, p.action, p.entityId, p.params);
-            if (value && typeof value === "object" && "items" in value && "meta" in value) {
-              results[p.id] = value.items;
-              meta[p.id] = value.meta;
-            } else results[p.id] = value;
-          } catch (e) {
-            if (!(e instanceof KeygateError) && !(e instanceof Error && "code" in e)) throw e;
-            const err = e as Error & { code: string; details?: unknown };
-            errors[p.id] = { code: err.code, message: err.message, ...(err.details ? { details: err.details } : {}) };
-          }
-        }),
-      );
+    // Only what keygate admitted leaves it, in one Bitrix24 batch request (two for calls needing more than 50 commands).
+    if (admitted.size > 0) {
+      for (const [command, outcome] of await runBatch(portalOf(request), admitted)) {
+        const id = ids.get(command)!;
+        if ("error" in outcome) {
+          const e = outcome.error;
+          errors[id] = { code: e.code, message: e.message, ...(e.details ? { details: e.details } : {}) };
+        } else {
+          results[id] = outcome.value;
+          if (outcome.meta) meta[id] = outcome.meta;
+        }
+      }
     }
     return envelope.ok({ results, errors, meta });
   });
@@ -153,15 +164,21 @@ function body(request: FastifyRequest, required: string[], optional: string[] = 
 
 interface BatchCall {
   id: string;
-  entity: string;
-  action: string;
-  entityId?: string;
-  params: Record<string, unknown>;
+  /** The call's id in the Bitrix24 batch (the client's ids are free text). */
+  command: string;
+  route: Route;
+  plan: Plan;
 }
 
-const ACTIONS = new Set(["list", "get", "create", "update", "delete", "fields", "search", "aggregate"]);
+const ACTIONS = new Set(["list", "get", "create", "update", "delete", "fields", "search"]);
+const NEEDS_ID = new Set(["get", "update", "delete"]);
 
-function batchCalls(body: unknown): BatchCall[] {
+/**
+ * The batch's calls, every one checked before anything is spent or sent: its shape, its entity
+ * and action (a route of the profile), its entityId and params (planned as Bitrix24 commands, with
+ * the single routes' checks). Anything wrong is the whole batch's 400, naming the call.
+ */
+function batchCalls(body: unknown, routeOf: (method: string, path: string) => Route | undefined): BatchCall[] {
   const calls = (body as { calls?: unknown } | null)?.calls;
   if (!Array.isArray(calls) || calls.length === 0 || calls.length > MAX_BATCH) {
     throw new KeygateError("VALIDATION_ERROR", { message: `calls is a list of 1 to ${MAX_BATCH} calls {id?, entity, action, entityId?, params?}`, param: "calls" });
@@ -173,51 +190,43 @@ function batchCalls(body: unknown): BatchCall[] {
     const id = call.id === undefined ? String(i) : call.id;
     if (typeof id !== "string" || id === "" || id.length > 64 || ids.has(id)) throw new KeygateError("VALIDATION_ERROR", { message: `${where}.id must be a unique string of 1 to 64 characters`, param: `${where}.id` });
     ids.add(id);
-    if (typeof call.entity !== "string") throw new KeygateError("VALIDATION_ERROR", { message: `${where}.entity is required`, param: `${where}.entity` });
+    if (call.action === "aggregate") throw new KeygateError("VALIDATION_ERROR", { message: `${where}: aggregate is not a batch action; use POST /v1/<entity>/aggregate`, param: `${where}.action` });
     if (typeof call.action !== "string" || !ACTIONS.has(call.action)) throw new KeygateError("VALIDATION_ERROR", { message: `${where}.action is one of ${[...ACTIONS].join(", ")}`, param: `${where}.action` });
+    const action = call.action as BatchAction;
+    // An own property only: "constructor" or "toString" is no entity.
+    const entity = typeof call.entity === "string" && Object.hasOwn(ENTITIES, call.entity) ? ENTITIES[call.entity]! : undefined;
+    if (!entity) throw new KeygateError("VALIDATION_ERROR", { message: `${where}.entity is one of ${Object.keys(ENTITIES).join(", ")}`, param: `${where}.entity` });
     const params = call.params ?? {};
     if (typeof params !== "object" || params === null || Array.isArray(params)) throw new KeygateError("VALIDATION_ERROR", { message: `${where}.params is an object`, param: `${where}.params` });
-    const needsId = ["get", "update", "delete"].includes(call.action);
-    if (needsId && (call.entityId === undefined || call.entityId === null || call.entityId === "")) {
-      throw new KeygateError("MISSING_ENTITY_ID", { message: `${where}: ${call.action} needs entityId at the call level`, param: `${where}.entityId` });
+    if (NEEDS_ID.has(action) && (call.entityId === undefined || call.entityId === null || call.entityId === "")) {
+      throw new KeygateError("MISSING_ENTITY_ID", { message: `${where}: ${action} needs entityId at the call level`, param: `${where}.entityId` });
     }
-    return { id, entity: call.entity, action: call.action, entityId: needsId ? String(call.entityId) : undefined, params: params as Record<string, unknown> };
+    const entityId = NEEDS_ID.has(action) ? String(call.entityId) : undefined;
+    const [method, path] = ROUTES[action](`/v1/${entity.name}`, encodeURIComponent(entityId ?? ""));
+    const route = routeOf(method, path);
+    if (!route) throw new KeygateError("VALIDATION_ERROR", { message: `${where}: ${entity.name} have no ${action}`, param: `${where}.action` });
+    const unsent = notBatchable(params);
+    if (unsent !== undefined) {
+      throw new KeygateError("VALIDATION_ERROR", { message: `${where}.params.${unsent}: null, an empty list or "$result[" cannot travel in a Bitrix24 batch; send this call on its own route`, param: `${where}.params.${unsent}` });
+    }
+    const command = `c${i}`;
+    try {
+      return { id, command, route, plan: plan(entity, action, entityId, params as Record<string, unknown>, command) };
+    } catch (e) {
+      if (!(e instanceof KeygateError)) throw e;
+      const param = e.param === undefined ? where : e.param === "id" ? `${where}.entityId` : `${where}.params.${e.param}`;
+      throw new KeygateError(e.code, { message: `${where}: ${e.message}`, param, details: e.details });
+    }
   });
 }
 
-/** The route a batch call stands for, so it meets the same checks. */
-function routeOf(action: string, entity: string, entityId: string | undefined): [string, string] | undefined {
-  const base = `/v1/${entity}`;
-  const item = `${base}/${encodeURIComponent(entityId ?? "")}`;
-  const table: Record<string, [string, string]> = {
-    list: ["GET", base],
-    fields: ["GET", `${base}/fields`],
-    get: ["GET", item],
-    create: ["POST", base],
-    update: ["PATCH", item],
-    delete: ["DELETE", item],
-    search: ["POST", `${base}/search`],
-    aggregate: ["POST", `${base}/aggregate`],
-  };
-  return table[action];
-}
-
-async function runCall(b24: Bitrix24Client, entity: Entity, action: string, entityId: string | undefined, params: Record<string, unknown>): Promise<unknown> {
-  switch (action) {
-    case "list":
-    case "search":
-      return data.list(b24, entity, queryFromBody(params));
-    case "get":
-      return data.get(b24, entity, entityId!);
-    case "create":
-      return data.create(b24, entity, params);
-    case "update":
-      return data.update(b24, entity, entityId!, params);
-    case "delete":
-      return data.remove(b24, entity, entityId!);
-    case "fields":
-      return data.fields(b24, entity);
-    default:
-      return (await data.aggregate(b24, entity, params)).data;
-  }
-}
+/** The request each batch action stands for, so a call meets the same checks. */
+const ROUTES: Record<BatchAction, (base: string, id: string) => [string, string]> = {
+  list: (base) => ["GET", base],
+  fields: (base) => ["GET", `${base}/fields`],
+  get: (base, id) => ["GET", `${base}/${id}`],
+  create: (base) => ["POST", base],
+  update: (base, id) => ["PATCH", `${base}/${id}`],
+  delete: (base, id) => ["DELETE", `${base}/${id}`],
+  search: (base) => ["POST", `${base}/search`],
+};
