@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { connect } from "node:net";
@@ -9,28 +8,7 @@ import { describe, it } from "node:test";
 import { keyDigest } from "../../src/core/keys/format.ts";
 import { openStore } from "../../src/store/index.ts";
 import { probeRedis, redisUrl, requireService } from "../support/services.ts";
-import { keygate, keygateBin, repoRoot } from "./run.ts";
-
-/**
- * Starts `keygate serve` on a free port and resolves with its base URL once it says it listens;
- * `output` is what it printed until then, `logs()` everything it has printed so far (both streams).
- */
-async function startServe(...args: string[]) {
-  const dataDir = args.includes("--data-dir") ? [] : ["--data-dir", mkdtempSync(join(tmpdir(), "keygate-serve-"))];
-  const child = spawn(process.execPath, [keygateBin, "serve", "--port", "0", ...dataDir, ...args], { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
-  let printed = "";
-  for (const stream of [child.stdout, child.stderr]) {
-    stream.setEncoding("utf8");
-    stream.on("data", (chunk: string) => (printed += chunk));
-  }
-  const exited = once(child, "exit");
-  for (;;) {
-    const m = /keygate listening on (http:\/\/\S+) \(profile (\w+),/.exec(printed);
-    if (m) return { child, url: m[1]!, profile: m[2]!, output: printed, logs: () => printed };
-    if (child.exitCode !== null) throw new Error(`keygate serve exited without listening:\n${printed}`);
-    await Promise.race([once(child.stdout, "data"), exited]);
-  }
-}
+import { keygate, startServe } from "./run.ts";
 
 const redisUp = await requireService("keygate serve --redis", `Redis at ${redisUrl()}`, () => probeRedis(redisUrl()));
 
