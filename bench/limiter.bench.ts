@@ -38,6 +38,7 @@ import { Redis } from "ioredis";
 import type { Limit, Limiter } from "../src/limits/limiter.ts";
 import { MemoryLimiter } from "../src/limits/memory.ts";
 import { limitPolicy, rateLimitHeaders } from "../src/limits/policy.ts";
+import { redisNamespace } from "../src/limits/deployment.ts";
 import { RedisLimiter } from "../src/limits/redis.ts";
 import { cpuSeconds, envNumber, round } from "./harness.ts";
 
@@ -198,9 +199,10 @@ export async function runLimiterBench(log: (line: string) => void = (line) => co
   if (info !== null) {
     redisVersion = /redis_version:(\S+)/.exec(info)?.[1] ?? null;
     const redisPid = localRedisPid(info);
-    const prefix = `kgbench:${randomBytes(6).toString("hex")}:`;
+    const deployment = `bench-${randomBytes(6).toString("hex")}`;
+    const prefix = redisNamespace(deployment);
     let degraded: string | undefined;
-    const limiter = new RedisLimiter({ url: redisUrl, prefix, onModeChange: (mode, reason) => mode === "redis-degraded" && (degraded ??= reason) });
+    const limiter = new RedisLimiter({ url: redisUrl, deployment, onModeChange: (mode, reason) => mode === "redis-degraded" && (degraded ??= reason) });
     const check = () => {
       if (degraded !== undefined || limiter.mode !== "redis") throw new Error(`Redis degraded during the limiter benchmark (${degraded ?? limiter.mode}): the figures would be the in-memory fallback's`);
     };

@@ -10,7 +10,7 @@
  *
  *  - memory: buildServer's default MemoryLimiter (what `serve` runs without --redis);
  *  - redis:  a RedisLimiter and a RedisInvalidation on <url>, built as `serve --redis <url>` builds
- *            them (the invalidation on a channel of its own); it refuses to start if Redis does
+ *            them (under the deployment id derived from the secret); it refuses to start if Redis does
  *            not answer (a degraded limiter would measure the in-memory fallback);
  *  - off:    a Limiter that admits every request without counting anything, reading nothing and
  *            keeping no state: `consume` answers with one shared, already resolved promise of
@@ -21,12 +21,12 @@
  * Prints the same banner lines as `serve` ("Owner's management key (…): …", "keygate listening on
  * http://…"); SIGTERM closes it.
  */
-import { randomUUID } from "node:crypto";
 import { parseArgs } from "node:util";
 import { DEFAULT_OWNER_EMAIL, type Instance, initInstance, isInitialised, openInstance } from "../../src/cli/setup.ts";
 import { buildServer } from "../../src/gateway/server.ts";
 import { RedisInvalidation } from "../../src/gateway/invalidation.ts";
 import type { Limiter, Outcome } from "../../src/limits/limiter.ts";
+import { deploymentId } from "../../src/limits/deployment.ts";
 import { RedisLimiter } from "../../src/limits/redis.ts";
 
 const { values } = parseArgs({
@@ -56,14 +56,16 @@ else {
 let shared: { limiter: Limiter; invalidation?: RedisInvalidation } | undefined;
 if (mode === "off") shared = { limiter: admitAll };
 else if (mode === "redis") {
+  // The deployment id serve derives: other keygates on the same Redis (other people's test runs)
+  // neither share this one's counters nor empty its caches in the middle of a run.
+  const deployment = deploymentId(instance.kg.serverSecret);
   const limiter = new RedisLimiter({
     url: values.redis!,
+    deployment,
     onModeChange: (m, reason) => console.error(m === "redis" ? `Redis answers again: rate limits are shared (${reason})` : `Redis is unreachable (${reason}): serving with this node's own rate limits until it returns`),
   });
   await limiter.ready(3_000);
-  // A channel of its own: other keygates on the same Redis (other people's test runs) must not
-  // empty this one's caches in the middle of a run.
-  shared = { limiter, invalidation: new RedisInvalidation(values.redis!, `kg:changes:bench:${randomUUID()}`) };
+  shared = { limiter, invalidation: new RedisInvalidation(values.redis!, deployment) };
 }
 
 const app = buildServer({ profile: instance.kg.profile, store: instance.kg.store, serverSecret: instance.kg.serverSecret, logger: true, ...shared });

@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import type { RedisInvalidation } from "../gateway/invalidation.ts";
+import { DEPLOYMENT_ID, deploymentId } from "../limits/deployment.ts";
 import type { RedisLimiter } from "../limits/redis.ts";
 import { type Io, UsageError } from "./io.ts";
 import { DEFAULT_OWNER_EMAIL, type Instance, SANDBOX_DOMAIN, initInstance, isInitialised, openInstance } from "./setup.ts";
@@ -16,10 +17,15 @@ export function registerServe(program: Command, io: Io): void {
     .option("--trust-proxy <addresses>", "comma-separated proxy addresses whose X-Forwarded-For is believed")
     .option("--public-url <url>", "base URL clients use, for self-descriptions (default: from each request)")
     .option("--redis <url>", "Redis shared by every keygate node: rate-limit counters and cache invalidation (default: $KEYGATE_REDIS_URL; none = this process only)")
-    .action(async (opts: { port: string; host: string; dataDir?: string; database?: string; profile?: string; trustProxy?: string; publicUrl?: string; redis?: string }) => {
+    .option("--deployment-id <id>", "this deployment's name in Redis, so deployments sharing one Redis share nothing (default: $KEYGATE_DEPLOYMENT_ID, else derived from the server secret)")
+    .action(async (opts: { port: string; host: string; dataDir?: string; database?: string; profile?: string; trustProxy?: string; publicUrl?: string; redis?: string; deploymentId?: string }) => {
       const port = Number(opts.port);
       if (!/^\d+$/.test(opts.port) || port > 65535) {
         throw new UsageError("USAGE", [{ scope: "", code: "USAGE", message: `--port must be a whole number from 0 to 65535, not "${opts.port}"` }]);
+      }
+      const configuredDeployment = opts.deploymentId ?? process.env.KEYGATE_DEPLOYMENT_ID;
+      if (configuredDeployment !== undefined && !DEPLOYMENT_ID.test(configuredDeployment)) {
+        throw new UsageError("USAGE", [{ scope: "", code: "USAGE", message: `--deployment-id must be 1 to 64 letters, digits, "-" or "_", not "${configuredDeployment}"` }]);
       }
       let instance: Instance;
       let firstStart: { managementKey: string | null } | undefined;
@@ -37,12 +43,14 @@ export function registerServe(program: Command, io: Io): void {
       if (redisUrl) {
         const { RedisLimiter } = await import("../limits/redis.ts");
         const { RedisInvalidation } = await import("../gateway/invalidation.ts");
+        const deployment = configuredDeployment ?? deploymentId(instance.kg.serverSecret);
         const limiter = new RedisLimiter({
           url: redisUrl,
+          deployment,
           onModeChange: (mode, reason) =>
             log(mode === "redis" ? `Redis answers again: rate limits are shared (${reason})` : `Redis is unreachable (${reason}): serving with this node's own rate limits until it returns`),
         });
-        shared = { limiter, invalidation: new RedisInvalidation(redisUrl) };
+        shared = { limiter, invalidation: new RedisInvalidation(redisUrl, deployment) };
         await limiter.ready(3_000).catch(() => log(`Redis at ${redisUrl} does not answer yet: starting with this node's own rate limits`));
       }
       const app = buildServer({

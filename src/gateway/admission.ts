@@ -33,7 +33,9 @@ export interface Admitted {
 /**
  * How a request is admitted, in one place for the HTTP gateway (src/gateway/server.ts) and for
  * keygate as a library (src/gateway/verifier.ts): verification (src/gateway/auth.ts, the key
- * cache, the decision of src/core/verify/decide.ts), then rate limits, the last step.
+ * cache, the decision of src/core/verify/decide.ts), then rate limits, the last step — except that
+ * the failed-authentication throttle is looked at before a key the cache does not hold is read
+ * from the store.
  */
 export interface Admission {
   readonly format: KeyFormat;
@@ -51,12 +53,14 @@ export interface Admission {
 export function admission(options: AdmissionOptions): Admission {
   const { profile, store, serverSecret, now } = options;
   const format = keyFormat(profile.spec.keyTypes);
-  const cache = new KeyCache(profile, store, options.cacheSize);
+  const cache = new KeyCache(profile, store, { max: options.cacheSize, now });
   const limiter = options.limiter ?? new MemoryLimiter({ now });
   const limits = rateLimiting({ policy: limitPolicy(profile.spec.limits), limiter, store, cache, portalOnArrival: options.portalOnArrival });
   const usage = new Usage(store, { now, ...options.usage });
-  const auth = authenticator({ profile, format, serverSecret, cache, now, touched: (id, at) => usage.touch(id, at) });
+  const auth = authenticator({ profile, format, serverSecret, cache, now, touched: (id, at) => usage.touch(id, at), throttled: (ip) => limits.throttled(ip) });
   const spend = (verification: Verification): Admitted | Promise<Admitted> => {
+    // Refused by the failed-authentication throttle before the lookup: that refusal is the outcome (nothing is counted).
+    if (verification.throttled) return { verification, spent: verification.throttled };
     const spent = limits.spend(verification);
     return spent instanceof Promise ? spent.then((s) => ({ verification, spent: s })) : { verification, spent };
   };

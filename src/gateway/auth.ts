@@ -4,6 +4,7 @@ import type { Profile, Route } from "../core/profile/profile.ts";
 import type { KeyTypeSpec } from "../core/profile/spec.ts";
 import { decide } from "../core/verify/decide.ts";
 import type { CachedKey, KeyCache } from "./key-cache.ts";
+import type { Spent } from "./limits.ts";
 
 export interface Refusal {
   code: string;
@@ -44,6 +45,8 @@ export interface Verification {
   /** The route's path parameters (when it passed). */
   params?: Record<string, string>;
   clientIp: string;
+  /** Refused before its key was read: the address's failed-authentication budget is spent (docs/limits.md). */
+  throttled?: Spent;
 }
 
 /** What verification reads of a request: its method, URL (path and query, as sent), headers and the client's address. */
@@ -60,7 +63,18 @@ export interface Authenticator {
   authenticate(arrival: Arrival): Verification | Promise<Verification>;
 }
 
-export function authenticator(options: { profile: Profile; format: KeyFormat; serverSecret: string; cache: KeyCache; now: () => number; touched: (keyId: string, at: number) => void }): Authenticator {
+export interface AuthenticatorOptions {
+  profile: Profile;
+  format: KeyFormat;
+  serverSecret: string;
+  cache: KeyCache;
+  now: () => number;
+  touched: (keyId: string, at: number) => void;
+  /** Asked before a key the cache does not hold is read from the store: a refusal it gives stands, and the store is not asked. */
+  throttled: (clientIp: string) => Spent | undefined | Promise<Spent | undefined>;
+}
+
+export function authenticator(options: AuthenticatorOptions): Authenticator {
   const { profile, format, serverSecret, cache, now } = options;
 
   const refuse = (clientIp: string, refusal: Refusal, key?: CachedKey, route?: Route): Verification => ({ refusal, key, route, clientIp });
@@ -102,9 +116,17 @@ export function authenticator(options: { profile: Profile; format: KeyFormat; se
         return refuse(arrival.clientIp, { code: "INVALID_API_KEY", message: `${keyType.label}s (${keyType.prefix}) go in X-Api-Key; Authorization: Bearer carries the session token.` });
       }
       if (cached) return decideFor(arrival, cached, keyType, credential.session);
+      // Not cached: a digest the store did not know a moment ago is still unknown; otherwise an
+      // address that spent its failed-authentication budget gets its 429 before any lookup.
+      if (cache.unknown(digest!)) return refuse(arrival.clientIp, { code: "INVALID_API_KEY" });
       const type = keyType;
-      const loaded = cache.load(digest!);
-      return loaded instanceof Promise ? loaded.then((key) => decideFor(arrival, key, type, credential.session)) : decideFor(arrival, loaded, type, credential.session);
+      const lookup = (throttled: Spent | undefined): Verification | Promise<Verification> => {
+        if (throttled) return { refusal: { code: throttled.code! }, key: undefined, route: undefined, clientIp: arrival.clientIp, throttled };
+        const loaded = cache.load(digest!);
+        return loaded instanceof Promise ? loaded.then((key) => decideFor(arrival, key, type, credential.session)) : decideFor(arrival, loaded, type, credential.session);
+      };
+      const throttled = options.throttled(arrival.clientIp);
+      return throttled instanceof Promise ? throttled.then(lookup) : lookup(throttled);
     },
   };
 }

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
+import { redisNamespace } from "../limits/deployment.ts";
 
 /** A change another node must hear about: a key to drop from its cache, a portal's settings, or any other stored change. */
 export type Change = { kind: "key"; id: string; digest: string } | { kind: "portal"; id: string } | { kind: "data" };
@@ -15,11 +16,12 @@ export class RedisInvalidation {
   readonly #channel: string;
   readonly #node = randomUUID();
 
-  constructor(url: string, channel = "kg:changes") {
+  /** `deployment`: the deployment's id (src/limits/deployment.ts): its nodes hear each other on kg:<id>:changes, and no one else. */
+  constructor(url: string, deployment: string) {
     const options = { maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: (times: number) => Math.min(times * 200, 2_000) };
     this.#publisher = new Redis(url, options);
     this.#subscriber = new Redis(url, { ...options, enableOfflineQueue: true });
-    this.#channel = channel;
+    this.#channel = `${redisNamespace(deployment)}changes`;
     for (const client of [this.#publisher, this.#subscriber]) client.on("error", () => {});
   }
 

@@ -12,13 +12,18 @@ export interface CachedKey {
 
 /** Scope names and compiled scope sets kept for sharing: far more than a deployment has distinct ones. */
 const MAX_NAMES = 10_000;
+/** Digests the store did not know, remembered this long and this many: a repeated guess costs no lookup. */
+const UNKNOWN_TTL_MS = 60_000;
+const MAX_UNKNOWN = 10_000;
 
 const sameList = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
 
 /**
  * Keys by digest, so a request on a known key touches no database. Every stored change of a key
  * invalidates it here before the change is reported, so the very next request sees it. A load
- * that raced with an invalidation is used for its own request but not cached.
+ * that raced with an invalidation is used for its own request but not cached. Digests the store
+ * did not know are remembered for a minute, so a repeated unknown key costs no lookup; a key
+ * stored since (its creation invalidates its digest) is found at once.
  */
 export class KeyCache {
   readonly #profile: Profile;
@@ -28,14 +33,18 @@ export class KeyCache {
   readonly #digestById = new Map<string, string>();
   readonly #names = new Map<string, string>();
   readonly #compiledBySignature = new Map<string, CompiledScopes>();
+  /** Unknown digests → until when they count as unknown; oldest first. */
+  readonly #unknown = new Map<string, number>();
+  readonly #now: () => number;
   #generation = 0;
   /** Bumped by every stored change: derived values computed before it are stale. */
   #dataGeneration = 0;
 
-  constructor(profile: Profile, store: Store, max = 100_000) {
+  constructor(profile: Profile, store: Store, options: { max?: number; now?: () => number } = {}) {
     this.#profile = profile;
     this.#store = store;
-    this.#max = max;
+    this.#max = options.max ?? 100_000;
+    this.#now = options.now ?? Date.now;
   }
 
   get size(): number {
@@ -46,8 +55,18 @@ export class KeyCache {
     return this.#byDigest.get(digest);
   }
 
-  /** Reads a key the cache does not hold; synchronous when the store reads synchronously (SQLite). */
+  /** Whether the store did not know this digest a moment ago (then `load` answers undefined without asking it). */
+  unknown(digest: string): boolean {
+    const until = this.#unknown.get(digest);
+    if (until === undefined) return false;
+    if (until > this.#now()) return true;
+    this.#unknown.delete(digest);
+    return false;
+  }
+
+  /** Reads a key the cache does not hold; synchronous when the store reads synchronously (SQLite) or the digest is known to be unknown. */
   load(digest: string): CachedKey | undefined | Promise<CachedKey | undefined> {
+    if (this.unknown(digest)) return undefined;
     const generation = this.#generation;
     if (this.#store.getKeyByDigestNow) return this.#enter(digest, this.#store.getKeyByDigestNow(digest), generation);
     return this.#store.getKeyByDigest(digest).then((record) => this.#enter(digest, record, generation));
@@ -55,7 +74,10 @@ export class KeyCache {
 
   /** A loaded key, compiled; kept unless the cache was invalidated while it loaded. */
   #enter(digest: string, record: KeyRecord | undefined, generation: number): CachedKey | undefined {
-    if (!record) return undefined;
+    if (!record) {
+      if (generation === this.#generation) this.#rememberUnknown(digest);
+      return undefined;
+    }
     const keyType = this.#profile.keyType(record.type);
     if (!keyType) return undefined;
     // A cached key is kept for long and there are many: share what other keys hold the same of.
@@ -121,6 +143,7 @@ export class KeyCache {
   invalidate(key: { id: string; digest: string }): void {
     this.#dataGeneration++;
     this.#generation++;
+    this.#unknown.delete(key.digest);
     this.#byDigest.delete(key.digest);
     const digest = this.#digestById.get(key.id);
     if (digest !== undefined) this.#byDigest.delete(digest);
@@ -152,6 +175,12 @@ export class KeyCache {
       } else scopes[i] = kept;
     }
     return scopes;
+  }
+
+  #rememberUnknown(digest: string): void {
+    this.#unknown.delete(digest);
+    if (this.#unknown.size >= MAX_UNKNOWN) this.#unknown.delete(this.#unknown.keys().next().value!);
+    this.#unknown.set(digest, this.#now() + UNKNOWN_TTL_MS);
   }
 
   #evictOldest(): void {

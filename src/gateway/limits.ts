@@ -117,6 +117,18 @@ export function rateLimiting(options: RateLimitingOptions) {
       return then(upstreamPart(v.key!, true), 1);
     },
 
+    /**
+     * Before an unknown key is read from the store: the refusal a failed attempt from this address
+     * would get now, when its failed-authentication budget is spent; nothing is counted.
+     */
+    throttled(ip: string): Spent | undefined | Promise<Spent | undefined> {
+      const limits = policy.forAddress(ip);
+      limits.push(policy.failedAuth(ip));
+      const refused = (o: Outcome) => (o.states.at(-1)!.retryAfterMs > 0 ? decideSpent(o, 1) : undefined);
+      if (limiter.peekNow) return refused(limiter.peekNow(limits, 1));
+      return limiter.peek?.(limits, 1).then(refused);
+    },
+
     /** X-RateLimit-* (and RateLimit, RateLimit-Policy) on every response that was counted. */
     headers(reply: FastifyReply, states: LimitState[] | undefined): void {
       if (!states) return;

@@ -47,6 +47,14 @@ export interface Limiter {
   consume(limits: readonly Limit[], cost: number): Promise<Outcome>;
   /** The same decision synchronously, for a limiter that keeps its counters in this process (the hot path takes it when it can). */
   consumeNow?(limits: readonly Limit[], cost: number): Outcome;
+  /**
+   * The decision `consume` would make now, counting nothing: a look before work that a refusal
+   * would spare (the failed-authentication throttle before a store lookup). A limiter without it
+   * is only ever consumed.
+   */
+  peek?(limits: readonly Limit[], cost: number): Promise<Outcome>;
+  /** `peek`, synchronously (a limiter that keeps its counters in this process). */
+  peekNow?(limits: readonly Limit[], cost: number): Outcome;
   /** "memory", "redis", or "redis-degraded" while Redis is unreachable and local limits stand in. */
   readonly mode: string;
   close(): Promise<void>;

@@ -26,6 +26,18 @@ export class MemoryLimiter implements Limiter {
 
   /** The same decision, synchronously. */
   consumeNow(limits: readonly Limit[], cost: number): Outcome {
+    return this.#decide(limits, cost, true);
+  }
+
+  peek(limits: readonly Limit[], cost: number): Promise<Outcome> {
+    return Promise.resolve(this.#decide(limits, cost, false));
+  }
+
+  peekNow(limits: readonly Limit[], cost: number): Outcome {
+    return this.#decide(limits, cost, false);
+  }
+
+  #decide(limits: readonly Limit[], cost: number, count: boolean): Outcome {
     const now = this.#now();
     const buckets = limits.map((limit) => this.#bucket(limit, now));
     const states = limits.map((limit, i) => {
@@ -34,7 +46,7 @@ export class MemoryLimiter implements Limiter {
       return stateOf(limit, counts, cost);
     });
     const admitted = states.every((s) => s.admits);
-    if (admitted) for (const b of buckets) b.current += cost;
+    if (admitted && count) for (const b of buckets) b.current += cost;
     // A refused request leaves nothing to spend right now, whichever limit refused it.
     return { admitted, states: admitted ? states : states.map((s) => ({ ...s, remaining: 0 })) };
   }

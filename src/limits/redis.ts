@@ -1,4 +1,5 @@
 import { Redis } from "ioredis";
+import { redisNamespace } from "./deployment.ts";
 import { type Limit, type Limiter, type Outcome, stateOf } from "./limiter.ts";
 import { MemoryLimiter } from "./memory.ts";
 
@@ -17,12 +18,13 @@ else
   now = tonumber(ARGV[1])
 end
 local cost = tonumber(ARGV[2])
+local count = ARGV[3] == '1'
 local admitted = 1
 local out = {0}
 local current = {}
 for i = 1, #KEYS do
-  local limit = tonumber(ARGV[2 * i + 1])
-  local w = tonumber(ARGV[2 * i + 2])
+  local limit = tonumber(ARGV[2 * i + 2])
+  local w = tonumber(ARGV[2 * i + 3])
   local idx = math.floor(now / w)
   current[i] = KEYS[i] .. ':' .. idx
   local cur = tonumber(redis.call('GET', current[i]) or '0')
@@ -33,10 +35,10 @@ for i = 1, #KEYS do
   out[#out + 1] = elapsed
   if prev * (1 - elapsed / w) + cur + cost > limit then admitted = 0 end
 end
-if admitted == 1 then
+if admitted == 1 and count then
   for i = 1, #KEYS do
     redis.call('INCRBY', current[i], cost)
-    redis.call('PEXPIRE', current[i], 2 * tonumber(ARGV[2 * i + 2]) + 1000)
+    redis.call('PEXPIRE', current[i], 2 * tonumber(ARGV[2 * i + 3]) + 1000)
   end
 end
 out[1] = admitted
@@ -45,8 +47,8 @@ return out
 
 export interface RedisLimiterOptions {
   url: string;
-  /** Key prefix (default "kg:rl:"). */
-  prefix?: string;
+  /** The deployment's id (src/limits/deployment.ts): counters live under kg:<id>:rl:. */
+  deployment: string;
   /** How long a decision may wait for Redis before local limits stand in (ms, default 250). */
   timeoutMs?: number;
   /** A clock for tests; by default the script reads Redis's TIME. */
@@ -72,7 +74,7 @@ export class RedisLimiter implements Limiter {
   #closing = false;
 
   constructor(options: RedisLimiterOptions) {
-    this.#prefix = options.prefix ?? "kg:rl:";
+    this.#prefix = `${redisNamespace(options.deployment)}rl:`;
     this.#onModeChange = options.onModeChange;
     this.#now = options.now;
     this.#fallback = new MemoryLimiter({ now: options.now });
@@ -108,19 +110,28 @@ export class RedisLimiter implements Limiter {
     });
   }
 
-  async consume(limits: readonly Limit[], cost: number): Promise<Outcome> {
+  consume(limits: readonly Limit[], cost: number): Promise<Outcome> {
+    return this.#decide(limits, cost, true);
+  }
+
+  peek(limits: readonly Limit[], cost: number): Promise<Outcome> {
+    return this.#decide(limits, cost, false);
+  }
+
+  async #decide(limits: readonly Limit[], cost: number, count: boolean): Promise<Outcome> {
+    const local = () => (count ? this.#fallback.consume(limits, cost) : this.#fallback.peek(limits, cost));
     if (this.#redis.status !== "ready") {
       this.#setDegraded(true, `Redis is ${this.#redis.status}`);
-      return this.#fallback.consume(limits, cost);
+      return local();
     }
-    const args: (string | number)[] = [limits.length, ...limits.map((l) => this.#prefix + l.bucket), this.#now ? this.#now() : "", cost];
+    const args: (string | number)[] = [limits.length, ...limits.map((l) => this.#prefix + l.bucket), this.#now ? this.#now() : "", cost, count ? 1 : 0];
     for (const l of limits) args.push(l.limit, l.windowMs);
     let reply: number[];
     try {
       reply = await this.#redis.kgConsume(...args);
     } catch (e) {
       this.#setDegraded(true, (e as Error).message);
-      return this.#fallback.consume(limits, cost);
+      return local();
     }
     if (this.#degraded) this.#setDegraded(false, "answering");
     const admitted = reply[0] === 1;

@@ -231,6 +231,8 @@ export async function createKey(kg: Keygate, actor: Actor, input: CreateKeyInput
     version: 1,
   };
   await kg.store.createKey(key, { audit: [auditEvent(kg, actor, "key.create", { type: "key", id: key.id, portalId }, null, auditView(key))] });
+  // A cache may remember its digest as unknown (a guess that came first): not any more.
+  kg.keyChanged(key);
   return { key, rawKey };
 }
 
@@ -387,6 +389,7 @@ export async function rotateKey(kg: Keygate, actor: Actor, id: string): Promise<
     });
   if (!updatedOld) throw new KeygateError("KEY_NOT_FOUND");
   kg.keyChanged(updatedOld);
+  kg.keyChanged(key);
   return { key, rawKey, old: updatedOld };
 }
 

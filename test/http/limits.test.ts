@@ -8,17 +8,18 @@
  */
 import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { once } from "node:events";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import { KeygateError } from "../../src/core/errors.ts";
+import { keyDigest, keyDisplay } from "../../src/core/keys/format.ts";
 import { RedisLimiter } from "../../src/limits/redis.ts";
 import type { Actor } from "../../src/manage/context.ts";
 import { createKey } from "../../src/manage/keys.ts";
 import { createPortal, updatePortal } from "../../src/manage/portals.ts";
 import { type Harness, type Reply, startHarness, storeKinds } from "../support/gateway.ts";
 import { freePort, probeRedis, redisUrl, requireService, startRedis } from "../support/services.ts";
-import { MINUTE, addMember, badChecksum, fails, isoAt, limited, makeKey, makePortal, makeUser, ok, patchKey, rateHeaders, unknownKey } from "./_fixtures.ts";
+import { type IssuedKey, MINUTE, addMember, badChecksum, fails, isoAt, limited, makeKey, makePortal, makeUser, ok, patchKey, rateHeaders, unknownKey } from "./_fixtures.ts";
 
 const SECOND = 1000;
 const DAY = 24 * 60 * MINUTE;
@@ -37,6 +38,28 @@ async function repeat(n: number, send: (i: number) => Promise<Reply>): Promise<R
   const replies: Reply[] = [];
   for (let i = 0; i < n; i++) replies.push(await send(i));
   return replies;
+}
+
+/** Counts the store's key lookups by digest (both ways the key cache reads them) until restored. */
+function countLookups(h: Harness): { count: number; restore(): void } {
+  const store = h.store;
+  const counter = { count: 0, restore: () => {} };
+  const { getKeyByDigest, getKeyByDigestNow } = store;
+  store.getKeyByDigest = (digest) => {
+    counter.count++;
+    return getKeyByDigest.call(store, digest);
+  };
+  if (getKeyByDigestNow) {
+    store.getKeyByDigestNow = (digest) => {
+      counter.count++;
+      return getKeyByDigestNow.call(store, digest);
+    };
+  }
+  counter.restore = () => {
+    store.getKeyByDigest = getKeyByDigest;
+    store.getKeyByDigestNow = getKeyByDigestNow;
+  };
+  return counter;
 }
 
 /** Sends until the first 429/502; returns how many passed before it, and the refusal. */
@@ -319,6 +342,8 @@ for (const kind of await storeKinds("http: limits")) {
       it("issue: failed authentication attempts are limited per client IP (20 a minute in VibeCode): then 429 instead of 401; a valid key from the same IP still works, another IP is unaffected, and the budget returns after the window", async () => {
         const ip = "198.51.100.40";
         const k = await makeKey(h, portalId);
+        // Used once: the key is in the key cache (an uncached one is throttled too: issue 10.7 below).
+        ok(await h.call("GET", "/v1/me", { key: k.raw }));
         const replies = await repeat(20, (i) => h.call("GET", "/v1/me", { key: i % 2 ? badChecksum(k.raw) : unknownKey(), ip }));
         replies.forEach((r, i) => {
           fails(r, 401, "INVALID_API_KEY");
@@ -340,6 +365,76 @@ for (const kind of await storeKinds("http: limits")) {
         h.clock.advance(2 * MINUTE);
         for (const r of await repeat(20, () => h.call("GET", "/v1/me", { key: unknownKey(), ip }))) fails(r, 401, "INVALID_API_KEY");
         limited(await h.call("GET", "/v1/me", { key: unknownKey(), ip }));
+      });
+    });
+
+    describe("issue 10.7: guessing is cheap no more", () => {
+      it("issue 10.7: once an address has spent its failed-authentication budget, further unknown keys get 429 without a store lookup; a cached valid key still passes, an uncached one gets the 429 too", async () => {
+        const ip = "198.51.100.50";
+        const cached = await makeKey(h, portalId);
+        ok(await h.call("GET", "/v1/me", { key: cached.raw }));
+        const uncached = await makeKey(h, portalId);
+        const lookups = countLookups(h);
+        try {
+          for (const r of await repeat(20, () => h.call("GET", "/v1/me", { key: unknownKey(), ip }))) fails(r, 401, "INVALID_API_KEY");
+          assert.equal(lookups.count, 20, "each unknown key was looked up once");
+          for (const r of await repeat(50, () => h.call("GET", "/v1/me", { key: unknownKey(), ip }))) {
+            limited(r);
+            assert.match(rateHeaders(r).policy, /"failed-auth";q=20;w=60/);
+          }
+          assert.equal(lookups.count, 20, "no lookup for the guesses past the budget");
+          assert.equal(ok(await h.call("GET", "/v1/me", { key: cached.raw, ip })).keyId, cached.id, "a cached key is never throttled");
+          const e = limited(await h.call("GET", "/v1/me", { key: uncached.raw, ip }));
+          assert.equal(lookups.count, 20, "nor for a key the cache does not hold");
+          // Once the budget has room again the key is looked up, and passes.
+          h.clock.advance(e.retryAfter * SECOND);
+          assert.equal(ok(await h.call("GET", "/v1/me", { key: uncached.raw, ip })).keyId, uncached.id);
+          assert.equal(lookups.count, 21);
+        } finally {
+          lookups.restore();
+        }
+      });
+
+      it("issue 10.7: an unknown key is remembered for a minute: the same key again costs no lookup (and still spends the failed-attempt budget)", async () => {
+        const ip = "198.51.100.51";
+        const guess = unknownKey();
+        const lookups = countLookups(h);
+        try {
+          fails(await h.call("GET", "/v1/me", { key: guess, ip }), 401, "INVALID_API_KEY");
+          fails(await h.call("GET", "/v1/me", { key: guess, ip }), 401, "INVALID_API_KEY");
+          assert.equal(lookups.count, 1);
+          assert.equal(rateHeaders(await h.call("GET", "/v1/me", { key: guess, ip })).remaining, 17, "every attempt counts");
+          h.clock.advance(MINUTE + SECOND);
+          fails(await h.call("GET", "/v1/me", { key: guess, ip }), 401, "INVALID_API_KEY");
+          assert.equal(lookups.count, 2, "looked up again after a minute");
+        } finally {
+          lookups.restore();
+        }
+      });
+
+      it("issue 10.7: a key stored after its digest was remembered as unknown works at once — creating a key reports it as changed, which drops the digest", async () => {
+        const raw = unknownKey();
+        fails(await h.call("GET", "/v1/me", { key: raw }), 401, "INVALID_API_KEY");
+        // POST /v1/keys reports the new key (its digest) as a key change.
+        const reported: string[] = [];
+        const keyChanged = h.kg.keyChanged;
+        h.kg.keyChanged = (key) => {
+          reported.push(key.digest);
+          keyChanged(key);
+        };
+        let created: IssuedKey;
+        try {
+          created = await makeKey(h, portalId);
+        } finally {
+          h.kg.keyChanged = keyChanged;
+        }
+        assert.deepEqual(reported, [keyDigest(h.kg.serverSecret, created.raw)]);
+        // A key stored with the very digest that was remembered (as creating it would), and reported: found at once.
+        const record = (await h.store.getKeyByDigest(reported[0]!))!;
+        const stored = { ...record, id: randomUUID(), digest: keyDigest(h.kg.serverSecret, raw), ...keyDisplay("vibe_api_", raw) };
+        await h.store.createKey(stored, { audit: [] });
+        h.kg.keyChanged(stored);
+        assert.equal(ok(await h.call("GET", "/v1/me", { key: raw })).keyId, stored.id);
       });
     });
 
@@ -728,16 +823,16 @@ for (const kind of await storeKinds("http: limits")) {
       let a: Harness;
       let b: Harness;
       let portalId: string;
-      const prefix = `kg:http:${randomBytes(4).toString("hex")}:`;
-      /** A RedisLimiter on the harness clock, with this suite's prefix. */
+      const deployment = `http-${randomBytes(4).toString("hex")}`;
+      /** A RedisLimiter on the harness clock, in this suite's deployment. */
       const redisLimiter = async (now: () => number) => {
-        const limiter = new RedisLimiter({ url: redisUrl(), prefix, now });
+        const limiter = new RedisLimiter({ url: redisUrl(), deployment, now });
         await limiter.ready();
         return limiter;
       };
       before(async () => {
         a = await startHarness(kind, { limiter: redisLimiter });
-        // A second node: the same store, secret and clock, its own server and its own RedisLimiter on the same Redis and prefix.
+        // A second node: the same store, secret and clock, its own server and its own RedisLimiter on the same Redis and deployment.
         b = await startHarness(kind, { alongside: a, limiter: redisLimiter });
         portalId = await makePortal(a);
       });
@@ -783,6 +878,18 @@ for (const kind of await storeKinds("http: limits")) {
         ok(await b.call("GET", "/v1/me", { key: x.raw, ip }));
       });
 
+      it("issue 10.7: on Redis too, an address past its failed-authentication budget gets 429 for unknown keys without a store lookup, on every node", async () => {
+        const ip = "198.51.100.81";
+        for (const r of await repeat(20, (i) => (i % 2 ? b : a).call("GET", "/v1/me", { key: unknownKey(), ip }))) fails(r, 401, "INVALID_API_KEY");
+        const lookups = countLookups(a);
+        try {
+          for (const r of await repeat(10, (i) => (i % 2 ? b : a).call("GET", "/v1/me", { key: unknownKey(), ip }))) limited(r);
+          assert.equal(lookups.count, 0);
+        } finally {
+          lookups.restore();
+        }
+      });
+
       describe("Redis going away", () => {
         let server: ChildProcess | undefined;
         afterEach(() => {
@@ -795,7 +902,7 @@ for (const kind of await storeKinds("http: limits")) {
           let limiter: RedisLimiter | undefined;
           const node = await startHarness(kind, {
             limiter: async (now) => {
-              limiter = new RedisLimiter({ url: `redis://127.0.0.1:${port}`, prefix, now });
+              limiter = new RedisLimiter({ url: `redis://127.0.0.1:${port}`, deployment, now });
               await limiter.ready();
               return limiter;
             },

@@ -186,6 +186,8 @@ for (const kind of await storeKinds("http: verify mode")) {
       invalid(await verify({ key: "vibe_api_guess20", method: "GET", path: "/v1/deals", ip: "198.51.100.99" }), "RATE_LIMITED", 429);
       // A real key is still verified: the budget counts failures only.
       assert.equal(decision(await verify({ key: rawKey, method: "GET", path: "/v1/deals" })).valid, true);
+      // The budget back for the tests after this one: a key not yet cached is throttled too (docs/limits.md).
+      h.clock.advance(120_000);
     });
 
     it("required: an ad-hoc list of scopes instead of a route", async () => {

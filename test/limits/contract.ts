@@ -111,6 +111,19 @@ export function limiterContract(name: string, open: (clock: Clock) => Promise<Li
       assert.equal(outcomes.filter((o) => o.admitted).length, 25);
     });
 
+    it("issue 10.7: peek gives the decision consume would make, and counts nothing", async () => {
+      at(9_000_000 * 60_000);
+      const l = limitOf(bucket(), 2);
+      for (let i = 0; i < 5; i++) assert.equal((await limiter.peek!([l], 1)).admitted, true);
+      await limiter.consume([l], 1);
+      assert.equal((await limiter.peek!([l], 1)).states[0]!.remaining, 0, "one left: this one would take it");
+      await limiter.consume([l], 1);
+      const refused = await limiter.peek!([l], 1);
+      assert.equal(refused.admitted, false);
+      assert.ok(refused.states[0]!.retryAfterMs > 0);
+      if (limiter.peekNow) assert.deepEqual(limiter.peekNow([l], 1), refused, "peekNow answers as peek");
+    });
+
     it("separate buckets do not share a budget", async () => {
       at(8_000_000 * 60_000);
       const a = limitOf(bucket(), 1);

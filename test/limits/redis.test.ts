@@ -11,16 +11,16 @@ const url = redisUrl();
 
 if (await requireService("limiter: redis", `Redis at ${url}`, () => probeRedis(url))) {
   limiterContract("redis", async (clock) => {
-    const limiter = new RedisLimiter({ url, prefix: `kg:test:${randomBytes(4).toString("hex")}:`, now: () => clock.now });
+    const limiter = new RedisLimiter({ url, deployment: `test-${randomBytes(4).toString("hex")}`, now: () => clock.now });
     await limiter.ready();
     return limiter;
   });
 
   describe("limiter: redis shared by nodes", () => {
     it("two limiters on one Redis share one budget", async () => {
-      const prefix = `kg:test:${randomBytes(4).toString("hex")}:`;
-      const a = new RedisLimiter({ url, prefix });
-      const b = new RedisLimiter({ url, prefix });
+      const deployment = `test-${randomBytes(4).toString("hex")}`;
+      const a = new RedisLimiter({ url, deployment });
+      const b = new RedisLimiter({ url, deployment });
       try {
         await Promise.all([a.ready(), b.ready()]);
         const l: Limit = { kind: "key", bucket: "shared", limit: 10, windowMs: 60_000, policy: "key" };
@@ -39,7 +39,7 @@ if (await requireService("limiter: redis", `Redis at ${url}`, () => probeRedis(u
       const port = await freePort();
       let server = await startRedis(port);
       const modes: string[] = [];
-      const limiter = new RedisLimiter({ url: `redis://127.0.0.1:${port}`, onModeChange: (mode) => modes.push(mode) });
+      const limiter = new RedisLimiter({ url: `redis://127.0.0.1:${port}`, deployment: "outage", onModeChange: (mode) => modes.push(mode) });
       try {
         await limiter.ready();
         const l: Limit = { kind: "platform", bucket: "outage", limit: 3, windowMs: 60_000, policy: "platform" };
