@@ -5,7 +5,9 @@
  *
  * taking parameters as a JSON body, a form body or a query string (PHP-style nesting), and
  * answering {result, total?, next?, time} or {error, error_description} with Bitrix24's statuses.
- * In order: the webhook (401 INVALID_CREDENTIALS when no webhook of the portal has this user id
+ * In order: the client address's failed-credentials budget (20 wrong webhooks a minute; past it
+ * 503 QUERY_LIMIT_EXCEEDED, before the webhook is looked up, so tokens cannot be guessed faster),
+ * the webhook (401 INVALID_CREDENTIALS when no webhook of the portal has this user id
  * and token), the portal's request limit (503 QUERY_LIMIT_EXCEEDED), the method (404
  * ERROR_METHOD_NOT_FOUND), its scope (401 insufficient_scope), then the method's own checks.
  * `batch` runs up to 50 commands ({halt, cmd: {id: "method?query"}}) as one request of the limit,
@@ -23,6 +25,8 @@ import { parseQuery } from "../bitrix24/query.ts";
 import type { Store } from "../../store/store.ts";
 import type { MethodContext, MethodResult } from "./context.ts";
 import { BitrixFault, insufficientScope, internalError, invalidCredentials, methodNotFound, queryLimitExceeded } from "./fault.ts";
+import { MemoryLimiter } from "../../limits/memory.ts";
+import type { Limit } from "../../limits/limiter.ts";
 import { LeakyBuckets } from "./limiter.ts";
 import { METHODS } from "./methods.ts";
 import { isRecord, isoTime, nulPath, toFlag, toText } from "./values.ts";
@@ -32,6 +36,9 @@ export interface SandboxRoutesOptions {
   /** The clock (epoch ms): record times and the request limit. Default Date.now. */
   now?: () => number;
 }
+
+/** Wrong webhooks (portal, user id, token) an address may try in a sliding minute. */
+export const FAILED_CREDENTIALS_PER_MINUTE = 20;
 
 /** Bitrix24 refuses a batch of more commands. */
 export const MAX_BATCH = 50;
@@ -52,6 +59,9 @@ export async function sandboxRoutes(app: FastifyInstance, options: SandboxRoutes
   const { store } = options;
   const now = options.now ?? Date.now;
   const buckets = new LeakyBuckets();
+  const failures = new MemoryLimiter({ now });
+  app.addHook("onClose", () => failures.close());
+  const failedCredentials = (ip: string): Limit[] => [{ kind: "auth", bucket: `sandbox:ip:${ip}`, limit: FAILED_CREDENTIALS_PER_MINUTE, windowMs: 60_000, policy: "failed-credentials" }];
 
   // Bitrix24 takes an empty body as no parameters, and form bodies with PHP-style nesting.
   app.addContentTypeParser("application/json", { parseAs: "string" }, (_request, body, done) => {
@@ -122,8 +132,13 @@ export async function sandboxRoutes(app: FastifyInstance, options: SandboxRoutes
     const started = now();
     const t0 = performance.now();
     const { portalId, userId, token } = request.params;
+    // Bitrix24's answer to too many requests; a right token from the address waits too (it is not looked up).
+    if (!failures.peekNow(failedCredentials(request.ip), 1).admitted) throw queryLimitExceeded();
     const webhook = await store.getSandboxWebhook(portalId, tokenDigest(token));
-    if (webhook === undefined || String(webhook.userId) !== userId) throw invalidCredentials();
+    if (webhook === undefined || String(webhook.userId) !== userId) {
+      failures.consumeNow(failedCredentials(request.ip), 1);
+      throw invalidCredentials();
+    }
     const sandbox = await store.getSandbox(portalId);
     if (sandbox === undefined || !buckets.take(portalId, sandbox.requestBurst, sandbox.requestsPerSecond, started)) throw queryLimitExceeded();
 
