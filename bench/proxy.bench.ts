@@ -52,6 +52,7 @@ import { createKey } from "../src/manage/keys.ts";
 import { createPortal, updatePortal } from "../src/manage/portals.ts";
 import { BUILTIN_PROFILES, loadProfile } from "../src/profiles/index.ts";
 import { openStore } from "../src/store/index.ts";
+import { outboundPolicy } from "../src/upstream/outbound.ts";
 import {
   type HttpRun,
   LoadGenerator,
@@ -213,6 +214,8 @@ async function setUpKeygate(dataDir: string, profileFile: string, upstreamUrl: s
       store,
       serverSecret,
       format: keyFormat(profile.spec.keyTypes),
+      // The benchmark's upstream listens on this machine.
+      outbound: outboundPolicy(["127.0.0.1"]),
       now: Date.now,
       keyChanged: () => {},
       portalChanged: () => {},
@@ -283,7 +286,7 @@ export async function runProxyBench(log: (line: string) => void = (line) => cons
     const profileFile = join(tmp, "rogeriq-bench.json");
     writeFileSync(profileFile, JSON.stringify(benchProfile()));
     const dataDir = join(tmp, "data");
-    const keygate = spawnNode(core, [...s.profArgs, "bin/keygate.js", "serve", "--data-dir", dataDir, "--port", "0", "--profile", profileFile], "pipe");
+    const keygate = spawnNode(core, [...s.profArgs, "bin/keygate.js", "serve", "--data-dir", dataDir, "--port", "0", "--profile", profileFile, "--allow-upstream", "127.0.0.1"], "pipe");
     children.push(keygate);
     const keygateUrl = /keygate listening on (http:\/\/\S+)/.exec(await waitFor(keygate, /keygate listening on (http:\/\/\S+)/, "keygate serve"))![1]!;
     const key = await setUpKeygate(dataDir, profileFile, upstreamUrl);

@@ -54,6 +54,7 @@ import { createUser } from "../src/manage/users.ts";
 import { loadProfile } from "../src/profiles/index.ts";
 import { openPostgresStore, openStore } from "../src/store/index.ts";
 import type { KeyRecord, Membership, Portal, Store, User } from "../src/store/store.ts";
+import { outboundPolicy } from "../src/upstream/outbound.ts";
 import { envNumber, KEY_SCOPES, median, round } from "./harness.ts";
 import { redactUrl } from "../test/support/services.ts";
 import { type Filler, postgresFiller, sqliteFiller } from "./scale-fill.ts";
@@ -140,7 +141,7 @@ const profile = loadProfile(PROFILE);
 async function makeWorld(serverSecret: string, count: number): Promise<World> {
   const store = await openStore({ dataDir: ":memory:", serverSecret });
   try {
-    const kg: Keygate = { profile, store, serverSecret, format: keyFormat(profile.spec.keyTypes), now: Date.now, keyChanged: () => {}, portalChanged: () => {} };
+    const kg: Keygate = { profile, store, serverSecret, format: keyFormat(profile.spec.keyTypes), outbound: outboundPolicy(), now: Date.now, keyChanged: () => {}, portalChanged: () => {} };
     const owner = await createUser(kg, null, { email: "scale-bench@keygate.local", name: "Scale bench", role: "owner" });
     const actor = { user: owner, keyId: null, ip: null };
     const portal = await createPortal(kg, actor, {

@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import type { RedisInvalidation } from "../gateway/invalidation.ts";
 import { DEPLOYMENT_ID, deploymentId } from "../limits/deployment.ts";
 import type { RedisLimiter } from "../limits/redis.ts";
+import { outboundPolicy } from "../upstream/outbound.ts";
 import { type Io, UsageError } from "./io.ts";
 import { DEFAULT_OWNER_EMAIL, type Instance, SANDBOX_DOMAIN, initInstance, isInitialised, openInstance } from "./setup.ts";
 
@@ -18,7 +19,13 @@ export function registerServe(program: Command, io: Io): void {
     .option("--public-url <url>", "base URL clients use, for self-descriptions (default: from each request)")
     .option("--redis <url>", "Redis shared by every keygate node: rate-limit counters and cache invalidation (default: $KEYGATE_REDIS_URL; none = this process only)")
     .option("--deployment-id <id>", "this deployment's name in Redis, so deployments sharing one Redis share nothing (default: $KEYGATE_DEPLOYMENT_ID, else derived from the server secret)")
-    .action(async (opts: { port: string; host: string; dataDir?: string; database?: string; profile?: string; trustProxy?: string; publicUrl?: string; redis?: string; deploymentId?: string }) => {
+    .option(
+      "--allow-upstream <host|CIDR>",
+      "a host name, IP address or CIDR range upstream URLs may point to although it is not public, e.g. 10.0.0.0/8 (repeatable; default: $KEYGATE_ALLOW_UPSTREAM, comma-separated)",
+      (value: string, previous: string[]) => [...previous, value],
+      [] as string[],
+    )
+    .action(async (opts: { port: string; host: string; dataDir?: string; database?: string; profile?: string; trustProxy?: string; publicUrl?: string; redis?: string; deploymentId?: string; allowUpstream: string[] }) => {
       const port = Number(opts.port);
       if (!/^\d+$/.test(opts.port) || port > 65535) {
         throw new UsageError("USAGE", [{ scope: "", code: "USAGE", message: `--port must be a whole number from 0 to 65535, not "${opts.port}"` }]);
@@ -26,6 +33,12 @@ export function registerServe(program: Command, io: Io): void {
       const configuredDeployment = opts.deploymentId ?? process.env.KEYGATE_DEPLOYMENT_ID;
       if (configuredDeployment !== undefined && !DEPLOYMENT_ID.test(configuredDeployment)) {
         throw new UsageError("USAGE", [{ scope: "", code: "USAGE", message: `--deployment-id must be 1 to 64 letters, digits, "-" or "_", not "${configuredDeployment}"` }]);
+      }
+      const allowUpstream = opts.allowUpstream.length > 0 ? opts.allowUpstream : (process.env.KEYGATE_ALLOW_UPSTREAM ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+      try {
+        outboundPolicy(allowUpstream);
+      } catch (e) {
+        throw new UsageError("USAGE", [{ scope: "", code: "USAGE", message: `--allow-upstream: ${(e as Error).message}` }]);
       }
       let instance: Instance;
       let firstStart: { managementKey: string | null } | undefined;
@@ -60,6 +73,7 @@ export function registerServe(program: Command, io: Io): void {
         logger: true,
         trustProxy: opts.trustProxy?.split(",").map((s) => s.trim()).filter(Boolean),
         publicUrl: opts.publicUrl,
+        allowUpstream,
         ...shared,
       });
       log = (message) => app.log.warn(message);

@@ -6,6 +6,7 @@ import type { Profile } from "../core/profile/profile.ts";
 import type { Keygate } from "../manage/context.ts";
 import { createPortal } from "../manage/portals.ts";
 import { createUser, issueManagementKey } from "../manage/users.ts";
+import { outboundPolicy } from "../upstream/outbound.ts";
 import { seedDemoData } from "../upstream/sandbox/index.ts";
 import { DEFAULT_PROFILE } from "../profiles/index.ts";
 import { openStore } from "../store/index.ts";
@@ -90,7 +91,7 @@ async function open(options: InstanceOptions, profile: Profile, secret: string, 
   } catch (e) {
     throw new UsageError("STORE_UNAVAILABLE", [{ scope: "", code: "STORE_UNAVAILABLE", message: `cannot open the store: ${(e as Error).message}` }]);
   }
-  const kg: Keygate = { profile, store, serverSecret: secret, format: keyFormat(profile.spec.keyTypes), now: Date.now, keyChanged: () => {}, portalChanged: () => {} };
+  const kg: Keygate = { profile, store, serverSecret: secret, format: keyFormat(profile.spec.keyTypes), outbound: outboundPolicy(), now: Date.now, keyChanged: () => {}, portalChanged: () => {} };
   return { kg, dataDir, close: () => store.close() };
 }
 

@@ -6,6 +6,7 @@ import { rateLimitHeaders } from "../limits/policy.ts";
 import type { Store, Upstream } from "../store/store.ts";
 import { type Identity, identityHeaders, identitySecret } from "../upstream/http/identity.ts";
 import { targetProblem } from "../upstream/http/path.ts";
+import type { OutboundPolicy } from "../upstream/outbound.ts";
 import { ClientGone, ClientSignal, HttpUpstream, type HttpUpstreamOptions, UpstreamError, hasRequestBody } from "../upstream/http/proxy.ts";
 import { redactBaseUrl } from "../upstream/redact.ts";
 import type { Admitted } from "./admission.ts";
@@ -52,10 +53,10 @@ export interface HttpProxy {
   close(): Promise<void>;
 }
 
-export function httpProxy(options: { profile: Profile; store: Store; serverSecret: string; now: () => number; upstream?: HttpUpstreamOptions }): HttpProxy {
+export function httpProxy(options: { profile: Profile; store: Store; serverSecret: string; now: () => number; outbound: OutboundPolicy; upstream?: HttpUpstreamOptions }): HttpProxy {
   const { profile, store, serverSecret, now } = options;
   const forwarding = !NOT_HTTP.has(profile.id);
-  const upstream = new HttpUpstream(options.upstream);
+  const upstream = new HttpUpstream(options.outbound, options.upstream);
 
   // First path segments of the forwarded routes that /v1/ does not already cover.
   const firsts = new Set<string>();

@@ -12,6 +12,7 @@ import type { Keygate } from "../manage/context.ts";
 import type { Limiter } from "../limits/limiter.ts";
 import type { Store } from "../store/store.ts";
 import type { HttpUpstreamOptions } from "../upstream/http/proxy.ts";
+import { outboundPolicy } from "../upstream/outbound.ts";
 import { type Admitted, admission } from "./admission.ts";
 import type { Verification } from "./auth.ts";
 import { clientFacts } from "./client.ts";
@@ -42,6 +43,8 @@ export interface ServerOptions {
   limiter?: Limiter;
   /** Timeouts and pools of the HTTP upstream (docs/upstreams.md); the defaults suit production. */
   httpUpstream?: HttpUpstreamOptions;
+  /** Host names, IP addresses and CIDR ranges upstream URLs may point to besides public addresses (docs/upstreams.md, "Outbound requests"). */
+  allowUpstream?: string[];
   /** Days the request log is kept (default 30). */
   requestLogDays?: number;
   /** Tells other nodes about changes, and hears theirs (Redis pub/sub). Closed with the server. */
@@ -194,12 +197,14 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     portalOnArrival: (v) => proxy.forwards(v),
   });
   const { cache, limits, usage, limiter, format } = a;
-  const proxy = httpProxy({ profile, store, serverSecret, now, upstream: options.httpUpstream });
+  const outbound = outboundPolicy(options.allowUpstream);
+  const proxy = httpProxy({ profile, store, serverSecret, now, outbound, upstream: options.httpUpstream });
   const kg: Keygate = {
     profile,
     store,
     serverSecret,
     format,
+    outbound,
     now,
     keyChanged: (key) => {
       cache.invalidate(key);
@@ -328,6 +333,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       return send(reply, error.code, { retryAfter: error.retryAfter });
     }
     if (error instanceof Bitrix24Error) {
+      if (error.noAnswer) request.log.warn({ bitrix24: error.noAnswer }, "Bitrix24 gave no REST answer");
       // The catalog's hint for BITRIX_ACCESS_DENIED is about keygate's issue-time lock; this refusal is Bitrix24's own.
       const hint = error.code === "BITRIX_ACCESS_DENIED" ? "Bitrix24 refused: the portal's webhook, or its user, lacks this scope or right." : undefined;
       return send(reply, error.code, { message: error.message, param: error.param, details: { ...error.details }, hint });

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { KeygateError } from "../core/errors.ts";
 import { type AccessMode, type MemberRole, type Portal, type PortalPatch, StoreConflictError, type Upstream } from "../store/store.ts";
+import type { OutboundPolicy } from "../upstream/outbound.ts";
 import { redactUpstream } from "../upstream/redact.ts";
 import { createSandbox, sandboxWebhookToken } from "../upstream/sandbox/index.ts";
 import { auditEvent } from "./audit.ts";
@@ -16,7 +17,7 @@ export interface UpstreamInput {
   baseUrl?: string;
 }
 
-function httpUrl(value: string | undefined, param: string): string {
+function httpUrl(value: string | undefined, param: string): URL {
   let url: URL;
   try {
     url = new URL(value ?? "");
@@ -24,13 +25,20 @@ function httpUrl(value: string | undefined, param: string): string {
     throw new KeygateError("VALIDATION_ERROR", { message: `${param} must be an absolute http(s) URL`, param });
   }
   if (url.protocol !== "https:" && url.protocol !== "http:") throw new KeygateError("VALIDATION_ERROR", { message: `${param} must be an http(s) URL`, param });
+  return url;
+}
+
+/** The URL as stored, once the outbound policy allows keygate to call it (docs/upstreams.md, "Outbound requests"). */
+async function callableOrFail(outbound: OutboundPolicy, url: URL, param: string): Promise<string> {
+  const problem = await outbound.problem(url);
+  if (problem !== undefined) throw new KeygateError("VALIDATION_ERROR", { message: `${param} ${problem}`, param });
   return url.toString();
 }
 
 /** The fields each upstream kind takes besides kind. */
 const UPSTREAM_FIELDS: Record<Upstream["kind"], readonly string[]> = { bitrix24: ["webhookUrl"], sandbox: [], http: ["baseUrl"] };
 
-export function upstreamOrFail(input: UpstreamInput | null | undefined): Upstream | null {
+export async function upstreamOrFail(outbound: OutboundPolicy, input: UpstreamInput | null | undefined): Promise<Upstream | null> {
   if (input === null || input === undefined) return null;
   const kind = input.kind;
   if (kind !== "bitrix24" && kind !== "sandbox" && kind !== "http") {
@@ -42,12 +50,13 @@ export function upstreamOrFail(input: UpstreamInput | null | undefined): Upstrea
     case "sandbox":
       return { kind: "sandbox" };
     case "http":
-      return { kind: "http", baseUrl: httpUrl(input.baseUrl, "upstream.baseUrl") };
+      return { kind: "http", baseUrl: await callableOrFail(outbound, httpUrl(input.baseUrl, "upstream.baseUrl"), "upstream.baseUrl") };
     case "bitrix24": {
-      const webhookUrl = httpUrl(input.webhookUrl, "upstream.webhookUrl");
-      if (!/\/rest\/\d+\/[^/]+\/?$/.test(new URL(webhookUrl).pathname)) {
+      const url = httpUrl(input.webhookUrl, "upstream.webhookUrl");
+      if (!/\/rest\/\d+\/[^/]+\/?$/.test(url.pathname)) {
         throw new KeygateError("VALIDATION_ERROR", { message: "upstream.webhookUrl must be a Bitrix24 incoming webhook: https://<portal>/rest/<user id>/<token>/", param: "upstream.webhookUrl" });
       }
+      const webhookUrl = await callableOrFail(outbound, url, "upstream.webhookUrl");
       return { kind: "bitrix24", webhookUrl: webhookUrl.endsWith("/") ? webhookUrl : `${webhookUrl}/` };
     }
   }
@@ -78,7 +87,7 @@ export async function createPortal(kg: Keygate, actor: Actor, input: { domain?: 
     name,
     status: "ACTIVE",
     defaultAccessMode: "READWRITE",
-    upstream: upstreamOrFail(input.upstream),
+    upstream: await upstreamOrFail(kg.outbound, input.upstream),
     requestLimit: null,
     createdBy: actor.user.id,
     createdAt: now,
@@ -118,7 +127,7 @@ export async function updatePortal(
     patch.name = name;
   }
   if (input.defaultAccessMode !== undefined) patch.defaultAccessMode = input.defaultAccessMode;
-  if (input.upstream !== undefined) patch.upstream = upstreamOrFail(input.upstream);
+  if (input.upstream !== undefined) patch.upstream = await upstreamOrFail(kg.outbound, input.upstream);
   if (input.requestLimit !== undefined) patch.requestLimit = requestLimitOrFail(input.requestLimit);
   if (Object.keys(patch).length === 0) throw new KeygateError("VALIDATION_ERROR", { message: "give at least one field to change" });
   const updated = await kg.store.updatePortal(id, patch, {

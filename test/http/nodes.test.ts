@@ -17,6 +17,7 @@ import { RedisLimiter } from "../../src/limits/redis.ts";
 import { loadProfile } from "../../src/profiles/index.ts";
 import { openSqliteStore } from "../../src/store/index.ts";
 import type { Store } from "../../src/store/store.ts";
+import { outboundPolicy } from "../../src/upstream/outbound.ts";
 import { probeRedis, redisUrl, requireService } from "../support/services.ts";
 
 const url = redisUrl();
@@ -35,7 +36,7 @@ if (await requireService("nodes sharing Redis", `Redis at ${url}`, () => probeRe
     before(async () => {
       store = await openSqliteStore(":memory:", { serverSecret });
       await store.migrate();
-      const kg: Keygate = { profile, store, serverSecret, format: keyFormat(profile.spec.keyTypes), now: Date.now, keyChanged: () => {}, portalChanged: () => {} };
+      const kg: Keygate = { profile, store, serverSecret, format: keyFormat(profile.spec.keyTypes), outbound: outboundPolicy(), now: Date.now, keyChanged: () => {}, portalChanged: () => {} };
       const owner = await createUser(kg, null, { email: "owner@example.com" });
       ownerKey = (await issueManagementKey(kg, owner, "vibe:mgmt:keys,vibe:mgmt:portals")).rawKey;
       a = buildServer({ profile, store, serverSecret, invalidation: new RedisInvalidation(url, deployment) });

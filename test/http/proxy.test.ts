@@ -121,7 +121,7 @@ for (const kind of await storeKinds("http: proxy")) {
 
     before(async () => {
       up = await startUpstream();
-      h = await startHarness(kind, { profile: "rogeriq", listen: true });
+      h = await startHarness(kind, { profile: "rogeriq", listen: true, allowUpstream: ["127.0.0.1"] });
       portal = await portalFor(h, "riq.example.com", { kind: "http", baseUrl: up.url });
       kbRead = await keyFor(h, portal, "kb:read");
       kbWrite = await keyFor(h, portal, "kb:write");
@@ -474,7 +474,7 @@ for (const kind of await storeKinds("http: proxy")) {
           else res.end("late");
         }, delay).unref();
       });
-      h = await startHarness(kind, { profile: "rogeriq", listen: true, httpUpstream: { headersTimeoutMs: 300, bodyTimeoutMs: 300 } });
+      h = await startHarness(kind, { profile: "rogeriq", listen: true, allowUpstream: ["127.0.0.1"], httpUpstream: { headersTimeoutMs: 300, bodyTimeoutMs: 300 } });
     });
     after(async () => {
       await h.close();
@@ -514,7 +514,7 @@ for (const kind of await storeKinds("http: proxy")) {
     let portal: Portal;
     before(async () => {
       up = await startUpstream();
-      h = await startHarness(kind, { profile: "atender", listen: true });
+      h = await startHarness(kind, { profile: "atender", listen: true, allowUpstream: ["127.0.0.1"] });
       portal = await portalFor(h, "atender.example.com", { kind: "http", baseUrl: up.url });
     });
     after(async () => {

@@ -263,7 +263,7 @@ for (const kind of await storeKinds("http: verify mode")) {
       });
       upstream.listen(0, "127.0.0.1");
       await once(upstream, "listening");
-      h = await startHarness(kind, { profile: "rogeriq" });
+      h = await startHarness(kind, { profile: "rogeriq", allowUpstream: ["127.0.0.1"] });
       portal = await createPortal(h.kg, actorOf(h), { domain: "riq.example.com", upstream: { kind: "http", baseUrl: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}` } });
     });
     after(async () => {

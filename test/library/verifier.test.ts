@@ -11,6 +11,7 @@ import { createKey, updateKey } from "../../src/manage/keys.ts";
 import { createPortal } from "../../src/manage/portals.ts";
 import { createUser } from "../../src/manage/users.ts";
 import { type Store, openSqliteStore } from "../../src/store/index.ts";
+import { outboundPolicy } from "../../src/upstream/outbound.ts";
 
 describe("createVerifier (keygate in process)", () => {
   let store: Store;
@@ -31,6 +32,7 @@ describe("createVerifier (keygate in process)", () => {
       store,
       serverSecret,
       format: keyFormat(profile.spec.keyTypes),
+      outbound: outboundPolicy(),
       now: () => clock.now,
       keyChanged: (key) => verifier.keyChanged(key),
       portalChanged: () => {},

@@ -83,6 +83,8 @@ export interface HarnessOptions {
   alongside?: Harness;
   /** Timeouts of the HTTP upstream (short ones for timeout tests). */
   httpUpstream?: HttpUpstreamOptions;
+  /** What upstream URLs may point to besides public addresses (`serve --allow-upstream`): fake upstreams on this machine need "127.0.0.1". */
+  allowUpstream?: string[];
   /** Also listen on 127.0.0.1 (a random port): `url` is set. */
   listen?: boolean;
   /** The server's client limits (timeouts, connection cap), small ones for slow-client tests. */
@@ -115,7 +117,7 @@ export async function startHarness(kind: StoreKind, options: HarnessOptions = {}
   };
   const now = () => clock.now;
   const limiter = await options.limiter?.(now);
-  const app = buildServer({ profile, store, serverSecret, now, trustProxy: options.trustProxy, limiter, httpUpstream: options.httpUpstream, clientLimits: options.clientLimits });
+  const app = buildServer({ profile, store, serverSecret, now, trustProxy: options.trustProxy, limiter, httpUpstream: options.httpUpstream, clientLimits: options.clientLimits, allowUpstream: options.allowUpstream });
   await app.ready();
   const url = options.listen ? await app.listen({ host: "127.0.0.1", port: 0 }) : undefined;
   // The server's own management operations: changes made through them reach its caches.
@@ -150,7 +152,7 @@ async function startNode(base: Harness, options: HarnessOptions): Promise<Harnes
   const profile = options.profile === undefined ? base.kg.profile : loadProfile(options.profile);
   const now = () => base.clock.now;
   const limiter = await options.limiter?.(now);
-  const app = buildServer({ profile, store: base.store, serverSecret: base.kg.serverSecret, now, trustProxy: options.trustProxy, limiter });
+  const app = buildServer({ profile, store: base.store, serverSecret: base.kg.serverSecret, now, trustProxy: options.trustProxy, limiter, allowUpstream: options.allowUpstream });
   await app.ready();
   return {
     ...base,

@@ -8,8 +8,11 @@ import { type Server as HttpServer, createServer } from "node:http";
 import { type AddressInfo, type Server, type Socket, createServer as createTcpServer } from "node:net";
 import { after, describe, it } from "node:test";
 import { UpstreamError, bitrix24Client, closeBitrix24Pools, encodeQuery, parseQuery, redactWebhookUrl, upstreamErrorOf } from "../../src/upstream/bitrix24/index.ts";
+import { outboundPolicy } from "../../src/upstream/outbound.ts";
 
 const TOKEN = "s3cr3tt0k3nabcdef";
+/** The fake servers listen on this machine: the operator's allowance (keygate serve --allow-upstream 127.0.0.1). */
+const LOCAL = outboundPolicy(["127.0.0.1"]);
 
 after(() => closeBitrix24Pools());
 
@@ -45,16 +48,15 @@ async function answering(status: number, contentType: string, body: string): Pro
 }
 
 describe("bitrix24 client: no answer", () => {
-  it("a port nobody listens on: BITRIX_UNAVAILABLE, unreachable", async () => {
+  it("a port nobody listens on: BITRIX_UNAVAILABLE; why (ECONNREFUSED) is for the log only", async () => {
     const server = createTcpServer();
     const port = await listen(server);
     await new Promise<void>((resolve) => server.close(() => resolve()));
-    const b24 = bitrix24Client(`http://127.0.0.1:${port}/rest/1/${TOKEN}/`, { timeoutMs: 2000 });
+    const b24 = bitrix24Client(`http://127.0.0.1:${port}/rest/1/${TOKEN}/`, { timeoutMs: 2000, outbound: LOCAL });
     const error = await rejection(b24.call("crm.item.list", { entityTypeId: 2 }), "BITRIX_UNAVAILABLE");
     assert.equal(error.status, 502);
-    assert.equal(error.details.reason, "unreachable");
-    assert.equal(error.details.cause, "ECONNREFUSED");
-    assert.equal(error.details.method, "crm.item.list");
+    assert.deepEqual(error.details, { method: "crm.item.list" });
+    assert.deepEqual(error.noAnswer, { url: `http://127.0.0.1:${port}/rest/1/***/`, reason: "unreachable", code: "ECONNREFUSED" });
   });
 
   it("a server that never answers: BITRIX_UNAVAILABLE after timeoutMs", async () => {
@@ -65,11 +67,12 @@ describe("bitrix24 client: no answer", () => {
     });
     const port = await listen(server);
     try {
-      const b24 = bitrix24Client(`http://127.0.0.1:${port}/rest/1/${TOKEN}`, { timeoutMs: 300 });
+      const b24 = bitrix24Client(`http://127.0.0.1:${port}/rest/1/${TOKEN}`, { timeoutMs: 300, outbound: LOCAL });
       const started = Date.now();
       const error = await rejection(b24.call("user.get"), "BITRIX_UNAVAILABLE");
       const elapsed = Date.now() - started;
-      assert.equal(error.details.reason, "timeout");
+      assert.deepEqual(error.details, { method: "user.get" });
+      assert.equal(error.noAnswer?.reason, "timeout");
       assert.ok(elapsed >= 250 && elapsed < 3000, `gave up after ${elapsed} ms`);
       await rejection(b24.batch({ a: "user.get" }), "BITRIX_UNAVAILABLE");
     } finally {
@@ -80,14 +83,16 @@ describe("bitrix24 client: no answer", () => {
 });
 
 describe("bitrix24 client: answers", () => {
-  it("an HTML 502 from a proxy: BITRIX_UNAVAILABLE; a 200 that is not JSON: BITRIX_ERROR", async () => {
+  it("an HTML 502 from a proxy, a 200 that is not JSON: BITRIX_UNAVAILABLE, like no answer; the status is for the log only", async () => {
     const bad = await answering(502, "text/html", "<html>Bad Gateway</html>");
     const odd = await answering(200, "text/html", "<html>maintenance</html>");
     try {
-      const e1 = await rejection(bitrix24Client(bad.url, { timeoutMs: 2000 }).call("user.get"), "BITRIX_UNAVAILABLE");
-      assert.equal(e1.details.httpStatus, 502);
-      const e2 = await rejection(bitrix24Client(odd.url, { timeoutMs: 2000 }).call("user.get"), "BITRIX_ERROR");
-      assert.equal(e2.details.httpStatus, 200);
+      const e1 = await rejection(bitrix24Client(bad.url, { timeoutMs: 2000, outbound: LOCAL }).call("user.get"), "BITRIX_UNAVAILABLE");
+      assert.deepEqual(e1.details, { method: "user.get" });
+      assert.equal(e1.noAnswer?.httpStatus, 502);
+      const e2 = await rejection(bitrix24Client(odd.url, { timeoutMs: 2000, outbound: LOCAL }).call("user.get"), "BITRIX_UNAVAILABLE");
+      assert.deepEqual(e2.details, { method: "user.get" });
+      assert.deepEqual(e2.noAnswer, { url: odd.url.replace(TOKEN, "***"), reason: "not_rest", httpStatus: 200 });
     } finally {
       await bad.close();
       await odd.close();
@@ -97,7 +102,7 @@ describe("bitrix24 client: answers", () => {
   it("an error sent with status 200 is still an error", async () => {
     const server = await answering(200, "application/json", JSON.stringify({ error: "ERROR_ARGUMENT", error_description: "Argument 'PLACEMENT' is null or empty", argument: "PLACEMENT" }));
     try {
-      const error = await rejection(bitrix24Client(server.url, { timeoutMs: 2000 }).call("placement.bind", {}), "VALIDATION_ERROR");
+      const error = await rejection(bitrix24Client(server.url, { timeoutMs: 2000, outbound: LOCAL }).call("placement.bind", {}), "VALIDATION_ERROR");
       assert.equal(error.param, "PLACEMENT");
       assert.deepEqual(error.details, { method: "placement.bind", error: "ERROR_ARGUMENT", error_description: "Argument 'PLACEMENT' is null or empty", httpStatus: 200 });
     } finally {
@@ -106,9 +111,9 @@ describe("bitrix24 client: answers", () => {
   });
 
   it("a URL that is not http(s), or a method name that is not one, is refused up front", async () => {
-    assert.throws(() => bitrix24Client("ftp://x/rest/1/abc/", { timeoutMs: 1000 }), /http/);
-    assert.throws(() => bitrix24Client("not a url", { timeoutMs: 1000 }), /not a URL/);
-    const b24 = bitrix24Client(`http://127.0.0.1:9/rest/1/${TOKEN}/`, { timeoutMs: 1000 });
+    assert.throws(() => bitrix24Client("ftp://x/rest/1/abc/", { timeoutMs: 1000, outbound: LOCAL }), /http/);
+    assert.throws(() => bitrix24Client("not a url", { timeoutMs: 1000, outbound: LOCAL }), /not a URL/);
+    const b24 = bitrix24Client(`http://127.0.0.1:9/rest/1/${TOKEN}/`, { timeoutMs: 1000, outbound: LOCAL });
     await assert.rejects(b24.call("../../admin"), /not a Bitrix24 method name/);
     assert.equal(b24.redactedUrl, "http://127.0.0.1:9/rest/1/***/");
   });

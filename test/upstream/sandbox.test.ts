@@ -11,6 +11,7 @@ import pg from "pg";
 import { openPostgresStore, openSqliteStore } from "../../src/store/index.ts";
 import type { Store } from "../../src/store/store.ts";
 import { type Bitrix24Client, UpstreamError, bitrix24Client, closeBitrix24Pools } from "../../src/upstream/bitrix24/index.ts";
+import { INTERNAL } from "../../src/upstream/outbound.ts";
 import { SANDBOX_SCOPES, createSandbox, sandboxRoutes, sandboxWebhookToken, sandboxWebhookUrl, seedDemoData } from "../../src/upstream/sandbox/index.ts";
 import { storeKinds } from "../support/gateway.ts";
 import { postgresUrl } from "../support/services.ts";
@@ -77,7 +78,7 @@ for (const kind of await storeKinds("upstream: sandbox")) {
       if (options.seed !== false) await seedDemoData(store, portalId, { now: () => clock.now });
       const url = `${base}${path}`;
       assert.equal(url, sandboxWebhookUrl(base, portalId, token));
-      return { portalId, token, url, b24: bitrix24Client(url, { timeoutMs: 5000 }) };
+      return { portalId, token, url, b24: bitrix24Client(url, { timeoutMs: 5000, outbound: INTERNAL }) };
     }
 
     const deals = async (b24: Bitrix24Client, params: Record<string, unknown> = {}): Promise<Any[]> =>
@@ -383,11 +384,11 @@ for (const kind of await storeKinds("upstream: sandbox")) {
       it("an unknown token, or the right token with another user id: invalid credentials (401); the token is in no error", async () => {
         const { url, token, portalId } = await portal({ seed: false });
         const wrongToken = url.replace(token, "a".repeat(32));
-        const e1 = await rejection(bitrix24Client(wrongToken, { timeoutMs: 5000 }).call("user.get"), "BITRIX_ACCESS_DENIED", "INVALID_CREDENTIALS");
+        const e1 = await rejection(bitrix24Client(wrongToken, { timeoutMs: 5000, outbound: INTERNAL }).call("user.get"), "BITRIX_ACCESS_DENIED", "INVALID_CREDENTIALS");
         assert.equal(e1.details.httpStatus, 401);
-        await rejection(bitrix24Client(url.replace("/rest/1/", "/rest/2/"), { timeoutMs: 5000 }).call("user.get"), "BITRIX_ACCESS_DENIED", "INVALID_CREDENTIALS");
-        await rejection(bitrix24Client(url.replace(portalId, "prt_elsewhere"), { timeoutMs: 5000 }).call("user.get"), "BITRIX_ACCESS_DENIED", "INVALID_CREDENTIALS");
-        const e2 = await rejection(bitrix24Client(url, { timeoutMs: 5000 }).call("no.such.method"), "BITRIX_ERROR", "ERROR_METHOD_NOT_FOUND");
+        await rejection(bitrix24Client(url.replace("/rest/1/", "/rest/2/"), { timeoutMs: 5000, outbound: INTERNAL }).call("user.get"), "BITRIX_ACCESS_DENIED", "INVALID_CREDENTIALS");
+        await rejection(bitrix24Client(url.replace(portalId, "prt_elsewhere"), { timeoutMs: 5000, outbound: INTERNAL }).call("user.get"), "BITRIX_ACCESS_DENIED", "INVALID_CREDENTIALS");
+        const e2 = await rejection(bitrix24Client(url, { timeoutMs: 5000, outbound: INTERNAL }).call("no.such.method"), "BITRIX_ERROR", "ERROR_METHOD_NOT_FOUND");
         assert.equal(e2.details.httpStatus, 404);
         for (const e of [e1, e2]) assert.ok(!JSON.stringify([e.message, e.details, e.param]).includes(token));
       });

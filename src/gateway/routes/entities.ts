@@ -7,6 +7,7 @@ import { ENTITIES } from "../../dataplane/entities.ts";
 import { queryFromBody, queryFromSearchParams } from "../../dataplane/query.ts";
 import * as data from "../../dataplane/service.ts";
 import { type Bitrix24Client, bitrix24Client } from "../../upstream/bitrix24/index.ts";
+import { INTERNAL } from "../../upstream/outbound.ts";
 import { sandboxWebhookToken, sandboxWebhookUrl } from "../../upstream/sandbox/index.ts";
 import { LimitRefusal, type rateLimiting } from "../limits.ts";
 import type { GatewayContext } from "../server.ts";
@@ -32,11 +33,12 @@ export function entityRoutes(app: FastifyInstance, ctx: GatewayContext, limits: 
       ctx.cache.peek<Bitrix24Client>(key, "bitrix24") ??
       ctx.cache.derive(key, "bitrix24", async () => {
         const portal = portalId === null ? undefined : await kg.store.getPortal(portalId);
-        if (portal?.upstream?.kind === "bitrix24") return bitrix24Client(portal.upstream.webhookUrl, { timeoutMs: UPSTREAM_TIMEOUT_MS });
+        if (portal?.upstream?.kind === "bitrix24") return bitrix24Client(portal.upstream.webhookUrl, { timeoutMs: UPSTREAM_TIMEOUT_MS, outbound: kg.outbound });
         if (portal?.upstream?.kind === "sandbox") {
           const base = ownBaseUrl();
           if (base === undefined) throw new KeygateError("NOT_IMPLEMENTED", { message: "The sandbox portal is served by this keygate over HTTP, and it is not listening." });
-          return bitrix24Client(sandboxWebhookUrl(base, portal.id, sandboxWebhookToken(kg.serverSecret, portal.id)), { timeoutMs: UPSTREAM_TIMEOUT_MS });
+          // keygate's own listening address: internal, so the outbound rule does not apply.
+          return bitrix24Client(sandboxWebhookUrl(base, portal.id, sandboxWebhookToken(kg.serverSecret, portal.id)), { timeoutMs: UPSTREAM_TIMEOUT_MS, outbound: INTERNAL });
         }
         throw new KeygateError("PORTAL_NOT_LINKED", { message: "The key's portal is not linked to Bitrix24 (or the sandbox): there is no data to reach." });
       })

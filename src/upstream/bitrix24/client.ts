@@ -8,13 +8,15 @@
  *
  * A call is POST <webhook><method>.json with the parameters as a JSON body; Bitrix24 answers
  * {result, total?, next?, time} or {error, error_description} (errors.ts maps those, and network
- * failures, to an UpstreamError). Requests go through one keep-alive undici Pool per origin,
- * shared by every client of that origin; closeBitrix24Pools() closes them (at shutdown).
+ * failures, to an UpstreamError). Requests go through one keep-alive undici Pool per origin and
+ * outbound policy, shared by every client of that origin; each connection goes only where the
+ * policy allows (src/upstream/outbound.ts). closeBitrix24Pools() closes them (at shutdown).
  *
  * The webhook's token is a password: it is in no error, message or detail this module makes.
  */
 import { Pool } from "undici";
-import { type Bitrix24ErrorBody, UpstreamError, upstreamErrorOf } from "./errors.ts";
+import type { OutboundPolicy } from "../outbound.ts";
+import { type Bitrix24ErrorBody, type NoAnswer, UpstreamError, upstreamErrorOf } from "./errors.ts";
 import { encodeQuery } from "./query.ts";
 
 /** Bitrix24's timing block of an answer (seconds since the epoch, durations in seconds). */
@@ -60,6 +62,8 @@ export interface Bitrix24ClientOptions {
   timeoutMs: number;
   /** Connections of the origin's pool (default 8); only the first client of an origin sets it. */
   connections?: number;
+  /** Where connections may go: the gateway's policy, or INTERNAL for the built-in sandbox. */
+  outbound: OutboundPolicy;
 }
 
 export interface Bitrix24Client {
@@ -74,20 +78,23 @@ const METHOD = /^[a-zA-Z][a-zA-Z0-9_]*(\.[a-zA-Z0-9_]+)*$/;
 /** Bitrix24 answers are JSON of a page of 50 records at most; more than this is not an answer. */
 const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
-const pools = new Map<string, Pool>();
+/** Pools by outbound policy, then origin: a connection one policy refuses is never shared with another's clients. */
+const pools = new Map<OutboundPolicy, Map<string, Pool>>();
 
-function poolFor(origin: string, connections: number): Pool {
-  let pool = pools.get(origin);
+function poolFor(outbound: OutboundPolicy, origin: string, connections: number): Pool {
+  let byOrigin = pools.get(outbound);
+  if (byOrigin === undefined) pools.set(outbound, (byOrigin = new Map()));
+  let pool = byOrigin.get(origin);
   if (pool === undefined || pool.closed || pool.destroyed) {
-    pool = new Pool(origin, { connections, keepAliveTimeout: 10_000, connectTimeout: 10_000, maxResponseSize: MAX_RESPONSE_BYTES });
-    pools.set(origin, pool);
+    pool = new Pool(origin, { connections, keepAliveTimeout: 10_000, connect: outbound.connector({ timeout: 10_000 }), maxResponseSize: MAX_RESPONSE_BYTES });
+    byOrigin.set(origin, pool);
   }
   return pool;
 }
 
 /** Closes every pool (in-flight requests finish first). */
 export async function closeBitrix24Pools(): Promise<void> {
-  const all = [...pools.values()];
+  const all = [...pools.values()].flatMap((byOrigin) => [...byOrigin.values()]);
   pools.clear();
   await Promise.all(all.map((p) => p.close().catch(() => {})));
 }
@@ -122,14 +129,15 @@ export function bitrix24Client(webhookUrl: string, options: Bitrix24ClientOption
   const origin = url.origin;
   const base = url.pathname.endsWith("/") ? url.pathname : `${url.pathname}/`;
   const connections = options.connections ?? 8;
-  const timeoutMs = options.timeoutMs;
+  const { timeoutMs, outbound } = options;
+  const redactedUrl = redactWebhookUrl(webhookUrl);
 
   async function post(method: string, params: Record<string, unknown>): Promise<{ status: number; body: unknown }> {
     if (!METHOD.test(method)) throw new Error(`not a Bitrix24 method name: ${JSON.stringify(method)}`);
     let status: number;
     let text: string;
     try {
-      const response = await poolFor(origin, connections).request({
+      const response = await poolFor(outbound, origin, connections).request({
         path: `${base}${method}.json`,
         method: "POST",
         headers: { "content-type": "application/json", accept: "application/json", "user-agent": "keygate" },
@@ -141,7 +149,7 @@ export function bitrix24Client(webhookUrl: string, options: Bitrix24ClientOption
       status = response.statusCode;
       text = await response.body.text();
     } catch (error) {
-      throw networkError(method, error);
+      throw networkError(method, redactedUrl, error);
     }
     let body: unknown;
     try {
@@ -157,15 +165,13 @@ export function bitrix24Client(webhookUrl: string, options: Bitrix24ClientOption
     if (isObject(body) && body["error"] !== undefined && body["error"] !== null && body["error"] !== "") {
       return upstreamErrorOf(method, body as unknown as Bitrix24ErrorBody, status);
     }
-    if (status >= 500) return new UpstreamError("BITRIX_UNAVAILABLE", { method, httpStatus: status, reason: "server_error" });
-    if (status < 200 || status >= 300 || !isObject(body) || !("result" in body)) {
-      return new UpstreamError("BITRIX_ERROR", { method, httpStatus: status, reason: "bad_answer" }, { message: "Bitrix24 answered with something that is not a REST answer." });
-    }
+    // Whatever else answered (a proxy's 502 page, a portal in maintenance, something that is not Bitrix24) looks unreachable to the caller.
+    if (status < 200 || status >= 300 || !isObject(body) || !("result" in body)) return unanswered(method, { url: redactedUrl, reason: "not_rest", httpStatus: status });
     return undefined;
   }
 
   return {
-    redactedUrl: redactWebhookUrl(webhookUrl),
+    redactedUrl,
 
     async call<T>(method: string, params: Record<string, unknown> = {}): Promise<Bitrix24Response<T>> {
       const { status, body } = await post(method, params);
@@ -224,14 +230,20 @@ function keyed(value: unknown): Record<string, unknown> {
   return isObject(value) ? value : {};
 }
 
+/**
+ * No REST answer: the caller learns only that (a closed port, a timeout and an open port that is
+ * not Bitrix24 look alike), the log learns why.
+ */
+function unanswered(method: string, noAnswer: NoAnswer): UpstreamError {
+  return new UpstreamError("BITRIX_UNAVAILABLE", { method }, { message: "Bitrix24 could not be reached, or gave no REST answer.", noAnswer });
+}
+
 /** A failure without an answer: timeouts, refused or reset connections, DNS. The error's message is not kept (it could name the URL). */
-function networkError(method: string, error: unknown): UpstreamError {
+function networkError(method: string, url: string, error: unknown): UpstreamError {
   const e = error as { name?: unknown; code?: unknown; cause?: { code?: unknown } };
   const code = typeof e?.code === "string" ? e.code : typeof e?.cause?.code === "string" ? e.cause.code : undefined;
   const timedOut = e?.name === "TimeoutError" || e?.name === "AbortError" || (code !== undefined && /TIMEOUT/i.test(code));
-  const details: { method: string; reason: "timeout" | "unreachable"; cause?: string } = { method, reason: timedOut ? "timeout" : "unreachable" };
-  if (code !== undefined) details.cause = code;
-  return new UpstreamError("BITRIX_UNAVAILABLE", details, {
-    message: timedOut ? "Bitrix24 did not answer in time." : "Bitrix24 could not be reached.",
-  });
+  const noAnswer: NoAnswer = { url, reason: timedOut ? "timeout" : "unreachable" };
+  if (code !== undefined) noAnswer.code = code;
+  return unanswered(method, noAnswer);
 }

@@ -11,7 +11,9 @@
  *   BITRIX_ERROR         (422)  anything else
  *
  * details always keep Bitrix24's own error and error_description (when it answered), never the
- * webhook's token.
+ * webhook's token. When no REST answer came (no connection, a timeout, an answer that is not
+ * Bitrix24's), details say nothing more than that: the why is in `noAnswer`, for keygate's log,
+ * because telling a closed port from an open one would make keygate a port scanner.
  */
 
 export type UpstreamErrorCode = "BITRIX_UNAVAILABLE" | "BITRIX_ACCESS_DENIED" | "ENTITY_NOT_FOUND" | "VALIDATION_ERROR" | "BITRIX_ERROR";
@@ -47,12 +49,21 @@ export interface UpstreamErrorDetails {
   /** Bitrix24's error code and text, when it answered with one. */
   error?: string;
   error_description?: string;
-  /** Bitrix24's HTTP status, when it answered. */
+  /** Bitrix24's HTTP status, when it answered with an error. */
   httpStatus?: number;
-  /** For BITRIX_UNAVAILABLE without an answer: unreachable or timeout. */
-  reason?: "unreachable" | "timeout" | "overloaded" | "server_error" | "bad_answer";
-  /** The network error's code (ECONNREFUSED, UND_ERR_HEADERS_TIMEOUT, …). */
-  cause?: string;
+  /** For BITRIX_UNAVAILABLE from Bitrix24's own error: over the portal's limits, or its failure. */
+  reason?: "overloaded" | "server_error";
+}
+
+/** Why no REST answer came: for keygate's log only. */
+export interface NoAnswer {
+  /** The webhook URL without its token. */
+  url: string;
+  reason: "unreachable" | "timeout" | "not_rest";
+  /** The network error's code (ECONNREFUSED, UND_ERR_HEADERS_TIMEOUT, EOUTBOUNDREFUSED, …). */
+  code?: string;
+  /** The status of an answer that was not a REST answer. */
+  httpStatus?: number;
 }
 
 /** A Bitrix24 call that failed, as a keygate error code; the gateway answers it with the profile's envelope. */
@@ -63,13 +74,16 @@ export class UpstreamError extends Error {
   /** The request field at fault, when Bitrix24 names it (its own name or title for it, e.g. "Amount", "PLACEMENT"). */
   readonly param: string | undefined;
   readonly details: UpstreamErrorDetails;
-  constructor(code: UpstreamErrorCode, details: UpstreamErrorDetails, options: { message?: string; param?: string } = {}) {
+  /** Set when no REST answer came (code BITRIX_UNAVAILABLE): why, for the log, never for the caller. */
+  readonly noAnswer: NoAnswer | undefined;
+  constructor(code: UpstreamErrorCode, details: UpstreamErrorDetails, options: { message?: string; param?: string; noAnswer?: NoAnswer } = {}) {
     super(options.message ?? MESSAGES[code]);
     this.name = "UpstreamError";
     this.code = code;
     this.status = UPSTREAM_STATUS[code];
     this.param = options.param;
     this.details = details;
+    this.noAnswer = options.noAnswer;
   }
 }
 

@@ -10,5 +10,5 @@ export {
   closeBitrix24Pools,
   redactWebhookUrl,
 } from "./client.ts";
-export { type Bitrix24ErrorBody, UPSTREAM_STATUS, UpstreamError, type UpstreamErrorCode, type UpstreamErrorDetails, upstreamErrorOf } from "./errors.ts";
+export { type Bitrix24ErrorBody, type NoAnswer, UPSTREAM_STATUS, UpstreamError, type UpstreamErrorCode, type UpstreamErrorDetails, upstreamErrorOf } from "./errors.ts";
 export { encodeQuery, parseQuery } from "./query.ts";

@@ -2,11 +2,13 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
 import { EventEmitter } from "node:events";
 import { PassThrough, type Readable, type Writable } from "node:stream";
 import { Agent } from "undici";
+import type { OutboundPolicy } from "../outbound.ts";
 
 /**
  * The generic HTTP upstream: forwards a request keygate has verified to the portal's
  * `{kind: "http", baseUrl}`, streaming both bodies (undici's dispatcher `stream` API, one
- * keep-alive pool per origin). It knows nothing of keys or Fastify: the gateway
+ * keep-alive pool per origin), connecting only where the outbound policy allows
+ * (src/upstream/outbound.ts). It knows nothing of keys or Fastify: the gateway
  * (src/gateway/proxy.ts) decides what to forward and adds the identity headers.
  * docs/upstreams.md, "HTTP upstream", states the rules.
  */
@@ -170,12 +172,12 @@ export class HttpUpstream {
   readonly #options: Required<HttpUpstreamOptions>;
   readonly #bases = new Map<string, Base>();
 
-  constructor(options: HttpUpstreamOptions = {}) {
+  constructor(outbound: OutboundPolicy, options: HttpUpstreamOptions = {}) {
     this.#options = { ...UPSTREAM_DEFAULTS, ...options };
     const o = this.#options;
     // One Agent: it keeps a keep-alive pool per origin.
     this.#agent = new Agent({
-      connect: { timeout: o.connectTimeoutMs },
+      connect: outbound.connector({ timeout: o.connectTimeoutMs }),
       headersTimeout: o.headersTimeoutMs,
       bodyTimeout: o.bodyTimeoutMs,
       keepAliveTimeout: o.keepAliveTimeoutMs,
