@@ -63,7 +63,7 @@ function numericId(id: string | BatchResult): number | string {
 /** Renames keys both ways: keygate name ↔ upstream name, then a case convention for the upstream. */
 function naming(names: Record<string, string>, toUpstreamCase: (n: string) => string, fromUpstreamCase: (n: string) => string) {
   const back = new Map(Object.entries(names).map(([k, v]) => [v, k]));
-  const up = (name: string) => toUpstreamCase(names[name] ?? name);
+  const up = (name: string) => toUpstreamCase(Object.hasOwn(names, name) ? names[name]! : name);
   const down = (name: string) => {
     const plain = fromUpstreamCase(name);
     return back.get(plain) ?? plain;
