@@ -94,8 +94,12 @@ export function rateLimiting(options: RateLimitingOptions) {
   const then = (limits: Limit[] | Promise<Limit[]>, cost: number): Spent | Promise<Spent> => (limits instanceof Promise ? limits.then((l) => consume(l, cost)) : consume(limits, cost));
 
   return {
-    /** Synchronous when the key's limits are known and the limiter counts in this process (the hot path). */
-    spend(v: Verification): Spent | Promise<Spent> {
+    /**
+     * Synchronous when the key's limits are known and the limiter counts in this process (the hot
+     * path). `whole`: every limit at once, the portal's budget included, whatever portalOnArrival
+     * says (verify mode: nothing of keygate's calls the portal later).
+     */
+    spend(v: Verification, whole = false): Spent | Promise<Spent> {
       if (!v.key) {
         const limits = policy.forAddress(v.clientIp);
         if (v.refusal?.code === "INVALID_API_KEY") limits.push(policy.failedAuth(v.clientIp));
@@ -105,7 +109,7 @@ export function rateLimiting(options: RateLimitingOptions) {
       if (v.refusal) return then(keyLimits(v.key, v.route?.upstream ?? false), 0);
       // A key's limits change only with the key or its portal: worked out once, kept with the key.
       if (!v.route?.upstream) return then(keyLimits(v.key, false), 1);
-      return then(portalOnArrival(v) ? keyLimits(v.key, true) : upstreamPart(v.key, false), 1);
+      return then(whole || portalOnArrival(v) ? keyLimits(v.key, true) : upstreamPart(v.key, false), 1);
     },
 
     /**

@@ -168,7 +168,8 @@ export function verifyRoutes(app: FastifyInstance, ctx: GatewayContext, deps: { 
       // the limits are the address's: the caller's own, which it cannot choose (`ip` could spread
       // guesses over many addresses' failed-attempt budgets).
       const verification: Verification = { refusal, key, route, clientIp: request.auth.clientIp };
-      const spent = await limits.spend(verification);
+      // The backend that asked serves the request itself: the portal's budget is spent here, with the rest.
+      const spent = await limits.spend(verification, true);
       const code = !spent.admitted ? spent.code! : refusal?.code;
 
       if (key) {
