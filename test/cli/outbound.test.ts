@@ -6,20 +6,11 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import { mkdtempSync } from "node:fs";
-import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { keygate, startServe } from "./run.ts";
-
-async function closedPort(): Promise<number> {
-  const s = createServer().listen(0, "127.0.0.1");
-  await once(s, "listening");
-  const port = (s.address() as AddressInfo).port;
-  s.close();
-  await once(s, "close");
-  return port;
-}
+import { freePort } from "../support/services.ts";
 
 /** Starts serve with KEYGATE_ALLOW_UPSTREAM set (or not) for the child only. */
 async function serveWith(env: string | undefined, ...args: string[]) {
@@ -54,7 +45,7 @@ describe("keygate serve --allow-upstream", () => {
   });
 
   it("issue 10.2: without an allowance a loopback webhook is refused; --allow-upstream (repeatable) allows it", async () => {
-    const port = await closedPort();
+    const port = await freePort();
     const plain = await serveWith(undefined);
     try {
       const r = await plain.call("POST", "/v1/portals", { domain: "loop.example.com", upstream: webhook(port) });
@@ -77,7 +68,7 @@ describe("keygate serve --allow-upstream", () => {
   });
 
   it("issue 10.2: KEYGATE_ALLOW_UPSTREAM allows; a Bitrix24 call that fails answers 502 without its cause, which is logged", async () => {
-    const port = await closedPort();
+    const port = await freePort();
     const served = await serveWith("10.0.0.0/8, 127.0.0.1");
     try {
       const portal = await served.call("POST", "/v1/portals", { domain: "down.example.com", upstream: webhook(port) });

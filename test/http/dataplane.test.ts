@@ -10,12 +10,11 @@
  * Every suite runs against both stores.
  */
 import assert from "node:assert/strict";
-import { once } from "node:events";
-import { type AddressInfo, createServer } from "node:net";
 import { after, before, beforeEach, describe, it } from "node:test";
 import { createSandbox, sandboxWebhookToken, seedDemoData } from "../../src/upstream/sandbox/index.ts";
 import { type Harness, type Reply, startHarness, storeKinds } from "../support/gateway.ts";
 import { MINUTE, fails, limited, makeKey, makePortal, ok, patchKey, rateHeaders } from "./_fixtures.ts";
+import { freePort } from "../support/services.ts";
 
 /** The seeded deals (seedDemoData), by id 1–6. */
 const DEALS = [
@@ -37,16 +36,6 @@ function show(r: Reply): string {
 /** Two minutes on: keygate's per-minute and per-second windows start empty, the sandbox's bucket (2/s) is drained. */
 function fresh(h: Harness): void {
   h.clock.advance(2 * MINUTE);
-}
-
-/** A port nothing listens on. */
-async function closedPort(): Promise<number> {
-  const s = createServer().listen(0, "127.0.0.1");
-  await once(s, "listening");
-  const port = (s.address() as AddressInfo).port;
-  s.close();
-  await once(s, "close");
-  return port;
 }
 
 /**
@@ -749,7 +738,7 @@ for (const kind of await storeKinds("http: data plane")) {
         const key = (await makeKey(h, portal, { scopes: ["crm", "im"] })).raw;
         ok(await h.call("GET", "/v1/deals/1", { key }));
         const token = "s3cr3tW3bh00kT0k3n";
-        const port = await closedPort();
+        const port = await freePort();
         ok(await h.call("PATCH", `/v1/portals/${portal}`, { key: h.owner.key, body: { upstream: { kind: "bitrix24", webhookUrl: `http://127.0.0.1:${port}/rest/1/${token}/` } } }));
         for (const r of [
           await h.call("GET", "/v1/deals", { key }),

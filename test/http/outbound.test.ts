@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import { type Server, createServer } from "node:http";
-import { type AddressInfo, createServer as createTcpServer } from "node:net";
+import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { createKey } from "../../src/manage/keys.ts";
 import { createPortal } from "../../src/manage/portals.ts";
@@ -15,6 +15,7 @@ import type { Upstream } from "../../src/store/store.ts";
 import { seedDemoData } from "../../src/upstream/sandbox/index.ts";
 import { type Harness, type Reply, startHarness, storeKinds } from "../support/gateway.ts";
 import { fails, makeKey, makePortal, ok } from "./_fixtures.ts";
+import { freePort } from "../support/services.ts";
 
 /** Every spelling of an inside address the issue names, and a few more ranges. */
 const INSIDE = [
@@ -54,15 +55,6 @@ async function serving(status: number, contentType: string, body: string): Promi
       await once(server, "close");
     },
   };
-}
-
-async function closedPort(): Promise<number> {
-  const s = createTcpServer().listen(0, "127.0.0.1");
-  await once(s, "listening");
-  const port = (s.address() as AddressInfo).port;
-  s.close();
-  await once(s, "close");
-  return port;
 }
 
 /** What a caller learns from a refusal: everything but the request id. */
@@ -164,7 +156,7 @@ for (const kind of await storeKinds("http: outbound requests")) {
         const portal = await makePortal(h);
         const { raw } = await makeKey(h, portal, { scopes: ["crm"] });
         const answers: unknown[] = [];
-        for (const port of [await closedPort(), html.port, json.port, broken.port]) {
+        for (const port of [await freePort(), html.port, json.port, broken.port]) {
           ok(await h.call("PATCH", `/v1/portals/${portal}`, { key: h.owner.key, body: { upstream: { kind: "bitrix24", webhookUrl: `http://127.0.0.1:${port}/rest/1/t0k3n/` } } }));
           h.clock.advance(2_000);
           const r = await h.call("GET", "/v1/deals/1", { key: raw });

@@ -13,6 +13,7 @@ import { createPortal, updatePortal } from "../../src/manage/portals.ts";
 import type { Portal } from "../../src/store/store.ts";
 import { identitySecret, verifyIdentity } from "../../src/upstream/http/identity.ts";
 import { type Harness, type Reply, startHarness, storeKinds } from "../support/gateway.ts";
+import { freePort } from "../support/services.ts";
 
 interface Seen {
   method: string;
@@ -97,16 +98,6 @@ async function portalFor(h: Harness, domain: string, upstream: { kind: string; b
 
 async function keyFor(h: Harness, portal: Portal, scopes: string, extra: { accessMode?: "READONLY" | "READWRITE"; ipWhitelist?: string[] } = {}): Promise<string> {
   return (await createKey(h.kg, actorOf(h), { portalId: portal.id, name: `key ${scopes}`, scopes, ...extra })).rawKey;
-}
-
-/** A port nothing listens on. */
-async function closedPort(): Promise<string> {
-  const s = createServer().listen(0, "127.0.0.1");
-  await once(s, "listening");
-  const port = (s.address() as AddressInfo).port;
-  s.close();
-  await once(s, "close");
-  return `http://127.0.0.1:${port}`;
 }
 
 const P = "/v1/projects/p1";
@@ -405,7 +396,7 @@ for (const kind of await storeKinds("http: proxy")) {
     });
 
     it("an upstream that is down: 502 UPSTREAM_UNAVAILABLE", async () => {
-      const p = await portalFor(h, "riq-down.example.com", { kind: "http", baseUrl: await closedPort() });
+      const p = await portalFor(h, "riq-down.example.com", { kind: "http", baseUrl: `http://127.0.0.1:${await freePort()}` });
       const key = await keyFor(h, p, "kb:write");
       refused(await h.call("GET", `${P}/kb/articles`, { key }), 502, "UPSTREAM_UNAVAILABLE");
       // With a body the client is still answered (the client's stream survives the failure).
