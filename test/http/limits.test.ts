@@ -395,6 +395,22 @@ for (const kind of await storeKinds("http: limits")) {
         }
       });
 
+      it("issue 10.7: verify mode looks up no key for an address out of failed attempts either: the decision is the 429", async () => {
+        const ip = "198.51.100.51";
+        const backend = await makeKey(h, portalId, { scopes: ["crm", "vibe:verify"] });
+        const verify = (key: string) => h.call("POST", "/v1/verify", { key: backend.raw, ip, body: { key, method: "GET", path: "/v1/deals" } });
+        ok(await h.call("GET", "/v1/me", { key: backend.raw }));
+        const lookups = countLookups(h);
+        try {
+          for (let i = 0; i < 20; i++) assert.equal(ok(await verify(unknownKey())).code, "INVALID_API_KEY");
+          assert.equal(lookups.count, 20, "each unknown key was looked up once");
+          for (let i = 0; i < 10; i++) assert.equal(ok(await verify(unknownKey())).code, "RATE_LIMITED");
+          assert.equal(lookups.count, 20, "no lookup for the guesses past the budget");
+        } finally {
+          lookups.restore();
+        }
+      });
+
       it("issue 10.7: an unknown key is remembered for a minute: the same key again costs no lookup (and still spends the failed-attempt budget)", async () => {
         const ip = "198.51.100.51";
         const guess = unknownKey();

@@ -146,7 +146,9 @@ export function verifyRoutes(app: FastifyInstance, ctx: GatewayContext, deps: { 
       const keyTypeId = kg.format.parse(body.key);
       if (keyTypeId !== undefined) {
         const digest = keyDigest(kg.serverSecret, body.key);
-        const found = cache.get(digest) ?? (await cache.load(digest));
+        let found = cache.get(digest);
+        // As for a request's own key: an address out of failed attempts gets no store lookup (the limits below refuse it).
+        if (!found && !cache.unknown(digest) && (await limits.throttled(request.auth.clientIp)) === undefined) found = await cache.load(digest);
         // Keys of another portal are none of the caller's business: unknown, like a wrong key.
         if (found && found.record.portalId !== null && found.record.portalId === caller.portalId) key = found;
       }
