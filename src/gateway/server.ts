@@ -63,21 +63,22 @@ export interface ClientLimits {
   idleTimeoutMs: number;
   /** An idle keep-alive connection is closed after this: longer than load balancers' usual 60 s, so they close first. */
   keepAliveTimeoutMs: number;
-  /** Requests on one keep-alive connection; then it closes (the client opens another). */
-  maxRequestsPerSocket: number;
   /** Open connections at once; more are closed as they arrive. */
   maxConnections: number;
   /** How often the request and headers timeouts are checked. */
   checkIntervalMs: number;
 }
 
-/** nginx's 60 s client_header_timeout and client_body_timeout are the reference; its keepalive_requests is 1,000; 72 s keep-alive is Fastify's. */
+/**
+ * nginx's 60 s client_header_timeout and client_body_timeout are the reference; 72 s keep-alive is
+ * Fastify's. No cap on requests per connection (nginx's keepalive_requests): past it Node answers
+ * 503 to a request already on its way instead of closing, which fails clients that reuse connections.
+ */
 export const CLIENT_LIMITS: ClientLimits = {
   requestTimeoutMs: 60_000,
   headersTimeoutMs: 60_000,
   idleTimeoutMs: 60_000,
   keepAliveTimeoutMs: 72_000,
-  maxRequestsPerSocket: 1_000,
   maxConnections: 10_000,
   checkIntervalMs: 1_000,
 };
@@ -180,7 +181,6 @@ export function buildServer(options: ServerOptions): FastifyInstance {
         { requestTimeout: limits.requestTimeoutMs, headersTimeout: limits.headersTimeoutMs, keepAliveTimeout: limits.keepAliveTimeoutMs, connectionsCheckingInterval: limits.checkIntervalMs },
         (req, res) => arrive(req, res),
       );
-      server.maxRequestsPerSocket = limits.maxRequestsPerSocket;
       server.maxConnections = limits.maxConnections;
       server.setTimeout(limits.idleTimeoutMs);
       return server;
