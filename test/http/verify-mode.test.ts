@@ -180,12 +180,17 @@ for (const kind of await storeKinds("http: verify mode")) {
     it("guessing keys through verify mode spends the caller's failed-attempt budget, whatever ip it claims", async () => {
       h.clock.advance(120_000);
       const { rawKey } = await keyFor(h, portal, "crm");
+      const uncached = (await keyFor(h, portal, "crm")).rawKey;
+      // Verified once: the key is in the key cache.
+      assert.equal(decision(await verify({ key: rawKey, method: "GET", path: "/v1/deals" })).valid, true);
       for (let i = 0; i < 20; i++) {
         invalid(await verify({ key: `vibe_api_guess${i}`, method: "GET", path: "/v1/deals", ip: `198.51.100.${i + 1}` }), "INVALID_API_KEY", 401);
       }
       invalid(await verify({ key: "vibe_api_guess20", method: "GET", path: "/v1/deals", ip: "198.51.100.99" }), "RATE_LIMITED", 429);
-      // A real key is still verified: the budget counts failures only.
+      // A real key the cache holds is still verified: the budget counts failures only. One it does
+      // not hold is not looked up for an address out of failed attempts (issue 10.7, docs/limits.md).
       assert.equal(decision(await verify({ key: rawKey, method: "GET", path: "/v1/deals" })).valid, true);
+      invalid(await verify({ key: uncached, method: "GET", path: "/v1/deals" }), "RATE_LIMITED", 429);
       // The budget back for the tests after this one: a key not yet cached is throttled too (docs/limits.md).
       h.clock.advance(120_000);
     });
