@@ -274,6 +274,8 @@ export interface Store {
   /** Adds a webhook, or changes user and scopes of the one with this digest (its createdAt stays). The sandbox must exist (else it throws). */
   putSandboxWebhook(webhook: SandboxWebhook): Promise<void>;
   getSandboxWebhook(portalId: string, tokenDigest: string): Promise<SandboxWebhook | undefined>;
+  /** The webhooks with this digest in any sandbox (at most 2: a token names its portal when it is the only one), for the sandbox served at a host root. */
+  sandboxWebhooksByToken(tokenDigest: string): Promise<SandboxWebhook[]>;
   /**
    * Adds a record with the next id of its portal and entity type (1 for the first; ids are never
    * reused, also after a delete), createdAt = updatedAt = now; concurrent adds get distinct ids.

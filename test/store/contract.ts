@@ -931,6 +931,19 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
         assert.equal(await store.getSandboxWebhook("no-such-sandbox", hook.tokenDigest), undefined);
       });
 
+      test("issue 11.4: webhooks are found by their digest alone, at most two (a token shared by portals names none)", async () => {
+        const sb = await aSandbox();
+        const other = await aSandbox();
+        const digest = nextId("digest").padEnd(64, "0");
+        assert.deepEqual(await store.sandboxWebhooksByToken(digest), []);
+        const hook: SandboxWebhook = { portalId: sb.portalId, tokenDigest: digest, userId: 1, scopes: ["crm"], createdAt: T0 };
+        await store.putSandboxWebhook(hook);
+        assert.deepEqual(await store.sandboxWebhooksByToken(digest), [hook]);
+        await store.putSandboxWebhook({ ...hook, portalId: other.portalId });
+        await store.putSandboxWebhook({ ...hook, portalId: (await aSandbox()).portalId });
+        assert.equal((await store.sandboxWebhooksByToken(digest)).length, 2);
+      });
+
       test("items: ids count 1, 2, 3 per portal and entity type; any JSON object round-trips", async () => {
         const sb = await aSandbox();
         const other = await aSandbox();

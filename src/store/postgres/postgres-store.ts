@@ -167,6 +167,7 @@ const SQL = {
   putSandboxWebhook: `${insertSql("sandbox_webhooks", SANDBOX_WEBHOOK_COLUMNS)} ON CONFLICT (portal_id, token_digest) DO UPDATE SET
     user_id = excluded.user_id, scopes = excluded.scopes`,
   sandboxWebhook: `SELECT ${columnList(SANDBOX_WEBHOOK_COLUMNS)} FROM sandbox_webhooks WHERE portal_id = $1 AND token_digest = $2`,
+  sandboxWebhooksByToken: `SELECT ${columnList(SANDBOX_WEBHOOK_COLUMNS)} FROM sandbox_webhooks WHERE token_digest = $1 LIMIT 2`,
   // One statement: the sequence's row lock (taken by the upsert) orders concurrent adds.
   addSandboxItem: `WITH seq AS (
       INSERT INTO sandbox_sequences (portal_id, entity_type, last_id) VALUES ($1, $2, 1)
@@ -557,6 +558,10 @@ export class PostgresStore implements Store {
   async getSandboxWebhook(portalId: string, tokenDigest: string): Promise<SandboxWebhook | undefined> {
     const row = (await this.#q("sandboxWebhook", [portalId, tokenDigest])).rows[0];
     return row && sandboxWebhookFromRow(row);
+  }
+
+  async sandboxWebhooksByToken(tokenDigest: string): Promise<SandboxWebhook[]> {
+    return (await this.#q("sandboxWebhooksByToken", [tokenDigest])).rows.map(sandboxWebhookFromRow);
   }
 
   async addSandboxItem(portalId: string, entityType: string, fields: Record<string, unknown>, now: number): Promise<SandboxItem> {

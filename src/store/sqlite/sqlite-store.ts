@@ -167,6 +167,7 @@ function prepareStatements(db: DatabaseSync) {
        user_id = excluded.user_id, scopes = excluded.scopes`,
     ),
     sandboxWebhook: p(`SELECT ${columnList(SANDBOX_WEBHOOK_COLUMNS)} FROM sandbox_webhooks WHERE portal_id = ? AND token_digest = ?`),
+    sandboxWebhooksByToken: p(`SELECT ${columnList(SANDBOX_WEBHOOK_COLUMNS)} FROM sandbox_webhooks WHERE token_digest = ? LIMIT 2`),
     nextSandboxId: p(
       `INSERT INTO sandbox_sequences (portal_id, entity_type, last_id) VALUES (?, ?, 1)
        ON CONFLICT (portal_id, entity_type) DO UPDATE SET last_id = last_id + 1 RETURNING last_id`,
@@ -538,6 +539,10 @@ export class SqliteStore implements Store {
   async getSandboxWebhook(portalId: string, tokenDigest: string): Promise<SandboxWebhook | undefined> {
     const row = this.#s.sandboxWebhook.get(portalId, tokenDigest);
     return row && sandboxWebhookFromRow(row);
+  }
+
+  async sandboxWebhooksByToken(tokenDigest: string): Promise<SandboxWebhook[]> {
+    return this.#s.sandboxWebhooksByToken.all(tokenDigest).map(sandboxWebhookFromRow);
   }
 
   async addSandboxItem(portalId: string, entityType: string, fields: Record<string, unknown>, now: number): Promise<SandboxItem> {
