@@ -10,6 +10,7 @@ import type { Actor, Keygate } from "./context.ts";
 
 const DOMAIN = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9][a-z0-9-]{0,61}[a-z0-9]$|^localhost$/;
 const MAX_REQUEST_LIMIT = 100_000;
+const MAX_ALLOWED_ORIGINS = 100;
 
 export interface UpstreamInput {
   kind?: string;
@@ -75,6 +76,32 @@ function requestLimitOrFail(value: number | null | undefined): number | null {
   return value;
 }
 
+/**
+ * Browser origins exactly as browsers send them in Origin: scheme, host and a port other than the
+ * scheme's own, lower case, nothing after (https://app.example.com). "*" is refused: a key in any
+ * page at all is what the empty default guards against.
+ */
+function allowedOriginsOrFail(value: unknown): string[] {
+  if (!Array.isArray(value) || value.length > MAX_ALLOWED_ORIGINS) {
+    throw new KeygateError("VALIDATION_ERROR", { message: `allowedOrigins is a list of at most ${MAX_ALLOWED_ORIGINS} origins such as "https://app.example.com"`, param: "allowedOrigins" });
+  }
+  const origins = new Set<string>();
+  for (const [i, origin] of value.entries()) {
+    const param = `allowedOrigins[${i}]`;
+    let url: URL | undefined;
+    try {
+      url = typeof origin === "string" ? new URL(origin) : undefined;
+    } catch {
+      url = undefined;
+    }
+    if (url === undefined || (url.protocol !== "https:" && url.protocol !== "http:") || url.origin !== origin) {
+      throw new KeygateError("VALIDATION_ERROR", { message: `${param} must be an origin as a browser sends it: scheme://host[:port], lower case, no path or trailing slash (e.g. "https://app.example.com")`, param });
+    }
+    origins.add(origin);
+  }
+  return [...origins];
+}
+
 export async function createPortal(kg: Keygate, actor: Actor, input: { domain?: string; name?: string; upstream?: UpstreamInput | null }): Promise<Portal> {
   const domain = (input.domain ?? "").trim().toLowerCase();
   if (!DOMAIN.test(domain)) throw new KeygateError("VALIDATION_ERROR", { message: "domain must be a host name such as mycompany.bitrix24.ru", param: "domain" });
@@ -89,6 +116,7 @@ export async function createPortal(kg: Keygate, actor: Actor, input: { domain?: 
     defaultAccessMode: "READWRITE",
     upstream: await upstreamOrFail(kg.outbound, input.upstream),
     requestLimit: null,
+    allowedOrigins: [],
     createdBy: actor.user.id,
     createdAt: now,
   };
@@ -117,7 +145,7 @@ export async function updatePortal(
   kg: Keygate,
   actor: Actor,
   id: string,
-  input: { name?: string; defaultAccessMode?: AccessMode; upstream?: UpstreamInput | null; requestLimit?: number | null },
+  input: { name?: string; defaultAccessMode?: AccessMode; upstream?: UpstreamInput | null; requestLimit?: number | null; allowedOrigins?: string[] },
 ): Promise<Portal> {
   const { portal } = await portalForActor(kg, actor, id, "ADMIN");
   const patch: PortalPatch = {};
@@ -129,6 +157,7 @@ export async function updatePortal(
   if (input.defaultAccessMode !== undefined) patch.defaultAccessMode = input.defaultAccessMode;
   if (input.upstream !== undefined) patch.upstream = await upstreamOrFail(kg.outbound, input.upstream);
   if (input.requestLimit !== undefined) patch.requestLimit = requestLimitOrFail(input.requestLimit);
+  if (input.allowedOrigins !== undefined) patch.allowedOrigins = allowedOriginsOrFail(input.allowedOrigins);
   if (Object.keys(patch).length === 0) throw new KeygateError("VALIDATION_ERROR", { message: "give at least one field to change" });
   const updated = await kg.store.updatePortal(id, patch, {
     audit: [auditEvent(kg, actor, "portal.update", { type: "portal", id, portalId: id }, auditView(portal), auditView({ ...portal, ...patch }))],

@@ -43,6 +43,7 @@ export const PORTAL_COLUMNS = [
   "request_limit",
   "created_by",
   "created_at",
+  "allowed_origins",
 ] as const;
 export const MEMBERSHIP_COLUMNS = ["portal_id", "user_id", "role", "created_at"] as const;
 export const KEY_COLUMNS = [
@@ -85,7 +86,7 @@ export const KEY_MUTABLE_COLUMNS = [
   "version",
 ] as const;
 /** What updatePortal rewrites (after "id"). */
-export const PORTAL_MUTABLE_COLUMNS = ["name", "status", "default_access_mode", "upstream", "request_limit"] as const;
+export const PORTAL_MUTABLE_COLUMNS = ["name", "status", "default_access_mode", "upstream", "request_limit", "allowed_origins"] as const;
 export const DEPENDENT_COLUMNS = ["key_id", "kind", "dependent_id", "created_at"] as const;
 export const AUDIT_COLUMNS = [
   "id",
@@ -170,6 +171,7 @@ export function portalFromRow(row: Row, cipher: UpstreamCipher): Portal {
     requestLimit: numOrNull(row, "request_limit"),
     createdBy: str(row, "created_by"),
     createdAt: num(row, "created_at"),
+    allowedOrigins: decodeStrings(row["allowed_origins"]),
   };
 }
 
@@ -320,12 +322,13 @@ export function portalValues(p: Portal, cipher: UpstreamCipher): SqlValue[] {
     p.requestLimit,
     p.createdBy,
     p.createdAt,
+    encodeStrings(p.allowedOrigins),
   ];
 }
 
 /** id first, then PORTAL_MUTABLE_COLUMNS. */
 export function portalUpdateValues(p: Portal, cipher: UpstreamCipher): SqlValue[] {
-  return [p.id, p.name, p.status, p.defaultAccessMode, storedUpstream(p, cipher), p.requestLimit];
+  return [p.id, p.name, p.status, p.defaultAccessMode, storedUpstream(p, cipher), p.requestLimit, encodeStrings(p.allowedOrigins)];
 }
 
 export function membershipValues(m: Membership): SqlValue[] {
@@ -458,6 +461,7 @@ export function patchPortal(portal: Portal, patch: PortalPatch): Portal {
   if (patch.defaultAccessMode !== undefined) next.defaultAccessMode = patch.defaultAccessMode;
   if (patch.upstream !== undefined) next.upstream = patch.upstream;
   if (patch.requestLimit !== undefined) next.requestLimit = patch.requestLimit;
+  if (patch.allowedOrigins !== undefined) next.allowedOrigins = [...patch.allowedOrigins];
   return next;
 }
 

@@ -40,6 +40,8 @@ export interface Portal {
   requestLimit: number | null;
   createdBy: string;
   createdAt: number;
+  /** Browser origins (https://app.example.com) whose pages may send this portal's keys; empty: none (docs/api.md, "CORS"). */
+  allowedOrigins: string[];
 }
 
 export interface Membership {
@@ -124,7 +126,7 @@ export interface KeyDependent {
 export type KeyPatch = Partial<
   Pick<KeyRecord, "name" | "scopes" | "issuedScopes" | "status" | "accessMode" | "ipWhitelist" | "rateLimit" | "tier" | "expiresAt" | "rotatedToId">
 >;
-export type PortalPatch = Partial<Pick<Portal, "name" | "status" | "defaultAccessMode" | "upstream" | "requestLimit">>;
+export type PortalPatch = Partial<Pick<Portal, "name" | "status" | "defaultAccessMode" | "upstream" | "requestLimit" | "allowedOrigins">>;
 
 /** One request made with a key, for the key's request log (GET /v1/keys/:id/usage). */
 export interface RequestLogEntry {

@@ -58,6 +58,7 @@ function makePortal(createdBy: string, over: Partial<Portal> = {}): Portal {
     requestLimit: 5,
     createdBy,
     createdAt: T0,
+    allowedOrigins: [],
     ...over,
   };
 }
@@ -234,6 +235,7 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
           { upstream: { kind: "sandbox" }, status: "DISABLED", defaultAccessMode: "READONLY" },
           { upstream: { kind: "http", baseUrl: "http://127.0.0.1:9000/api" }, createdAt: FAR_FUTURE },
           { upstream: null, requestLimit: null, name: "Не связан ✓" },
+          { allowedOrigins: ["https://app.example.com", "http://localhost:5173"] },
         ];
         for (const over of variants) {
           const p = makePortal(owner.id, over);
@@ -285,6 +287,16 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
 
         assert.equal(await store.updatePortal("nope", { name: "x" }, auditing("nope")), undefined);
         assert.deepEqual(await auditOf("nope"), []);
+      });
+
+      test("issue 11.2: updatePortal sets and clears allowedOrigins (empty by default)", async () => {
+        const p = await aPortal();
+        assert.deepEqual((await store.getPortal(p.id))?.allowedOrigins, []);
+        const origins = ["https://app.example.com", "http://localhost:5173"];
+        assert.deepEqual((await store.updatePortal(p.id, { allowedOrigins: origins }, NO_EFFECTS))?.allowedOrigins, origins);
+        assert.deepEqual((await store.getPortal(p.id))?.allowedOrigins, origins);
+        assert.deepEqual((await store.updatePortal(p.id, { name: "Kept" }, NO_EFFECTS))?.allowedOrigins, origins);
+        assert.deepEqual((await store.updatePortal(p.id, { allowedOrigins: [] }, NO_EFFECTS))?.allowedOrigins, []);
       });
 
       test("listPortalsForUser: the user's portals with their role, oldest first", async () => {

@@ -88,7 +88,7 @@ let seq = 0;
 
 function portal(createdBy: string, upstream: Portal["upstream"]): Portal {
   const id = `prt_${++seq}`;
-  return { id, domain: `${id}.example.com`, name: id, status: "ACTIVE", defaultAccessMode: "READWRITE", upstream, requestLimit: null, createdBy, createdAt: T0 };
+  return { id, domain: `${id}.example.com`, name: id, status: "ACTIVE", defaultAccessMode: "READWRITE", upstream, requestLimit: null, createdBy, createdAt: T0, allowedOrigins: [] };
 }
 
 const stored = (value: unknown): string => (typeof value === "string" ? value : JSON.stringify(value));
