@@ -13,7 +13,7 @@ import { type FieldKind, type ListField, type ListSchema, applyFilter, applyOrde
 import { isRecord, isoDate, isoTime, toFlag, toInt, toList, toNumber, toText, toTime, upperSnake } from "./values.ts";
 import type { SandboxItem } from "../../store/store.ts";
 
-type CrmType =
+export type CrmType =
   | "integer"
   | "double"
   | "string"
@@ -29,7 +29,7 @@ type CrmType =
   | "crm_contact"
   | "crm_multifield";
 
-interface CrmField {
+export interface CrmField {
   name: string;
   type: CrmType;
   title: string;
@@ -62,7 +62,7 @@ const money = [f("opportunity", "double", "Amount", { initial: () => 0 }), f("cu
 const source = f("sourceId", "crm_status", "Source", { statusType: "SOURCE", initial: () => "CALL" });
 const person = [f("name", "string", "First name"), f("secondName", "string", "Second name"), f("lastName", "string", "Last name"), f("post", "string", "Position")];
 
-const CATALOG: Record<number, { name: string; fields: CrmField[] }> = {
+export const CATALOG: Record<number, { name: string; fields: CrmField[] }> = {
   1: {
     name: "Lead",
     fields: [
@@ -140,7 +140,7 @@ const BY_NAME: Record<number, Map<string, CrmField>> = Object.fromEntries(
 
 const NUMERIC: ReadonlySet<CrmType> = new Set(["integer", "double", "user", "crm_category", "crm_company", "crm_contact"]);
 
-function kindOf(type: CrmType): FieldKind {
+export function kindOf(type: CrmType): FieldKind {
   if (NUMERIC.has(type)) return "number";
   if (type === "date" || type === "datetime") return "date";
   if (type === "boolean") return "flag";
@@ -215,7 +215,7 @@ function multifield(field: CrmField, entry: unknown, i: number): Record<string, 
 }
 
 /** `fields` as stored: known writable fields, normalized; with `initial` values when adding. */
-function normalizeFields(entityTypeId: number, input: Record<string, unknown>, ctx: MethodContext, adding: boolean): Record<string, unknown> {
+export function normalizeFields(entityTypeId: number, input: Record<string, unknown>, ctx: MethodContext, adding: boolean): Record<string, unknown> {
   const byName = BY_NAME[entityTypeId]!;
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(input)) {

@@ -8,9 +8,11 @@ export {
   DEFAULT_LIMIT,
   SANDBOX_SCOPES,
   createSandbox,
+  sandboxRootWebhookUrl,
   sandboxWebhookPath,
   sandboxWebhookToken,
   sandboxWebhookUrl,
   seedDemoData,
 } from "./setup.ts";
 export { BitrixFault } from "./fault.ts";
+export { type SandboxServerOptions, sandboxServer } from "./server.ts";

@@ -1,4 +1,7 @@
 /**
+ * server.time (the portal's time, ISO 8601), app.info (what an application learns of itself; a
+ * webhook is a local application: STATUS "L", installed, not expiring).
+ *
  * Messenger, Activity Stream and placements: im.notify.system.add (answers the notification's
  * id), im.message.add (the message's id), log.blogpost.add (true), placement.list (the codes of
  * places an app can be embedded in), placement.bind (true). What they send or bind is kept in the
@@ -42,6 +45,20 @@ const PLACEMENTS: [string, string][] = [
 ];
 
 export const miscMethods: Record<string, MethodDef> = {
+  "server.time": {
+    scopes: [],
+    async run(ctx) {
+      return { result: isoTime(ctx.now) };
+    },
+  },
+  "app.info": {
+    scopes: [],
+    async run() {
+      return {
+        result: { ID: 1, CODE: "local.sandbox", VERSION: 1, STATUS: "L", INSTALLED: true, PAYMENT_EXPIRED: "N", DAYS: null, LANGUAGE_ID: "en", LICENSE: "en_project", LICENSE_TYPE: "project", LICENSE_FAMILY: "project" },
+      };
+    },
+  },
   "im.notify.system.add": {
     scopes: ["im"],
     async run(ctx, params) {

@@ -3,6 +3,9 @@
  *
  *     GET|POST /sandbox/<portal id>/rest/<user id>/<token>/<method>[.json]
  *
+ * or, registered with `root: true` (a listener of its own: `keygate serve --sandbox-port`), at the
+ * host root as Bitrix24 serves it, /rest/<user id>/<token>/<method>, where the token alone names
+ * the portal (a token two portals share names none),
  * taking parameters as a JSON body, a form body or a query string (PHP-style nesting), and
  * answering {result, total?, next?, time} or {error, error_description} with Bitrix24's statuses.
  * In order: the client address's failed-credentials budget (20 wrong webhooks a minute; past it
@@ -22,7 +25,7 @@ import { createHash } from "node:crypto";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { MAX_JSON_DEPTH, jsonDeeperThan } from "../../core/json.ts";
 import { parseQuery } from "../bitrix24/query.ts";
-import type { Store } from "../../store/store.ts";
+import type { SandboxWebhook, Store } from "../../store/store.ts";
 import type { MethodContext, MethodResult } from "./context.ts";
 import { BitrixFault, insufficientScope, internalError, invalidCredentials, methodNotFound, queryLimitExceeded } from "./fault.ts";
 import { MemoryLimiter } from "../../limits/memory.ts";
@@ -35,6 +38,8 @@ export interface SandboxRoutesOptions {
   store: Store;
   /** The clock (epoch ms): record times and the request limit. Default Date.now. */
   now?: () => number;
+  /** Serve /rest/<user id>/<token>/<method> at the root, the portal found by the token; default: /sandbox/<portal id>/rest/…. */
+  root?: boolean;
 }
 
 /** Wrong webhooks (portal, user id, token) an address may try in a sliding minute. */
@@ -49,7 +54,8 @@ export function tokenDigest(token: string): string {
 }
 
 interface RouteParams {
-  portalId: string;
+  /** Absent at the host root. */
+  portalId?: string;
   userId: string;
   token: string;
   method: string;
@@ -128,17 +134,24 @@ export async function sandboxRoutes(app: FastifyInstance, options: SandboxRoutes
     return { result: { result: php(result), result_error: php(errors), result_total: php(totals), result_next: php(nexts), result_time: php(times) } };
   }
 
+  async function findWebhook(portalId: string | undefined, digest: string): Promise<SandboxWebhook | undefined> {
+    if (portalId !== undefined) return store.getSandboxWebhook(portalId, digest);
+    const found = await store.sandboxWebhooksByToken(digest);
+    return found.length === 1 ? found[0] : undefined;
+  }
+
   async function handle(request: FastifyRequest<{ Params: RouteParams }>, reply: FastifyReply): Promise<FastifyReply> {
     const started = now();
     const t0 = performance.now();
-    const { portalId, userId, token } = request.params;
+    const { userId, token } = request.params;
     // Bitrix24's answer to too many requests; a right token from the address waits too (it is not looked up).
     if (!failures.peekNow(failedCredentials(request.ip), 1).admitted) throw queryLimitExceeded();
-    const webhook = await store.getSandboxWebhook(portalId, tokenDigest(token));
+    const webhook = await findWebhook(request.params.portalId, tokenDigest(token));
     if (webhook === undefined || String(webhook.userId) !== userId) {
       failures.consumeNow(failedCredentials(request.ip), 1);
       throw invalidCredentials();
     }
+    const { portalId } = webhook;
     const sandbox = await store.getSandbox(portalId);
     if (sandbox === undefined || !buckets.take(portalId, sandbox.requestBurst, sandbox.requestsPerSecond, started)) throw queryLimitExceeded();
 
@@ -156,7 +169,7 @@ export async function sandboxRoutes(app: FastifyInstance, options: SandboxRoutes
 
   app.route<{ Params: RouteParams }>({
     method: ["GET", "POST"],
-    url: "/sandbox/:portalId/rest/:userId/:token/:method",
+    url: options.root === true ? "/rest/:userId/:token/:method" : "/sandbox/:portalId/rest/:userId/:token/:method",
     logLevel: "warn",
     schema: { hide: true },
     handler: handle,

@@ -51,6 +51,11 @@ export function sandboxWebhookUrl(baseUrl: string, portalId: string, token: stri
   return `${baseUrl.replace(/\/+$/, "")}${sandboxWebhookPath(portalId, token, userId)}`;
 }
 
+/** The webhook URL on the sandbox served at a host root (`keygate serve --sandbox-port`), e.g. https://sandbox.example:8443/rest/1/<token>/: the token names the portal. */
+export function sandboxRootWebhookUrl(sandboxUrl: string, token: string, userId = 1): string {
+  return `${sandboxUrl.replace(/\/+$/, "")}/rest/${userId}/${encodeURIComponent(token)}/`;
+}
+
 /** The sandbox of the portal, created with the default limit when missing. */
 async function ensureSandbox(store: Store, portalId: string, now: number, limit?: { requestBurst: number; requestsPerSecond: number }): Promise<void> {
   const existing = await store.getSandbox(portalId);

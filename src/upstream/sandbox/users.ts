@@ -1,11 +1,11 @@
 /**
- * user.get, user.add, user.update, user.fields. Users are UPPER_CASE records (ID as a string,
+ * user.get, user.current, user.add, user.update, user.fields. Users are UPPER_CASE records (ID as a string,
  * ACTIVE as a boolean, UF_DEPARTMENT a list of department ids), as Bitrix24 answers them.
  *
  * user.get takes its filter as top-level parameters or in FILTER/filter (operator prefixes as in
  * lists.ts; NAME_SEARCH searches names, e-mail and position; a text value with % is a LIKE
  * pattern), SORT + ORDER (one field, ASC by default; ID when not given), and start; it answers a
- * list with total/next. user.add answers the new id, user.update true.
+ * list with total/next. user.current answers the webhook's user, user.add the new id, user.update true.
  */
 import { ENTITY, type MethodContext, type MethodDef } from "./context.ts";
 import { BitrixFault, argumentError } from "./fault.ts";
@@ -162,6 +162,15 @@ function userFilter(params: Record<string, unknown>): { filter: Record<string, u
 }
 
 export const userMethods: Record<string, MethodDef> = {
+  "user.current": {
+    scopes: ["user", "user_basic", "user_brief"],
+    async run(ctx) {
+      const user = await ctx.store.getSandboxItem(ctx.portalId, ENTITY.user, ctx.userId);
+      // The webhook's user always exists (createSandbox checks it); a record removed behind its back reads as none.
+      if (user === undefined) throw new BitrixFault(401, "INVALID_CREDENTIALS", "Invalid request credentials");
+      return { result: presentUser(user) };
+    },
+  },
   "user.get": {
     scopes: ["user", "user_basic", "user_brief"],
     async run(ctx, params) {
