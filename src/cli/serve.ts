@@ -1,8 +1,12 @@
+import { readFileSync } from "node:fs";
+import { createSecureContext } from "node:tls";
 import type { Command } from "commander";
+import type { FastifyInstance } from "fastify";
 import type { RedisInvalidation } from "../gateway/invalidation.ts";
 import { DEPLOYMENT_ID, deploymentId } from "../limits/deployment.ts";
 import type { RedisLimiter } from "../limits/redis.ts";
 import { outboundPolicy } from "../upstream/outbound.ts";
+import { sandboxRootWebhookUrl, sandboxWebhookToken, sandboxWebhookUrl } from "../upstream/sandbox/setup.ts";
 import { type Io, UsageError } from "./io.ts";
 import { DEFAULT_OWNER_EMAIL, type Instance, SANDBOX_DOMAIN, initInstance, isInitialised, openInstance } from "./setup.ts";
 
@@ -25,11 +29,13 @@ export function registerServe(program: Command, io: Io): void {
       (value: string, previous: string[]) => [...previous, value],
       [] as string[],
     )
-    .action(async (opts: { port: string; host: string; dataDir?: string; database?: string; profile?: string; trustProxy?: string; publicUrl?: string; redis?: string; deploymentId?: string; allowUpstream: string[] }) => {
-      const port = Number(opts.port);
-      if (!/^\d+$/.test(opts.port) || port > 65535) {
-        throw new UsageError("USAGE", [{ scope: "", code: "USAGE", message: `--port must be a whole number from 0 to 65535, not "${opts.port}"` }]);
-      }
+    .option("--tls-cert <file>", "serve HTTPS with this certificate chain (PEM), on every port; needs --tls-key")
+    .option("--tls-key <file>", "the private key (PEM) of --tls-cert")
+    .option("--sandbox-port <port>", "also serve the sandbox portal at a host root on this port, /rest/<user id>/<token>/<method> as Bitrix24 does (0 picks a free one; default: off)")
+    .action(async (opts: { port: string; host: string; dataDir?: string; database?: string; profile?: string; trustProxy?: string; publicUrl?: string; redis?: string; deploymentId?: string; allowUpstream: string[]; tlsCert?: string; tlsKey?: string; sandboxPort?: string }) => {
+      const port = portOption("--port", opts.port);
+      const sandboxPort = opts.sandboxPort === undefined ? undefined : portOption("--sandbox-port", opts.sandboxPort);
+      const tls = tlsOptions(opts.tlsCert, opts.tlsKey);
       const configuredDeployment = opts.deploymentId ?? process.env.KEYGATE_DEPLOYMENT_ID;
       if (configuredDeployment !== undefined && !DEPLOYMENT_ID.test(configuredDeployment)) {
         throw new UsageError("USAGE", [{ scope: "", code: "USAGE", message: `--deployment-id must be 1 to 64 letters, digits, "-" or "_", not "${configuredDeployment}"` }]);
@@ -41,12 +47,12 @@ export function registerServe(program: Command, io: Io): void {
         throw new UsageError("USAGE", [{ scope: "", code: "USAGE", message: `--allow-upstream: ${(e as Error).message}` }]);
       }
       let instance: Instance;
-      let firstStart: { managementKey: string | null } | undefined;
+      let firstStart: { managementKey: string | null; ownerId: string } | undefined;
       if (isInitialised(opts)) instance = await openInstance(opts);
       else {
         const init = await initInstance({ ...opts, ownerEmail: DEFAULT_OWNER_EMAIL });
         instance = init.instance;
-        firstStart = { managementKey: init.managementKey };
+        firstStart = { managementKey: init.managementKey, ownerId: init.ownerId };
       }
       // Loaded here so that the other commands start without the HTTP stack.
       const { buildServer } = await import("../gateway/server.ts");
@@ -66,6 +72,24 @@ export function registerServe(program: Command, io: Io): void {
         shared = { limiter, invalidation: new RedisInvalidation(redisUrl, deployment) };
         await limiter.ready(3_000).catch(() => log(`Redis at ${redisUrl} does not answer yet: starting with this node's own rate limits`));
       }
+      const baseUrl = (address: ReturnType<typeof app.server.address>, fallback: number) =>
+        `${tls ? "https" : "http"}://${opts.host.includes(":") ? `[${opts.host}]` : opts.host}:${typeof address === "object" && address ? address.port : fallback}`;
+      // The sandbox listens first: the gateway shows webhook URLs on it.
+      let sandbox: FastifyInstance | undefined;
+      let sandboxUrl: string | undefined;
+      if (sandboxPort !== undefined) {
+        const { sandboxServer } = await import("../upstream/sandbox/server.ts");
+        sandbox = sandboxServer({ store: instance.kg.store, tls, logger: true });
+        try {
+          await sandbox.listen({ port: sandboxPort, host: opts.host });
+        } catch (e) {
+          io.err(`keygate: cannot listen on ${opts.host}:${sandboxPort} (--sandbox-port): ${(e as Error).message}`);
+          await sandbox.close();
+          await instance.close();
+          return io.exit(1);
+        }
+        sandboxUrl = baseUrl(sandbox.server.address(), sandboxPort);
+      }
       const app = buildServer({
         profile: instance.kg.profile,
         store: instance.kg.store,
@@ -74,11 +98,13 @@ export function registerServe(program: Command, io: Io): void {
         trustProxy: opts.trustProxy?.split(",").map((s) => s.trim()).filter(Boolean),
         publicUrl: opts.publicUrl,
         allowUpstream,
+        tls,
+        sandboxUrl,
         ...shared,
       });
       log = (message) => app.log.warn(message);
-      // The store closes after the server: closing the server writes the usage it has collected.
-      const close = () => app.close().then(() => instance.close());
+      // The store closes after the servers: closing the server writes the usage it has collected.
+      const close = () => Promise.all([app.close(), sandbox?.close()]).then(() => instance.close());
       try {
         await app.listen({ port, host: opts.host });
       } catch (e) {
@@ -86,20 +112,54 @@ export function registerServe(program: Command, io: Io): void {
         await close();
         io.exit(1);
       }
-      const address = app.server.address();
-      const bound = typeof address === "object" && address ? address.port : port;
-      const url = `http://${opts.host.includes(":") ? `[${opts.host}]` : opts.host}:${bound}`;
+      const url = baseUrl(app.server.address(), port);
       if (firstStart) {
         io.out(`keygate set up ${instance.dataDir} with an owner account (${DEFAULT_OWNER_EMAIL}).`);
         if (firstStart.managementKey) {
           io.out(`Owner's management key (shown once, store it now): ${firstStart.managementKey}`);
           io.out(`Try it: curl -H "X-Api-Key: ${firstStart.managementKey}" ${url}/v1/me`);
           io.out(`A sandbox portal with demo data (${SANDBOX_DOMAIN}) is linked: create an API key on it with POST ${url}/v1/keys.`);
+          const portal = (await instance.kg.store.listPortalsForUser(firstStart.ownerId)).find((p) => p.domain === SANDBOX_DOMAIN);
+          if (portal) {
+            const token = sandboxWebhookToken(instance.kg.serverSecret, portal.id);
+            const webhook = sandboxUrl === undefined ? sandboxWebhookUrl(url, portal.id, token) : sandboxRootWebhookUrl(sandboxUrl, token);
+            // A secret like the management key: it reaches the sandbox's data as its administrator.
+            io.out(`The sandbox's incoming webhook, for Bitrix24 clients (keep it secret): ${webhook}`);
+            io.out(`Try it: curl ${tls ? "-k " : ""}"${webhook}crm.deal.list?select[]=ID&select[]=TITLE"`);
+          }
         }
       }
       io.out(`keygate listening on ${url} (profile ${instance.kg.profile.id}, data ${instance.dataDir})`);
+      if (sandboxUrl !== undefined) io.out(`the sandbox portal listening on ${sandboxUrl} (Bitrix24 REST at /rest/<user id>/<token>/<method>)`);
       const stop = () => void close().then(() => io.exit(0));
       process.once("SIGINT", stop);
       process.once("SIGTERM", stop);
     });
+}
+
+function portOption(flag: string, value: string): number {
+  const port = Number(value);
+  if (!/^\d+$/.test(value) || port > 65535) throw new UsageError("USAGE", [{ scope: "", code: "USAGE", message: `${flag} must be a whole number from 0 to 65535, not "${value}"` }]);
+  return port;
+}
+
+/** The certificate and key, read and checked now: a wrong file is a usage error at start, not a failed handshake later. */
+function tlsOptions(certFile: string | undefined, keyFile: string | undefined): { cert: Buffer; key: Buffer } | undefined {
+  if (certFile === undefined && keyFile === undefined) return undefined;
+  const usage = (message: string) => new UsageError("USAGE", [{ scope: "", code: "USAGE", message }]);
+  if (certFile === undefined || keyFile === undefined) throw usage("--tls-cert and --tls-key go together: give both");
+  const read = (flag: string, file: string) => {
+    try {
+      return readFileSync(file);
+    } catch (e) {
+      throw usage(`${flag}: cannot read ${file}: ${(e as Error).message}`);
+    }
+  };
+  const tls = { cert: read("--tls-cert", certFile), key: read("--tls-key", keyFile) };
+  try {
+    createSecureContext(tls);
+  } catch (e) {
+    throw usage(`--tls-cert/--tls-key: not a PEM certificate and its private key: ${(e as Error).message}`);
+  }
+  return tls;
 }

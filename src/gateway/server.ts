@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { type IncomingMessage, type ServerResponse, createServer } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import swagger from "@fastify/swagger";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, LogController } from "fastify";
 import { KeygateError } from "../core/errors.ts";
@@ -51,6 +52,10 @@ export interface ServerOptions {
   invalidation?: RedisInvalidation;
   /** How long and how many clients may hold the server (docs/operations.md); the defaults suit production. */
   clientLimits?: Partial<ClientLimits>;
+  /** Serve HTTPS with this certificate chain and private key (PEM); default: plain HTTP. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  /** The base URL of the sandbox served at a host root (`keygate serve --sandbox-port`), for the sandbox's webhook URL; default: the /sandbox/ path of this server. */
+  sandboxUrl?: string;
   now?: () => number;
 }
 
@@ -107,6 +112,8 @@ export interface GatewayContext {
   kg: Keygate;
   envelope: ReturnType<typeof envelopeFor>;
   publicUrl: string | undefined;
+  /** ServerOptions.sandboxUrl. */
+  sandboxUrl: string | undefined;
   usage: Usage;
   cache: KeyCache;
   send(reply: FastifyReply, code: string, extra?: Partial<ErrorBody>): FastifyReply;
@@ -177,10 +184,9 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     serverFactory: (handler) => {
       handOver = handler;
       const limits = { ...CLIENT_LIMITS, ...options.clientLimits };
-      const server = createServer(
-        { requestTimeout: limits.requestTimeoutMs, headersTimeout: limits.headersTimeoutMs, keepAliveTimeout: limits.keepAliveTimeoutMs, connectionsCheckingInterval: limits.checkIntervalMs },
-        (req, res) => arrive(req, res),
-      );
+      const serverOptions = { requestTimeout: limits.requestTimeoutMs, headersTimeout: limits.headersTimeoutMs, keepAliveTimeout: limits.keepAliveTimeoutMs, connectionsCheckingInterval: limits.checkIntervalMs };
+      const onRequest = (req: IncomingMessage, res: ServerResponse) => arrive(req, res);
+      const server = options.tls ? createHttpsServer({ ...serverOptions, ...options.tls }, onRequest) : createServer(serverOptions, onRequest);
       server.maxConnections = limits.maxConnections;
       server.setTimeout(limits.idleTimeoutMs);
       return server;
@@ -227,7 +233,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   }
   const send = (reply: FastifyReply, code: string, extra: Partial<ErrorBody> = {}) =>
     reply.code(envelope.def(code).status).send(envelope.error(errorBody(envelope, code, extra), reply.request.id));
-  const ctx: GatewayContext = { kg, envelope, publicUrl: options.publicUrl, usage, cache, send };
+  const ctx: GatewayContext = { kg, envelope, publicUrl: options.publicUrl, sandboxUrl: options.sandboxUrl, usage, cache, send };
 
   const arrive = (req: ArrivingMessage, res: ServerResponse): void => {
     const url = req.url!;
@@ -400,7 +406,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     verifyRoutes(v1, ctx, { limits, cache });
     entityRoutes(v1, ctx, limits, () => {
       const address = app.server.address();
-      return typeof address === "object" && address !== null ? `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}` : undefined;
+      return typeof address === "object" && address !== null ? `${options.tls ? "https" : "http"}://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}` : undefined;
     });
     v1.get("/v1/openapi.json", { schema: { summary: "OpenAPI 3.1 specification of this keygate", tags: ["self"] } }, async () => app.swagger());
   });

@@ -122,11 +122,15 @@ export function outboundPolicy(allow: readonly string[] = []): OutboundPolicy {
   };
 }
 
-/** keygate's own address (the built-in sandbox): internal, so not checked. Never for a URL a portal gives. */
+/**
+ * keygate's own address (the built-in sandbox): internal, so not checked. Never for a URL a portal
+ * gives. Over HTTPS (`--tls-cert`) its certificate names the public host, not the listening
+ * address keygate calls itself on, so it is not checked either: the peer is keygate itself.
+ */
 export const INTERNAL: OutboundPolicy = {
   allows: () => true,
   problem: () => Promise.resolve(undefined),
-  connector: (options = {}) => buildConnector(options),
+  connector: (options = {}) => buildConnector({ ...options, rejectUnauthorized: false }),
 };
 
 function unbracket(host: string): string {

@@ -41,7 +41,7 @@ export async function startServe(...args: string[]) {
   }
   const exited = once(child, "exit");
   for (;;) {
-    const m = /keygate listening on (http:\/\/\S+) \(profile (\w+),/.exec(printed);
+    const m = /keygate listening on (https?:\/\/\S+) \(profile (\w+),/.exec(printed);
     if (m) return { child, url: m[1]!, profile: m[2]!, output: printed, logs: () => printed };
     if (child.exitCode !== null) throw new Error(`keygate serve exited without listening:\n${printed}`);
     await Promise.race([once(child.stdout, "data"), exited]);

@@ -1,8 +1,9 @@
 import { Type as T } from "@sinclair/typebox";
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 import { KeygateError } from "../../core/errors.ts";
 import type { Portal } from "../../store/store.ts";
 import { redactUpstream } from "../../upstream/redact.ts";
+import { sandboxRootWebhookUrl, sandboxWebhookToken, sandboxWebhookUrl } from "../../upstream/sandbox/setup.ts";
 import { addMember, createPortal, portalForActor, removeMember, updatePortal } from "../../manage/portals.ts";
 import type { GatewayContext } from "../server.ts";
 import { actorOf } from "./actor.ts";
@@ -39,11 +40,25 @@ export function portalView(portal: Portal) {
   };
 }
 
-export function portalRoutes(app: FastifyInstance, { kg, envelope }: GatewayContext): void {
-  app.get("/v1/portals", { schema: { tags, summary: "The portals you are a member of, with your role" } }, async (request) => {
+export function portalRoutes(app: FastifyInstance, ctx: GatewayContext): void {
+  const { kg, envelope } = ctx;
+  /**
+   * The portal as its admins see it: a sandbox portal's incoming webhook too, which Bitrix24
+   * clients use as they would a real portal's. Its token is derived from the server secret, never
+   * stored: on the sandbox at a host root (--sandbox-port) when there is one, else under /sandbox/.
+   */
+  const adminView = (portal: Portal, request: FastifyRequest) => {
+    if (portal.upstream?.kind !== "sandbox") return portalView(portal);
+    const token = sandboxWebhookToken(kg.serverSecret, portal.id);
+    const sandboxWebhook =
+      ctx.sandboxUrl === undefined ? sandboxWebhookUrl(ctx.publicUrl ?? `${request.protocol}://${request.host}`, portal.id, token) : sandboxRootWebhookUrl(ctx.sandboxUrl, token);
+    return { ...portalView(portal), sandboxWebhookUrl: sandboxWebhook };
+  };
+
+  app.get("/v1/portals", { schema: { tags, summary: "The portals you are a member of, with your role; a sandbox portal's admins see its webhook URL" } }, async (request) => {
     const actor = await actorOf(kg, request);
     const portals = await kg.store.listPortalsForUser(actor.user.id);
-    return envelope.ok(portals.map((p) => ({ ...portalView(p), role: p.role })), { total: portals.length });
+    return envelope.ok(portals.map((p) => ({ ...(p.role === "ADMIN" ? adminView(p, request) : portalView(p)), role: p.role })), { total: portals.length });
   });
 
   app.post(
@@ -57,7 +72,7 @@ export function portalRoutes(app: FastifyInstance, { kg, envelope }: GatewayCont
     },
     async (request, reply) => {
       const portal = await createPortal(kg, await actorOf(kg, request), request.body as Parameters<typeof createPortal>[2]);
-      return reply.code(201).send(envelope.ok({ ...portalView(portal), role: "ADMIN" }));
+      return reply.code(201).send(envelope.ok({ ...adminView(portal, request), role: "ADMIN" }));
     },
   );
 
@@ -81,7 +96,7 @@ export function portalRoutes(app: FastifyInstance, { kg, envelope }: GatewayCont
     },
     async (request) => {
       const portal = await updatePortal(kg, await actorOf(kg, request), (request.params as { id: string }).id, request.body as Parameters<typeof updatePortal>[3]);
-      return envelope.ok(portalView(portal));
+      return envelope.ok(adminView(portal, request));
     },
   );
 
