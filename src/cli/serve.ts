@@ -55,7 +55,7 @@ export function registerServe(program: Command, io: Io): void {
         firstStart = { managementKey: init.managementKey, ownerId: init.ownerId };
       }
       // Loaded here so that the other commands start without the HTTP stack.
-      const { buildServer } = await import("../gateway/server.ts");
+      const { CLIENT_LIMITS, buildServer } = await import("../gateway/server.ts");
       const redisUrl = opts.redis ?? process.env.KEYGATE_REDIS_URL;
       let log: (message: string) => void = (message) => io.err(message);
       let shared: { limiter: RedisLimiter; invalidation: RedisInvalidation } | undefined;
@@ -79,7 +79,7 @@ export function registerServe(program: Command, io: Io): void {
       let sandboxUrl: string | undefined;
       if (sandboxPort !== undefined) {
         const { sandboxServer } = await import("../upstream/sandbox/server.ts");
-        sandbox = sandboxServer({ store: instance.kg.store, tls, logger: true });
+        sandbox = sandboxServer({ store: instance.kg.store, tls, logger: true, clientLimits: CLIENT_LIMITS });
         try {
           await sandbox.listen({ port: sandboxPort, host: opts.host });
         } catch (e) {

@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { Agent } from "node:https";
+import { Agent as UndiciAgent, fetch } from "undici";
 import { after, before, describe, it } from "node:test";
 import { ApiVersion, B24Hook } from "@bitrix24/b24jssdk";
 import type { FastifyInstance } from "fastify";
@@ -177,6 +178,22 @@ for (const kind of await storeKinds("upstream: sandbox with @bitrix24/b24jssdk")
       const titles = (await call("crm.deal.list", { select: ["TITLE"] })).map((d: Any) => d.TITLE);
       assert.ok(titles.includes("Before the failure"));
       assert.ok(!titles.includes("After the failure"), "halt: nothing after the failure ran");
+    });
+
+    it("the token names the portal at the root: one two sandboxes share names neither (401); the /sandbox/ path is not served here", async () => {
+      const trusting = new UndiciAgent({ connect: { ca: cert } });
+      const shared = `shared${kind}${randomBytes(4).toString("hex")}`;
+      const first = `prt_shared_${kind}_a`;
+      await createSandbox(store, first, { token: shared });
+      const alone = await fetch(`${sandboxRootWebhookUrl(base, shared)}server.time`, { dispatcher: trusting });
+      assert.equal(alone.status, 200, "the only sandbox with this token");
+      await createSandbox(store, `prt_shared_${kind}_b`, { token: shared });
+      const both = await fetch(`${sandboxRootWebhookUrl(base, shared)}server.time`, { dispatcher: trusting });
+      assert.equal(both.status, 401);
+      assert.equal(((await both.json()) as Any).error, "INVALID_CREDENTIALS");
+      const portalPath = await fetch(`${base}/sandbox/${first}/rest/1/${shared}/server.time`, { dispatcher: trusting });
+      assert.equal(portalPath.status, 404);
+      await portalPath.body?.cancel();
     });
 
     it("the SDK retries on the sandbox's 503 QUERY_LIMIT_EXCEEDED and gets through once the bucket drains", async () => {

@@ -10,6 +10,7 @@
 import { createServer } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import Fastify, { type FastifyInstance } from "fastify";
+import type { ClientLimits } from "../../gateway/server.ts";
 import type { Store } from "../../store/store.ts";
 import { sandboxRoutes } from "./routes.ts";
 
@@ -19,14 +20,24 @@ export interface SandboxServerOptions {
   tls?: { cert: string | Buffer; key: string | Buffer };
   /** Structured logs (warn and above: the URLs hold webhook tokens). */
   logger?: boolean;
+  /** Timeouts and connection cap, as the gateway's (CLIENT_LIMITS); default: Node's. */
+  clientLimits?: ClientLimits;
   now?: () => number;
 }
 
 export function sandboxServer(options: SandboxServerOptions): FastifyInstance {
-  const { tls } = options;
+  const { tls, clientLimits: limits } = options;
   const app = Fastify({
     logger: options.logger ?? false,
-    serverFactory: (handler) => (tls ? createHttpsServer(tls, handler) : createServer(handler)),
+    serverFactory: (handler) => {
+      const timeouts = limits && { requestTimeout: limits.requestTimeoutMs, headersTimeout: limits.headersTimeoutMs, keepAliveTimeout: limits.keepAliveTimeoutMs, connectionsCheckingInterval: limits.checkIntervalMs };
+      const server = tls ? createHttpsServer({ ...timeouts, ...tls }, handler) : createServer({ ...timeouts }, handler);
+      if (limits) {
+        server.maxConnections = limits.maxConnections;
+        server.setTimeout(limits.idleTimeoutMs);
+      }
+      return server;
+    },
   });
   app.register(sandboxRoutes, { store: options.store, now: options.now, root: true });
   return app;
