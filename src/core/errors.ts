@@ -44,6 +44,12 @@ export const ERRORS = {
   KEY_TYPE_NOT_ALLOWED: { status: 403, message: "Keys of this type cannot call this endpoint." },
   WRITE_BLOCKED_READONLY_KEY: { status: 403, message: "Key is in read-only mode. Switch to read+write in /keys to enable writes." },
   ROUTE_NOT_FOUND: { status: 404, message: "No such endpoint.", hint: "GET /v1/me lists the endpoints this key can call." },
+  METHOD_NOT_ALLOWED: { status: 405, message: "This endpoint does not take this method.", hint: "The Allow header (and details.allow) lists the methods it takes." },
+  ORIGIN_NOT_ALLOWED: {
+    status: 403,
+    message: "The key's portal does not let pages of this origin send its keys.",
+    hint: "A portal admin lists the origin: PATCH /v1/portals/:id {\"allowedOrigins\": [\"https://app.example.com\"]}. Keys are best kept on servers (docs/api.md, \"CORS\").",
+  },
   ENTITY_NOT_FOUND: { status: 404, message: "No such record in the portal." },
 
   RATE_LIMITED: {

@@ -102,7 +102,7 @@ export function plan(entity: Entity, action: BatchAction, entityId: string | und
     case "delete": {
       if (!entity.remove) throw new KeygateError("VALIDATION_ERROR", { message: `${entity.name} cannot be deleted`, param: "action" });
       const get = entity.missingLooksForbidden ? entity.get(entityId!) : undefined;
-      return write(entity.remove(entityId!), get, () => ({ value: { id: entityId!, deleted: true } }));
+      return write(entity.remove(entityId!), get, () => ({ value: { id: Number(entityId), deleted: true } }));
     }
   }
 }

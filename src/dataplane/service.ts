@@ -92,10 +92,11 @@ export async function update(b24: Portal, entity: Entity, id: string, body: unkn
   return entity.readItem(r.result) ?? get(b24, entity, id);
 }
 
-export async function remove(b24: Portal, entity: Entity, id: string): Promise<{ id: string; deleted: true }> {
+export async function remove(b24: Portal, entity: Entity, id: string): Promise<{ id: number; deleted: true }> {
   if (!entity.remove) throw new KeygateError("ROUTE_NOT_FOUND");
   await orNotFound(b24, entity, id, run(b24, entity.remove(id)));
-  return { id, deleted: true };
+  // Ids are Bitrix24's numbers everywhere (entity.remove refused anything but digits).
+  return { id: Number(id), deleted: true };
 }
 
 export async function fields(b24: Portal, entity: Entity): Promise<Record<string, unknown>> {

@@ -84,7 +84,11 @@ export function authenticator(options: AuthenticatorOptions): Authenticator {
     const ip = arrival.clientIp;
     if (!key) return refuse(ip, { code: "INVALID_API_KEY" });
     const match = profile.match(arrival.method, arrival.url);
-    if (!match) return refuse(ip, { code: "ROUTE_NOT_FOUND" }, key);
+    if (!match) {
+      // Worked out only on this refusal: a path the table has under other methods is a 405 with Allow.
+      const allow = profile.methodsAt(arrival.url);
+      return refuse(ip, allow.length === 0 ? { code: "ROUTE_NOT_FOUND" } : { code: "METHOD_NOT_ALLOWED", message: `${arrival.method} is not allowed here: ${allow.join(", ")}.`, details: { allow } }, key);
+    }
     if (keyType.sessionUser && session !== undefined) {
       // No session token is valid until keygate issues sessions (OAuth for authorization keys).
       return refuse(ip, { code: "INVALID_SESSION" }, key, match.value);

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { type IncomingMessage, type ServerResponse, createServer } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
+import compress from "@fastify/compress";
 import swagger from "@fastify/swagger";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, LogController } from "fastify";
 import { KeygateError } from "../core/errors.ts";
@@ -17,6 +18,7 @@ import { outboundPolicy } from "../upstream/outbound.ts";
 import { type Admitted, admission } from "./admission.ts";
 import type { Verification } from "./auth.ts";
 import { clientFacts } from "./client.ts";
+import { allowOrigin, conditionalGet, isPreflight, originAllowed, preflightHeaders, wwwAuthenticate } from "./conventions.ts";
 import { type ErrorBody, envelopeFor, errorBody } from "./envelope.ts";
 import type { RedisInvalidation } from "./invalidation.ts";
 import type { CachedKey, KeyCache } from "./key-cache.ts";
@@ -231,14 +233,20 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     });
     app.addHook("onReady", () => listening);
   }
-  const send = (reply: FastifyReply, code: string, extra: Partial<ErrorBody> = {}) =>
-    reply.code(envelope.def(code).status).send(envelope.error(errorBody(envelope, code, extra), reply.request.id));
+  const send = (reply: FastifyReply, code: string, extra: Partial<ErrorBody> = {}) => {
+    const status = envelope.def(code).status;
+    if (status === 401) reply.header("www-authenticate", wwwAuthenticate(code, reply.request));
+    if (code === "METHOD_NOT_ALLOWED") reply.header("allow", (extra.details?.allow as string[]).join(", "));
+    return reply.code(status).send(envelope.error(errorBody(envelope, code, extra), reply.request.id));
+  };
   const ctx: GatewayContext = { kg, envelope, publicUrl: options.publicUrl, sandboxUrl: options.sandboxUrl, usage, cache, send };
 
   const arrive = (req: ArrivingMessage, res: ServerResponse): void => {
     const url = req.url!;
     // Anything else is not verified here: Fastify's onRequest hook looks at the route its router chose.
     if (!url.startsWith("/v1/") && !proxy.covers(url)) return handOver(req, res);
+    // A CORS preflight carries no key: never verified nor counted (Fastify's onRequest hook answers it).
+    if (isPreflight(req)) return handOver(req, res);
     const started = performance.now();
     const arrived: Arrived = { id: requestId() };
     req[ARRIVED] = arrived;
@@ -263,7 +271,10 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   const proceed = (req: ArrivingMessage, res: ServerResponse, arrived: Arrived, admitted: Admitted, started: number): void => {
     arrived.admitted = admitted;
     const v = admitted.verification;
-    if (!admitted.spent.admitted || !proxy.forwards(v)) return handOver(req, res);
+    // A browser's request (Origin) is forwarded by the onRequest hook, once its origin is known to be allowed.
+    if (!admitted.spent.admitted || !proxy.forwards(v) || req.headers.origin !== undefined) return handOver(req, res);
+    // Authenticated answers are not cached by default; the upstream's own Cache-Control replaces this.
+    res.setHeader("cache-control", "no-store");
     proxy.forward(req, res, admitted, { id: arrived.id, protocol: client.protocol(req), host: client.host(req), log: app.log }).then(
       (refusal) => {
         // Forwarded: logged here (Fastify's onResponse logs the rest).
@@ -279,6 +290,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   app.addHook("onSend", (request, reply, payload, done) => {
     reply.header("x-request-id", request.id);
     limits.headers(reply, request.rateLimit);
+    // Every verified request's answer (refusals too): no store by default; routes may say otherwise.
+    if (request.verification !== undefined && !reply.hasHeader("cache-control")) reply.header("cache-control", "no-store");
     done(null, payload);
   });
   app.addHook("onRequest", async (request, reply) => {
@@ -290,12 +303,20 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     const late = admitted === undefined;
     if (admitted === undefined) {
       if (!request.url.startsWith("/v1/") && !request.routeOptions.url?.startsWith("/v1/") && !proxy.covers(request.url)) return;
+      if (isPreflight(request.raw)) return reply.code(204).headers(preflightHeaders(request.raw)).send();
       admitted = await a.admit({ method: request.method, url: request.url, headers: request.headers, clientIp: client.ip(request.raw) });
     }
     const { verification, spent } = admitted;
     request.verification = verification;
     request.rateLimit = spent.states;
-    if (late && spent.admitted && proxy.forwards(verification)) {
+    const origin = request.headers.origin;
+    if (origin !== undefined && verification.key !== undefined) {
+      // A browser's page: its origin must be one its key's portal lists, or nothing is done (docs/api.md, "CORS").
+      if (await originAllowed(store, cache, verification.key, origin)) allowOrigin(reply.raw, origin);
+      else verification.refusal = { code: "ORIGIN_NOT_ALLOWED", details: { origin } };
+    }
+    if ((late || origin !== undefined) && spent.admitted && proxy.forwards(verification)) {
+      reply.raw.setHeader("cache-control", "no-store");
       // Fastify hands the raw response over when the upstream's begins; onResponse still records it.
       const refusal = await proxy.forward(request.raw, reply.raw, admitted, { id: request.id, protocol: client.protocol(request.raw), host: client.host(request.raw), log: request.log }, () => reply.hijack());
       if (refusal === undefined) {
@@ -381,6 +402,10 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       security: [{ apiKey: [] }, { bearer: [] }],
     },
   });
+  // keygate's own answers over 1 KiB, as the client accepts (brotli, gzip). Forwarded requests
+  // never reach Fastify's reply (`arrive` streams them, the late path hijacks): an upstream's
+  // body passes as the upstream sent it. Request bodies are not decompressed.
+  app.register(compress, { global: true, globalDecompression: false, threshold: 1024, encodings: ["br", "gzip"] });
   // The built-in sandbox portal: Bitrix24's REST protocol under /sandbox/, authenticated by its webhook tokens.
   app.register(sandboxRoutes, { store, now });
   // "limits" says whether rate limits are shared (redis), local (memory), or local for now (redis-degraded).
@@ -388,6 +413,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   app.register(async (v1) => {
     // Fastify's own JSON parser (it refuses __proto__ and constructor.prototype), after a depth bound.
     const json = v1.getDefaultJsonParser("error", "error");
+    // Bodies are JSON: text/plain (which Fastify parses by default) gets 415 like any other type.
+    v1.removeContentTypeParser("text/plain");
     v1.removeContentTypeParser("application/json");
     v1.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
       if (jsonDeeperThan(body as string, MAX_JSON_DEPTH)) {
@@ -408,7 +435,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       const address = app.server.address();
       return typeof address === "object" && address !== null ? `${options.tls ? "https" : "http"}://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}` : undefined;
     });
-    v1.get("/v1/openapi.json", { schema: { summary: "OpenAPI 3.1 specification of this keygate", tags: ["self"] } }, async () => app.swagger());
+    // ETag and If-None-Match: 304 (docs/api.md, "HTTP conventions").
+    v1.get("/v1/openapi.json", { schema: { summary: "OpenAPI 3.1 specification of this keygate", tags: ["self"] }, onSend: conditionalGet }, async () => app.swagger());
   });
   return app;
 }

@@ -192,6 +192,7 @@ export const vibecode: ProfileSpec = {
     { method: "POST", path: "/v1/me/notifications/:id/read", description: "Mark a notification read", requires: null, class: "read" },
 
     management("GET", "/v1/portals", "vibe:mgmt:portals", "List your portals"),
+    management("GET", "/v1/portals/:id", "vibe:mgmt:portals", "One of your portals, with your role (its admins: a sandbox portal's webhook URL)"),
     management("POST", "/v1/portals", "vibe:mgmt:portals", "Create a portal (you become its admin)"),
     management("PATCH", "/v1/portals/:id", "vibe:mgmt:portals", "Change a portal: default access policy, name, upstream, request limit (admins)"),
     management("POST", "/v1/portals/:id/members", "vibe:mgmt:portals", "Add a member or change a role (admins)"),

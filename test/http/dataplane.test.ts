@@ -407,7 +407,7 @@ for (const kind of await storeKinds("http: data plane")) {
         assert.equal(changed.stageId, "WON");
         assert.equal(changed.title, "To change", "fields not in the body stay as they are");
         assert.equal(ok(await h.call("GET", `/v1/deals/${id}`, { key: writer })).amount, 2_500);
-        assert.deepEqual(ok(await write("DELETE", `/v1/deals/${id}`)), { id: String(id), deleted: true });
+        assert.deepEqual(ok(await write("DELETE", `/v1/deals/${id}`)), { id, deleted: true });
         fails(await h.call("GET", `/v1/deals/${id}`, { key: writer }), 404, "ENTITY_NOT_FOUND");
       });
 
@@ -457,7 +457,7 @@ for (const kind of await storeKinds("http: data plane")) {
         fails(await h.call("GET", `/v1/tasks/${created.id}`, { key: writer }), 404, "ENTITY_NOT_FOUND");
       });
 
-      it("users: create (201) and update; there is no DELETE /v1/users/:id (404 ROUTE_NOT_FOUND: Bitrix24 has no user.delete)", async () => {
+      it("users: create (201) and update; there is no DELETE /v1/users/:id (405 METHOD_NOT_ALLOWED since issue 11.2: Bitrix24 has no user.delete)", async () => {
         const created = ok(await write("POST", "/v1/users", { name: "Egor", lastName: "Belov", email: "egor.belov@sandbox.example", departmentIds: [2], position: "Intern" }), 201);
         assert.equal(created.name, "Egor");
         assert.equal(created.email, "egor.belov@sandbox.example");
@@ -466,8 +466,8 @@ for (const kind of await storeKinds("http: data plane")) {
         assert.equal(changed.position, "Sales manager");
         assert.equal(changed.name, "Egor");
         const before = listed(await h.call("GET", "/v1/users", { key: writer })).meta.total;
-        fails(await write("DELETE", `/v1/users/${created.id}`), 404, "ROUTE_NOT_FOUND");
-        fails(await write("DELETE", "/v1/users/2"), 404, "ROUTE_NOT_FOUND");
+        fails(await write("DELETE", `/v1/users/${created.id}`), 405, "METHOD_NOT_ALLOWED");
+        fails(await write("DELETE", "/v1/users/2"), 405, "METHOD_NOT_ALLOWED");
         assert.equal(listed(await h.call("GET", "/v1/users", { key: writer })).meta.total, before);
       });
 

@@ -197,6 +197,11 @@ export class Profile {
     return this.#router.match(method.toUpperCase(), path);
   }
 
+  /** The methods the route table has for this path (HEAD with GET); none: no route at all. */
+  methodsAt(path: string): string[] {
+    return this.#router.methodsAt(path);
+  }
+
   /** The scope decision for a key on a route. */
   checkRoute(key: CompiledScopes, route: Route): Decision {
     const access = route.access[key.keyTypeIndex]!;

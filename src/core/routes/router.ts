@@ -31,11 +31,13 @@ export function splitPath(path: string): string[] {
 
 export class Router<T> {
   readonly #root: Node<T> = node();
+  readonly #methods = new Set<string>();
 
   /** Adds a route; returns a problem description instead of adding a duplicate or a bad pattern. */
   add(method: string, pattern: string, value: T): string | undefined {
     if (!pattern.startsWith("/")) return `path "${pattern}" must start with "/"`;
     const segments = splitPath(pattern);
+    this.#methods.add(method);
     let current = this.#root;
     for (let i = 0; i < segments.length; i++) {
       const segment = segments[i]!;
@@ -61,6 +63,13 @@ export class Router<T> {
     if (current.values.has(method)) return `${method} ${pattern} is defined twice`;
     current.values.set(method, value);
     return undefined;
+  }
+
+  /** The methods some route has for this path, HEAD wherever GET is (a 405's Allow); a look at every method, kept off the matching path. */
+  methodsAt(path: string): string[] {
+    const methods = [...this.#methods].filter((m) => this.match(m, path) !== undefined);
+    if (methods.includes("GET") && !methods.includes("HEAD")) methods.push("HEAD");
+    return methods;
   }
 
   match(method: string, path: string): RouteMatch<T> | undefined {

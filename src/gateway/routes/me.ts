@@ -4,6 +4,7 @@ import type { Route } from "../../core/profile/profile.ts";
 import { decide } from "../../core/verify/decide.ts";
 import { DEFAULTS, limitPolicy } from "../../limits/policy.ts";
 import { keyStatus } from "../../manage/keys.ts";
+import { conditionalGet, etagOf } from "../conventions.ts";
 import type { GatewayContext } from "../server.ts";
 import { actorOf } from "./actor.ts";
 
@@ -45,12 +46,19 @@ export function meRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   const codes = Object.fromEntries(Object.entries(kg.profile.errorCodes).map(([code, d]) => [code, { status: d.status, message: d.message }]));
   const errorCodes = () => codes;
 
-  app.get("/v1/me", { schema: { tags: ["self"], summary: "Key self-description: type, portal, scopes, limits, endpoints, error codes" } }, async (request, reply) => {
+  // ETag and If-None-Match: 304 (docs/api.md, "HTTP conventions").
+  app.get("/v1/me", { schema: { tags: ["self"], summary: "Key self-description: type, portal, scopes, limits, endpoints, error codes" }, onSend: conditionalGet }, async (request, reply) => {
     // The answer depends on the key and the data around it, not on the request: it is worked out
     // once and kept, serialised, until the key or anything stored changes (docs/verification.md).
     const name = `me ${baseUrl(ctx, request)}`;
-    const body = ctx.cache.peek<string>(request.auth.key, name) ?? (await ctx.cache.derive(request.auth.key, name, async () => JSON.stringify(await describeKey(request))));
-    return reply.type("application/json; charset=utf-8").send(body);
+    // Kept with its ETag, hashed once.
+    const me =
+      ctx.cache.peek<{ body: string; etag: string }>(request.auth.key, name) ??
+      (await ctx.cache.derive(request.auth.key, name, async () => {
+        const body = JSON.stringify(await describeKey(request));
+        return { body, etag: etagOf(body) };
+      }));
+    return reply.type("application/json; charset=utf-8").header("etag", me.etag).send(me.body);
   });
 
   async function describeKey(request: FastifyRequest): Promise<unknown> {
@@ -146,7 +154,7 @@ export function meRoutes(app: FastifyInstance, ctx: GatewayContext): void {
     return envelope.ok(data);
   }
 
-  app.get("/v1/guide", { schema: { tags: ["self"], summary: "API reference: filtered by the key's scopes for portal keys, full for management keys" } }, async (request) => {
+  app.get("/v1/guide", { schema: { tags: ["self"], summary: "API reference: filtered by the key's scopes for portal keys, full for management keys" }, onSend: conditionalGet }, async (request) => {
     const { key } = request.auth;
     const keyType = key.verified.keyType;
     const full = keyType.portalless === true;

@@ -36,6 +36,7 @@ export function portalView(portal: Portal) {
     // Shown, never returned: the credentials in it are masked.
     upstream: portal.upstream === null ? null : redactUpstream(portal.upstream),
     requestLimit: portal.requestLimit,
+    allowedOrigins: portal.allowedOrigins,
     createdAt: new Date(portal.createdAt).toISOString(),
   };
 }
@@ -81,7 +82,7 @@ export function portalRoutes(app: FastifyInstance, ctx: GatewayContext): void {
     {
       schema: {
         tags,
-        summary: "Change a portal (admins): defaultAccessMode (the default portal policy), name, upstream, requestLimit",
+        summary: "Change a portal (admins): defaultAccessMode (the default portal policy), name, upstream, requestLimit, allowedOrigins (CORS)",
         params: Id,
         body: T.Object(
           {
@@ -89,6 +90,7 @@ export function portalRoutes(app: FastifyInstance, ctx: GatewayContext): void {
             defaultAccessMode: T.Optional(T.Union([T.Literal("READWRITE"), T.Literal("READONLY")])),
             upstream: T.Optional(Upstream),
             requestLimit: T.Optional(T.Union([T.Integer({ minimum: 1 }), T.Null()])),
+            allowedOrigins: T.Optional(T.Array(T.String(), { description: "Browser origins whose pages may send this portal's keys, exactly as browsers send Origin (https://app.example.com); [] (the default): none" })),
           },
           { additionalProperties: false },
         ),
