@@ -1,17 +1,16 @@
 /**
- * Rate limits: sliding-window counters, one interface, two backends (memory, Redis).
+ * Rate limits: a sliding log, one interface, two backends (memory, Redis).
  *
- * The algorithm (the same arithmetic in both backends): time is cut into fixed windows of the
- * limit's length; a bucket counts requests in the current and the previous window, and estimates
- * the requests of the last full window length as
+ * The property (docs/limits.md has the proof): for a limit of N per window W, any interval of
+ * length W holds at most N admitted units (N × 1.01 at most for N > EXACT_UP_TO), and a client
+ * sending evenly at N per W is never refused.
  *
- *     estimate = previous × (1 − elapsed / window) + current
- *
- * A request of cost c is admitted when estimate + c ≤ limit for every limit that applies; then c
- * is added to each of them. Refused requests are not counted, so a client that keeps knocking
- * does not extend its own block. Capacity returns gradually as the previous window's share fades,
- * not all at once at a boundary. The estimate assumes the previous window's requests were evenly
- * spread; docs/limits.md states the accuracy this gives.
+ * Each subject keeps the log of its admissions in the last W, oldest first. Up to EXACT_UP_TO it
+ * is every admission's time; above, admissions are grouped (logShape), so the log never holds
+ * more than about 100 groups. A request of cost c is admitted when, for every limit that applies,
+ * the units counted in the window (time > now − W) plus c fit in N; then c is logged in all of
+ * them. Refused requests are not logged, so a client that keeps knocking does not extend its own
+ * block. Retry-After is exact: the moment the log's oldest entries leave the window and make room.
  */
 
 export type LimitKind = "platform" | "key" | "portal" | "auth";
@@ -30,7 +29,7 @@ export interface LimitState {
   limit: Limit;
   /** Requests left in the window after this one (0 when refused). */
   remaining: number;
-  /** Milliseconds until the current window ends. */
+  /** Milliseconds until the oldest request counted leaves the window (0: none is counted): when `remaining` grows again. */
   resetMs: number;
   /** When refused: milliseconds until a request of the same cost would be admitted. */
   retryAfterMs: number;
@@ -60,43 +59,28 @@ export interface Limiter {
   close(): Promise<void>;
 }
 
-export interface Counts {
-  previous: number;
-  current: number;
-  /** Milliseconds since the current window began. */
-  elapsedMs: number;
+/** Limits up to this many units log every admission: exact. Larger ones log groups (a tolerance of at most 1 %). */
+export const EXACT_UP_TO = 1_000;
+
+/**
+ * How a limit of `limit` units is logged: admissions are grouped up to `group` units at a time
+ * (1: every admission on its own; a burst at one instant is always one group), each group with
+ * the times of its first and newest admission. Only the oldest group can straddle the window's
+ * edge; the log then counts just its newest unit as still in the window (it may be the only one),
+ * so a client within its limit is never refused, and up to group − 1 units that are in fact still
+ * in the window go uncounted: any interval of the window's length holds at most `bound` units,
+ * limit + group − 1, and (group − 1) / limit ≤ 1 %.
+ */
+export function logShape(limit: number): { group: number; bound: number } {
+  const group = limit <= EXACT_UP_TO ? 1 : Math.floor(limit / 100) + 1;
+  return { group, bound: limit + group - 1 };
 }
 
-export function estimate(limit: Limit, counts: Counts): number {
-  return counts.previous * (1 - counts.elapsedMs / limit.windowMs) + counts.current;
-}
-
-/** The state of one limit for a request of `cost`, before deciding (admitted if every state admits). */
-export function stateOf(limit: Limit, counts: Counts, cost: number): LimitState & { admits: boolean } {
-  const used = estimate(limit, counts);
-  const admits = used + cost <= limit.limit;
-  const resetMs = limit.windowMs - counts.elapsedMs;
-  return {
-    limit,
-    admits,
-    remaining: admits ? Math.max(0, Math.floor(limit.limit - used - cost)) : 0,
-    resetMs,
-    retryAfterMs: admits ? 0 : retryAfter(limit, counts, cost),
-  };
-}
-
-/** How long until previous × (1 − t/window) + current + cost ≤ limit, this window or the next. */
-function retryAfter(limit: Limit, counts: Counts, cost: number): number {
-  const { windowMs } = limit;
-  const room = limit.limit - cost;
-  if (room < 0) return windowMs * 2; // never admitted: report the longest meaningful wait
-  // Within the current window: previous × (1 − (e + d)/W) + current ≤ room.
-  if (counts.previous > 0 && counts.current <= room) {
-    const e = windowMs * (1 - (room - counts.current) / counts.previous) - counts.elapsedMs;
-    if (e <= windowMs - counts.elapsedMs) return Math.max(1, Math.ceil(e));
-  }
-  // In the next window the current count becomes the previous one: current × (1 − t/W) ≤ room.
-  const untilNext = windowMs - counts.elapsedMs;
-  const t = counts.current <= room ? 0 : windowMs * (1 - room / counts.current);
-  return Math.max(1, Math.ceil(untilNext + t));
+/**
+ * The state of one limit after a decision. `used`: the units counted in the window before this
+ * request; `resetMs`: until the log next gives units back (0: it holds none); `retryAfterMs`: 0
+ * when this limit admits the request.
+ */
+export function stateOf(limit: Limit, admitted: boolean, cost: number, used: number, resetMs: number, retryAfterMs: number): LimitState {
+  return { limit, remaining: admitted ? Math.max(0, limit.limit - used - cost) : 0, resetMs, retryAfterMs };
 }

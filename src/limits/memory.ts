@@ -1,16 +1,160 @@
-import { type Counts, type Limit, type Limiter, type Outcome, stateOf } from "./limiter.ts";
+import { type Limit, type Limiter, type LimitState, logShape, type Outcome, stateOf } from "./limiter.ts";
 
-interface Bucket {
-  window: number;
-  previous: number;
-  current: number;
+/**
+ * One subject's log of one limit (limiter.ts): a ring, oldest first. An exact log (group 1) keeps
+ * one time per admitted unit (stride 1: 8 bytes a unit); a grouped one keeps per group its newest
+ * time, its first time and its units (stride 3). The ring starts small and doubles as the subject
+ * uses it: a subject that sends little costs little.
+ */
+class Log {
   windowMs: number;
+  limit: number;
+  group: number;
+  /** Slots of `stride` numbers: [time] or [newest, first, units]. */
+  stride: 1 | 3;
+  ring: Float64Array;
+  head = 0;
+  size = 0;
+  /** Units in the ring. */
+  units = 0;
+
+  constructor(limit: Limit) {
+    this.windowMs = limit.windowMs;
+    this.limit = limit.limit;
+    this.group = logShape(limit.limit).group;
+    this.stride = this.group === 1 ? 1 : 3;
+    this.ring = new Float64Array(4 * this.stride);
+  }
+
+  /** A limit changed (a key's rateLimit, a portal's requestLimit): the log so far keeps counting. */
+  reshape(limit: Limit): void {
+    this.windowMs = limit.windowMs;
+    this.limit = limit.limit;
+    this.group = logShape(limit.limit).group;
+    // An exact log cannot hold groups: it becomes a grouped one (whose groups of 1 are exact too).
+    if (this.group > 1 && this.stride === 1) this.#grow(this.ring.length, 3);
+  }
+
+  #at(k: number): number {
+    return ((this.head + k) % (this.ring.length / this.stride)) * this.stride;
+  }
+
+  #first(at: number): number {
+    return this.stride === 1 ? this.ring[at]! : this.ring[at + 1]!;
+  }
+
+  #units(at: number): number {
+    return this.stride === 1 ? 1 : this.ring[at + 2]!;
+  }
+
+  /** Drops the groups that left the window: their newest time is at least W ago. */
+  prune(now: number): void {
+    const edge = now - this.windowMs;
+    while (this.size > 0 && this.ring[this.head * this.stride]! <= edge) {
+      this.units -= this.#units(this.head * this.stride);
+      this.head = (this.head + 1) % (this.ring.length / this.stride);
+      this.size--;
+    }
+  }
+
+  /** The units counted in the window (after prune): all, but of an oldest group that straddles its edge only the newest one. */
+  used(now: number): number {
+    if (this.stride === 1 || this.size === 0) return this.units;
+    const oldest = this.head * 3;
+    return this.ring[oldest + 1]! <= now - this.windowMs ? this.units - this.ring[oldest + 2]! + 1 : this.units;
+  }
+
+  /** Milliseconds until the log next gives units back (0: it holds none): its oldest group starts to straddle the edge, or leaves. */
+  resetMs(now: number): number {
+    if (this.size === 0) return 0;
+    const oldest = this.head * this.stride;
+    const first = this.#first(oldest);
+    return (first + this.windowMs > now ? first : this.ring[oldest]!) + this.windowMs - now;
+  }
+
+  /** Milliseconds until `cost` fits, the log walked from its oldest group as time passes. */
+  retryAfter(now: number, cost: number): number {
+    const { limit, windowMs } = this;
+    if (cost > limit) return windowMs; // never admitted: the longest meaningful wait
+    if (this.stride === 1) {
+      // One unit per slot: the one whose leaving makes room is found at once.
+      return this.ring[this.#at(this.units + cost - limit - 1)]! + windowMs - now;
+    }
+    let units = this.units;
+    let at = now;
+    for (let k = 0; k < this.size; k++) {
+      const g = this.#at(k);
+      if (units + cost <= limit) return at - now; // the previous group has left
+      // Once its first unit is a window old, the group counts 1 until its newest is.
+      at = Math.max(at, this.ring[g + 1]! + windowMs);
+      if (units - this.ring[g + 2]! + 1 + cost <= limit) return at - now;
+      units -= this.ring[g + 2]!;
+      at = this.ring[g]! + windowMs;
+    }
+    return at - now;
+  }
+
+  /**
+   * Logs `cost` units at `now`: in the newest group while it holds at most `group` units with
+   * them (or is a burst at this very instant), else in a new one.
+   */
+  add(now: number, cost: number): void {
+    this.units += cost;
+    if (this.stride === 1) {
+      for (let i = 0; i < cost; i++) this.#push(now, now, 1);
+      return;
+    }
+    if (this.size > 0) {
+      const last = this.#at(this.size - 1);
+      const [newest, first, units] = [this.ring[last]!, this.ring[last + 1]!, this.ring[last + 2]!];
+      if (units + cost <= this.group || (first === newest && newest >= now)) {
+        // A clock that stepped back never makes a group look older than it is.
+        this.ring[last] = Math.max(newest, now);
+        this.ring[last + 2] = units + cost;
+        return;
+      }
+    }
+    this.#push(now, now, cost);
+  }
+
+  /** The newest time logged (NaN: none). */
+  newest(): number {
+    return this.size === 0 ? Number.NaN : this.ring[this.#at(this.size - 1)]!;
+  }
+
+  #push(newest: number, first: number, units: number): void {
+    const slots = this.ring.length / this.stride;
+    if (this.size === slots) this.#grow(slots * 2, this.stride);
+    const at = this.#at(this.size);
+    this.ring[at] = newest;
+    if (this.stride === 3) {
+      this.ring[at + 1] = first;
+      this.ring[at + 2] = units;
+    }
+    this.size++;
+  }
+
+  /** Copies the log, oldest first, into a ring of `slots` slots of `stride` numbers. */
+  #grow(slots: number, stride: 1 | 3): void {
+    const ring = new Float64Array(slots * stride);
+    for (let k = 0; k < this.size; k++) {
+      const at = this.#at(k);
+      ring[k * stride] = this.ring[at]!;
+      if (stride === 3) {
+        ring[k * stride + 1] = this.#first(at);
+        ring[k * stride + 2] = this.#units(at);
+      }
+    }
+    this.ring = ring;
+    this.stride = stride;
+    this.head = 0;
+  }
 }
 
-/** Sliding-window counters in this process: exact for one node, and the stand-in when Redis is down. */
+/** Sliding logs in this process: exact for one node, and the stand-in when Redis is down. */
 export class MemoryLimiter implements Limiter {
   readonly mode = "memory";
-  readonly #buckets = new Map<string, Bucket>();
+  readonly #logs = new Map<string, Log>();
   readonly #now: () => number;
   readonly #sweeper: NodeJS.Timeout;
 
@@ -39,38 +183,42 @@ export class MemoryLimiter implements Limiter {
 
   #decide(limits: readonly Limit[], cost: number, count: boolean): Outcome {
     const now = this.#now();
-    const buckets = limits.map((limit) => this.#bucket(limit, now));
-    const states = limits.map((limit, i) => {
-      const b = buckets[i]!;
-      const counts: Counts = { previous: b.previous, current: b.current, elapsedMs: now - b.window * limit.windowMs };
-      return stateOf(limit, counts, cost);
-    });
-    const admitted = states.every((s) => s.admits);
-    if (admitted && count) for (const b of buckets) b.current += cost;
-    // A refused request leaves nothing to spend right now, whichever limit refused it.
-    return { admitted, states: admitted ? states : states.map((s) => ({ ...s, remaining: 0 })) };
-  }
-
-  #bucket(limit: Limit, now: number): Bucket {
-    const window = Math.floor(now / limit.windowMs);
-    // A bucket is counted with one window length (policy.ts names buckets per limit kind).
-    const key = limit.bucket;
-    let b = this.#buckets.get(key);
-    if (!b) {
-      b = { window, previous: 0, current: 0, windowMs: limit.windowMs };
-      this.#buckets.set(key, b);
-    } else if (b.window !== window) {
-      b.previous = b.window === window - 1 ? b.current : 0;
-      b.current = 0;
-      b.window = window;
+    const logs: Log[] = [];
+    const used: number[] = [];
+    let admitted = true;
+    for (const limit of limits) {
+      const log = this.#log(limit, now);
+      const u = log.used(now);
+      logs.push(log);
+      used.push(u);
+      if (u + cost > log.limit) admitted = false;
     }
-    return b;
+    const states: LimitState[] = [];
+    for (let i = 0; i < logs.length; i++) {
+      const log = logs[i]!;
+      const retryAfterMs = used[i]! + cost > log.limit ? log.retryAfter(now, cost) : 0;
+      if (admitted && count && cost > 0) log.add(now, cost);
+      states.push(stateOf(limits[i]!, admitted, cost, used[i]!, log.resetMs(now), retryAfterMs));
+    }
+    return { admitted, states };
   }
 
-  /** Drops buckets that no longer remember anything. */
+  #log(limit: Limit, now: number): Log {
+    let log = this.#logs.get(limit.bucket);
+    if (!log) {
+      log = new Log(limit);
+      this.#logs.set(limit.bucket, log);
+    } else if (log.limit !== limit.limit || log.windowMs !== limit.windowMs) {
+      log.reshape(limit);
+    }
+    log.prune(now);
+    return log;
+  }
+
+  /** Drops the logs of idle subjects: every admission left the window. */
   #sweep(): void {
     const now = this.#now();
-    for (const [key, b] of this.#buckets) if (Math.floor(now / b.windowMs) - b.window >= 2) this.#buckets.delete(key);
+    for (const [key, log] of this.#logs) if (!(log.newest() > now - log.windowMs)) this.#logs.delete(key);
   }
 
   async close(): Promise<void> {

@@ -1,13 +1,20 @@
 import { Redis } from "ioredis";
 import { redisNamespace } from "./deployment.ts";
-import { type Limit, type Limiter, type Outcome, stateOf } from "./limiter.ts";
+import { type Limit, type Limiter, logShape, type Outcome, stateOf } from "./limiter.ts";
 import { MemoryLimiter } from "./memory.ts";
 
 /**
- * One round trip per decision: the script reads both windows of every bucket, decides, and
- * counts the request in all of them or in none, atomically. Time is Redis's own (TIME), so nodes
- * with drifting clocks share one view of the windows (tests may pass their own clock). Bucket keys are built inside the script,
- * so this needs a single Redis (or a primary with replicas), not a Redis Cluster.
+ * One round trip per decision: the script prunes, reads and decides every limit's log
+ * (limiter.ts, the same arithmetic as memory.ts), and logs the request in all of them or in none,
+ * atomically. A log is a list of "newest:first:units" groups, oldest first, beside the sum of its
+ * units (<bucket>:u); both expire a window after the newest admission, so an idle subject leaves
+ * nothing behind. Time is Redis's own (TIME), so nodes with drifting clocks share one view of the
+ * windows (tests may pass their own clock). Bucket keys are built inside the script, so this
+ * needs a single Redis (or a primary with replicas), not a Redis Cluster.
+ *
+ * Per limit it answers (on Redis's clock): the units counted before this request, the
+ * milliseconds until the log next gives units back (0: it holds none), and when this limit
+ * refuses, the milliseconds until a request of this cost fits.
  */
 const CONSUME = `
 local now
@@ -19,29 +26,81 @@ else
 end
 local cost = tonumber(ARGV[2])
 local count = ARGV[3] == '1'
-local admitted = 1
-local out = {0}
-local current = {}
-for i = 1, #KEYS do
-  local limit = tonumber(ARGV[2 * i + 2])
-  local w = tonumber(ARGV[2 * i + 3])
-  local idx = math.floor(now / w)
-  current[i] = KEYS[i] .. ':' .. idx
-  local cur = tonumber(redis.call('GET', current[i]) or '0')
-  local prev = tonumber(redis.call('GET', KEYS[i] .. ':' .. (idx - 1)) or '0')
-  local elapsed = now - idx * w
-  out[#out + 1] = prev
-  out[#out + 1] = cur
-  out[#out + 1] = elapsed
-  if prev * (1 - elapsed / w) + cur + cost > limit then admitted = 0 end
+local function entry(key, k)
+  local e = redis.call('LINDEX', key, k)
+  if not e then return nil end
+  local a = string.find(e, ':', 1, true)
+  local b = string.find(e, ':', a + 1, true)
+  return tonumber(string.sub(e, 1, a - 1)), tonumber(string.sub(e, a + 1, b - 1)), tonumber(string.sub(e, b + 1))
 end
-if admitted == 1 and count then
-  for i = 1, #KEYS do
-    redis.call('INCRBY', current[i], cost)
-    redis.call('PEXPIRE', current[i], 2 * tonumber(ARGV[2 * i + 3]) + 1000)
+local admitted = 1
+local units = {}
+local used = {}
+local retry = {}
+for i = 1, #KEYS do
+  local key = KEYS[i]
+  local limit = tonumber(ARGV[3 * i + 1])
+  local w = tonumber(ARGV[3 * i + 3])
+  local u = tonumber(redis.call('GET', key .. ':u') or '0')
+  local pruned = false
+  local newest, first, n = entry(key, 0)
+  while newest and newest <= now - w do
+    redis.call('LPOP', key)
+    u = u - n
+    pruned = true
+    newest, first, n = entry(key, 0)
+  end
+  if not newest then u = 0 end
+  if pruned then redis.call('SET', key .. ':u', u, 'KEEPTTL') end
+  units[i] = u
+  -- An oldest group that straddles the window's edge counts only its newest unit.
+  if newest and first <= now - w then used[i] = u - n + 1 else used[i] = u end
+  retry[i] = 0
+  if used[i] + cost > limit then
+    admitted = 0
+    if cost > limit then
+      retry[i] = w
+    else
+      local left = u
+      local at = now
+      local k = 0
+      while true do
+        local gn, gf, gu = entry(key, k)
+        if not gn then retry[i] = at - now break end
+        if left + cost <= limit then retry[i] = at - now break end
+        at = math.max(at, gf + w)
+        if left - gu + 1 + cost <= limit then retry[i] = at - now break end
+        left = left - gu
+        at = gn + w
+        k = k + 1
+      end
+    end
   end
 end
-out[1] = admitted
+local out = {admitted}
+for i = 1, #KEYS do
+  local key = KEYS[i]
+  local group = tonumber(ARGV[3 * i + 2])
+  local w = tonumber(ARGV[3 * i + 3])
+  if admitted == 1 and count and cost > 0 then
+    local newest, first, n = entry(key, -1)
+    if newest and (n + cost <= group or (first == newest and newest >= now)) then
+      redis.call('LSET', key, -1, string.format('%d:%d:%d', math.max(newest, now), first, n + cost))
+    else
+      redis.call('RPUSH', key, string.format('%d:%d:%d', now, now, cost))
+    end
+    redis.call('SET', key .. ':u', units[i] + cost, 'PX', w + 1000)
+    redis.call('PEXPIRE', key, w + 1000)
+  end
+  local newest, first = entry(key, 0)
+  local reset = 0
+  if newest then
+    if first + w > now then reset = first + w - now else reset = newest + w - now end
+  end
+  out[#out + 1] = used[i]
+  out[#out + 1] = reset
+  out[#out + 1] = retry[i]
+end
 return out
 `;
 
@@ -125,7 +184,7 @@ export class RedisLimiter implements Limiter {
       return local();
     }
     const args: (string | number)[] = [limits.length, ...limits.map((l) => this.#prefix + l.bucket), this.#now ? this.#now() : "", cost, count ? 1 : 0];
-    for (const l of limits) args.push(l.limit, l.windowMs);
+    for (const l of limits) args.push(l.limit, logShape(l.limit).group, l.windowMs);
     let reply: number[];
     try {
       reply = await this.#redis.kgConsume(...args);
@@ -135,11 +194,7 @@ export class RedisLimiter implements Limiter {
     }
     if (this.#degraded) this.#setDegraded(false, "answering");
     const admitted = reply[0] === 1;
-    const states = limits.map((limit, i) => {
-      const [previous, current, elapsedMs] = [reply[1 + 3 * i]!, reply[2 + 3 * i]!, reply[3 + 3 * i]!];
-      const { admits, ...state } = stateOf(limit, { previous, current, elapsedMs }, cost);
-      return admitted ? state : { ...state, remaining: 0 };
-    });
+    const states = limits.map((limit, i) => stateOf(limit, admitted, cost, reply[1 + 3 * i]!, reply[2 + 3 * i]!, reply[3 + 3 * i]!));
     return { admitted, states };
   }
 

@@ -28,6 +28,29 @@ const LOCAL = "/v1/infra/servers";
 /** Forwarded upstream (spends the portal's budget); the data plane is not built, so 501 NOT_IMPLEMENTED once past the limiter. */
 const UPSTREAM = "/v1/deals";
 
+/** The most requests admitted in any interval of `windowMs` (intervals ending at an admission suffice). */
+function busiest(times: number[], windowMs: number): number {
+  let most = 0;
+  let first = 0;
+  for (let i = 0; i < times.length; i++) {
+    while (times[first]! <= times[i]! - windowMs) first++;
+    most = Math.max(most, i - first + 1);
+  }
+  return most;
+}
+
+/** `n` requests evenly over `spanMs` on the harness clock (request k at ⌊k × spanMs / n⌋ from now); the times of those admitted. */
+async function evenly(clock: Harness["clock"], n: number, spanMs: number, send: (i: number) => Promise<Reply>): Promise<number[]> {
+  const start = clock.now;
+  const admitted: number[] = [];
+  for (let k = 0; k < n; k++) {
+    clock.advance(start + Math.floor((k * spanMs) / n) - clock.now);
+    const r = await send(k);
+    if (r.status !== 429) admitted.push(clock.now);
+  }
+  return admitted;
+}
+
 /** Two windows on, at the start of a minute: every minute and second window the tests use starts empty. */
 function fresh(h: Harness): void {
   h.clock.advance(2 * MINUTE + ((MINUTE - (h.clock.now % MINUTE)) % MINUTE));
@@ -141,53 +164,98 @@ for (const kind of await storeKinds("http: limits")) {
         assert.equal(me.keyId, k.id);
       });
 
-      it('seed 003: "Sliding 60-second window" — Retry-After is when the next request passes, and capacity returns gradually as the window slides, not all at once', async () => {
+      it('seed 003: "Sliding 60-second window" — Retry-After is when the next request passes, and capacity returns as the requests of a minute ago leave the window, not all at once', async () => {
         const k = await makeKey(h, portalId);
         const send = () => h.call("GET", LOCAL, { key: k.raw });
-        // A window starts now (fresh): 300 requests fill it.
-        for (const r of await repeat(300, send)) assertPassed(r);
+        // 100 requests at 0 s, 20 s and 40 s fill the sliding minute.
+        for (let step = 0; step < 3; step++) {
+          if (step > 0) h.clock.advance(20 * SECOND);
+          for (const r of await repeat(100, send)) assertPassed(r);
+        }
+        // The first 100 leave the window 60 s after they came: 20 s from now.
         const wait = limited(await send()).retryAfter;
-        // The window ends in 60 s; then its 300 requests still weigh 300 × (1 − t/60 s): one fits once t = 0.2 s.
-        assert.equal(wait, 61);
+        assert.equal(wait, 20);
         h.clock.advance((wait - 1) * SECOND);
         assert.equal(limited(await send()).retryAfter, 1, "one second early: still refused");
         h.clock.advance(SECOND);
-        // One second into the next window the last one weighs 300 × 59/60 = 295: 5 requests fit, not 300.
-        const early = await passesUntilRefused(send);
-        assert.equal(early.passed, 5);
-        limited(early.refusal);
-        // Half-way through it weighs 150: 300 − 150 − 5 = 145 more.
-        h.clock.advance(29 * SECOND);
-        const half = await passesUntilRefused(send);
-        assert.equal(half.passed, 145);
-        limited(half.refusal);
-        // Once the window with requests is two windows back, the whole budget is there again.
+        // Those 100 are back, not 300: the requests of 20 s and 40 s still count.
+        const first = await passesUntilRefused(send);
+        assert.equal(first.passed, 100);
+        assert.equal(limited(first.refusal).retryAfter, 20);
+        h.clock.advance(20 * SECOND);
+        assert.equal((await passesUntilRefused(send)).passed, 100);
+        // A minute after the last of them the whole budget is there again.
         h.clock.advance(2 * MINUTE);
         assert.equal((await passesUntilRefused(send)).passed, 300);
       });
     });
 
-    describe("headers on every response", () => {
-      it('seed 003: "X-RateLimit-Limit: 300 / X-RateLimit-Remaining: 245 / X-RateLimit-Reset: 25" — Remaining drops by one per request, Reset is the seconds until the window resets; RateLimit and RateLimit-Policy say the same', async () => {
+    describe("issue 11.3: rate limits that mean what they say", () => {
+      it("issue 11.3: 900 requests evenly over 60 s against 300 a minute, starting mid-minute: at most 300 admitted in any 60 s, and the 300 it is owed", async () => {
         const k = await makeKey(h, portalId);
+        // Half a minute in: where a fixed-window estimate admitted 415 of 900.
+        h.clock.advance(30 * SECOND);
+        const admitted = await evenly(h.clock, 900, MINUTE, () => h.call("GET", LOCAL, { key: k.raw }));
+        assert.equal(admitted.length, 300);
+        assert.ok(busiest(admitted, MINUTE) <= 300, `${busiest(admitted, MINUTE)} admitted in one minute`);
+      });
+
+      it("issue 11.3: a key with rateLimit 1 called every 1.11 s is never refused; with rateLimit 2 at 90 % of it, none of 14 is", async () => {
+        const one = await makeKey(h, portalId, { rateLimit: 1 });
+        assert.equal((await evenly(h.clock, 14, 14 * 1_110, () => h.call("GET", LOCAL, { key: one.raw }))).length, 14);
+        const two = await makeKey(h, portalId, { rateLimit: 2 });
+        // 2 a second at 90 %: 1.8 a second, one every 555 ms.
+        assert.equal((await evenly(h.clock, 14, 14 * 555, () => h.call("GET", LOCAL, { key: two.raw }))).length, 14);
+      });
+
+      it("issue 11.3: X-RateLimit-Reset, RateLimit's t and Retry-After are exact — a client that waits what they say (whole seconds, rounded up) is admitted", async () => {
+        const k = await makeKey(h, portalId, { rateLimit: 2 });
+        const send = () => h.call("GET", LOCAL, { key: k.raw });
+        assertPassed(await send());
+        h.clock.advance(300);
+        const spent = await send();
+        assertPassed(spent);
+        const hdr = rateHeaders(spent);
+        assert.equal(hdr.remaining, 0);
+        // The first request leaves the window 700 ms from now: 1 s, rounded up.
+        assert.equal(hdr.reset, 1);
+        assert.equal(hdr.rateLimit, '"key";r=0;t=1');
+        const e = limited(await send());
+        assert.equal(e.retryAfter, 1);
+        // 1 s later both have left the window (the second is exactly 1 s old).
+        h.clock.advance(hdr.reset * SECOND);
+        assertPassed(await send());
+        assertPassed(await send());
+        // Spent again: refused, then admitted after exactly Retry-After.
+        const again = limited(await send());
+        h.clock.advance(again.retryAfter * SECOND);
+        assertPassed(await send());
+      });
+    });
+
+    describe("headers on every response", () => {
+      it('seed 003: "X-RateLimit-Limit: 300 / X-RateLimit-Remaining: 245 / X-RateLimit-Reset: 25" — Remaining drops by one per request, Reset is the seconds until the oldest request counted leaves the sliding window (capacity starts to return); RateLimit and RateLimit-Policy say the same', async () => {
+        const k = await makeKey(h, portalId);
+        assert.deepEqual(rateHeaders(await h.call("GET", "/v1/me", { key: k.raw })), { limit: 300, remaining: 299, reset: 60, policy: '"platform";q=300;w=60', rateLimit: '"platform";r=299;t=60' });
+        // 54 more, 35 s later: the first one leaves the window in 25 s.
         h.clock.advance(35 * SECOND);
-        const replies = await repeat(55, () => h.call("GET", "/v1/me", { key: k.raw }));
+        const replies = await repeat(54, () => h.call("GET", "/v1/me", { key: k.raw }));
         replies.forEach((r, i) => {
           ok(r);
-          assert.deepEqual(rateHeaders(r), { limit: 300, remaining: 299 - i, reset: 25, policy: '"platform";q=300;w=60', rateLimit: `"platform";r=${299 - i};t=25` });
+          assert.deepEqual(rateHeaders(r), { limit: 300, remaining: 298 - i, reset: 25, policy: '"platform";q=300;w=60', rateLimit: `"platform";r=${298 - i};t=25` });
         });
         // The seed's example, exactly.
         const last = replies.at(-1)!;
         assert.equal(last.headers["x-ratelimit-limit"], "300");
         assert.equal(last.headers["x-ratelimit-remaining"], "245");
         assert.equal(last.headers["x-ratelimit-reset"], "25");
-        // Reset counts down with the clock, and is never more than the window (60 s).
+        // Reset counts down with the clock, rounded up (waiting it is never too early), and is never more than the window (60 s).
         h.clock.advance(10_500);
         assert.deepEqual(rateHeaders(await h.call("GET", "/v1/me", { key: k.raw })), { limit: 300, remaining: 244, reset: 15, policy: '"platform";q=300;w=60', rateLimit: '"platform";r=244;t=15' });
         h.clock.advance(14_500);
         const next = rateHeaders(await h.call("GET", "/v1/me", { key: k.raw }));
-        assert.equal(next.reset, 60, "a new window: 60 s until it resets");
-        assert.equal(next.remaining, 300 - 56 - 1, "the last window's 56 requests still count in full at its end");
+        assert.equal(next.remaining, 300 - 55 - 1, "the first request left the window; the 54 of 35 s and the one of 45.5 s still count");
+        assert.equal(next.reset, 35, "the oldest counted now is 25 s old");
       });
 
       it("issue: every response under /v1, success or error (200, 201, 400, 401, 403, 404, 429, 501, 502), carries X-RateLimit-Limit, -Remaining, -Reset, RateLimit and RateLimit-Policy", async () => {
@@ -238,8 +306,8 @@ for (const kind of await storeKinds("http: limits")) {
         const refused = await h.call("GET", LOCAL, { key: k.raw });
         const e = limited(refused);
         assert.deepEqual(rateHeaders(refused), { limit: 3, remaining: 0, reset: 1, policy: '"platform";q=300;w=60, "key";q=3;w=1', rateLimit: '"key";r=0;t=1' });
-        // The per-second window slides too: the last second's 3 weigh 3 × (1 − t), so one fits after 1⅓ s.
-        assert.equal(e.retryAfter, 2);
+        // The per-second window slides too: the 3 requests leave it one second after they came.
+        assert.equal(e.retryAfter, 1);
         h.clock.advance(e.retryAfter * SECOND);
         assertPassed(await h.call("GET", LOCAL, { key: k.raw }));
       });
@@ -858,6 +926,14 @@ for (const kind of await storeKinds("http: limits")) {
       });
       beforeEach(() => fresh(a));
 
+      it("issue 11.3: 900 requests evenly over 60 s from one address, split across two nodes, against 300 a minute: at most 300 admitted in any 60 s", async () => {
+        const ip = "198.51.100.77";
+        a.clock.advance(30 * SECOND);
+        const admitted = await evenly(a.clock, 900, MINUTE, (i) => (i % 2 ? b : a).call("GET", "/v1/me", { ip }));
+        assert.equal(admitted.length, 300);
+        assert.ok(busiest(admitted, MINUTE) <= 300, `${busiest(admitted, MINUTE)} admitted in one minute`);
+      });
+
       it('issue: GET /healthz reports limits "redis" on every node', async () => {
         for (const node of [a, b]) assert.equal((await node.call("GET", "/healthz")).body.limits, "redis");
       });
@@ -871,11 +947,14 @@ for (const kind of await storeKinds("http: limits")) {
         });
         limited(await a.call("GET", LOCAL, { key: k.raw }));
         const e = limited(await b.call("GET", LOCAL, { key: k.raw }));
-        // The window slides on both alike: a second into the next one, 300 × 59/60 = 295 weigh, so 5 fit between them.
-        a.clock.advance(e.retryAfter * SECOND);
+        // The window slides on both alike: a minute after the 300 came, they leave it together, for either node.
+        assert.equal(e.retryAfter, 60);
+        a.clock.advance(e.retryAfter * SECOND - 1);
+        limited(await a.call("GET", LOCAL, { key: k.raw }));
+        a.clock.advance(1);
         let n = 0;
         const { passed, refusal } = await passesUntilRefused(() => (n++ % 2 ? a : b).call("GET", LOCAL, { key: k.raw }));
-        assert.equal(passed, 5);
+        assert.equal(passed, 300);
         limited(refusal);
       });
 

@@ -1,6 +1,7 @@
 /**
  * The limiter contract, run against every backend: exact admission within a window, refusals
- * not counted, all-or-nothing across limits, gradual return of capacity, concurrency.
+ * not counted, all-or-nothing across limits, capacity returning as requests leave the window,
+ * concurrency; and the property of issue 11.3 (property.ts).
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
@@ -40,15 +41,20 @@ export function limiterContract(name: string, open: (clock: Clock) => Promise<Li
       const l = limitOf(bucket(), 3);
       const first = await limiter.consume([l], 1);
       assert.equal(first.states[0]!.remaining, 2);
-      assert.equal(first.states[0]!.resetMs, 45_000);
+      assert.equal(first.states[0]!.resetMs, 60_000, "the oldest request counted (this one) leaves the window in 60 s");
+      at(clock.now + 10_000);
       await limiter.consume([l], 1);
-      await limiter.consume([l], 1);
+      const third = await limiter.consume([l], 1);
+      assert.equal(third.states[0]!.remaining, 0);
+      assert.equal(third.states[0]!.resetMs, 50_000, "reset counts down from the oldest request");
       const refused = await limiter.consume([l], 1);
       assert.equal(refused.admitted, false);
       assert.equal(refused.states[0]!.remaining, 0);
-      assert.ok(refused.states[0]!.retryAfterMs > 0);
-      // Retrying exactly when told works.
-      at(clock.now + refused.states[0]!.retryAfterMs);
+      assert.equal(refused.states[0]!.retryAfterMs, 50_000, "exactly when the oldest request leaves the window");
+      // A millisecond early is still refused; retrying exactly when told works.
+      at(clock.now + refused.states[0]!.retryAfterMs - 1);
+      assert.equal((await limiter.consume([l], 1)).admitted, false);
+      at(clock.now + 1);
       assert.equal((await limiter.consume([l], 1)).admitted, true);
     });
 
@@ -58,9 +64,9 @@ export function limiterContract(name: string, open: (clock: Clock) => Promise<Li
       await limiter.consume([l], 1);
       await limiter.consume([l], 1);
       for (let i = 0; i < 50; i++) assert.equal((await limiter.consume([l], 1)).admitted, false);
-      // Next window: the previous one counted only the 2 admitted requests, fading out.
-      at(clock.now + 60_000 + 30_000);
-      assert.equal((await limiter.consume([l], 1)).admitted, true, "2 × 0.5 + 1 ≤ 2");
+      // A minute later only the 2 admitted requests have left the window: the 50 refused ones never entered it.
+      at(clock.now + 60_000);
+      assert.equal((await limiter.consume([l], 1)).admitted, true);
     });
 
     it("counts a request in every limit or in none", async () => {
@@ -83,25 +89,34 @@ export function limiterContract(name: string, open: (clock: Clock) => Promise<Li
       assert.equal((await limiter.consume([l], 3)).admitted, true);
     });
 
-    it("after the window passes, capacity returns gradually, not all at once", async () => {
-      const start = 6_000_000 * 60_000;
+    it("issue 11.3: capacity returns as each request leaves the sliding window, not all at once at a boundary", async () => {
+      const start = 6_000_000 * 60_000 + 12_345;
       at(start);
       const l = limitOf(bucket(), 60);
-      for (let i = 0; i < 60; i++) await limiter.consume([l], 1);
+      for (let i = 0; i < 30; i++) await limiter.consume([l], 1);
+      at(start + 30_000);
+      for (let i = 0; i < 30; i++) await limiter.consume([l], 1);
       assert.equal((await limiter.consume([l], 1)).admitted, false);
-      // At the boundary almost nothing is back; a quarter into the next window, a quarter is.
+      // A millisecond before the first 30 are a minute old nothing is back; then exactly those 30 are.
+      at(start + 59_999);
+      assert.equal((await limiter.consume([l], 1)).admitted, false);
       at(start + 60_000);
-      const atBoundary = await limiter.consume([l], 1);
-      assert.equal(atBoundary.admitted, false);
-      at(start + 60_000 + 15_000);
       let admitted = 0;
       while ((await limiter.consume([l], 1)).admitted) admitted++;
-      assert.equal(admitted, 15);
-      // Two windows later the old requests are forgotten.
-      at(start + 3 * 60_000);
+      assert.equal(admitted, 30);
+      // A minute after the last requests the whole budget is back.
+      at(start + 150_000);
       admitted = 0;
       while ((await limiter.consume([l], 1)).admitted) admitted++;
       assert.equal(admitted, 60);
+    });
+
+    it("issue 11.3: a limit lowered or raised keeps the requests already counted", async () => {
+      at(10_000_000 * 60_000);
+      const b = bucket();
+      for (let i = 0; i < 5; i++) assert.equal((await limiter.consume([limitOf(b, 2_000)], 1)).admitted, true);
+      assert.equal((await limiter.consume([limitOf(b, 5)], 1)).admitted, false, "5 already counted under the old limit");
+      assert.equal((await limiter.consume([limitOf(b, 2_000)], 1)).states[0]!.remaining, 1_994);
     });
 
     it("many parallel requests are never admitted beyond the limit", async () => {

@@ -6,11 +6,19 @@ import type { Limit } from "../../src/limits/limiter.ts";
 import { RedisLimiter } from "../../src/limits/redis.ts";
 import { freePort, probeRedis, redisUrl, requireService, startRedis } from "../support/services.ts";
 import { limiterContract } from "./contract.ts";
+import { limiterProperties } from "./property.ts";
 
 const url = redisUrl();
 
 if (await requireService("limiter: redis", `Redis at ${url}`, () => probeRedis(url))) {
   limiterContract("redis", async (clock) => {
+    const limiter = new RedisLimiter({ url, deployment: `test-${randomBytes(4).toString("hex")}`, now: () => clock.now });
+    await limiter.ready();
+    return limiter;
+  });
+
+  // A deployment id of the run's own: its keys share no budget with anyone else's on this Redis.
+  limiterProperties("redis", async (clock) => {
     const limiter = new RedisLimiter({ url, deployment: `test-${randomBytes(4).toString("hex")}`, now: () => clock.now });
     await limiter.ready();
     return limiter;

@@ -62,6 +62,11 @@ export function portalRoutes(app: FastifyInstance, ctx: GatewayContext): void {
     return envelope.ok(portals.map((p) => ({ ...(p.role === "ADMIN" ? adminView(p, request) : portalView(p)), role: p.role })), { total: portals.length });
   });
 
+  app.get("/v1/portals/:id", { schema: { tags, summary: "One of your portals, with your role; a sandbox portal's admins see its webhook URL", params: Id } }, async (request) => {
+    const { portal, role } = await portalForActor(kg, await actorOf(kg, request), (request.params as { id: string }).id);
+    return envelope.ok({ ...(role === "ADMIN" ? adminView(portal, request) : portalView(portal)), role });
+  });
+
   app.post(
     "/v1/portals",
     {
