@@ -3,7 +3,9 @@ import { type IncomingMessage, type ServerResponse, createServer } from "node:ht
 import { createServer as createHttpsServer } from "node:https";
 import compress from "@fastify/compress";
 import swagger from "@fastify/swagger";
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, LogController } from "fastify";
+import { Type } from "@sinclair/typebox";
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, LogController, type RawServerDefault } from "fastify";
 import { KeygateError } from "../core/errors.ts";
 import { MAX_JSON_DEPTH, jsonDeeperThan } from "../core/json.ts";
 import { UpstreamError as Bitrix24Error } from "../upstream/bitrix24/index.ts";
@@ -19,7 +21,7 @@ import { type Admitted, admission } from "./admission.ts";
 import type { Verification } from "./auth.ts";
 import { clientFacts } from "./client.ts";
 import { allowOrigin, conditionalGet, isPreflight, originAllowed, preflightHeaders, wwwAuthenticate } from "./conventions.ts";
-import { type ErrorBody, envelopeFor, errorBody } from "./envelope.ts";
+import { type ErrorBody, envelopeFor, errorBody, responsesFor } from "./envelope.ts";
 import type { RedisInvalidation } from "./invalidation.ts";
 import type { CachedKey, KeyCache } from "./key-cache.ts";
 import { LimitRefusal } from "./limits.ts";
@@ -109,6 +111,9 @@ declare module "fastify" {
   }
 }
 
+/** A Fastify instance whose routes are typed from their TypeBox schemas. */
+export type App = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>;
+
 /** What route handlers share. */
 export interface GatewayContext {
   kg: Keygate;
@@ -119,6 +124,8 @@ export interface GatewayContext {
   usage: Usage;
   cache: KeyCache;
   send(reply: FastifyReply, code: string, extra?: Partial<ErrorBody>): FastifyReply;
+  /** A route's response schemas in the profile's envelope. */
+  responses: ReturnType<typeof responsesFor>;
 }
 
 /**
@@ -173,7 +180,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     genReqId: (req) => (req as ArrivingMessage)[ARRIVED]?.id ?? requestId(),
     trustProxy: options.trustProxy && options.trustProxy.length > 0 ? options.trustProxy : false,
     // Unknown fields are refused, not silently dropped; types are not coerced.
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false } },
+    // style and explode: OpenAPI's serialisation of a query parameter (filter[field]=…), not validation.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, keywords: ["style", "explode"] } },
     // The router refused the URL itself (bad percent-encoding, a path segment over 100
     // characters): no route, but keygate's envelope all the same.
     frameworkErrors: (error, request, reply) => {
@@ -239,7 +247,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     if (code === "METHOD_NOT_ALLOWED") reply.header("allow", (extra.details?.allow as string[]).join(", "));
     return reply.code(status).send(envelope.error(errorBody(envelope, code, extra), reply.request.id));
   };
-  const ctx: GatewayContext = { kg, envelope, publicUrl: options.publicUrl, sandboxUrl: options.sandboxUrl, usage, cache, send };
+  const ctx: GatewayContext = { kg, envelope, publicUrl: options.publicUrl, sandboxUrl: options.sandboxUrl, usage, cache, send, responses: responsesFor(profile) };
 
   const arrive = (req: ArrivingMessage, res: ServerResponse): void => {
     const url = req.url!;
@@ -327,7 +335,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     }
     if (!spent.admitted) {
       reply.header("retry-after", String(spent.retryAfter));
-      return send(reply, spent.code!, { retryAfter: spent.retryAfter });
+      return send(reply, spent.code!, { retryAfter: spent.retryAfter, details: spent.details });
     }
     if (verification.refusal) {
       const { code, ...extra } = verification.refusal;
@@ -357,7 +365,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     if (error instanceof KeygateError) return send(reply, error.code, { message: error.message, param: error.param, details: error.details });
     if (error instanceof LimitRefusal) {
       reply.header("retry-after", String(error.retryAfter));
-      return send(reply, error.code, { retryAfter: error.retryAfter });
+      return send(reply, error.code, { retryAfter: error.retryAfter, details: error.details });
     }
     if (error instanceof Bitrix24Error) {
       if (error.noAnswer) request.log.warn({ bitrix24: error.noAnswer }, "Bitrix24 gave no REST answer");
@@ -398,8 +406,23 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     openapi: {
       openapi: "3.1.0",
       info: { title: `keygate — ${profile.spec.title} profile`, version: "1", description: profile.spec.description },
-      components: { securitySchemes: { apiKey: { type: "apiKey", in: "header", name: "X-Api-Key" }, bearer: { type: "http", scheme: "bearer" } } },
-      security: [{ apiKey: [] }, { bearer: [] }],
+      servers: [{ url: options.publicUrl ?? "/" }],
+      tags: [
+        { name: "self", description: "What a key can do, and this document" },
+        { name: "keys", description: "Managing API keys" },
+        { name: "portals", description: "Portals, their members, policy and audit trail" },
+        { name: "verify", description: "Verify mode, for services that keep keygate beside them" },
+        { name: "entities", description: "The portal's records (VibeCode)" },
+        { name: "messaging", description: "Notifications, chat messages and Activity Stream posts (VibeCode)" },
+      ],
+      components: {
+        securitySchemes: {
+          apiKey: { type: "apiKey", in: "header", name: "X-Api-Key" },
+          bearer: { type: "http", scheme: "bearer", description: "An API or management key as a bearer token" },
+          session: { type: "http", scheme: "bearer", description: "A user's session token (the OAuth flow), sent with an authorization key in X-Api-Key" },
+        },
+      },
+      security: [{ apiKey: [] }, { bearer: [] }, { apiKey: [], session: [] }],
     },
   });
   // keygate's own answers over 1 KiB, as the client accepts (brotli, gzip). Forwarded requests
@@ -427,16 +450,29 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       if (param === undefined) return done();
       send(reply, "VALIDATION_ERROR", { message: `${param} must not contain NUL characters`, param });
     });
-    meRoutes(v1, ctx);
-    keyRoutes(v1, ctx);
-    portalRoutes(v1, ctx);
-    verifyRoutes(v1, ctx, { limits, cache });
-    entityRoutes(v1, ctx, limits, () => {
+    const typed: App = v1.withTypeProvider<TypeBoxTypeProvider>();
+    meRoutes(typed, ctx);
+    keyRoutes(typed, ctx);
+    portalRoutes(typed, ctx);
+    verifyRoutes(typed, ctx, { limits, cache });
+    entityRoutes(typed, ctx, limits, () => {
       const address = app.server.address();
       return typeof address === "object" && address !== null ? `${options.tls ? "https" : "http"}://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}` : undefined;
     });
-    // ETag and If-None-Match: 304 (docs/api.md, "HTTP conventions").
-    v1.get("/v1/openapi.json", { schema: { summary: "OpenAPI 3.1 specification of this keygate", tags: ["self"] }, onSend: conditionalGet }, async () => app.swagger());
+    typed.get(
+      "/v1/openapi.json",
+      {
+        schema: {
+          operationId: "getOpenApi",
+          summary: "OpenAPI 3.1 specification of this keygate (not enveloped: the document itself)",
+          tags: ["self"],
+          response: { ...ctx.responses({ data: Type.Unknown() }), 200: Type.Unsafe<unknown>(Type.Object({ openapi: Type.String() }, { additionalProperties: true, description: "The OpenAPI 3.1 document" })) },
+        },
+        // ETag and If-None-Match: 304 (docs/api.md, "HTTP conventions").
+        onSend: conditionalGet,
+      },
+      async () => app.swagger(),
+    );
   });
   return app;
 }

@@ -1,4 +1,5 @@
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import { type TSchema, Type as T } from "@sinclair/typebox";
+import type { FastifyRequest } from "fastify";
 import { KeygateError } from "../../core/errors.ts";
 import type { Route } from "../../core/profile/profile.ts";
 import { decide } from "../../core/verify/decide.ts";
@@ -10,11 +11,44 @@ import { type Bitrix24Client, bitrix24Client } from "../../upstream/bitrix24/ind
 import { INTERNAL } from "../../upstream/outbound.ts";
 import { sandboxWebhookToken, sandboxWebhookUrl } from "../../upstream/sandbox/index.ts";
 import { LimitRefusal, type rateLimiting } from "../limits.ts";
-import type { GatewayContext } from "../server.ts";
+import { BODY_CODES } from "../envelope.ts";
+import type { App, GatewayContext } from "../server.ts";
 
 /** How long a Bitrix24 call may take before keygate answers BITRIX_UNAVAILABLE. */
 const UPSTREAM_TIMEOUT_MS = 15_000;
 const MAX_BATCH = 50;
+
+/** A record: its fields pass through as the portal has them (GET /v1/<entity>/fields lists them). */
+const Record_ = T.Object({}, { additionalProperties: true, description: "A record; fields as GET /v1/<entity>/fields lists them" });
+const Open = (description: string) => T.Object({}, { additionalProperties: true, description });
+const ListMeta = T.Object({ total: T.Integer(), hasMore: T.Boolean(), truncated: T.Optional(T.Boolean()) });
+const Id = T.Object({ id: T.String() });
+// Query strings as sent: filter[field] and order[field] are deep objects (filter[stage]=WON, filter[amount][$gte]=5).
+const ListQuery = T.Object(
+  {
+    limit: T.Optional(T.String({ description: "1 to 100 (default 50)" })),
+    offset: T.Optional(T.String()),
+    select: T.Optional(T.String({ description: "Comma-separated fields" })),
+    filter: T.Optional(T.Unsafe<Record<string, string | Record<string, string>>>({ type: "object", additionalProperties: true, style: "deepObject", explode: true, description: "filter[field]=value, filter[field][$op]=value" })),
+    order: T.Optional(T.Unsafe<Record<string, "asc" | "desc">>({ type: "object", additionalProperties: { type: "string", enum: ["asc", "desc"] }, style: "deepObject", explode: true, description: "order[field]=asc|desc" })),
+  },
+  { additionalProperties: true },
+);
+const SearchBody = T.Object(
+  {
+    filter: T.Optional(Open("{field: value} or {field: {$op: value}}")),
+    select: T.Optional(T.Union([T.Array(T.String()), T.String()])),
+    order: T.Optional(T.Object({}, { additionalProperties: T.Union([T.Literal("asc"), T.Literal("desc")]) })),
+    limit: T.Optional(T.Integer()),
+    offset: T.Optional(T.Integer()),
+  },
+  { additionalProperties: true },
+);
+const Text = T.Union([T.String(), T.Number()]);
+const ENTITY_CODES = ["PORTAL_NOT_LINKED", "NOT_IMPLEMENTED", "BITRIX_ERROR", "BITRIX_ACCESS_DENIED", "BITRIX_UNAVAILABLE", "UPSTREAM_UNAVAILABLE", "UPSTREAM_TIMEOUT"];
+const capitalized = (name: string) => name[0]!.toUpperCase() + name.slice(1);
+/** The entity's singular for operation ids: deals → Deal, companies → Company. */
+const singular = (name: string) => capitalized(name.endsWith("ies") ? `${name.slice(0, -3)}y` : name.replace(/s$/, ""));
 
 /**
  * The VibeCode entity surface (seeds 000, 003; docs/dataplane.md): /v1/<entity> routes answered
@@ -22,8 +56,10 @@ const MAX_BATCH = 50;
  * Verification, limits and the read-only block have run before any handler here; the portal's
  * budget is spent here, when a request, its content checked, first calls the portal.
  */
-export function entityRoutes(app: FastifyInstance, ctx: GatewayContext, limits: ReturnType<typeof rateLimiting>, ownBaseUrl: () => string | undefined): void {
+export function entityRoutes(app: App, ctx: GatewayContext, limits: ReturnType<typeof rateLimiting>, ownBaseUrl: () => string | undefined): void {
   const { kg, envelope } = ctx;
+  const responses = (data: TSchema, o: { status?: number; meta?: TSchema; codes?: string[]; examples?: unknown[] } = {}) =>
+    ctx.responses({ data, ...o, codes: [...ENTITY_CODES, ...(o.codes ?? [])] });
 
   /** The Bitrix24 client of the key's portal, kept with the key until its portal changes. */
   const clientFor = async (request: FastifyRequest): Promise<Bitrix24Client> => {
@@ -55,7 +91,7 @@ export function entityRoutes(app: FastifyInstance, ctx: GatewayContext, limits: 
       (ready ??= (async () => {
         const spent = await limits.spendPortal(request.verification!);
         request.rateLimit = [...(request.rateLimit ?? []), ...spent.states];
-        if (!spent.admitted) throw new LimitRefusal(spent.code!, spent.retryAfter!);
+        if (!spent.admitted) throw new LimitRefusal(spent);
         return clientFor(request);
       })());
     return {
@@ -69,55 +105,182 @@ export function entityRoutes(app: FastifyInstance, ctx: GatewayContext, limits: 
   for (const entity of Object.values(ENTITIES)) {
     const base = `/v1/${entity.name}`;
     const schema = { tags: ["entities"], hide: false };
-    app.get(base, { schema: { ...schema, summary: `List ${entity.name}: limit, offset, select, order[field], filter[field]` } }, async (request) => {
-      const { items, meta } = await data.list(portalOf(request), entity, queryFromSearchParams(searchParams(request)));
-      return envelope.ok(items, meta);
-    });
-    app.get(`${base}/fields`, { schema: { ...schema, summary: `The fields of ${entity.name}` } }, async (request) => envelope.ok(await data.fields(portalOf(request), entity)));
-    app.get(`${base}/:id`, { schema: { ...schema, summary: `One ${entity.name} record` } }, async (request) => envelope.ok(await data.get(portalOf(request), entity, id(request))));
-    app.post(base, { schema: { ...schema, summary: `Create a ${entity.name} record` } }, async (request, reply) =>
-      reply.code(201).send(envelope.ok(await data.create(portalOf(request), entity, request.body))),
+    const one = singular(entity.name);
+    const all = capitalized(entity.name);
+    const example = { id: 1, title: `A ${one.toLowerCase()}` };
+    app.get(
+      base,
+      {
+        schema: {
+          ...schema,
+          operationId: `list${all}`,
+          summary: `List ${entity.name}: limit, offset, select, order[field], filter[field]`,
+          querystring: ListQuery,
+          response: responses(T.Array(Record_), { meta: ListMeta, examples: [[example]], codes: ["INVALID_FILTER_OPERATOR"] }),
+        },
+      },
+      async (request) => {
+        const { items, meta } = await data.list(portalOf(request), entity, queryFromSearchParams(searchParams(request)));
+        return envelope.ok(items, meta);
+      },
     );
-    app.patch(`${base}/:id`, { schema: { ...schema, summary: `Update a ${entity.name} record` } }, async (request) =>
-      envelope.ok(await data.update(portalOf(request), entity, id(request), request.body)),
+    app.get(
+      `${base}/fields`,
+      { schema: { ...schema, operationId: `get${one}Fields`, summary: `The fields of ${entity.name}`, response: responses(Open("Field name → its description (type, title, whether required)")) } },
+      async (request) => envelope.ok(await data.fields(portalOf(request), entity)),
+    );
+    app.get(
+      `${base}/:id`,
+      { schema: { ...schema, operationId: `get${one}`, summary: `One ${entity.name} record`, params: Id, response: responses(Record_, { examples: [example], codes: ["ENTITY_NOT_FOUND"] }) } },
+      async (request) => envelope.ok(await data.get(portalOf(request), entity, id(request))),
+    );
+    app.post(
+      base,
+      {
+        schema: {
+          ...schema,
+          operationId: `create${one}`,
+          summary: `Create a ${entity.name} record`,
+          body: Open("The record's fields"),
+          response: responses(Record_, { status: 201, examples: [example], codes: BODY_CODES }),
+        },
+      },
+      async (request, reply) => reply.code(201).send(envelope.ok(await data.create(portalOf(request), entity, request.body))),
+    );
+    app.patch(
+      `${base}/:id`,
+      {
+        schema: {
+          ...schema,
+          operationId: `update${one}`,
+          summary: `Update a ${entity.name} record`,
+          params: Id,
+          body: Open("The fields to change"),
+          response: responses(Record_, { examples: [example], codes: [...BODY_CODES, "ENTITY_NOT_FOUND"] }),
+        },
+      },
+      async (request) => envelope.ok(await data.update(portalOf(request), entity, id(request), request.body)),
     );
     if (entity.remove) {
-      app.delete(`${base}/:id`, { schema: { ...schema, summary: `Delete a ${entity.name} record` } }, async (request) =>
-        envelope.ok(await data.remove(portalOf(request), entity, id(request))),
+      app.delete(
+        `${base}/:id`,
+        {
+          schema: {
+            ...schema,
+            operationId: `delete${one}`,
+            summary: `Delete a ${entity.name} record`,
+            params: Id,
+            response: responses(T.Object({ id: T.Integer(), deleted: T.Literal(true) }), { codes: ["ENTITY_NOT_FOUND"] }),
+          },
+        },
+        async (request) => envelope.ok(await data.remove(portalOf(request), entity, id(request))),
       );
     }
-    app.post(`${base}/search`, { schema: { ...schema, summary: `Search ${entity.name}: {filter, select, order, limit, offset}` } }, async (request) => {
-      const { items, meta } = await data.list(portalOf(request), entity, queryFromBody(request.body));
-      return envelope.ok(items, meta);
-    });
-    app.post(`${base}/aggregate`, { schema: { ...schema, summary: `Aggregate ${entity.name}: count, sum, avg, min, max, groupBy` } }, async (request) => {
-      const { data: result, meta } = await data.aggregate(portalOf(request), entity, request.body);
-      return envelope.ok(result, meta);
-    });
+    app.post(
+      `${base}/search`,
+      {
+        schema: {
+          ...schema,
+          operationId: `search${all}`,
+          summary: `Search ${entity.name}: {filter, select, order, limit, offset}`,
+          body: SearchBody,
+          response: responses(T.Array(Record_), { meta: ListMeta, codes: [...BODY_CODES, "INVALID_FILTER_OPERATOR"] }),
+        },
+      },
+      async (request) => {
+        const { items, meta } = await data.list(portalOf(request), entity, queryFromBody(request.body));
+        return envelope.ok(items, meta);
+      },
+    );
+    app.post(
+      `${base}/aggregate`,
+      {
+        schema: {
+          ...schema,
+          operationId: `aggregate${all}`,
+          summary: `Aggregate ${entity.name}: count, sum, avg, min, max, groupBy`,
+          body: Open("{aggregate: [{field, function}], groupBy?: [field], filter?}"),
+          response: responses(T.Unknown({ description: "The aggregates, or a list of groups with theirs" }), { meta: T.Object({ total: T.Integer(), truncated: T.Boolean() }), codes: [...BODY_CODES, "INVALID_FILTER_OPERATOR"] }),
+        },
+      },
+      async (request) => {
+        const { data: result, meta } = await data.aggregate(portalOf(request), entity, request.body);
+        return envelope.ok(result, meta);
+      },
+    );
   }
 
   // Messaging and the Activity Stream (seed 000: im, log): one Bitrix24 method each.
-  const action = (path: string, summary: string, command: (request: FastifyRequest) => { method: string; params: Record<string, unknown> }) =>
-    app.post(path, { schema: { tags: ["messaging"], summary } }, async (request, reply) => {
+  const action = (path: string, operationId: string, summary: string, fields: Record<string, TSchema>, command: (request: FastifyRequest) => { method: string; params: Record<string, unknown> }) =>
+    app.post(
+      path,
+      {
+        schema: {
+          operationId,
+          tags: ["messaging"],
+          summary,
+          ...(path.includes(":dialogId") ? { params: T.Object({ dialogId: T.String() }) } : {}),
+          // The handler names the field at fault; the schema documents the body.
+          body: T.Object(fields, { additionalProperties: true }),
+          response: responses(T.Union([T.Object({ id: T.Unknown({ description: "The new message's id" }) }), T.Object({ posted: T.Literal(true) })]), { status: 201, codes: BODY_CODES }),
+        },
+      },
+      async (request, reply) => {
       const { method, params } = command(request);
       const r = await portalOf(request).call(method, params);
       // Bitrix24 answers the new message's id, or (log.blogpost.add) just true.
       return reply.code(201).send(envelope.ok(r.result === true ? { posted: true } : { id: r.result }));
-    });
-  action("/v1/notifications", "Send a system notification to a user: {userId, message}", (request) => {
+      },
+    );
+  action("/v1/notifications", "sendNotification", "Send a system notification to a user: {userId, message}", { userId: Text, message: Text }, (request) => {
     const b = body(request, ["userId", "message"]);
     return { method: "im.notify.system.add", params: { USER_ID: b.userId, MESSAGE: b.message } };
   });
-  action("/v1/chats/:dialogId/messages", "Send a chat message: {message}", (request) => {
+  action("/v1/chats/:dialogId/messages", "sendChatMessage", "Send a chat message: {message}", { message: Text }, (request) => {
     const b = body(request, ["message"]);
     return { method: "im.message.add", params: { DIALOG_ID: (request.params as { dialogId: string }).dialogId, MESSAGE: b.message } };
   });
-  action("/v1/posts", "Post to the Activity Stream: {message, title?}", (request) => {
+  action("/v1/posts", "createPost", "Post to the Activity Stream: {message, title?}", { message: Text, title: T.Optional(Text) }, (request) => {
     const b = body(request, ["message"], ["title"]);
     return { method: "log.blogpost.add", params: { POST_MESSAGE: b.message, ...(b.title === undefined ? {} : { POST_TITLE: b.title }) } };
   });
 
-  app.post("/v1/batch", { schema: { tags: ["entities"], summary: "Up to 50 calls in one request: each is checked on its own and answered in results, errors, meta" } }, async (request) => {
+  const CallError = T.Object({ code: T.String(), message: T.String(), details: T.Optional(Open("More about the refusal")) });
+  app.post(
+    "/v1/batch",
+    {
+      schema: {
+        operationId: "batch",
+        tags: ["entities"],
+        summary: "Up to 50 calls in one request: each is checked on its own and answered in results, errors, meta",
+        body: T.Object(
+          {
+            calls: T.Array(
+              T.Object(
+                {
+                  id: T.Optional(T.String({ description: "Your name for the call (default: its index)" })),
+                  entity: T.String(),
+                  action: T.String({ description: "list, get, create, update, delete, fields, search" }),
+                  entityId: T.Optional(T.Union([T.String(), T.Integer(), T.Null()])),
+                  params: T.Optional(Open("As the single route's query or body")),
+                },
+                { additionalProperties: true },
+              ),
+            ),
+          },
+          { additionalProperties: true },
+        ),
+        response: responses(
+          T.Object({
+            results: Open("Call id → its answer"),
+            errors: T.Object({}, { additionalProperties: CallError, description: "Call id → its refusal" }),
+            meta: Open("Call id → its list meta"),
+          }),
+          { codes: [...BODY_CODES, "MISSING_ENTITY_ID", "INVALID_FILTER_OPERATOR"] },
+        ),
+      },
+    },
+    async (request) => {
     const results: Record<string, unknown> = {};
     const errors: Record<string, unknown> = {};
     const meta: Record<string, unknown> = {};
@@ -146,7 +309,8 @@ export function entityRoutes(app: FastifyInstance, ctx: GatewayContext, limits: 
       }
     }
     return envelope.ok({ results, errors, meta });
-  });
+    },
+  );
 }
 
 /** A JSON body with the required fields (strings or numbers) and nothing unknown. */

@@ -1,8 +1,8 @@
-import { Type as T } from "@sinclair/typebox";
-import type { FastifyInstance } from "fastify";
+import { type TSchema, Type as T } from "@sinclair/typebox";
 import { KeygateError } from "../../core/errors.ts";
 import { createKey, deleteKey, keyForActor, keyUsage, keyView, listKeys, rotateKey, updateKey } from "../../manage/keys.ts";
-import type { GatewayContext } from "../server.ts";
+import { BODY_CODES } from "../envelope.ts";
+import type { App, GatewayContext } from "../server.ts";
 import { actorOf } from "./actor.ts";
 
 const Id = T.Object({ id: T.String() });
@@ -12,13 +12,74 @@ const Expiry = T.Union([T.String({ description: "ISO-8601 date-time" }), T.Null(
 const RateLimit = T.Union([T.Integer({ minimum: 1, description: "Requests per second" }), T.Null()]);
 const Tier = T.Union([T.String({ description: "A rate-limit tier of the profile" }), T.Null()]);
 const tags = ["keys"];
+const Time = T.String({ format: "date-time" });
+const Nullable = <S extends TSchema>(s: S) => T.Union([s, T.Null()]);
+const KeyView = T.Object(
+  {
+    id: T.String(),
+    name: T.String(),
+    type: T.String({ description: "The key type (VibeCode: api, app, live)" }),
+    keyPrefix: T.String(),
+    keySuffix: T.String(),
+    portalId: Nullable(T.String()),
+    ownerId: T.String(),
+    scopes: T.Array(T.String()),
+    scopesInEffect: T.Array(T.String()),
+    scopesPendingReissue: T.Array(T.String()),
+    status: T.Unsafe<string>({ type: "string", enum: ["ACTIVE", "REVOKED", "EXPIRED"] }),
+    accessMode: AccessMode,
+    ipWhitelist: T.Array(T.String()),
+    rateLimit: RateLimit,
+    tier: Tier,
+    expiresAt: Nullable(Time),
+    createdAt: Time,
+    updatedAt: Time,
+    lastUsedAt: Nullable(Time),
+    rotatedFromId: Nullable(T.String()),
+    rotatedToId: Nullable(T.String()),
+  },
+  { additionalProperties: false },
+);
+const NewKey = T.Composite([KeyView, T.Object({ rawKey: T.String({ description: "The key's secret: shown once, never again" }) })]);
+const keyExample = {
+  id: "3f1c1d0e-8b7a-4c55-9f59-0d6e4e0a2b11",
+  name: "CRM sync",
+  type: "api",
+  keyPrefix: "vibe_api_Zx3k",
+  keySuffix: "Q9aw",
+  portalId: "c5a0b6f4-1f7e-4f43-9a3c-7d1e2b8c9d10",
+  ownerId: "8e2d5c3b-6a1f-4e0d-b9c8-7a6f5e4d3c2b",
+  scopes: ["crm", "vibe:infra", "vibe:ai", "vibe:search", "vibe:storage"],
+  scopesInEffect: ["crm", "vibe:infra", "vibe:ai", "vibe:search", "vibe:storage"],
+  scopesPendingReissue: [],
+  status: "ACTIVE",
+  accessMode: "READWRITE",
+  ipWhitelist: [],
+  rateLimit: null,
+  tier: null,
+  expiresAt: null,
+  createdAt: "2026-11-22T12:00:00.000Z",
+  updatedAt: "2026-11-22T12:00:00.000Z",
+  lastUsedAt: null,
+  rotatedFromId: null,
+  rotatedToId: null,
+};
 
-export function keyRoutes(app: FastifyInstance, { kg, envelope, usage }: GatewayContext): void {
+export function keyRoutes(app: App, { kg, envelope, usage, responses }: GatewayContext): void {
+  const KEY_CODES = ["KEY_NOT_FOUND", "MANAGEMENT_KEY_REQUIRED"];
   app.get(
     "/v1/keys",
-    { schema: { tags, summary: "List the keys of a portal (admins: every key; members: their own)", querystring: T.Object({ portalId: T.Optional(T.String()) }) } },
+    {
+      schema: {
+        operationId: "listKeys",
+        tags,
+        summary: "List the keys of a portal (admins: every key; members: their own)",
+        querystring: T.Object({ portalId: T.Optional(T.String()) }),
+        response: responses({ data: T.Array(KeyView), meta: T.Object({ total: T.Integer() }), examples: [[keyExample]], codes: ["PORTAL_NOT_FOUND", "NOT_PORTAL_MEMBER", "MISSING_PORTAL_ID"] }),
+      },
+    },
     async (request) => {
-      const { portalId } = request.query as { portalId?: string };
+      const { portalId } = request.query;
       const keys = await listKeys(kg, await actorOf(kg, request), portalId);
       return envelope.ok(keys.map((k) => keyView(kg, k)), { total: keys.length });
     },
@@ -28,8 +89,16 @@ export function keyRoutes(app: FastifyInstance, { kg, envelope, usage }: Gateway
     "/v1/keys",
     {
       schema: {
+        operationId: "createKey",
         tags,
         summary: "Create a key; its secret is in rawKey, shown once",
+        response: responses({
+          status: 201,
+          data: NewKey,
+          description: "The new key, with its secret",
+          examples: [{ ...keyExample, rawKey: "vibe_api_Zx3k…Q9aw" }],
+          codes: [...BODY_CODES, "MISSING_PORTAL_ID", "PORTAL_NOT_FOUND", "NOT_PORTAL_MEMBER", "PORTAL_NOT_LINKED", "INVALID_SCOPES", "KEY_POLICY_READONLY_REQUIRED", "KEY_SCOPE_EXCEEDS_CALLER"],
+        }),
         body: T.Object(
           {
             portalId: T.Optional(T.Union([T.String(), T.Null()])),
@@ -47,23 +116,33 @@ export function keyRoutes(app: FastifyInstance, { kg, envelope, usage }: Gateway
       },
     },
     async (request, reply) => {
-      const { key, rawKey } = await createKey(kg, await actorOf(kg, request), request.body as Parameters<typeof createKey>[2]);
+      const { key, rawKey } = await createKey(kg, await actorOf(kg, request), request.body);
       return reply.code(201).send(envelope.ok({ ...keyView(kg, key), rawKey }));
     },
   );
 
-  app.get("/v1/keys/:id", { schema: { tags, summary: "One key, without its secret", params: Id } }, async (request) => {
-    const { key } = await keyForActor(kg, await actorOf(kg, request), (request.params as { id: string }).id);
-    return envelope.ok(keyView(kg, key));
-  });
+  app.get(
+    "/v1/keys/:id",
+    { schema: { operationId: "getKey", tags, summary: "One key, without its secret", params: Id, response: responses({ data: KeyView, examples: [keyExample], codes: KEY_CODES }) } },
+    async (request) => {
+      const { key } = await keyForActor(kg, await actorOf(kg, request), request.params.id);
+      return envelope.ok(keyView(kg, key));
+    },
+  );
 
   app.patch(
     "/v1/keys/:id",
     {
       schema: {
+        operationId: "updateKey",
         tags,
         summary: "Change a key: name, scopes, status, accessMode, ipWhitelist, rateLimit, expiresAt",
         params: Id,
+        response: responses({
+          data: KeyView,
+          examples: [keyExample],
+          codes: [...BODY_CODES, ...KEY_CODES, "INVALID_SCOPES", "KEY_POLICY_READONLY_REQUIRED", "KEY_SCOPE_EXCEEDS_CALLER", "LAST_MANAGEMENT_KEY", "NOT_PORTAL_ADMIN"],
+        }),
         body: T.Object(
           {
             name: T.Optional(T.String()),
@@ -80,41 +159,81 @@ export function keyRoutes(app: FastifyInstance, { kg, envelope, usage }: Gateway
       },
     },
     async (request) => {
-      const key = await updateKey(kg, await actorOf(kg, request), (request.params as { id: string }).id, request.body as Parameters<typeof updateKey>[3]);
+      const key = await updateKey(kg, await actorOf(kg, request), request.params.id, request.body);
       return envelope.ok(keyView(kg, key));
     },
   );
 
-  app.delete("/v1/keys/:id", { schema: { tags, summary: "Delete a key (409 KEY_HAS_ACTIVE_SERVERS while servers use it)", params: Id } }, async (request) => {
-    const id = (request.params as { id: string }).id;
-    await deleteKey(kg, await actorOf(kg, request), id);
-    return envelope.ok({ id, deleted: true });
-  });
+  app.delete(
+    "/v1/keys/:id",
+    {
+      schema: {
+        operationId: "deleteKey",
+        tags,
+        summary: "Delete a key (409 KEY_HAS_ACTIVE_SERVERS while servers use it)",
+        params: Id,
+        response: responses({ data: T.Object({ id: T.String(), deleted: T.Literal(true) }), codes: [...KEY_CODES, "KEY_HAS_ACTIVE_SERVERS", "LAST_MANAGEMENT_KEY", "KEY_SCOPE_EXCEEDS_CALLER", "NOT_PORTAL_ADMIN"] }),
+      },
+    },
+    async (request) => {
+      const id = request.params.id;
+      await deleteKey(kg, await actorOf(kg, request), id);
+      return envelope.ok({ id, deleted: true });
+    },
+  );
 
-  app.post("/v1/keys/:id/rotate", { schema: { tags, summary: "Reissue a key; the old one keeps working for 24 hours", params: Id } }, async (request, reply) => {
-    const { key, rawKey, old } = await rotateKey(kg, await actorOf(kg, request), (request.params as { id: string }).id);
-    return reply.code(201).send(envelope.ok({ ...keyView(kg, key), rawKey, previousKey: { id: old.id, validUntil: new Date(old.expiresAt!).toISOString() } }));
-  });
+  app.post(
+    "/v1/keys/:id/rotate",
+    {
+      schema: {
+        operationId: "rotateKey",
+        tags,
+        summary: "Reissue a key; the old one keeps working for 24 hours",
+        params: Id,
+        response: responses({
+          status: 201,
+          data: T.Composite([NewKey, T.Object({ previousKey: T.Object({ id: T.String(), validUntil: Time }) })]),
+          description: "The new key, with its secret, and until when the old one works",
+          codes: [...KEY_CODES, "KEY_OWNER_ONLY", "KEY_NOT_ACTIVE", "KEY_ALREADY_ROTATED", "KEY_SCOPE_EXCEEDS_CALLER"],
+        }),
+      },
+    },
+    async (request, reply) => {
+      const { key, rawKey, old } = await rotateKey(kg, await actorOf(kg, request), request.params.id);
+      return reply.code(201).send(envelope.ok({ ...keyView(kg, key), rawKey, previousKey: { id: old.id, validUntil: new Date(old.expiresAt!).toISOString() } }));
+    },
+  );
 
   app.get(
     "/v1/keys/:id/usage",
     {
       schema: {
+        operationId: "getKeyUsage",
         tags,
         summary: "The key's usage: last used, requests per minute over the last hour, the addresses and the recent request log",
         params: Id,
         querystring: T.Object({ limit: T.Optional(T.String({ pattern: "^[0-9]+$" })), ip: T.Optional(T.String()), before: T.Optional(T.String()) }, { additionalProperties: false }),
+        response: responses({
+          data: T.Object({
+            keyId: T.String(),
+            lastUsedAt: Nullable(Time),
+            requestsPerMinute: T.Array(T.Object({ minute: Time, requests: T.Integer() })),
+            addresses: T.Array(T.Object({ ip: T.String(), requests: T.Integer(), lastSeen: Time })),
+            requests: T.Array(T.Object({ at: Time, ip: T.String(), method: T.String(), path: T.String(), status: T.Integer(), latencyMs: T.Number() })),
+          }),
+          codes: KEY_CODES,
+        }),
       },
     },
     async (request) => {
-      const query = request.query as { limit?: string; ip?: string; before?: string };
+      const query = request.query;
       const limit = Number(query.limit ?? 100);
       if (limit < 1 || limit > 1000) throw new KeygateError("VALIDATION_ERROR", { message: "limit is a whole number from 1 to 1000", param: "limit" });
       const before = query.before === undefined ? undefined : Date.parse(query.before);
       if (Number.isNaN(before)) throw new KeygateError("VALIDATION_ERROR", { message: "before is an ISO-8601 time", param: "before" });
       // What was collected but not written yet belongs in the answer.
       await usage.flush();
-      return envelope.ok(await keyUsage(kg, await actorOf(kg, request), (request.params as { id: string }).id, { limit, ip: query.ip, before }));
+      return envelope.ok(await keyUsage(kg, await actorOf(kg, request), request.params.id, { limit, ip: query.ip, before }));
     },
   );
 }

@@ -1,11 +1,11 @@
 import { Type as T } from "@sinclair/typebox";
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyRequest } from "fastify";
 import type { Route } from "../../core/profile/profile.ts";
 import { decide } from "../../core/verify/decide.ts";
 import { DEFAULTS, limitPolicy } from "../../limits/policy.ts";
 import { keyStatus } from "../../manage/keys.ts";
 import { conditionalGet, etagOf } from "../conventions.ts";
-import type { GatewayContext } from "../server.ts";
+import type { App, GatewayContext } from "../server.ts";
 import { actorOf } from "./actor.ts";
 
 
@@ -39,15 +39,66 @@ function describe(route: Route, keyTypeIndex: number) {
   };
 }
 
-export function meRoutes(app: FastifyInstance, ctx: GatewayContext): void {
-  const { kg, envelope } = ctx;
+const ErrorCodes = T.Object({}, { additionalProperties: T.Object({ status: T.Integer(), message: T.String() }), description: "Every error code of the profile, with its status and message" });
+const Endpoint = T.Object({
+  method: T.String(),
+  path: T.String(),
+  description: T.Optional(T.String()),
+  requires: T.Union([T.Array(T.String()), T.Null()], { description: "The scopes it needs; null: this key type may not call it" }),
+  class: T.String(),
+  userContext: T.Boolean(),
+});
+
+export function meRoutes(app: App, ctx: GatewayContext): void {
+  const { kg, envelope, responses } = ctx;
+  // What this keygate serves, with its OpenAPI identity: the guide lists these (a route of the
+  // profile that has no handler answers 501 NOT_IMPLEMENTED, and is left out), from the same
+  // schemas as /v1/openapi.json. Routes registered after this hook, on this instance, are seen.
+  const served = new Map<string, { operationId?: string; summary?: string }>();
+  app.addHook("onRoute", (route) => {
+    const schema = route.schema as { operationId?: string; summary?: string; hide?: boolean } | undefined;
+    for (const method of [route.method].flat()) if (method !== "HEAD" && !schema?.hide) served.set(`${method} ${route.url}`, { operationId: schema?.operationId, summary: schema?.summary });
+  });
   const policy = limitPolicy(kg.profile.spec.limits);
   // The same for every key: built once.
   const codes = Object.fromEntries(Object.entries(kg.profile.errorCodes).map(([code, d]) => [code, { status: d.status, message: d.message }]));
   const errorCodes = () => codes;
 
-  // ETag and If-None-Match: 304 (docs/api.md, "HTTP conventions").
-  app.get("/v1/me", { schema: { tags: ["self"], summary: "Key self-description: type, portal, scopes, limits, endpoints, error codes" }, onSend: conditionalGet }, async (request, reply) => {
+  app.get(
+    "/v1/me",
+    {
+      schema: {
+        operationId: "getMe",
+        tags: ["self"],
+        summary: "Key self-description: type, portal, scopes, limits, endpoints, error codes",
+        response: responses({
+          data: T.Object(
+            {
+              type: T.String(),
+              keyType: T.String(),
+              keyId: T.String(),
+              name: T.String(),
+              keyPrefix: T.String(),
+              keySuffix: T.String(),
+              status: T.String(),
+              accessMode: T.String(),
+              expiresAt: T.Union([T.String({ format: "date-time" }), T.Null()]),
+              scopes: T.Array(T.String()),
+              scopesInEffect: T.Array(T.String()),
+              scopesPendingReissue: T.Array(T.String()),
+              owner: T.Object({ name: T.String(), userId: T.String() }),
+              errorCodes: ErrorCodes,
+              currentUser: T.Null(),
+            },
+            // The rest depends on the key type (portals and quickstart for management keys; portal, rateLimit, auth, capabilities, api for portal keys).
+            { additionalProperties: true },
+          ),
+        }),
+      },
+      // ETag and If-None-Match: 304 (docs/api.md, "HTTP conventions").
+      onSend: conditionalGet,
+    },
+    async (request, reply) => {
     // The answer depends on the key and the data around it, not on the request: it is worked out
     // once and kept, serialised, until the key or anything stored changes (docs/verification.md).
     const name = `me ${baseUrl(ctx, request)}`;
@@ -58,8 +109,10 @@ export function meRoutes(app: FastifyInstance, ctx: GatewayContext): void {
         const body = JSON.stringify(await describeKey(request));
         return { body, etag: etagOf(body) };
       }));
-    return reply.type("application/json; charset=utf-8").header("etag", me.etag).send(me.body);
-  });
+      // Sent as the cached string: no serialiser runs.
+      return reply.type("application/json; charset=utf-8").header("etag", me.etag).send(me.body);
+    },
+  );
 
   async function describeKey(request: FastifyRequest): Promise<unknown> {
     const { key } = request.auth;
@@ -154,38 +207,111 @@ export function meRoutes(app: FastifyInstance, ctx: GatewayContext): void {
     return envelope.ok(data);
   }
 
-  app.get("/v1/guide", { schema: { tags: ["self"], summary: "API reference: filtered by the key's scopes for portal keys, full for management keys" }, onSend: conditionalGet }, async (request) => {
+  app.get(
+    "/v1/guide",
+    {
+      schema: {
+        operationId: "getGuide",
+        tags: ["self"],
+        summary: "API reference of what this keygate serves: filtered by the key's scopes for portal keys, full for management keys",
+        response: responses({
+          data: T.Object({
+            profile: T.Object({ id: T.String(), title: T.String(), description: T.Optional(T.String()) }),
+            baseUrl: T.String(),
+            filteredByScopes: T.Boolean(),
+            endpoints: T.Array(
+              T.Composite([
+                Endpoint,
+                T.Object({
+                  allowed: T.Boolean(),
+                  forwarded: T.Boolean({ description: "Sent on as it is to the portal's HTTP upstream: not an operation of this document" }),
+                  operationId: T.Optional(T.String({ description: "The operation in /v1/openapi.json (routes forwarded to the portal's upstream have none)" })),
+                  summary: T.Optional(T.String()),
+                }),
+              ]),
+            ),
+            keyTypes: T.Array(T.Object({ id: T.String(), prefix: T.String(), label: T.Optional(T.String()), description: T.Optional(T.String()) })),
+            scannerPattern: T.String(),
+            errorCodes: ErrorCodes,
+          }),
+        }),
+      },
+      onSend: conditionalGet,
+    },
+    async (request) => {
     const { key } = request.auth;
     const keyType = key.verified.keyType;
     const full = keyType.portalless === true;
-    // Filtered by scopes (seed 001), not by the session an authorization key sends only with user calls.
-    const endpoints = endpointsFor(ctx, request, true).filter((e) => full || e.denial === undefined);
+    // Filtered by scopes (seed 001), not by the session an authorization key sends only with user calls;
+    // only what is served: a handler here, or — the key's portal having an HTTP upstream, or for a
+    // management key any portal — forwarded there.
+    const portal = key.record.portalId === null ? undefined : await kg.store.getPortal(key.record.portalId);
+    const forwards = full || portal?.upstream?.kind === "http";
+    const endpoints = endpointsFor(ctx, request, true).filter((e) => (full || e.denial === undefined) && (served.has(`${e.route.method} ${e.route.path}`) || (e.route.upstream && forwards)));
     return envelope.ok({
       profile: { id: kg.profile.id, title: kg.profile.spec.title, description: kg.profile.spec.description },
       baseUrl: `${baseUrl(ctx, request)}/v1`,
       filteredByScopes: !full,
-      endpoints: endpoints.map((e) => ({ ...describe(e.route, key.verified.scopes.keyTypeIndex), allowed: e.denial === undefined })),
+      endpoints: endpoints.map((e) => ({
+        ...describe(e.route, key.verified.scopes.keyTypeIndex),
+        allowed: e.denial === undefined,
+        forwarded: !served.has(`${e.route.method} ${e.route.path}`),
+        ...served.get(`${e.route.method} ${e.route.path}`),
+      })),
       keyTypes: kg.profile.spec.keyTypes.map((k) => ({ id: k.id, prefix: k.prefix, label: k.label, description: k.description })),
       scannerPattern: kg.format.scannerPattern,
       errorCodes: errorCodes(),
     });
-  });
+    },
+  );
 
   app.get(
     "/v1/me/notifications",
-    { schema: { tags: ["self"], summary: "Notifications for the key's owner, newest first", querystring: T.Object({ limit: T.Optional(T.String({ pattern: "^[0-9]+$" })) }, { additionalProperties: false }) } },
+    {
+      schema: {
+        operationId: "listNotifications",
+        tags: ["self"],
+        summary: "Notifications for the key's owner, newest first",
+        querystring: T.Object({ limit: T.Optional(T.String({ pattern: "^[0-9]+$" })) }, { additionalProperties: false }),
+        response: responses({
+          data: T.Array(
+            T.Object({
+              id: T.String(),
+              userId: T.String(),
+              at: T.String({ format: "date-time" }),
+              kind: T.String(),
+              message: T.String(),
+              data: T.Optional(T.Unknown({ description: "What it is about (any JSON)" })),
+              readAt: T.Union([T.String({ format: "date-time" }), T.Null()]),
+            }),
+          ),
+        }),
+      },
+    },
     async (request) => {
       const actor = await actorOf(kg, request);
-      const limit = Math.min(Number((request.query as { limit?: string }).limit ?? 50), 200);
+      const limit = Math.min(Number(request.query.limit ?? 50), 200);
       const list = await kg.store.listNotifications(actor.user.id, limit);
       return envelope.ok(list.map((n) => ({ ...n, at: new Date(n.at).toISOString(), readAt: n.readAt === null ? null : new Date(n.readAt).toISOString() })));
     },
   );
 
-  app.post("/v1/me/notifications/:id/read", { schema: { tags: ["self"], summary: "Mark a notification read", params: T.Object({ id: T.String() }) } }, async (request, reply) => {
-    const actor = await actorOf(kg, request);
-    const id = (request.params as { id: string }).id;
-    if (!(await kg.store.markNotificationRead(actor.user.id, id, kg.now()))) return ctx.send(reply, "NOTIFICATION_NOT_FOUND");
-    return envelope.ok({ id, read: true });
-  });
+  app.post(
+    "/v1/me/notifications/:id/read",
+    {
+      schema: {
+        operationId: "readNotification",
+        tags: ["self"],
+        summary: "Mark a notification read",
+        params: T.Object({ id: T.String() }),
+        response: responses({ data: T.Object({ id: T.String(), read: T.Literal(true) }), codes: ["NOTIFICATION_NOT_FOUND"] }),
+      },
+    },
+    async (request, reply) => {
+      const actor = await actorOf(kg, request);
+      const id = request.params.id;
+      if (!(await kg.store.markNotificationRead(actor.user.id, id, kg.now()))) return ctx.send(reply, "NOTIFICATION_NOT_FOUND");
+      return envelope.ok({ id, read: true });
+    },
+  );
 }

@@ -1,11 +1,12 @@
 import { Type as T } from "@sinclair/typebox";
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyRequest } from "fastify";
 import { KeygateError } from "../../core/errors.ts";
 import type { Portal } from "../../store/store.ts";
 import { redactUpstream } from "../../upstream/redact.ts";
 import { sandboxRootWebhookUrl, sandboxWebhookToken, sandboxWebhookUrl } from "../../upstream/sandbox/setup.ts";
 import { addMember, createPortal, portalForActor, removeMember, updatePortal } from "../../manage/portals.ts";
-import type { GatewayContext } from "../server.ts";
+import { BODY_CODES } from "../envelope.ts";
+import type { App, GatewayContext } from "../server.ts";
 import { actorOf } from "./actor.ts";
 
 const Id = T.Object({ id: T.String() });
@@ -24,6 +25,35 @@ const Upstream = T.Union([
   T.Null(),
 ]);
 const tags = ["portals"];
+const Time = T.String({ format: "date-time" });
+const PortalView = T.Object({
+  id: T.String(),
+  domain: T.String(),
+  name: T.String(),
+  status: T.String(),
+  defaultAccessMode: T.Union([T.Literal("READWRITE"), T.Literal("READONLY")]),
+  linked: T.Boolean(),
+  upstream: T.Union([T.Object({ kind: T.String(), webhookUrl: T.Optional(T.String({ description: "Masked" })), baseUrl: T.Optional(T.String({ description: "Masked" })) }), T.Null()]),
+  requestLimit: T.Union([T.Integer(), T.Null()]),
+  allowedOrigins: T.Array(T.String(), { description: "Browser origins allowed to send this portal's keys (CORS)" }),
+  createdAt: Time,
+  sandboxWebhookUrl: T.Optional(T.String({ description: "Admins of a sandbox portal: its incoming webhook, for Bitrix24 clients" })),
+  role: T.Optional(T.Union([T.Literal("ADMIN"), T.Literal("MEMBER")], { description: "Your role" })),
+});
+const portalExample = {
+  id: "c5a0b6f4-1f7e-4f43-9a3c-7d1e2b8c9d10",
+  domain: "acme.bitrix24.ru",
+  name: "Acme",
+  status: "ACTIVE",
+  defaultAccessMode: "READWRITE",
+  linked: true,
+  upstream: { kind: "bitrix24", webhookUrl: "https://acme.bitrix24.ru/rest/1/ab…yz/" },
+  requestLimit: null,
+  allowedOrigins: [],
+  createdAt: "2026-11-22T12:00:00.000Z",
+  role: "ADMIN",
+};
+const PORTAL_CODES = ["PORTAL_NOT_FOUND", "NOT_PORTAL_MEMBER", "NOT_PORTAL_ADMIN"];
 
 export function portalView(portal: Portal) {
   return {
@@ -41,8 +71,8 @@ export function portalView(portal: Portal) {
   };
 }
 
-export function portalRoutes(app: FastifyInstance, ctx: GatewayContext): void {
-  const { kg, envelope } = ctx;
+export function portalRoutes(app: App, ctx: GatewayContext): void {
+  const { kg, envelope, responses } = ctx;
   /**
    * The portal as its admins see it: a sandbox portal's incoming webhook too, which Bitrix24
    * clients use as they would a real portal's. Its token is derived from the server secret, never
@@ -56,28 +86,42 @@ export function portalRoutes(app: FastifyInstance, ctx: GatewayContext): void {
     return { ...portalView(portal), sandboxWebhookUrl: sandboxWebhook };
   };
 
-  app.get("/v1/portals", { schema: { tags, summary: "The portals you are a member of, with your role; a sandbox portal's admins see its webhook URL" } }, async (request) => {
+  app.get("/v1/portals", { schema: { operationId: "listPortals", response: responses({ data: T.Array(PortalView), meta: T.Object({ total: T.Integer() }), examples: [[portalExample]] }), tags, summary: "The portals you are a member of, with your role; a sandbox portal's admins see its webhook URL" } }, async (request) => {
     const actor = await actorOf(kg, request);
     const portals = await kg.store.listPortalsForUser(actor.user.id);
     return envelope.ok(portals.map((p) => ({ ...(p.role === "ADMIN" ? adminView(p, request) : portalView(p)), role: p.role })), { total: portals.length });
   });
 
-  app.get("/v1/portals/:id", { schema: { tags, summary: "One of your portals, with your role; a sandbox portal's admins see its webhook URL", params: Id } }, async (request) => {
-    const { portal, role } = await portalForActor(kg, await actorOf(kg, request), (request.params as { id: string }).id);
-    return envelope.ok({ ...(role === "ADMIN" ? adminView(portal, request) : portalView(portal)), role });
-  });
+  app.get(
+    "/v1/portals/:id",
+    {
+      schema: {
+        operationId: "getPortal",
+        response: responses({ data: PortalView, examples: [portalExample], codes: PORTAL_CODES }),
+        tags,
+        summary: "One of your portals, with your role; a sandbox portal's admins see its webhook URL",
+        params: Id,
+      },
+    },
+    async (request) => {
+      const { portal, role } = await portalForActor(kg, await actorOf(kg, request), request.params.id);
+      return envelope.ok({ ...(role === "ADMIN" ? adminView(portal, request) : portalView(portal)), role });
+    },
+  );
 
   app.post(
     "/v1/portals",
     {
       schema: {
+        operationId: "createPortal",
         tags,
         summary: "Create a portal; you become its ADMIN. Without an upstream it is not linked.",
+        response: responses({ status: 201, data: PortalView, examples: [portalExample], codes: [...BODY_CODES, "PORTAL_DOMAIN_TAKEN"] }),
         body: T.Object({ domain: T.String(), name: T.Optional(T.String()), upstream: T.Optional(Upstream) }, { additionalProperties: false }),
       },
     },
     async (request, reply) => {
-      const portal = await createPortal(kg, await actorOf(kg, request), request.body as Parameters<typeof createPortal>[2]);
+      const portal = await createPortal(kg, await actorOf(kg, request), request.body);
       return reply.code(201).send(envelope.ok({ ...adminView(portal, request), role: "ADMIN" }));
     },
   );
@@ -86,6 +130,8 @@ export function portalRoutes(app: FastifyInstance, ctx: GatewayContext): void {
     "/v1/portals/:id",
     {
       schema: {
+        operationId: "updatePortal",
+        response: responses({ data: PortalView, examples: [portalExample], codes: [...BODY_CODES, ...PORTAL_CODES] }),
         tags,
         summary: "Change a portal (admins): defaultAccessMode (the default portal policy), name, upstream, requestLimit, allowedOrigins (CORS)",
         params: Id,
@@ -102,7 +148,7 @@ export function portalRoutes(app: FastifyInstance, ctx: GatewayContext): void {
       },
     },
     async (request) => {
-      const portal = await updatePortal(kg, await actorOf(kg, request), (request.params as { id: string }).id, request.body as Parameters<typeof updatePortal>[3]);
+      const portal = await updatePortal(kg, await actorOf(kg, request), request.params.id, request.body);
       return envelope.ok(adminView(portal, request));
     },
   );
@@ -111,23 +157,37 @@ export function portalRoutes(app: FastifyInstance, ctx: GatewayContext): void {
     "/v1/portals/:id/members",
     {
       schema: {
+        operationId: "addPortalMember",
         tags,
         summary: "Add a member, or change a member's role (admins)",
+        response: responses({
+          status: 201,
+          data: T.Object({ portalId: T.String(), userId: T.String(), role: T.Union([T.Literal("ADMIN"), T.Literal("MEMBER")]), createdAt: Time, email: T.String(), name: T.String() }),
+          codes: [...BODY_CODES, ...PORTAL_CODES, "USER_NOT_FOUND", "LAST_PORTAL_ADMIN"],
+        }),
         params: Id,
         body: T.Object({ email: T.String(), role: T.Optional(T.Union([T.Literal("ADMIN"), T.Literal("MEMBER")])) }, { additionalProperties: false }),
       },
     },
     async (request, reply) => {
-      const member = await addMember(kg, await actorOf(kg, request), (request.params as { id: string }).id, request.body as { email: string; role?: "ADMIN" | "MEMBER" });
+      const member = await addMember(kg, await actorOf(kg, request), request.params.id, request.body);
       return reply.code(201).send(envelope.ok({ ...member, createdAt: new Date(member.createdAt).toISOString() }));
     },
   );
 
   app.delete(
     "/v1/portals/:id/members/:userId",
-    { schema: { tags, summary: "Remove a member (admins); a portal keeps at least one admin", params: T.Object({ id: T.String(), userId: T.String() }) } },
+    {
+      schema: {
+        operationId: "removePortalMember",
+        tags,
+        summary: "Remove a member (admins); a portal keeps at least one admin",
+        params: T.Object({ id: T.String(), userId: T.String() }),
+        response: responses({ data: T.Object({ portalId: T.String(), userId: T.String(), removed: T.Literal(true) }), codes: [...PORTAL_CODES, "USER_NOT_FOUND", "LAST_PORTAL_ADMIN"] }),
+      },
+    },
     async (request) => {
-      const { id, userId } = request.params as { id: string; userId: string };
+      const { id, userId } = request.params;
       await removeMember(kg, await actorOf(kg, request), id, userId);
       return envelope.ok({ portalId: id, userId, removed: true });
     },
@@ -137,15 +197,35 @@ export function portalRoutes(app: FastifyInstance, ctx: GatewayContext): void {
     "/v1/portals/:id/audit",
     {
       schema: {
+        operationId: "listPortalAudit",
         tags,
         summary: "The portal's audit trail (admins), newest first",
+        response: responses({
+          data: T.Array(
+            T.Object({
+              id: T.String(),
+              at: Time,
+              action: T.String({ description: "key.create, key.update, key.rotate, key.delete, portal.create, portal.update, member.add, member.remove, …" }),
+              actorUserId: T.Union([T.String(), T.Null()]),
+              actorKeyId: T.Union([T.String(), T.Null()]),
+              sourceIp: T.Union([T.String(), T.Null()]),
+              entityType: T.String(),
+              entityId: T.String(),
+              portalId: T.Union([T.String(), T.Null()]),
+              before: T.Optional(T.Unknown()),
+              after: T.Optional(T.Unknown()),
+            }),
+          ),
+          meta: T.Object({ count: T.Integer() }),
+          codes: PORTAL_CODES,
+        }),
         params: Id,
         querystring: T.Object({ limit: T.Optional(T.String({ pattern: "^[0-9]+$" })), before: T.Optional(T.String()), keyId: T.Optional(T.String()) }, { additionalProperties: false }),
       },
     },
     async (request) => {
-      const { id } = request.params as { id: string };
-      const query = request.query as { limit?: string; before?: string; keyId?: string };
+      const { id } = request.params;
+      const query = request.query;
       await portalForActor(kg, await actorOf(kg, request), id, "ADMIN");
       const limit = Number(query.limit ?? 50);
       if (limit < 1 || limit > 200) throw new KeygateError("VALIDATION_ERROR", { message: "limit is a whole number from 1 to 200", param: "limit" });

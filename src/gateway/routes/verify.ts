@@ -1,5 +1,4 @@
 import { Type as T } from "@sinclair/typebox";
-import type { FastifyInstance } from "fastify";
 import { keyDigest } from "../../core/keys/format.ts";
 import type { Route, RouteAccess } from "../../core/profile/profile.ts";
 import { type Denial, decide } from "../../core/verify/decide.ts";
@@ -10,7 +9,8 @@ import { targetProblem } from "../../upstream/http/path.ts";
 import type { Refusal, Verification } from "../auth.ts";
 import type { CachedKey, KeyCache } from "../key-cache.ts";
 import type { rateLimiting } from "../limits.ts";
-import type { GatewayContext } from "../server.ts";
+import { BODY_CODES } from "../envelope.ts";
+import type { App, GatewayContext } from "../server.ts";
 
 /**
  * Verify mode (docs/upstreams.md, "Verify mode"): `POST /v1/verify` lets a user's own backend
@@ -41,13 +41,39 @@ const Body = T.Object(
   { additionalProperties: false },
 );
 
-interface VerifyBody {
-  key: string;
-  method: string;
-  path?: string;
-  required?: string | string[];
-  ip?: string;
-}
+const Limit = {
+  policy: T.String({ description: "As in the RateLimit-Policy header" }),
+  limit: T.Integer(),
+  remaining: T.Integer(),
+  reset: T.Integer({ description: "Seconds until the window allows more" }),
+};
+/** The answer: valid with the key's facts, or invalid with the code a real request would get. */
+const Verdict = T.Union([
+  T.Object({
+    valid: T.Literal(true),
+    code: T.Null(),
+    status: T.Literal(200),
+    keyId: T.String(),
+    keyType: T.String(),
+    name: T.String(),
+    portalId: T.Union([T.String(), T.Null()]),
+    ownerId: T.String(),
+    scopes: T.Array(T.String(), { description: "The scopes in effect" }),
+    accessMode: T.String(),
+    expiresAt: T.Union([T.String({ format: "date-time" }), T.Null()]),
+    tier: T.Union([T.String(), T.Null()]),
+    route: T.Union([T.Object({ method: T.String(), path: T.String(), class: T.String() }), T.Null()]),
+    required: T.Union([T.Array(T.String()), T.Null()]),
+    rateLimit: T.Union([
+      T.Object({
+        ...Limit,
+        limits: T.Array(T.Object({ kind: T.String(), windowSeconds: T.Integer(), ...Limit })),
+      }),
+      T.Null(),
+    ]),
+  }),
+  T.Object({ valid: T.Literal(false), code: T.String(), status: T.Integer(), message: T.String() }),
+]);
 
 type Limits = ReturnType<typeof rateLimiting>;
 
@@ -71,7 +97,7 @@ function limitView(states: readonly LimitState[]) {
   };
 }
 
-export function verifyRoutes(app: FastifyInstance, ctx: GatewayContext, deps: { limits: Limits; cache: KeyCache }): void {
+export function verifyRoutes(app: App, ctx: GatewayContext, deps: { limits: Limits; cache: KeyCache }): void {
   const { kg, envelope } = ctx;
   const { profile } = kg;
   const { limits, cache } = deps;
@@ -107,13 +133,20 @@ export function verifyRoutes(app: FastifyInstance, ctx: GatewayContext, deps: { 
     "/v1/verify",
     {
       schema: {
+        operationId: "verifyKey",
         tags: ["verify"],
         summary: "Verify mode: the decision keygate would make for a key on a request, without forwarding it (counts toward the verified key's limits)",
         body: Body,
+        response: ctx.responses({
+          data: Verdict,
+          description: "The decision: 200 whether the verified key is valid or not (valid, code)",
+          examples: [{ valid: false, code: "SCOPE_DENIED", status: 403, message: "The key lacks a scope this endpoint requires." }],
+          codes: [...BODY_CODES, "INVALID_SCOPES"],
+        }),
       },
     },
     async (request, reply) => {
-      const body = request.body as VerifyBody;
+      const body = request.body;
       const caller = request.auth.key.record;
       const method = body.method.toUpperCase();
       if ((body.path === undefined) === (body.required === undefined)) {

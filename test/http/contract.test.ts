@@ -1,0 +1,205 @@
+/**
+ * Issue 11.1: the OpenAPI document is the contract. Every operation of GET /v1/openapi.json is
+ * called on a running keygate (the sandbox portal behind it), and every real response — status
+ * and body, successes and refusals — is validated against the schema the document gives for that
+ * operation and status. An operation without an operationId or response schemas, or one this test
+ * never reached, fails it. The flat envelope (RogerIQ) is checked the same way on its operations.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { Ajv2020 } from "ajv/dist/2020.js";
+import addFormats from "ajv-formats";
+import { buildServer } from "../../src/gateway/server.ts";
+import { createKey } from "../../src/manage/keys.ts";
+import { createPortal } from "../../src/manage/portals.ts";
+import { type Harness, type Reply, startHarness } from "../support/gateway.ts";
+
+interface Operation {
+  operationId?: string;
+  responses?: Record<string, { content?: Record<string, { schema: object }> }>;
+}
+type Doc = { paths: Record<string, Record<string, Operation>> };
+
+/** The operations of a document by "METHOD /path/{param}", and a checker of replies against them. */
+function contract(doc: Doc) {
+  const ajv = new Ajv2020({ strict: false, allErrors: true });
+  addFormats.default(ajv);
+  const operations = new Map<string, Operation & { method: string; path: string }>();
+  for (const [path, methods] of Object.entries(doc.paths)) {
+    for (const [method, op] of Object.entries(methods)) operations.set(`${method.toUpperCase()} ${path}`, { ...op, method: method.toUpperCase(), path });
+  }
+  const reached = new Map<string, Set<number>>();
+  return {
+    operations,
+    reached,
+    /** Validates a reply to `operation` ("GET /v1/keys/{id}") against the document. */
+    check(operation: string, r: Reply): Reply {
+      const op = operations.get(operation);
+      assert.ok(op, `${operation} is in the document`);
+      const schema = op.responses?.[String(r.status)]?.content?.["application/json"]?.schema;
+      assert.ok(schema, `${operation} documents its ${r.status} response (got ${JSON.stringify(r.body).slice(0, 300)})`);
+      const validate = ajv.compile(schema);
+      assert.ok(validate(r.body), `${operation} ${r.status}: ${ajv.errorsText(validate.errors)}\n${JSON.stringify(r.body).slice(0, 600)}`);
+      reached.set(operation, (reached.get(operation) ?? new Set()).add(r.status));
+      return r;
+    },
+  };
+}
+
+/** What each entity needs to be created (the rest: a title). */
+const CREATE: Record<string, unknown> = {
+  tasks: { title: "Contract", responsibleId: 1 },
+  users: { name: "Contract", lastName: "Test", email: "contract@sandbox.example", departmentIds: [2] },
+};
+
+describe("issue 11.1: the OpenAPI document is the contract [VibeCode]", () => {
+  let h: Harness;
+  let doc: Doc;
+  let c: ReturnType<typeof contract>;
+  before(async () => {
+    h = await startHarness("sqlite", { listen: true });
+    doc = (await h.call("GET", "/v1/openapi.json", { key: h.owner.key })).body;
+    c = contract(doc);
+  });
+  after(() => h.close());
+
+  it("issue 11.1: every operation has an operationId (unique, camelCase), tags, a summary, a success response schema and its error responses in the envelope", () => {
+    const ids = new Set<string>();
+    for (const [name, op] of c.operations) {
+      const o = op as Operation & { tags?: string[]; summary?: string };
+      assert.match(o.operationId ?? "", /^[a-z][A-Za-z0-9]*$/, `${name} has a camelCase operationId`);
+      assert.ok(!ids.has(o.operationId!), `${name}: operationId ${o.operationId} is unique`);
+      ids.add(o.operationId!);
+      assert.ok(o.tags?.length && o.summary, `${name} has tags and a summary`);
+      const statuses = Object.keys(o.responses ?? {});
+      assert.ok(statuses.some((s) => /^2\d\d$/.test(s) && o.responses![s]!.content), `${name} documents its success`);
+      if (name !== "GET /v1/openapi.json") {
+        for (const s of ["401", "429"]) assert.ok(o.responses![s]?.content, `${name} documents its ${s}`);
+      }
+    }
+    assert.deepEqual(doc.paths["/v1/keys"]!.post!.responses!["201"] !== undefined, true, "POST /v1/keys answers 201");
+    assert.equal((doc as unknown as { servers: { url: string }[] }).servers[0]!.url, "/", "servers: relative without --public-url");
+    const schemes = (doc as unknown as { components: { securitySchemes: Record<string, unknown> } }).components.securitySchemes;
+    assert.deepEqual(Object.keys(schemes).sort(), ["apiKey", "bearer", "session"]);
+  });
+
+  it("issue 11.1: the real response of every operation, success and refusal, is valid by the document", async () => {
+    const owner = h.owner.key;
+    const call = (operation: string, path: string, o: { key?: string; body?: unknown } = {}) => h.call(operation.split(" ")[0]!, path, { key: owner, ...o }).then((r) => c.check(operation, r));
+
+    // self
+    await call("GET /v1/guide", "/v1/guide");
+    await call("GET /v1/openapi.json", "/v1/openapi.json");
+    await call("GET /v1/me", "/v1/me");
+    await call("GET /v1/me", "/v1/me", { key: "" }).then((r) => assert.equal(r.status, 401));
+
+    // portals
+    const portal = (await call("POST /v1/portals", "/v1/portals", { body: { domain: "contract.bitrix24.ru", name: "Contract", upstream: { kind: "sandbox" } } })).body.data;
+    await call("POST /v1/portals", "/v1/portals", { body: { domain: "contract.bitrix24.ru" } }).then((r) => assert.equal(r.status, 409));
+    await call("GET /v1/portals", "/v1/portals");
+    await call("GET /v1/portals/{id}", `/v1/portals/${portal.id}`);
+    await call("PATCH /v1/portals/{id}", `/v1/portals/${portal.id}`, { body: { requestLimit: 1000 } });
+    await call("PATCH /v1/portals/{id}", "/v1/portals/nope", { body: { name: "x" } }).then((r) => assert.equal(r.status, 404));
+    const member = await h.user("member@example.com");
+    await call("POST /v1/portals/{id}/members", `/v1/portals/${portal.id}/members`, { body: { email: "member@example.com" } });
+    await call("POST /v1/portals/{id}/members", `/v1/portals/${portal.id}/members`, { body: { email: "nobody@example.com" } }).then((r) => assert.equal(r.status, 404));
+    await call("DELETE /v1/portals/{id}/members/{userId}", `/v1/portals/${portal.id}/members/${member.user.id}`);
+
+    // keys
+    const scopes = ["crm", "task", "tasks", "user", "im", "log", "vibe:verify"];
+    const created = await call("POST /v1/keys", "/v1/keys", { body: { portalId: portal.id, name: "Contract key", scopes } });
+    assert.equal(created.status, 201);
+    const key = created.body.data;
+    await call("POST /v1/keys", "/v1/keys", { body: { portalId: portal.id, name: "x", scopes: ["nope"] } }).then((r) => assert.equal(r.status, 400));
+    await call("POST /v1/keys", "/v1/keys", { body: { portalId: portal.id, name: "x", scopes: ["crm"], extra: 1 } }).then((r) => assert.equal(r.status, 400));
+    const listed = await call("GET /v1/keys", `/v1/keys?portalId=${portal.id}`);
+    assert.equal(listed.status, 200, JSON.stringify(listed.body));
+    await call("GET /v1/keys/{id}", `/v1/keys/${key.id}`);
+    await call("GET /v1/keys/{id}", "/v1/keys/nope").then((r) => assert.equal(r.status, 404));
+    await call("PATCH /v1/keys/{id}", `/v1/keys/${key.id}`, { body: { name: "Renamed" } });
+    await call("GET /v1/keys/{id}/usage", `/v1/keys/${key.id}/usage`);
+    const rotated = (await call("POST /v1/keys/{id}/rotate", `/v1/keys/${key.id}/rotate`)).body.data;
+    await call("POST /v1/keys/{id}/rotate", `/v1/keys/${key.id}/rotate`).then((r) => assert.equal(r.status, 409));
+    const api = rotated.rawKey as string;
+    const spare = (await call("POST /v1/keys", "/v1/keys", { body: { portalId: portal.id, name: "Spare", scopes: ["crm"] } })).body.data;
+    await call("DELETE /v1/keys/{id}", `/v1/keys/${spare.id}`);
+    await call("GET /v1/portals/{id}/audit", `/v1/portals/${portal.id}/audit`);
+
+    // notifications: an admin changing a member's key tells the member
+    await call("POST /v1/portals/{id}/members", `/v1/portals/${portal.id}/members`, { body: { email: "member@example.com" } });
+    const membersKey = (await call("POST /v1/keys", "/v1/keys", { key: member.key, body: { portalId: portal.id, name: "Member's", scopes: ["crm"] } })).body.data;
+    await call("PATCH /v1/keys/{id}", `/v1/keys/${membersKey.id}`, { body: { accessMode: "READONLY" } });
+    const inbox = (await call("GET /v1/me/notifications", "/v1/me/notifications", { key: member.key })).body.data;
+    assert.equal(inbox.length, 1);
+    await call("POST /v1/me/notifications/{id}/read", `/v1/me/notifications/${inbox[0].id}/read`, { key: member.key });
+    await call("POST /v1/me/notifications/{id}/read", "/v1/me/notifications/none/read").then((r) => assert.equal(r.status, 404));
+
+    // verify mode
+    await call("POST /v1/verify", "/v1/verify", { key: api, body: { key: api, method: "GET", path: "/v1/deals" } }).then((r) => assert.equal(r.body.data.valid, true));
+    await call("POST /v1/verify", "/v1/verify", { key: api, body: { key: "vibe_api_nope", method: "GET", path: "/v1/deals" } }).then((r) => assert.equal(r.body.data.valid, false));
+    await call("POST /v1/verify", "/v1/verify", { key: api, body: { key: api, method: "GET" } }).then((r) => assert.equal(r.status, 400));
+
+    // the data plane, on every entity the document has
+    for (const [name, op] of c.operations) {
+      const m = /^GET \/v1\/(\w+)$/.exec(name);
+      if (!m || !(op as { tags?: string[] }).tags?.includes("entities")) continue;
+      const entity = m[1]!;
+      // The sandbox throttles as Bitrix24 does: each entity gets a fresh second.
+      h.clock.advance(60_000);
+      const as = (operation: string, path: string, body?: unknown) => call(operation, path, { key: api, body });
+      const list = await as(`GET /v1/${entity}`, `/v1/${entity}?limit=2`);
+      assert.equal(list.status, 200, `${entity}: ${JSON.stringify(list.body)}`);
+      await as(`GET /v1/${entity}`, `/v1/${entity}?filter[id][$bogus]=1`).then((r) => assert.equal(r.status, 400));
+      await as(`GET /v1/${entity}/fields`, `/v1/${entity}/fields`);
+      const first = list.body.data[0];
+      if (first) await as(`GET /v1/${entity}/{id}`, `/v1/${entity}/${first.id}`);
+      await as(`GET /v1/${entity}/{id}`, `/v1/${entity}/999999`);
+      await as(`POST /v1/${entity}/search`, `/v1/${entity}/search`, { limit: 1 });
+      await as(`POST /v1/${entity}/aggregate`, `/v1/${entity}/aggregate`, { aggregate: [{ field: "id", function: "count" }] });
+      if (c.operations.has(`POST /v1/${entity}`)) {
+        const made = await as(`POST /v1/${entity}`, `/v1/${entity}`, CREATE[entity] ?? { title: "Contract" });
+        assert.equal(made.status, 201, `${entity}: ${JSON.stringify(made.body)}`);
+        const id = made.status === 201 ? made.body.data.id : (first?.id ?? 1);
+        await as(`GET /v1/${entity}/{id}`, `/v1/${entity}/${id}`);
+        await as(`PATCH /v1/${entity}/{id}`, `/v1/${entity}/${id}`, entity === "users" ? { name: "Contract 2" } : { title: "Contract 2" });
+        if (c.operations.has(`DELETE /v1/${entity}/{id}`)) await as(`DELETE /v1/${entity}/{id}`, `/v1/${entity}/${id}`);
+      }
+    }
+    h.clock.advance(60_000);
+    const users = (await h.call("GET", "/v1/users?limit=1", { key: api })).body.data ?? [];
+    await call("POST /v1/notifications", "/v1/notifications", { key: api, body: { userId: users[0]?.id ?? 1, message: "Hello" } });
+    await call("POST /v1/chats/{dialogId}/messages", "/v1/chats/chat1/messages", { key: api, body: { message: "Hello" } });
+    await call("POST /v1/posts", "/v1/posts", { key: api, body: { message: "Hello", title: "Contract" } });
+    await call("POST /v1/posts", "/v1/posts", { key: api, body: { title: "no message" } }).then((r) => assert.equal(r.status, 400));
+    await call("POST /v1/batch", "/v1/batch", { key: api, body: { calls: [{ entity: "deals", action: "list", params: { limit: 1 } }, { entity: "deals", action: "get", entityId: 999999 }] } });
+    await call("POST /v1/batch", "/v1/batch", { key: api, body: { calls: [] } }).then((r) => assert.equal(r.status, 400));
+
+    const missing = [...c.operations.keys()].filter((op) => !c.reached.has(op));
+    assert.deepEqual(missing, [], "every operation of the document was called and its response validated");
+    for (const [op, statuses] of c.reached) assert.ok([...statuses].some((s) => s >= 200 && s < 300), `${op} answered a success at least once: ${[...statuses].join(", ")}`);
+  });
+});
+
+describe("issue 11.1: the OpenAPI document is the contract [RogerIQ, the flat envelope]", () => {
+  let h: Harness;
+  before(async () => (h = await startHarness("sqlite", { profile: "rogeriq", allowUpstream: ["127.0.0.1"] })));
+  after(() => h.close());
+
+  it("issue 11.1: the document is built per profile: the flat envelope's success and refusals are valid by RogerIQ's own document", async () => {
+    const actor = { user: h.owner.user, keyId: null, ip: null };
+    const portal = await createPortal(h.kg, actor, { domain: "riq.example.com", upstream: { kind: "http", baseUrl: "http://127.0.0.1:9" } });
+    const { rawKey } = await createKey(h.kg, actor, { portalId: portal.id, name: "riq", scopes: ["read"] });
+    // RogerIQ's route table has no /v1/openapi.json: its document is read from a server of the profile.
+    const app = buildServer({ profile: h.kg.profile, store: h.store, serverSecret: h.kg.serverSecret });
+    await app.ready();
+    const doc = app.swagger() as unknown as Doc;
+    await app.close();
+    const c = contract(doc);
+    assert.ok(c.operations.size > 0);
+    for (const [name, op] of c.operations) assert.ok(op.operationId, `${name} has an operationId`);
+    c.check("GET /v1/me", await h.call("GET", "/v1/me", { key: rawKey }));
+    const refused = c.check("GET /v1/me", await h.call("GET", "/v1/me", { key: "riq_nope" }));
+    assert.equal(refused.status, 401);
+    assert.equal(typeof refused.body.request_id, "string", "the flat envelope");
+  });
+});
