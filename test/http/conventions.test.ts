@@ -176,6 +176,13 @@ for (const kind of await storeKinds("http: conventions")) {
         assert.equal(again.headers.etag, etag);
         assert.equal((await h.call("GET", path, { key, headers: { "if-none-match": `"other", W/${etag}` } })).status, 304, "a list, weak comparison");
         assert.equal((await h.call("GET", path, { key, headers: { "if-none-match": '"other"' } })).status, 200);
+        // A client that takes compressed answers gets the same validator, and its 304.
+        const zipped = await h.call("GET", path, { key, headers: { "accept-encoding": "gzip, br", "if-none-match": etag } });
+        assert.equal(zipped.status, 304);
+        assert.equal(zipped.headers.etag, etag);
+        const whole = await h.call("GET", path, { key, headers: { "accept-encoding": "gzip" } });
+        assert.equal(whole.headers["content-encoding"], "gzip", "the answer is over the threshold");
+        assert.equal(whole.headers.etag, etag);
         if (path === "/v1/me") {
           const id = ok(first).keyId as string;
           ok(await h.call("PATCH", `/v1/keys/${id}`, { key: h.owner.key, body: { name: "Renamed" } }));
