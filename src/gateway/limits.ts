@@ -18,6 +18,8 @@ export interface Spent {
   /** When refused: the code (RATE_LIMITED, or the profile's portal code) and seconds to wait. */
   code?: string;
   retryAfter?: number;
+  /** When the portal's budget refused with the upstream's own code (VibeCode: BITRIX_UNAVAILABLE): {reason: "portal_budget"}, keygate's refusal, not Bitrix24's. */
+  details?: { reason: "portal_budget" };
 }
 
 /** A limit refused a request after it arrived: the portal's budget, spent when keygate calls the portal (spendPortal). */
@@ -25,11 +27,13 @@ export class LimitRefusal extends Error {
   readonly code: string;
   /** Seconds until a request would be admitted. */
   readonly retryAfter: number;
-  constructor(code: string, retryAfter: number) {
-    super(`refused by a rate limit: ${code}`);
+  readonly details: Spent["details"];
+  constructor(spent: Spent) {
+    super(`refused by a rate limit: ${spent.code}`);
     this.name = "LimitRefusal";
-    this.code = code;
-    this.retryAfter = retryAfter;
+    this.code = spent.code!;
+    this.retryAfter = spent.retryAfter!;
+    this.details = spent.details;
   }
 }
 
@@ -79,11 +83,15 @@ export function rateLimiting(options: RateLimitingOptions) {
     // (403, 401), even when the key is over a limit (one just lowered); only the headers tell.
     if (outcome.admitted || cost === 0) return { admitted: true, states: outcome.states };
     const worst = refusing(outcome.states) ?? outcome.states[0]!;
+    const code = worst.limit.kind === "portal" ? policy.portalLimitCode : "RATE_LIMITED";
     return {
       admitted: false,
       states: outcome.states,
-      code: worst.limit.kind === "portal" ? policy.portalLimitCode : "RATE_LIMITED",
+      code,
+      // Whole seconds, rounded up: a client that waits them is admitted.
       retryAfter: Math.max(1, Math.ceil(worst.retryAfterMs / 1000)),
+      // A portal code of the upstream's own (VibeCode's BITRIX_UNAVAILABLE) says whose refusal it is.
+      ...(code !== "RATE_LIMITED" && { details: { reason: "portal_budget" as const } }),
     };
   };
   const consume = (limits: Limit[], cost: number): Spent | Promise<Spent> => {

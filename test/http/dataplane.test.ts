@@ -724,7 +724,7 @@ for (const kind of await storeKinds("http: data plane")) {
         for (let i = 0; i < 5; i++) ok(await h.call("GET", "/v1/deals/1", { key: a }));
         for (let i = 0; i < 5; i++) ok(await h.call("GET", "/v1/deals/1", { key: b }));
         const e = limited(await h.call("GET", "/v1/deals/1", { key: a }), 502, "BITRIX_UNAVAILABLE");
-        assert.equal(e.details, undefined, `not the sandbox's refusal: ${JSON.stringify(e)}`);
+        assert.deepEqual(e.details, { reason: "portal_budget" }, `keygate's refusal, not the sandbox's: ${JSON.stringify(e)}`);
         limited(await h.call("GET", "/v1/deals", { key: b }), 502, "BITRIX_UNAVAILABLE");
         limited(await h.call("POST", "/v1/batch", { key: b, body: { calls: [{ entity: "deals", action: "list" }] } }), 502, "BITRIX_UNAVAILABLE");
         ok(await h.call("GET", "/v1/me", { key: a }), 200);

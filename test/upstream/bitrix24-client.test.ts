@@ -55,7 +55,7 @@ describe("bitrix24 client: no answer", () => {
     const b24 = bitrix24Client(`http://127.0.0.1:${port}/rest/1/${TOKEN}/`, { timeoutMs: 2000, outbound: LOCAL });
     const error = await rejection(b24.call("crm.item.list", { entityTypeId: 2 }), "BITRIX_UNAVAILABLE");
     assert.equal(error.status, 502);
-    assert.deepEqual(error.details, { method: "crm.item.list" });
+    assert.deepEqual(error.details, { method: "crm.item.list", reason: "no_answer" });
     assert.deepEqual(error.noAnswer, { url: `http://127.0.0.1:${port}/rest/1/***/`, reason: "unreachable", code: "ECONNREFUSED" });
   });
 
@@ -71,7 +71,7 @@ describe("bitrix24 client: no answer", () => {
       const started = Date.now();
       const error = await rejection(b24.call("user.get"), "BITRIX_UNAVAILABLE");
       const elapsed = Date.now() - started;
-      assert.deepEqual(error.details, { method: "user.get" });
+      assert.deepEqual(error.details, { method: "user.get", reason: "no_answer" });
       assert.equal(error.noAnswer?.reason, "timeout");
       assert.ok(elapsed >= 250 && elapsed < 3000, `gave up after ${elapsed} ms`);
       await rejection(b24.batch({ a: "user.get" }), "BITRIX_UNAVAILABLE");
@@ -88,10 +88,10 @@ describe("bitrix24 client: answers", () => {
     const odd = await answering(200, "text/html", "<html>maintenance</html>");
     try {
       const e1 = await rejection(bitrix24Client(bad.url, { timeoutMs: 2000, outbound: LOCAL }).call("user.get"), "BITRIX_UNAVAILABLE");
-      assert.deepEqual(e1.details, { method: "user.get" });
+      assert.deepEqual(e1.details, { method: "user.get", reason: "no_answer" });
       assert.equal(e1.noAnswer?.httpStatus, 502);
       const e2 = await rejection(bitrix24Client(odd.url, { timeoutMs: 2000, outbound: LOCAL }).call("user.get"), "BITRIX_UNAVAILABLE");
-      assert.deepEqual(e2.details, { method: "user.get" });
+      assert.deepEqual(e2.details, { method: "user.get", reason: "no_answer" });
       assert.deepEqual(e2.noAnswer, { url: odd.url.replace(TOKEN, "***"), reason: "not_rest", httpStatus: 200 });
     } finally {
       await bad.close();

@@ -416,7 +416,7 @@ for (const kind of await storeKinds("upstream: sandbox")) {
           assert.equal(e.status, 502);
           assert.equal(e.details.error, "QUERY_LIMIT_EXCEEDED");
           assert.equal(e.details.httpStatus, 503);
-          assert.equal(e.details.reason, "overloaded");
+          assert.equal(e.details.reason, "query_limit_exceeded");
         }
         clock.now = T0 + 1000;
         await b24.call("user.get");

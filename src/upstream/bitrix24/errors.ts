@@ -51,9 +51,17 @@ export interface UpstreamErrorDetails {
   error_description?: string;
   /** Bitrix24's HTTP status, when it answered with an error. */
   httpStatus?: number;
-  /** For BITRIX_UNAVAILABLE from Bitrix24's own error: over the portal's limits, or its failure. */
-  reason?: "overloaded" | "server_error";
+  /**
+   * For BITRIX_UNAVAILABLE, why (docs/limits.md): "no_answer" (no REST answer came: the same for
+   * every cause, see NoAnswer), "query_limit_exceeded" (Bitrix24 refused with
+   * QUERY_LIMIT_EXCEEDED), "overloaded" (its other limits: OVERLOAD_LIMIT, OPERATION_TIME_LIMIT),
+   * "server_error" (its own failure). keygate's own portal budget refusing is "portal_budget"
+   * (gateway/limits.ts), with Retry-After.
+   */
+  reason?: UnavailableReason;
 }
+
+export type UnavailableReason = "portal_budget" | "no_answer" | "query_limit_exceeded" | "overloaded" | "server_error";
 
 /** Why no REST answer came: for keygate's log only. */
 export interface NoAnswer {
@@ -82,7 +90,8 @@ export class UpstreamError extends Error {
     this.code = code;
     this.status = UPSTREAM_STATUS[code];
     this.param = options.param;
-    this.details = details;
+    // No answer says only that: why is for the log.
+    this.details = options.noAnswer ? { ...details, reason: "no_answer" } : details;
     this.noAnswer = options.noAnswer;
   }
 }
@@ -138,7 +147,10 @@ export function upstreamErrorOf(method: string, body: Bitrix24ErrorBody, httpSta
     new UpstreamError(code, { ...details, ...extra }, { message: message(code), param });
 
   const generic = error === "ERROR_CORE" || /^\d+$/.test(error);
-  if (UNAVAILABLE.has(error)) return make("BITRIX_UNAVAILABLE", { reason: error === "QUERY_LIMIT_EXCEEDED" || error === "OVERLOAD_LIMIT" || error === "OPERATION_TIME_LIMIT" ? "overloaded" : "server_error" });
+  if (UNAVAILABLE.has(error)) {
+    const reason = error === "QUERY_LIMIT_EXCEEDED" ? "query_limit_exceeded" : error === "OVERLOAD_LIMIT" || error === "OPERATION_TIME_LIMIT" ? "overloaded" : "server_error";
+    return make("BITRIX_UNAVAILABLE", { reason });
+  }
   if (ACCESS.has(error) || (generic && description !== undefined && ACCESS_TEXT.test(description))) return make("BITRIX_ACCESS_DENIED");
   if (NOT_FOUND.has(error)) return make("ENTITY_NOT_FOUND");
   if (INVALID.has(error) || generic || error.startsWith("CRM_FIELD_ERROR") || /^[A-Z][A-Z0-9_]*_EMPTY$/.test(error)) {
