@@ -185,6 +185,14 @@ describe("issue 11.1: the OpenAPI document is the contract [RogerIQ, the flat en
   before(async () => (h = await startHarness("sqlite", { profile: "rogeriq", allowUpstream: ["127.0.0.1"] })));
   after(() => h.close());
 
+  it("issue 11.1: servers is --public-url when it is set", async () => {
+    const app = buildServer({ profile: h.kg.profile, store: h.store, serverSecret: h.kg.serverSecret, publicUrl: "https://keys.example.com" });
+    await app.ready();
+    const doc = app.swagger() as unknown as { servers: { url: string }[] };
+    await app.close();
+    assert.deepEqual(doc.servers, [{ url: "https://keys.example.com" }]);
+  });
+
   it("issue 11.1: the document is built per profile: the flat envelope's success and refusals are valid by RogerIQ's own document", async () => {
     const actor = { user: h.owner.user, keyId: null, ip: null };
     const portal = await createPortal(h.kg, actor, { domain: "riq.example.com", upstream: { kind: "http", baseUrl: "http://127.0.0.1:9" } });
