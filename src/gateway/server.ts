@@ -11,7 +11,6 @@ import { MAX_JSON_DEPTH, jsonDeeperThan } from "../core/json.ts";
 import { UpstreamError as Bitrix24Error } from "../upstream/bitrix24/index.ts";
 import { sandboxRoutes } from "../upstream/sandbox/index.ts";
 import type { Profile, Route } from "../core/profile/profile.ts";
-import { splitPath } from "../core/routes/router.ts";
 import type { Keygate } from "../manage/context.ts";
 import type { Limiter } from "../limits/limiter.ts";
 import type { Store } from "../store/store.ts";
@@ -147,6 +146,13 @@ function nulAt(value: unknown, path: string): string | undefined {
     }
   }
   return undefined;
+}
+
+/** Whether a URL's path has no empty segment and no trailing slash (/ itself aside). */
+function canonical(url: string): boolean {
+  const q = url.indexOf("?");
+  const path = q < 0 ? url : url.slice(0, q);
+  return !path.includes("//") && (path.length === 1 || !path.endsWith("/"));
 }
 
 /** A request verified before Fastify saw it: its id, and how it was admitted (or why admitting it failed). */
@@ -341,6 +347,9 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       const { code, ...extra } = verification.refusal;
       return send(reply, code, extra);
     }
+    // The profile's router reads /v1/me/ and /v1//me as /v1/me, and Fastify's reads /v1/portals/
+    // as /v1/portals/:id with an empty id: an endpoint is only its path as the route writes it.
+    if (!canonical(request.url)) return send(reply, "ROUTE_NOT_FOUND");
     request.auth = { key: verification.key!, route: verification.route!, params: verification.params!, clientIp: verification.clientIp };
   });
   app.addHook("onResponse", (request, reply, done) => {
@@ -393,12 +402,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     return send(reply, "INTERNAL_ERROR");
   });
   app.setNotFoundHandler((request, reply) => {
-    // Reached only by requests the verification passed: the route is the profile's, the handler is
-    // not here. The profile's router reads /v1/me/ and /v1//me as /v1/me; only the path as the
-    // route is written is an endpoint not served yet, any other spelling is no endpoint at all.
-    const path = request.url.split("?", 1)[0]!;
-    const canonical = path === `/${splitPath(path).join("/")}`;
-    if (canonical && (path.startsWith("/v1/") || proxy.covers(path))) return send(reply, "NOT_IMPLEMENTED");
+    // Reached only by requests the verification passed, on a path as its route writes it (onRequest): the route is the profile's, the handler is not here.
+    if (request.url.startsWith("/v1/") || proxy.covers(request.url)) return send(reply, "NOT_IMPLEMENTED");
     return send(reply, "ROUTE_NOT_FOUND");
   });
 
