@@ -30,10 +30,17 @@
  * result says how to start one); if it degrades during the run (a timeout: RedisLimiter then
  * falls back to memory silently) the benchmark fails rather than report the fallback's figures.
  *
+ * Memory (issue 11.3): the heap a MemoryLimiter keeps per active subject (one limit's log), for a
+ * few shapes and fills: thousands of subjects filled on a simulated clock, the heap and array buffers
+ * measured after a full GC before and after, divided by the subjects. A subject whose
+ * admissions all left the window is swept: idle subjects cost nothing.
+ *
  * Environment: BENCH_LIMITER_BATCHES (15) batches per row after a warm-up batch; BENCH_REDIS_URL.
  */
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { Redis } from "ioredis";
 import type { Limit, Limiter } from "../src/limits/limiter.ts";
 import { MemoryLimiter } from "../src/limits/memory.ts";
@@ -65,9 +72,21 @@ export interface LimiterRow {
   callsPerBatch: number;
 }
 
+/** The memory one limit's log takes per active subject. */
+export interface LimiterMemoryRow {
+  /** The limit, e.g. "300 per minute". */
+  limit: string;
+  /** How full each subject's log is, e.g. "1 request", "300 requests (full)". */
+  fill: string;
+  /** Bytes of heap and array buffers per subject (the Map entry, the log and its ring). */
+  bytesPerSubject: number;
+  subjects: number;
+}
+
 export interface LimiterBenchResult {
   method: { batches: number; keys: number; redis: string | null; redisVersion: string | null };
   rows: LimiterRow[];
+  memory: LimiterMemoryRow[];
   /** Why rows are missing. */
   skipped: string[];
 }
@@ -157,6 +176,58 @@ async function measure(
   };
 }
 
+const MINUTE = 60_000;
+const DAY = 86_400_000;
+
+/** A full garbage collection, without --expose-gc on the command line. */
+function collect(): void {
+  setFlagsFromString("--expose-gc");
+  (runInNewContext("gc") as () => void)();
+}
+
+const heap = () => {
+  const m = process.memoryUsage();
+  return m.heapUsed + m.arrayBuffers;
+};
+
+/**
+ * The memory per active subject of `limit` per `windowMs`, each subject sent `requests` requests
+ * of `cost` spread over the window (each one at a time of its own).
+ */
+function memoryPerSubject(limit: number, windowMs: number, requests: number, cost: number, subjects: number): number {
+  const clock = { now: 1_000 * DAY };
+  const limiter = new MemoryLimiter({ now: () => clock.now });
+  const limits: Limit[] = Array.from({ length: subjects }, (_, i) => ({ kind: "platform", bucket: `memory:${i}`, limit, windowMs, policy: "platform" }));
+  collect();
+  const before = heap();
+  for (let r = 0; r < requests; r++) {
+    clock.now += Math.floor(windowMs / (requests + 1));
+    for (const l of limits) if (!limiter.consumeNow([l], cost).admitted) throw new Error(`memory bench: a request of ${l.bucket} refused`);
+  }
+  collect();
+  const bytes = (heap() - before) / subjects;
+  void limiter.close();
+  return bytes;
+}
+
+function runMemory(log: (line: string) => void): LimiterMemoryRow[] {
+  const rows: LimiterMemoryRow[] = [];
+  const measure = (limit: string, fill: string, subjects: number, f: () => number) => {
+    const row = { limit, fill, subjects, bytesPerSubject: Math.round(f()) };
+    rows.push(row);
+    log(`  memory    ${limit.padEnd(26)} ${fill.padEnd(34)} ${row.bytesPerSubject} bytes per subject`);
+  };
+  measure("300 per minute (exact)", "1 request", 20_000, () => memoryPerSubject(300, MINUTE, 1, 1, 20_000));
+  measure("300 per minute (exact)", "30 requests", 5_000, () => memoryPerSubject(300, MINUTE, 30, 1, 5_000));
+  measure("300 per minute (exact)", "300 requests (full)", 2_000, () => memoryPerSubject(300, MINUTE, 300, 1, 2_000));
+  measure("10 per second (exact)", "10 requests (full)", 10_000, () => memoryPerSubject(10, 1_000, 10, 1, 10_000));
+  // Requests of a whole group's units each: every one makes a group, as many small ones over the day would.
+  measure("10,000 per day (grouped)", "1 request", 20_000, () => memoryPerSubject(10_000, DAY, 1, 1, 20_000));
+  measure("10,000 per day (grouped)", "10,000 units in 99 groups (full)", 2_000, () => memoryPerSubject(10_000, DAY, 99, 101, 2_000));
+  measure("1,000,000 per day (grouped)", "1,000,000 units in 99 groups (full)", 2_000, () => memoryPerSubject(1_000_000, DAY, 99, 10_001, 2_000));
+  return rows;
+}
+
 export async function runLimiterBench(log: (line: string) => void = (line) => console.error(line)): Promise<LimiterBenchResult> {
   const batches = Math.round(envNumber("BENCH_LIMITER_BATCHES", 15));
   const redisUrl = process.env.BENCH_REDIS_URL || "redis://127.0.0.1:6379";
@@ -234,7 +305,9 @@ export async function runLimiterBench(log: (line: string) => void = (line) => co
     }
   }
   probe.disconnect();
-  return { method: { batches, keys: KEYS, redis: info === null ? null : redisUrl, redisVersion }, rows, skipped };
+  // Last: its thousands of subjects would otherwise weigh on the timed rows' heap.
+  const memoryRows = runMemory(log);
+  return { method: { batches, keys: KEYS, redis: info === null ? null : redisUrl, redisVersion }, rows, memory: memoryRows, skipped };
 }
 
 export function limiterTable(result: LimiterBenchResult): string[] {
@@ -244,6 +317,8 @@ export function limiterTable(result: LimiterBenchResult): string[] {
     "|---|---:|---:|---:|---:|---:|---:|---:|",
   ];
   for (const r of result.rows) lines.push(`| ${r.limiter} | ${r.limits} | ${r.concurrency} | ${µs(r.medianNs)} | ${µs(r.p10Ns)} | ${µs(r.p90Ns)} | ${µs(r.cpuNs)} | ${µs(r.redisCpuNs)} |`);
+  lines.push("", "Memory per active subject (one limit's log, MemoryLimiter):", "", "| limit | the subject's log holds | bytes per subject | subjects measured |", "|---|---|---:|---:|");
+  for (const m of result.memory) lines.push(`| ${m.limit} | ${m.fill} | ${m.bytesPerSubject} | ${m.subjects} |`);
   for (const s of result.skipped) lines.push("", `Skipped: ${s}`);
   return lines;
 }

@@ -1,5 +1,8 @@
 import { type Limit, type Limiter, type LimitState, logShape, type Outcome, stateOf } from "./limiter.ts";
 
+/** A ring of `length` numbers: a plain array of doubles (two objects; a typed array takes three, and more room). */
+const ring = (length: number): number[] => new Array<number>(length).fill(0.5);
+
 /**
  * One subject's log of one limit (limiter.ts): a ring, oldest first. An exact log (group 1) keeps
  * one time per admitted unit (stride 1: 8 bytes a unit); a grouped one keeps per group its newest
@@ -12,7 +15,9 @@ class Log {
   group: number;
   /** Slots of `stride` numbers: [time] or [newest, first, units]. */
   stride: 1 | 3;
-  ring: Float64Array;
+  ring: number[];
+  /** Slots in the ring. */
+  slots = 4;
   head = 0;
   size = 0;
   /** Units in the ring. */
@@ -23,7 +28,7 @@ class Log {
     this.limit = limit.limit;
     this.group = logShape(limit.limit).group;
     this.stride = this.group === 1 ? 1 : 3;
-    this.ring = new Float64Array(4 * this.stride);
+    this.ring = ring(this.slots * this.stride);
   }
 
   /** A limit changed (a key's rateLimit, a portal's requestLimit): the log so far keeps counting. */
@@ -32,11 +37,12 @@ class Log {
     this.limit = limit.limit;
     this.group = logShape(limit.limit).group;
     // An exact log cannot hold groups: it becomes a grouped one (whose groups of 1 are exact too).
-    if (this.group > 1 && this.stride === 1) this.#grow(this.ring.length, 3);
+    if (this.group > 1 && this.stride === 1) this.#grow(this.slots, 3);
   }
 
   #at(k: number): number {
-    return ((this.head + k) % (this.ring.length / this.stride)) * this.stride;
+    const i = this.head + k;
+    return (i < this.slots ? i : i - this.slots) * this.stride;
   }
 
   #first(at: number): number {
@@ -52,7 +58,7 @@ class Log {
     const edge = now - this.windowMs;
     while (this.size > 0 && this.ring[this.head * this.stride]! <= edge) {
       this.units -= this.#units(this.head * this.stride);
-      this.head = (this.head + 1) % (this.ring.length / this.stride);
+      if (++this.head === this.slots) this.head = 0;
       this.size--;
     }
   }
@@ -106,7 +112,9 @@ class Log {
     }
     if (this.size > 0) {
       const last = this.#at(this.size - 1);
-      const [newest, first, units] = [this.ring[last]!, this.ring[last + 1]!, this.ring[last + 2]!];
+      const newest = this.ring[last]!;
+      const first = this.ring[last + 1]!;
+      const units = this.ring[last + 2]!;
       if (units + cost <= this.group || (first === newest && newest >= now)) {
         // A clock that stepped back never makes a group look older than it is.
         this.ring[last] = Math.max(newest, now);
@@ -123,8 +131,11 @@ class Log {
   }
 
   #push(newest: number, first: number, units: number): void {
-    const slots = this.ring.length / this.stride;
-    if (this.size === slots) this.#grow(slots * 2, this.stride);
+    if (this.size === this.slots) {
+      // Doubling, up to what the limit can hold in the window: an exact log of N never needs more than N slots, a grouped one about 100.
+      const most = this.stride === 1 ? this.limit : Math.ceil(this.limit / this.group) + 2;
+      this.#grow(Math.max(this.slots + 1, Math.min(this.slots * 2, most)), this.stride);
+    }
     const at = this.#at(this.size);
     this.ring[at] = newest;
     if (this.stride === 3) {
@@ -136,16 +147,17 @@ class Log {
 
   /** Copies the log, oldest first, into a ring of `slots` slots of `stride` numbers. */
   #grow(slots: number, stride: 1 | 3): void {
-    const ring = new Float64Array(slots * stride);
+    const next = ring(slots * stride);
     for (let k = 0; k < this.size; k++) {
       const at = this.#at(k);
-      ring[k * stride] = this.ring[at]!;
+      next[k * stride] = this.ring[at]!;
       if (stride === 3) {
-        ring[k * stride + 1] = this.#first(at);
-        ring[k * stride + 2] = this.#units(at);
+        next[k * stride + 1] = this.#first(at);
+        next[k * stride + 2] = this.#units(at);
       }
     }
-    this.ring = ring;
+    this.ring = next;
+    this.slots = slots;
     this.stride = stride;
     this.head = 0;
   }
@@ -155,6 +167,9 @@ class Log {
 export class MemoryLimiter implements Limiter {
   readonly mode = "memory";
   readonly #logs = new Map<string, Log>();
+  /** A decision's logs and counts, reused: a decision allocates nothing but its outcome. */
+  readonly #decided: Log[] = [];
+  readonly #used: number[] = [];
   readonly #now: () => number;
   readonly #sweeper: NodeJS.Timeout;
 
@@ -183,18 +198,18 @@ export class MemoryLimiter implements Limiter {
 
   #decide(limits: readonly Limit[], cost: number, count: boolean): Outcome {
     const now = this.#now();
-    const logs: Log[] = [];
-    const used: number[] = [];
+    const logs = this.#decided;
+    const used = this.#used;
     let admitted = true;
-    for (const limit of limits) {
-      const log = this.#log(limit, now);
+    for (let i = 0; i < limits.length; i++) {
+      const log = this.#log(limits[i]!, now);
       const u = log.used(now);
-      logs.push(log);
-      used.push(u);
+      logs[i] = log;
+      used[i] = u;
       if (u + cost > log.limit) admitted = false;
     }
     const states: LimitState[] = [];
-    for (let i = 0; i < logs.length; i++) {
+    for (let i = 0; i < limits.length; i++) {
       const log = logs[i]!;
       const retryAfterMs = used[i]! + cost > log.limit ? log.retryAfter(now, cost) : 0;
       if (admitted && count && cost > 0) log.add(now, cost);

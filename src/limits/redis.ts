@@ -6,11 +6,13 @@ import { MemoryLimiter } from "./memory.ts";
 /**
  * One round trip per decision: the script prunes, reads and decides every limit's log
  * (limiter.ts, the same arithmetic as memory.ts), and logs the request in all of them or in none,
- * atomically. A log is a list of "newest:first:units" groups, oldest first, beside the sum of its
- * units (<bucket>:u); both expire a window after the newest admission, so an idle subject leaves
- * nothing behind. Time is Redis's own (TIME), so nodes with drifting clocks share one view of the
- * windows (tests may pass their own clock). Bucket keys are built inside the script, so this
- * needs a single Redis (or a primary with replicas), not a Redis Cluster.
+ * atomically. A log is a list of "newest:first:units:total" groups, oldest first, where total is
+ * the units logged up to that group since the list began: the log's units are the newest's total
+ * minus the oldest's, read at the two ends, with no counter beside it to keep. The list expires a
+ * window after the newest admission, so an idle subject leaves nothing behind. Time is Redis's
+ * own (TIME), so nodes with drifting clocks share one view of the windows (tests may pass their
+ * own clock). Bucket keys are built inside the script, so this needs a single Redis (or a primary
+ * with replicas), not a Redis Cluster.
  *
  * Per limit it answers (on Redis's clock): the units counted before this request, the
  * milliseconds until the log next gives units back (0: it holds none), and when this limit
@@ -29,32 +31,31 @@ local count = ARGV[3] == '1'
 local function entry(key, k)
   local e = redis.call('LINDEX', key, k)
   if not e then return nil end
-  local a = string.find(e, ':', 1, true)
-  local b = string.find(e, ':', a + 1, true)
-  return tonumber(string.sub(e, 1, a - 1)), tonumber(string.sub(e, a + 1, b - 1)), tonumber(string.sub(e, b + 1))
+  local newest, first, units, total = string.match(e, '(%d+):(%d+):(%d+):(%d+)')
+  return {tonumber(newest), tonumber(first), tonumber(units), tonumber(total)}
 end
 local admitted = 1
-local units = {}
+local heads = {}
+local lasts = {}
 local used = {}
 local retry = {}
 for i = 1, #KEYS do
   local key = KEYS[i]
   local limit = tonumber(ARGV[3 * i + 1])
   local w = tonumber(ARGV[3 * i + 3])
-  local u = tonumber(redis.call('GET', key .. ':u') or '0')
-  local pruned = false
-  local newest, first, n = entry(key, 0)
-  while newest and newest <= now - w do
+  local head = entry(key, 0)
+  local last = head and entry(key, -1)
+  while head and head[1] <= now - w do
     redis.call('LPOP', key)
-    u = u - n
-    pruned = true
-    newest, first, n = entry(key, 0)
+    head = entry(key, 0)
   end
-  if not newest then u = 0 end
-  if pruned then redis.call('SET', key .. ':u', u, 'KEEPTTL') end
-  units[i] = u
+  if not head then last = nil end
+  heads[i] = head
+  lasts[i] = last
+  local u = 0
+  if head then u = last[4] - head[4] + head[3] end
   -- An oldest group that straddles the window's edge counts only its newest unit.
-  if newest and first <= now - w then used[i] = u - n + 1 else used[i] = u end
+  if head and head[2] <= now - w then used[i] = u - head[3] + 1 else used[i] = u end
   retry[i] = 0
   if used[i] + cost > limit then
     admitted = 0
@@ -65,13 +66,13 @@ for i = 1, #KEYS do
       local at = now
       local k = 0
       while true do
-        local gn, gf, gu = entry(key, k)
-        if not gn then retry[i] = at - now break end
+        local g = entry(key, k)
+        if not g then retry[i] = at - now break end
         if left + cost <= limit then retry[i] = at - now break end
-        at = math.max(at, gf + w)
-        if left - gu + 1 + cost <= limit then retry[i] = at - now break end
-        left = left - gu
-        at = gn + w
+        at = math.max(at, g[2] + w)
+        if left - g[3] + 1 + cost <= limit then retry[i] = at - now break end
+        left = left - g[3]
+        at = g[1] + w
         k = k + 1
       end
     end
@@ -82,20 +83,25 @@ for i = 1, #KEYS do
   local key = KEYS[i]
   local group = tonumber(ARGV[3 * i + 2])
   local w = tonumber(ARGV[3 * i + 3])
+  local head = heads[i]
   if admitted == 1 and count and cost > 0 then
-    local newest, first, n = entry(key, -1)
-    if newest and (n + cost <= group or (first == newest and newest >= now)) then
-      redis.call('LSET', key, -1, string.format('%d:%d:%d', math.max(newest, now), first, n + cost))
+    local last = lasts[i]
+    if last and (last[3] + cost <= group or (last[2] == last[1] and last[1] >= now)) then
+      local newest = math.max(last[1], now)
+      redis.call('LSET', key, -1, string.format('%d:%d:%d:%d', newest, last[2], last[3] + cost, last[4] + cost))
+      -- The newest group is the oldest too (first times differ between groups): its newest time moved.
+      if head[2] == last[2] then head = {newest, last[2]} end
     else
-      redis.call('RPUSH', key, string.format('%d:%d:%d', now, now, cost))
+      local total = cost
+      if last then total = last[4] + cost end
+      redis.call('RPUSH', key, string.format('%d:%d:%d:%d', now, now, cost, total))
+      if not head then head = {now, now} end
     end
-    redis.call('SET', key .. ':u', units[i] + cost, 'PX', w + 1000)
     redis.call('PEXPIRE', key, w + 1000)
   end
-  local newest, first = entry(key, 0)
   local reset = 0
-  if newest then
-    if first + w > now then reset = first + w - now else reset = newest + w - now end
+  if head then
+    if head[2] + w > now then reset = head[2] + w - now else reset = head[1] + w - now end
   end
   out[#out + 1] = used[i]
   out[#out + 1] = reset
