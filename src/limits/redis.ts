@@ -28,85 +28,81 @@ else
 end
 local cost = tonumber(ARGV[2])
 local count = ARGV[3] == '1'
+-- An entry's newest time, first time, units and running total (nil: none).
 local function entry(key, k)
   local e = redis.call('LINDEX', key, k)
   if not e then return nil end
   local newest, first, units, total = string.match(e, '(%d+):(%d+):(%d+):(%d+)')
-  return {tonumber(newest), tonumber(first), tonumber(units), tonumber(total)}
+  return tonumber(newest), tonumber(first), tonumber(units), tonumber(total)
 end
 local admitted = 1
-local heads = {}
-local lasts = {}
-local used = {}
-local retry = {}
+local out = {0}
+-- Per limit, read in the first pass: the oldest entry's newest and first times, the newest entry.
+local hn, hf, ln, lf, lu, lt = {}, {}, {}, {}, {}, {}
 for i = 1, #KEYS do
   local key = KEYS[i]
   local limit = tonumber(ARGV[3 * i + 1])
   local w = tonumber(ARGV[3 * i + 3])
-  local head = entry(key, 0)
-  local last = head and entry(key, -1)
-  while head and head[1] <= now - w do
+  local newest, first, units, total = entry(key, 0)
+  if newest then ln[i], lf[i], lu[i], lt[i] = entry(key, -1) end
+  while newest and newest <= now - w do
     redis.call('LPOP', key)
-    head = entry(key, 0)
+    newest, first, units, total = entry(key, 0)
   end
-  if not head then last = nil end
-  heads[i] = head
-  lasts[i] = last
+  if not newest then ln[i] = nil end
+  hn[i], hf[i] = newest, first
   local u = 0
-  if head then u = last[4] - head[4] + head[3] end
+  if newest then u = lt[i] - total + units end
   -- An oldest group that straddles the window's edge counts only its newest unit.
-  if head and head[2] <= now - w then used[i] = u - head[3] + 1 else used[i] = u end
-  retry[i] = 0
-  if used[i] + cost > limit then
+  local used = u
+  if newest and first <= now - w then used = u - units + 1 end
+  local retry = 0
+  if used + cost > limit then
     admitted = 0
     if cost > limit then
-      retry[i] = w
+      retry = w
     else
       local left = u
       local at = now
       local k = 0
       while true do
-        local g = entry(key, k)
-        if not g then retry[i] = at - now break end
-        if left + cost <= limit then retry[i] = at - now break end
-        at = math.max(at, g[2] + w)
-        if left - g[3] + 1 + cost <= limit then retry[i] = at - now break end
-        left = left - g[3]
-        at = g[1] + w
+        local gn, gf, gu = entry(key, k)
+        if not gn or left + cost <= limit then retry = at - now break end
+        at = math.max(at, gf + w)
+        if left - gu + 1 + cost <= limit then retry = at - now break end
+        left = left - gu
+        at = gn + w
         k = k + 1
       end
     end
   end
+  out[3 * i - 1] = used
+  out[3 * i + 1] = retry
 end
-local out = {admitted}
 for i = 1, #KEYS do
   local key = KEYS[i]
   local group = tonumber(ARGV[3 * i + 2])
   local w = tonumber(ARGV[3 * i + 3])
-  local head = heads[i]
   if admitted == 1 and count and cost > 0 then
-    local last = lasts[i]
-    if last and (last[3] + cost <= group or (last[2] == last[1] and last[1] >= now)) then
-      local newest = math.max(last[1], now)
-      redis.call('LSET', key, -1, string.format('%d:%d:%d:%d', newest, last[2], last[3] + cost, last[4] + cost))
+    local n = ln[i]
+    if n and (lu[i] + cost <= group or (lf[i] == n and n >= now)) then
+      n = math.max(n, now)
+      redis.call('LSET', key, -1, string.format('%d:%d:%d:%d', n, lf[i], lu[i] + cost, lt[i] + cost))
       -- The newest group is the oldest too (first times differ between groups): its newest time moved.
-      if head[2] == last[2] then head = {newest, last[2]} end
+      if hf[i] == lf[i] then hn[i] = n end
     else
-      local total = cost
-      if last then total = last[4] + cost end
-      redis.call('RPUSH', key, string.format('%d:%d:%d:%d', now, now, cost, total))
-      if not head then head = {now, now} end
+      redis.call('RPUSH', key, string.format('%d:%d:%d:%d', now, now, cost, (n and lt[i] or 0) + cost))
+      if not hn[i] then hn[i], hf[i] = now, now end
     end
     redis.call('PEXPIRE', key, w + 1000)
   end
   local reset = 0
-  if head then
-    if head[2] + w > now then reset = head[2] + w - now else reset = head[1] + w - now end
+  if hn[i] then
+    if hf[i] + w > now then reset = hf[i] + w - now else reset = hn[i] + w - now end
   end
-  out[#out + 1] = used[i]
-  out[#out + 1] = reset
-  out[#out + 1] = retry[i]
+  out[3 * i] = reset
 end
+out[1] = admitted
 return out
 `;
 
