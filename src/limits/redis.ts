@@ -29,11 +29,13 @@ end
 local cost = tonumber(ARGV[2])
 local count = ARGV[3] == '1'
 -- An entry's newest time, first time, units and running total (nil: none).
-local function entry(key, k)
-  local e = redis.call('LINDEX', key, k)
+local function parse(e)
   if not e then return nil end
   local newest, first, units, total = string.match(e, '(%d+):(%d+):(%d+):(%d+)')
   return tonumber(newest), tonumber(first), tonumber(units), tonumber(total)
+end
+local function entry(key, k)
+  return parse(redis.call('LINDEX', key, k))
 end
 local admitted = 1
 local out = {0}
@@ -43,8 +45,13 @@ for i = 1, #KEYS do
   local key = KEYS[i]
   local limit = tonumber(ARGV[3 * i + 1])
   local w = tonumber(ARGV[3 * i + 3])
-  local newest, first, units, total = entry(key, 0)
-  if newest then ln[i], lf[i], lu[i], lt[i] = entry(key, -1) end
+  local oldest = redis.call('LINDEX', key, 0)
+  local newest, first, units, total = parse(oldest)
+  if newest then
+    -- One group (a burst, or a grouped log's open group) is both ends: read once.
+    local last = redis.call('LINDEX', key, -1)
+    if last == oldest then ln[i], lf[i], lu[i], lt[i] = newest, first, units, total else ln[i], lf[i], lu[i], lt[i] = parse(last) end
+  end
   while newest and newest <= now - w do
     redis.call('LPOP', key)
     newest, first, units, total = entry(key, 0)
