@@ -29,6 +29,7 @@ const SHAPES: Shape[] = [
   { name: "10 per minute", limit: 10, windowMs: MINUTE, runs: 30 },
   { name: "300 per minute", limit: 300, windowMs: MINUTE, runs: 10 },
   { name: "1 per second", limit: 1, windowMs: SECOND, runs: 40 },
+  { name: "2,000 per minute (grouped)", limit: 2_000, windowMs: MINUTE, runs: 3 },
   { name: "10,000 per day (Atender starter)", limit: 10_000, windowMs: DAY, runs: 2 },
 ];
 
@@ -87,6 +88,32 @@ export function limiterProperties(name: string, open: (clock: Clock) => Promise<
             assert.ok(busiestWindow(admitted, shape.windowMs) <= bound);
           }),
           { numRuns: shape.runs },
+        );
+      });
+
+      it(`${shape.name}: a client sending faster than ${shape.limit} per ${shape.windowMs / SECOND} s, at random, gets at most ${bound} in any ${shape.windowMs / SECOND} s, and at least ${shape.limit} in its first`, async () => {
+        // Thousands of decisions a run: up to 2,000 units (the day shape is left to the traffic above).
+        if (shape.limit > 2_000) return;
+        await fc.assert(
+          fc.asyncProperty(fc.integer({ min: 1, max: 2 ** 31 - 2 }), fc.integer({ min: 110, max: 300 }), async (seed, speed) => {
+            const l = fresh(shape);
+            const start = clock.now;
+            const mean = (shape.windowMs * 100) / (shape.limit * speed);
+            // A Park–Miller generator from the seed: gaps uniform in [0, 2 × mean].
+            let x = seed;
+            let sentFirst = 0;
+            const admitted: { at: number; cost: number }[] = [];
+            for (let k = 0; k < Math.ceil((shape.limit * speed * 2.5) / 100); k++) {
+              x = (x * 48_271) % 2_147_483_647;
+              clock.now += Math.floor((x / 2_147_483_647) * 2 * mean);
+              if (clock.now < start + shape.windowMs) sentFirst++;
+              if ((await limiter.consume([l], 1)).admitted) admitted.push({ at: clock.now, cost: 1 });
+            }
+            assert.ok(busiestWindow(admitted, shape.windowMs) <= bound);
+            // Nothing is refused before the limit is reached.
+            assert.equal(admitted.filter((a) => a.at < start + shape.windowMs).length, Math.min(shape.limit, sentFirst));
+          }),
+          { numRuns: Math.min(shape.runs, shape.limit > 1_000 ? 2 : 5) },
         );
       });
 
