@@ -1,6 +1,9 @@
 import { type Limit, type Limiter, type LimitState, logShape, type Outcome, stateOf } from "./limiter.ts";
 
-/** A ring of `length` numbers: a plain array of doubles (two objects; a typed array takes three, and more room). */
+/**
+ * A ring of `length` numbers: a plain array (two objects; a typed array takes three, and more
+ * room), filled with a non-integer so that V8 keeps it as unboxed doubles from the start.
+ */
 const ring = (length: number): number[] => new Array<number>(length).fill(0.5);
 
 /**
