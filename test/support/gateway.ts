@@ -91,23 +91,31 @@ export interface HarnessOptions {
   clientLimits?: Partial<ClientLimits>;
 }
 
-export async function startHarness(kind: StoreKind, options: HarnessOptions = {}): Promise<Harness> {
-  if (options.alongside) return startNode(options.alongside, options);
-  let store: Store;
-  let dropSchema = async () => {};
+/**
+ * A migrated store of the kind that lives as long as the test needs it: SQLite in memory, or a
+ * PostgreSQL schema of its own (`<label>_<random>`) that `drop` removes; with a fresh server secret.
+ */
+export async function throwawayStore(kind: StoreKind, label: string): Promise<{ store: Store; serverSecret: string; drop(): Promise<void> }> {
   const serverSecret = randomBytes(32).toString("base64url");
   if (kind === "sqlite") {
-    store = await openSqliteStore(":memory:", { serverSecret });
-  } else {
-    const schema = `kg_http_${randomBytes(6).toString("hex")}`;
-    store = await openPostgresStore(postgresUrl(), { schema, max: 4, serverSecret });
-    dropSchema = async () => {
-      const client = new pg.Client({ connectionString: postgresUrl() });
-      await client.connect();
-      await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).finally(() => client.end());
-    };
+    const store = await openSqliteStore(":memory:", { serverSecret });
+    await store.migrate();
+    return { store, serverSecret, drop: async () => {} };
   }
+  const schema = `${label}_${randomBytes(6).toString("hex")}`;
+  const store = await openPostgresStore(postgresUrl(), { schema, max: 4, serverSecret });
   await store.migrate();
+  const drop = async () => {
+    const client = new pg.Client({ connectionString: postgresUrl() });
+    await client.connect();
+    await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).finally(() => client.end());
+  };
+  return { store, serverSecret, drop };
+}
+
+export async function startHarness(kind: StoreKind, options: HarnessOptions = {}): Promise<Harness> {
+  if (options.alongside) return startNode(options.alongside, options);
+  const { store, serverSecret, drop: dropSchema } = await throwawayStore(kind, "kg_http");
   const profile = loadProfile(options.profile ?? "vibecode");
   const clock = {
     now: Date.parse("2026-11-22T12:00:00Z"),

@@ -12,12 +12,9 @@ import { Agent as UndiciAgent, fetch } from "undici";
 import { after, before, describe, it } from "node:test";
 import { ApiVersion, B24Hook } from "@bitrix24/b24jssdk";
 import type { FastifyInstance } from "fastify";
-import pg from "pg";
-import { openPostgresStore, openSqliteStore } from "../../src/store/index.ts";
 import type { Store } from "../../src/store/store.ts";
 import { createSandbox, sandboxRootWebhookUrl, sandboxServer, sandboxWebhookToken, seedDemoData } from "../../src/upstream/sandbox/index.ts";
-import { storeKinds } from "../support/gateway.ts";
-import { postgresUrl } from "../support/services.ts";
+import { storeKinds, throwawayStore } from "../support/gateway.ts";
 import { selfSignedCertificate } from "../support/tls.ts";
 
 // Records are read field by field.
@@ -37,18 +34,7 @@ for (const kind of await storeKinds("upstream: sandbox with @bitrix24/b24jssdk")
     let seq = 0;
 
     before(async () => {
-      const serverSecret = randomBytes(32).toString("base64url");
-      if (kind === "sqlite") store = await openSqliteStore(":memory:", { serverSecret });
-      else {
-        const schema = `kg_sdk_${randomBytes(6).toString("hex")}`;
-        store = await openPostgresStore(postgresUrl(), { schema, max: 4, serverSecret });
-        dropSchema = async () => {
-          const client = new pg.Client({ connectionString: postgresUrl() });
-          await client.connect();
-          await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).finally(() => client.end());
-        };
-      }
-      await store.migrate();
+      ({ store, drop: dropSchema } = await throwawayStore(kind, "kg_sdk"));
       app = sandboxServer({ store, tls: { cert, key } });
       await app.listen({ host: "127.0.0.1", port: 0 });
       base = `https://127.0.0.1:${(app.server.address() as { port: number }).port}`;

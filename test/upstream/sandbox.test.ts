@@ -4,17 +4,13 @@
  * limit, and batch. On both stores. Each test works on a portal of its own (fresh demo data).
  */
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
 import Fastify, { type FastifyInstance } from "fastify";
 import { after, before, describe, it } from "node:test";
-import pg from "pg";
-import { openPostgresStore, openSqliteStore } from "../../src/store/index.ts";
 import type { Store } from "../../src/store/store.ts";
 import { type Bitrix24Client, UpstreamError, bitrix24Client, closeBitrix24Pools } from "../../src/upstream/bitrix24/index.ts";
 import { INTERNAL } from "../../src/upstream/outbound.ts";
 import { SANDBOX_SCOPES, createSandbox, sandboxRoutes, sandboxWebhookToken, sandboxWebhookUrl, seedDemoData } from "../../src/upstream/sandbox/index.ts";
-import { storeKinds } from "../support/gateway.ts";
-import { postgresUrl } from "../support/services.ts";
+import { storeKinds, throwawayStore } from "../support/gateway.ts";
 
 // Lists and records in tests are read field by field.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -46,18 +42,7 @@ for (const kind of await storeKinds("upstream: sandbox")) {
     let seq = 0;
 
     before(async () => {
-      const serverSecret = randomBytes(32).toString("base64url");
-      if (kind === "sqlite") store = await openSqliteStore(":memory:", { serverSecret });
-      else {
-        const schema = `kg_sbx_${randomBytes(6).toString("hex")}`;
-        store = await openPostgresStore(postgresUrl(), { schema, max: 4, serverSecret });
-        dropSchema = async () => {
-          const client = new pg.Client({ connectionString: postgresUrl() });
-          await client.connect();
-          await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).finally(() => client.end());
-        };
-      }
-      await store.migrate();
+      ({ store, drop: dropSchema } = await throwawayStore(kind, "kg_sbx"));
       app = Fastify();
       await app.register(sandboxRoutes, { store, now: () => clock.now });
       await app.listen({ host: "127.0.0.1", port: 0 });
