@@ -129,8 +129,9 @@ export function registerServe(program: Command, io: Io): void {
           }
         }
       }
-      io.out(`keygate listening on ${url} (profile ${instance.kg.profile.id}, data ${instance.dataDir})`);
       if (sandboxUrl !== undefined) io.out(`the sandbox portal listening on ${sandboxUrl} (Bitrix24 REST at /rest/<user id>/<token>/<method>)`);
+      // Last: scripts wait for this line, so everything above is ready when it comes.
+      io.out(`keygate listening on ${url} (profile ${instance.kg.profile.id}, data ${instance.dataDir})`);
       const stop = () => void close().then(() => io.exit(0));
       process.once("SIGINT", stop);
       process.once("SIGTERM", stop);
