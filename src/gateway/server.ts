@@ -19,7 +19,7 @@ import { outboundPolicy } from "../upstream/outbound.ts";
 import { type Admitted, admission } from "./admission.ts";
 import type { Verification } from "./auth.ts";
 import { clientFacts } from "./client.ts";
-import { allowOrigin, conditionalGet, isPreflight, originAllowed, preflightHeaders, wwwAuthenticate } from "./conventions.ts";
+import { allowOrigin, conditionalGet, etagOf, isPreflight, originAllowed, preflightHeaders, wwwAuthenticate } from "./conventions.ts";
 import { type ErrorBody, envelopeFor, errorBody, responsesFor } from "./envelope.ts";
 import type { RedisInvalidation } from "./invalidation.ts";
 import type { CachedKey, KeyCache } from "./key-cache.ts";
@@ -476,8 +476,16 @@ export function buildServer(options: ServerOptions): FastifyInstance {
         // ETag and If-None-Match: 304 (docs/api.md, "HTTP conventions").
         onSend: conditionalGet,
       },
-      async () => app.swagger(),
+      // The document does not change while the server runs: serialised and hashed once, on the first request.
+      async (_request, reply) => {
+        document ??= (() => {
+          const body = JSON.stringify(app.swagger());
+          return { body, etag: etagOf(body) };
+        })();
+        return reply.type("application/json; charset=utf-8").header("etag", document.etag).send(document.body);
+      },
     );
   });
+  let document: { body: string; etag: string } | undefined;
   return app;
 }
