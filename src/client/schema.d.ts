@@ -5758,7 +5758,7 @@ export interface operations {
     listDeals: {
         parameters: {
             query?: {
-                /** @description 1 to 100 (default 50) */
+                /** @description 1 to 5000 (default 50) */
                 limit?: string;
                 offset?: string;
                 /** @description Comma-separated fields */
@@ -8156,7 +8156,7 @@ export interface operations {
     listContacts: {
         parameters: {
             query?: {
-                /** @description 1 to 100 (default 50) */
+                /** @description 1 to 5000 (default 50) */
                 limit?: string;
                 offset?: string;
                 /** @description Comma-separated fields */
@@ -10554,7 +10554,7 @@ export interface operations {
     listCompanies: {
         parameters: {
             query?: {
-                /** @description 1 to 100 (default 50) */
+                /** @description 1 to 5000 (default 50) */
                 limit?: string;
                 offset?: string;
                 /** @description Comma-separated fields */
@@ -12952,7 +12952,7 @@ export interface operations {
     listLeads: {
         parameters: {
             query?: {
-                /** @description 1 to 100 (default 50) */
+                /** @description 1 to 5000 (default 50) */
                 limit?: string;
                 offset?: string;
                 /** @description Comma-separated fields */
@@ -15350,7 +15350,7 @@ export interface operations {
     listTasks: {
         parameters: {
             query?: {
-                /** @description 1 to 100 (default 50) */
+                /** @description 1 to 5000 (default 50) */
                 limit?: string;
                 offset?: string;
                 /** @description Comma-separated fields */
@@ -17748,7 +17748,7 @@ export interface operations {
     listUsers: {
         parameters: {
             query?: {
-                /** @description 1 to 100 (default 50) */
+                /** @description 1 to 5000 (default 50) */
                 limit?: string;
                 offset?: string;
                 /** @description Comma-separated fields */

@@ -5,7 +5,7 @@ import type { Route } from "../../core/profile/profile.ts";
 import { decide } from "../../core/verify/decide.ts";
 import { type BatchAction, type Plan, notBatchable, plan, runBatch } from "../../dataplane/batch.ts";
 import { ENTITIES } from "../../dataplane/entities.ts";
-import { queryFromBody, queryFromSearchParams } from "../../dataplane/query.ts";
+import { DEFAULT_LIMIT, MAX_LIMIT, queryFromBody, queryFromSearchParams } from "../../dataplane/query.ts";
 import * as data from "../../dataplane/service.ts";
 import { type Bitrix24Client, bitrix24Client } from "../../upstream/bitrix24/index.ts";
 import { INTERNAL } from "../../upstream/outbound.ts";
@@ -26,7 +26,7 @@ const Id = T.Object({ id: T.String() });
 // Query strings as sent: filter[field] and order[field] are deep objects (filter[stage]=WON, filter[amount][$gte]=5).
 const ListQuery = T.Object(
   {
-    limit: T.Optional(T.String({ description: "1 to 100 (default 50)" })),
+    limit: T.Optional(T.String({ description: `1 to ${MAX_LIMIT} (default ${DEFAULT_LIMIT})` })),
     offset: T.Optional(T.String()),
     select: T.Optional(T.String({ description: "Comma-separated fields" })),
     filter: T.Optional(T.Unsafe<Record<string, string | Record<string, string>>>({ type: "object", additionalProperties: true, style: "deepObject", explode: true, description: "filter[field]=value, filter[field][$op]=value" })),
