@@ -64,10 +64,12 @@ export function rateLimiting(options: RateLimitingOptions) {
   /** Every limit of the key; on a forwarded route with the portal's budget (its request limit is read from the store). */
   const keyLimits = (key: CachedKey, upstream: boolean): Limit[] | Promise<Limit[]> => {
     const name = upstream ? "limits upstream" : "limits";
+    const hit = cache.peek<Limit[]>(key, name);
+    if (hit) return hit;
     const record = key.record;
-    if (!upstream || record.portalId === null) return cache.peek<Limit[]>(key, name) ?? cache.deriveNow(key, name, () => policy.forKey(record, null, upstream));
+    if (!upstream || record.portalId === null) return cache.deriveNow(key, name, () => policy.forKey(record, null, upstream));
     const portalId = record.portalId;
-    return cache.peek<Limit[]>(key, name) ?? cache.derive(key, name, async () => policy.forKey(record, (await store.getPortal(portalId))?.requestLimit ?? null, upstream));
+    return cache.derive(key, name, async () => policy.forKey(record, (await store.getPortal(portalId))?.requestLimit ?? null, upstream));
   };
   /** A part of the key's upstream limits (the same Limit objects, so RateLimit-Policy strings stay cached), kept with the key. */
   const upstreamPart = (key: CachedKey, portal: boolean): Limit[] | Promise<Limit[]> => {
