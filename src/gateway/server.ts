@@ -16,10 +16,11 @@ import type { Limiter } from "../limits/limiter.ts";
 import type { Store } from "../store/store.ts";
 import type { HttpUpstreamOptions } from "../upstream/http/proxy.ts";
 import { outboundPolicy } from "../upstream/outbound.ts";
+import { rateLimitHeaders } from "../limits/policy.ts";
 import { type Admitted, admission } from "./admission.ts";
 import type { Verification } from "./auth.ts";
-import { clientFacts } from "./client.ts";
-import { allowOrigin, conditionalGet, etagOf, isPreflight, originAllowed, preflightHeaders, wwwAuthenticate } from "./conventions.ts";
+import { type ClientFacts, clientFacts } from "./client.ts";
+import { COMPRESS_THRESHOLD, ENCODINGS, allowOrigin, conditionalGet, etagOf, isPreflight, originAllowed, preflightHeaders, sendKept, wwwAuthenticate } from "./conventions.ts";
 import { type ErrorBody, envelopeFor, errorBody, responsesFor } from "./envelope.ts";
 import type { RedisInvalidation } from "./invalidation.ts";
 import type { CachedKey, KeyCache } from "./key-cache.ts";
@@ -27,7 +28,7 @@ import { LimitRefusal } from "./limits.ts";
 import { httpProxy } from "./proxy.ts";
 import { keyRoutes } from "./routes/keys.ts";
 import { entityRoutes } from "./routes/entities.ts";
-import { meRoutes } from "./routes/me.ts";
+import { keptMe, meRoutes } from "./routes/me.ts";
 import { portalRoutes } from "./routes/portals.ts";
 import { verifyRoutes } from "./routes/verify.ts";
 import type { Usage } from "./usage.ts";
@@ -122,6 +123,8 @@ export interface GatewayContext {
   sandboxUrl: string | undefined;
   usage: Usage;
   cache: KeyCache;
+  /** Where a request came from, by the trusted-proxy rules. */
+  client: ClientFacts;
   send(reply: FastifyReply, code: string, extra?: Partial<ErrorBody>): FastifyReply;
   /** A route's response schemas in the profile's envelope. */
   responses: ReturnType<typeof responsesFor>;
@@ -253,7 +256,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     if (code === "METHOD_NOT_ALLOWED") reply.header("allow", (extra.details?.allow as string[]).join(", "));
     return reply.code(status).send(envelope.error(errorBody(envelope, code, extra), reply.request.id));
   };
-  const ctx: GatewayContext = { kg, envelope, publicUrl: options.publicUrl, sandboxUrl: options.sandboxUrl, usage, cache, send, responses: responsesFor(profile) };
+  const ctx: GatewayContext = { kg, envelope, publicUrl: options.publicUrl, sandboxUrl: options.sandboxUrl, usage, cache, client, send, responses: responsesFor(profile) };
 
   const arrive = (req: ArrivingMessage, res: ServerResponse): void => {
     const url = req.url!;
@@ -281,12 +284,22 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     handOver(req, res);
   };
 
-  /** Forwards an admitted request for the HTTP upstream; hands anything else (refusals too) to Fastify. */
+  /**
+   * Forwards an admitted request for the HTTP upstream, and answers GET /v1/me from its kept
+   * answer; hands anything else (refusals too) to Fastify.
+   */
   const proceed = (req: ArrivingMessage, res: ServerResponse, arrived: Arrived, admitted: Admitted, started: number): void => {
     arrived.admitted = admitted;
     const v = admitted.verification;
-    // A browser's request (Origin) is forwarded by the onRequest hook, once its origin is known to be allowed.
-    if (!admitted.spent.admitted || !proxy.forwards(v) || req.headers.origin !== undefined) return handOver(req, res);
+    // A browser's request (Origin) is answered by the onRequest hook, once its origin is known to be allowed.
+    if (!admitted.spent.admitted || req.headers.origin !== undefined) return handOver(req, res);
+    if (!proxy.forwards(v)) {
+      // The answer every client polls, worked out once per key by the route (docs/verification.md): sent with no framework.
+      const me = v.refusal === undefined && req.method === "GET" && req.url === "/v1/me" ? keptMe(ctx, v.key!, req) : undefined;
+      if (me === undefined) return handOver(req, res);
+      sendKept(req, res, me, { "x-request-id": arrived.id, ...rateLimitHeaders(admitted.spent.states) });
+      return usage.record({ keyId: v.key!.record.id, ip: v.clientIp, method: "GET", target: "/v1/me", status: res.statusCode, latencyMs: performance.now() - started });
+    }
     // Authenticated answers are not cached by default; the upstream's own Cache-Control replaces this.
     res.setHeader("cache-control", "no-store");
     proxy.forward(req, res, admitted, { id: arrived.id, protocol: client.protocol(req), host: client.host(req), log: app.log }).then(
@@ -433,7 +446,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   // keygate's own answers over 1 KiB, as the client accepts (brotli, gzip). Forwarded requests
   // never reach Fastify's reply (`arrive` streams them, the late path hijacks): an upstream's
   // body passes as the upstream sent it. Request bodies are not decompressed.
-  app.register(compress, { global: true, globalDecompression: false, threshold: 1024, encodings: ["br", "gzip"] });
+  app.register(compress, { global: true, globalDecompression: false, threshold: COMPRESS_THRESHOLD, encodings: ENCODINGS });
   // The built-in sandbox portal: Bitrix24's REST protocol under /sandbox/, authenticated by its webhook tokens.
   app.register(sandboxRoutes, { store, now });
   // "limits" says whether rate limits are shared (redis), local (memory), or local for now (redis-degraded).

@@ -194,6 +194,39 @@ for (const kind of await storeKinds("http: conventions")) {
       });
     }
 
+    it("issue 11: GET /v1/me answered from its kept answer (before the framework) is the route's answer: same status, headers and bytes, compressed and 304 alike, and counted", async () => {
+      const fresh = (await makeKey(h, portalId, { scopes: ["crm"] })).raw;
+      const url = `${h.url}/v1/me`;
+      const volatile = new Set(["x-request-id", "date", "x-ratelimit-remaining", "ratelimit"]);
+      const stable = (headers: IncomingHttpHeaders) => Object.fromEntries(Object.entries(headers).filter(([name]) => !volatile.has(name)));
+      for (const encoding of [undefined, "gzip", "br", "gzip;q=0.5, br;q=0.1"]) {
+        const headers: Record<string, string> = { "x-api-key": fresh, ...(encoding ? { "accept-encoding": encoding } : {}) };
+        // The first after a change is worked out by the route; the next ones find it kept.
+        ok(await h.call("PATCH", `/v1/portals/${portalId}`, { key: h.owner.key, body: { requestLimit: 10_000 } }));
+        const worked = await rawGet(url, headers);
+        const kept = await rawGet(url, headers);
+        assert.equal(worked.status, 200);
+        assert.equal(kept.status, 200);
+        assert.deepEqual(stable(kept.headers), stable(worked.headers), `headers, Accept-Encoding ${encoding}`);
+        assert.deepEqual(kept.body, worked.body, `bytes, Accept-Encoding ${encoding}`);
+        assert.match(String(kept.headers["x-request-id"]), /^req_/);
+        assert.notEqual(kept.headers["x-request-id"], worked.headers["x-request-id"]);
+        assert.equal(Number(kept.headers["x-ratelimit-remaining"]), Number(worked.headers["x-ratelimit-remaining"]) - 1, "both counted");
+        assert.equal(kept.headers.vary, "Accept-Encoding");
+        assert.equal(kept.headers["content-encoding"], encoding === undefined ? undefined : encoding.startsWith("gzip;") ? "gzip" : encoding);
+        const body = kept.headers["content-encoding"] === "br" ? brotliDecompressSync(kept.body) : kept.headers["content-encoding"] === "gzip" ? gunzipSync(kept.body) : kept.body;
+        assert.equal(JSON.parse(body.toString()).data.keyPrefix.slice(0, 9), fresh.slice(0, 9));
+        const unchanged = await rawGet(url, { ...headers, "if-none-match": String(kept.headers.etag) });
+        assert.equal(unchanged.status, 304);
+        assert.equal(unchanged.body.length, 0);
+        assert.equal(unchanged.headers.etag, kept.headers.etag);
+      }
+      const id = ok(await h.call("GET", "/v1/me", { key: fresh })).keyId as string;
+      const usage = ok(await h.call("GET", `/v1/keys/${id}/usage`, { key: h.owner.key })) as { requests: { method: string; path?: string; target?: string; status: number }[] };
+      const logged = usage.requests.filter((r) => r.method === "GET" && r.status !== 0);
+      assert.equal(logged.length, 4 * 3 + 1, "every request is in the key's request log, those answered before the framework too");
+    });
+
     it("issue 11.2: every 401 carries WWW-Authenticate", async () => {
       const none = await h.call("GET", "/v1/me");
       fails(none, 401, "MISSING_API_KEY");

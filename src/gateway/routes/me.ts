@@ -1,16 +1,32 @@
 import { Type as T } from "@sinclair/typebox";
+import type { IncomingMessage } from "node:http";
 import type { FastifyRequest } from "fastify";
 import type { Route } from "../../core/profile/profile.ts";
 import { decide } from "../../core/verify/decide.ts";
-import { DEFAULTS, limitPolicy } from "../../limits/policy.ts";
+import { DEFAULTS, limitPolicy, rateLimitHeaders } from "../../limits/policy.ts";
 import { keyStatus } from "../../manage/keys.ts";
-import { conditionalGet, etagOf } from "../conventions.ts";
+import { type KeptBody, conditionalGet, keptBody, sendKept } from "../conventions.ts";
+import type { CachedKey } from "../key-cache.ts";
 import type { App, GatewayContext } from "../server.ts";
 import { actorOf } from "./actor.ts";
 
 
 function baseUrl(ctx: GatewayContext, request: FastifyRequest): string {
-  return (ctx.publicUrl ?? `${request.protocol}://${request.host}`).replace(/\/$/, "");
+  return base(ctx, request.raw);
+}
+
+/** The base URL of the links in an answer: the public URL, or where this request was sent (by the trusted-proxy rules). */
+function base(ctx: GatewayContext, req: IncomingMessage): string {
+  return (ctx.publicUrl ?? `${ctx.client.protocol(req)}://${ctx.client.host(req)}`).replace(/\/$/, "");
+}
+
+/**
+ * GET /v1/me's answer as the key cache keeps it for this request's base URL; undefined until the
+ * route has worked it out. The server answers a request that finds it before Fastify sees it
+ * (src/gateway/server.ts), with the same writer as the route.
+ */
+export function keptMe(ctx: GatewayContext, key: CachedKey, req: IncomingMessage): KeptBody | undefined {
+  return ctx.cache.peek<KeptBody>(key, `me ${base(ctx, req)}`);
 }
 
 /**
@@ -95,22 +111,16 @@ export function meRoutes(app: App, ctx: GatewayContext): void {
           ),
         }),
       },
-      // ETag and If-None-Match: 304 (docs/api.md, "HTTP conventions").
-      onSend: conditionalGet,
     },
     async (request, reply) => {
-    // The answer depends on the key and the data around it, not on the request: it is worked out
-    // once and kept, serialised, until the key or anything stored changes (docs/verification.md).
-    const name = `me ${baseUrl(ctx, request)}`;
-    // Kept with its ETag, hashed once.
-    const me =
-      ctx.cache.peek<{ body: string; etag: string }>(request.auth.key, name) ??
-      (await ctx.cache.derive(request.auth.key, name, async () => {
-        const body = JSON.stringify(await describeKey(request));
-        return { body, etag: etagOf(body) };
-      }));
-      // Sent as the cached string: no serialiser runs.
-      return reply.type("application/json; charset=utf-8").header("etag", me.etag).send(me.body);
+      // The answer depends on the key and the data around it, not on the request: it is worked out
+      // once and kept, serialised with its ETag, until the key or anything stored changes (docs/verification.md).
+      const me =
+        keptMe(ctx, request.auth.key, request.raw) ??
+        (await ctx.cache.derive(request.auth.key, `me ${baseUrl(ctx, request)}`, async () => keptBody(JSON.stringify(await describeKey(request)))));
+      // Written as kept, by the writer the server's arrival path uses too: no serialiser, no compression per request.
+      reply.hijack();
+      sendKept(request.raw, reply.raw, me, { "x-request-id": request.id, ...(request.rateLimit ? rateLimitHeaders(request.rateLimit) : {}) });
     },
   );
 
