@@ -36,9 +36,7 @@ for (const kind of await storeKinds("http: management")) {
       let h: Harness;
       let portalId: string;
       before(async () => {
-        const harness = await startHarness(kind, { profile: p.profile, allowUpstream: ["127.0.0.1"] });
-        // Two seconds between requests: Atender's default tier allows 10 a second, 60 a minute, to each key.
-        h = { ...harness, call: (...args) => (harness.clock.advance(2_000), harness.call(...args)) };
+        h = await startHarness(kind, { profile: p.profile, allowUpstream: ["127.0.0.1"] });
         portalId = data(await h.call("POST", "/v1/portals", { key: h.owner.key, body: { domain: `${p.profile}.example.com`, upstream: p.upstream } }), 201).id;
       });
       after(() => h.close());
@@ -136,6 +134,20 @@ for (const kind of await storeKinds("http: management")) {
     });
   }
 }
+
+describe("issue 12: Atender — the default tier is the plan of portals' keys, not of management keys", () => {
+  let h: Harness;
+  before(async () => (h = await startHarness("sqlite", { profile: "atender", allowUpstream: ["127.0.0.1"] })));
+  after(() => h.close());
+
+  it("docs/limits.md: a management key without a tier has the platform limit; an API key the default tier (starter)", async () => {
+    const management = await h.call("GET", "/v1/me", { key: h.owner.key });
+    assert.match(String(management.headers["ratelimit-policy"]), /^"platform";q=300;w=60$/);
+    const portalId = data(await h.call("POST", "/v1/portals", { key: h.owner.key, body: { domain: "tiers.example.com", upstream: { kind: "http", baseUrl: "http://127.0.0.1:9" } } }), 201).id;
+    const key = data(await h.call("POST", "/v1/keys", { key: h.owner.key, body: { portalId, name: "api", scopes: ["contacts:read"] } }), 201);
+    assert.match(String((await h.call("GET", "/v1/me", { key: key.rawKey })).headers["ratelimit-policy"]), /"tier-starter";q=60;w=60/);
+  });
+});
 
 describe("issue 12: RogerIQ — a key's scopes are updated in place (seed 004)", () => {
   let h: Harness;
