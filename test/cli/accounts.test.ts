@@ -126,11 +126,10 @@ describe("issue 12: setting up and showing the credentials is one step", () => {
       busy.close();
     }
     const next = await startServe("--data-dir", dir);
-    let key: string;
     try {
-      key = /management key \(shown once, store it now\): (vibe_live_\w+)/.exec(next.output)?.[1] ?? "";
+      const key = /management key \(shown once, store it now\): (vibe_live_\w+)/.exec(next.output)?.[1] ?? "";
       assert.ok(key, next.output);
-      const link = /one-time link \(valid 24 hours\): (\S+)/.exec(next.output)?.[1];
+      const link = /one-time link \(valid 24 hours\): (\S+)/.exec(next.output)?.[1] ?? "";
       assert.ok(link?.startsWith(`${next.url}/set-password?token=`), next.output);
       assert.equal((await fetch(`${next.url}/v1/me`, { headers: { "x-api-key": key } })).status, 200);
       const token = new URL(link).searchParams.get("token");
