@@ -5,11 +5,11 @@ import { keyFormat } from "../core/keys/format.ts";
 import type { Profile } from "../core/profile/profile.ts";
 import type { Keygate } from "../manage/context.ts";
 import { createPortal } from "../manage/portals.ts";
-import { allManagementScopes, createUser, issueManagementKey } from "../manage/users.ts";
+import { createUser, issueManagementKey } from "../manage/users.ts";
 import { createPasswordLink, linkUrl, setPassword } from "../accounts/links.ts";
 import { checkPassword } from "../accounts/passwords.ts";
 import { outboundPolicy } from "../upstream/outbound.ts";
-import { seedDemoData } from "../upstream/sandbox/index.ts";
+import { seedDemoData, servedByBitrix24 } from "../upstream/sandbox/index.ts";
 import { DEFAULT_PROFILE } from "../profiles/index.ts";
 import { openStore } from "../store/index.ts";
 import type { Store } from "../store/store.ts";
@@ -148,7 +148,7 @@ export function defaultPublicUrl(): string {
 
 /**
  * Sets up a data directory: the server secret, the owner account (with its password when one is
- * given), and with a management key type a sandbox portal with demo data. Refuses a set-up
+ * given), and (VibeCode) a sandbox portal with demo data. Refuses a set-up
  * directory. The owner's credentials that are shown once — a management key, a one-time sign-in
  * link — are not made here but by issueOwnerCredentials, when they can be shown: until then the
  * data directory records them as pending, so a start that set up the directory but could not
@@ -160,7 +160,6 @@ export async function initInstance(options: InstanceOptions & { ownerEmail?: str
     throw new UsageError("ALREADY_INITIALISED", [{ scope: "", code: "ALREADY_INITIALISED", message: `${dataDir} is set up already; keygate init runs once per data directory` }]);
   }
   const profile = profileFor(options, undefined);
-  const managementType = profile.spec.keyTypes.find((k) => k.portalless);
   secureDataDir(dataDir);
   // The secret is on disk before any digest is computed with it.
   let secret = readSecret(dataDir);
@@ -175,8 +174,8 @@ export async function initInstance(options: InstanceOptions & { ownerEmail?: str
     }
     const owner = await createUser(instance.kg, null, { email: options.ownerEmail ?? DEFAULT_OWNER_EMAIL, name: "Owner", role: "owner" });
     if (options.ownerPassword !== undefined) await setPassword(instance.kg, null, owner, options.ownerPassword);
-    if (managementType) {
-      // A portal on the built-in sandbox, with demo records, to try keys on before linking Bitrix24.
+    // A portal on the built-in sandbox, with demo records, to try keys on before linking Bitrix24.
+    if (servedByBitrix24(profile)) {
       const sandbox = await createPortal(instance.kg, { user: owner, keyId: null, ip: null }, { domain: SANDBOX_DOMAIN, name: "Sandbox (demo data)", upstream: { kind: "sandbox" } });
       await seedDemoData(instance.kg.store, sandbox.id);
     }
@@ -199,16 +198,14 @@ export function pendingOwner(instance: Instance): string | undefined {
 
 /**
  * Makes the owner's once-shown credentials, for the caller to show now: a management key with
- * every management scope (when the profile has a management key type; the example profile has
- * none) and, when the owner has no password yet, a one-time sign-in link (24 hours) at `baseUrl`.
+ * every management scope and, when the owner has no password yet, a one-time sign-in link (24 hours) at `baseUrl`.
  * Then the data directory no longer records them as pending.
  */
-export async function issueOwnerCredentials(instance: Instance, ownerId: string, baseUrl: string): Promise<{ ownerId: string; managementKey: string | null; signInUrl: string | null }> {
+export async function issueOwnerCredentials(instance: Instance, ownerId: string, baseUrl: string): Promise<{ ownerId: string; managementKey: string; signInUrl: string | null }> {
   const { kg } = instance;
   const owner = await kg.store.getUser(ownerId);
   if (!owner) throw new UsageError("NOT_INITIALISED", [{ scope: "", code: "NOT_INITIALISED", message: `the owner ${ownerId} is not in the database` }]);
-  const managementType = kg.profile.spec.keyTypes.find((k) => k.portalless);
-  const managementKey = managementType ? (await issueManagementKey(kg, owner, allManagementScopes(kg.profile, managementType.id), "Owner's management key")).rawKey : null;
+  const managementKey = (await issueManagementKey(kg, owner, kg.profile.management.scopes, "Owner's management key")).rawKey;
   const signInUrl = (await kg.store.getPasswordHash(owner.id)) === null ? linkUrl(baseUrl, (await createPasswordLink(kg, null, owner)).token) : null;
   const config = readConfig(instance.dataDir);
   if (config) {

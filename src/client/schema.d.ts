@@ -79,10 +79,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List the keys of a portal (admins: every key; members: their own) */
+        /** List the keys of a portal (admins: every key; members: their own), or with type=management your own management keys */
         get: operations["listKeys"];
         put?: never;
-        /** Create a key; its secret is in rawKey, shown once */
+        /** Create a key: an API key on a portal, or (type: the management key type, no portalId) a management key of your own; its secret is in rawKey, shown once */
         post: operations["createKey"];
         delete?: never;
         options?: never;
@@ -133,7 +133,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The key's usage: last used, requests per minute over the last hour, the addresses and the recent request log */
+        /** The key's usage: last used, requests per minute over the last hour, every address in the retained log, and a page of the request log (limit, ip, before) */
         get: operations["getKeyUsage"];
         put?: never;
         post?: never;
@@ -1782,7 +1782,10 @@ export interface operations {
     listKeys: {
         parameters: {
             query?: {
+                /** @description The portal (required unless type is the management key type) */
                 portalId?: string;
+                /** @description Only keys of this type; the management key type: your own management keys, of no portal */
+                type?: string;
             };
             header?: never;
             path?: never;
@@ -2063,8 +2066,8 @@ export interface operations {
                 "application/json": {
                     portalId?: string | null;
                     name: string;
-                    /** @description Scopes as a list, or one comma-separated string */
-                    scopes: string[] | string;
+                    /** @description Scope strings (docs/scopes.md): a JSON list, never one string */
+                    scopes: string[];
                     type?: string;
                     accessMode?: "READWRITE" | "READONLY";
                     expiresAt?: string | null;
@@ -2894,8 +2897,8 @@ export interface operations {
             content: {
                 "application/json": {
                     name?: string;
-                    /** @description Scopes as a list, or one comma-separated string */
-                    scopes?: string[] | string;
+                    /** @description Scope strings (docs/scopes.md): a JSON list, never one string */
+                    scopes?: string[];
                     status?: "ACTIVE" | "REVOKED";
                     accessMode?: "READWRITE" | "READONLY";
                     ipWhitelist?: string[];

@@ -14,11 +14,6 @@ export function emailOrFail(input: string, param = "email"): string {
   return email;
 }
 
-/** Every management scope of the profile's management key type (reserved ones aside): what the owner's first key and a signed-in session hold. */
-export function allManagementScopes(profile: Keygate["profile"], keyType: string): string[] {
-  return profile.catalog.atoms.filter((a) => a.resource.keyTypes.includes(keyType) && !a.resource.reserved).map((a) => a.scope);
-}
-
 export async function createUser(kg: Keygate, actor: Actor | null, input: { email: string; name?: string; role?: UserRole }): Promise<User> {
   const email = emailOrFail(input.email);
   const user: User = { id: randomUUID(), email, name: input.name?.trim() || email.split("@")[0]!, role: input.role ?? "user", createdAt: kg.now() };
@@ -31,9 +26,7 @@ export async function createUser(kg: Keygate, actor: Actor | null, input: { emai
   return user;
 }
 
-/** A management key (the profile's portal-less key type) for a user, acting as that user. */
+/** A management key (the profile's, or keygate's own) for a user, acting as that user: the operator's way in. */
 export async function issueManagementKey(kg: Keygate, user: User, scopes: string[] | string, name = "Management key"): Promise<{ key: KeyRecord; rawKey: string }> {
-  const type = kg.profile.spec.keyTypes.find((k) => k.portalless);
-  if (!type) throw new KeygateError("VALIDATION_ERROR", { message: `profile ${kg.profile.id} has no management key type`, param: "type" });
-  return createKey(kg, { user, keyId: null, ip: null }, { type: type.id, name, scopes }, { allowPortalless: true });
+  return createKey(kg, { user, keyId: null, ip: null }, { type: kg.profile.management.keyType.id, name, scopes });
 }

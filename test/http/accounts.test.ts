@@ -300,3 +300,28 @@ for (const kind of await storeKinds("http: accounts")) {
     });
   });
 }
+
+describe("accounts under every profile", () => {
+  for (const profile of ["atender", "rogeriq"]) {
+    it(`issue 12: under ${profile}, a signed-in session acts as keygate's management key of its user (portals, invitations), CSRF included`, async () => {
+      const h = await startHarness("sqlite", { profile });
+      try {
+        await setPassword(h.kg, null, h.owner.user, PASSWORD);
+        // The profile's flat envelope: {data} without "success".
+        const r = await h.call("POST", "/v1/session", { body: { email: h.owner.user.email, password: PASSWORD } });
+        assert.equal(r.status, 201, JSON.stringify(r.body));
+        const b = browser(h, tokenIn(r), r.body.data.csrfToken);
+        const made = await b.call("POST", "/v1/portals", { csrf: true, body: { domain: `${profile}.example.com` } });
+        assert.equal(made.status, 201, JSON.stringify(made.body));
+        const portal = made.body.data.id as string;
+        assert.equal((await b.call("POST", `/v1/portals/${portal}/invitations`, { body: { email: "new@example.com" } })).status, 403, "no CSRF token, no change");
+        const invited = await b.call("POST", `/v1/portals/${portal}/invitations`, { csrf: true, body: { email: "new@example.com" } });
+        assert.equal(invited.status, 201, JSON.stringify(invited.body));
+        const listed = await b.call("GET", `/v1/portals/${portal}/invitations`);
+        assert.deepEqual(listed.body.data.map((i: { email: string }) => i.email), ["new@example.com"]);
+      } finally {
+        await h.close();
+      }
+    });
+  }
+});
