@@ -14,6 +14,7 @@ import type { Profile, Route } from "../core/profile/profile.ts";
 import type { Keygate } from "../manage/context.ts";
 import type { Limiter } from "../limits/limiter.ts";
 import type { Store } from "../store/store.ts";
+import { identitySigner } from "../upstream/http/identity.ts";
 import type { HttpUpstreamOptions } from "../upstream/http/proxy.ts";
 import { outboundPolicy } from "../upstream/outbound.ts";
 import { rateLimitHeaders } from "../limits/policy.ts";
@@ -25,7 +26,9 @@ import { type ErrorBody, envelopeFor, errorBody, responsesFor } from "./envelope
 import type { RedisInvalidation } from "./invalidation.ts";
 import type { CachedKey, KeyCache } from "./key-cache.ts";
 import { LimitRefusal } from "./limits.ts";
+import { identityAssertions } from "./identity.ts";
 import { httpProxy } from "./proxy.ts";
+import { jwksRoute } from "./routes/jwks.ts";
 import { keyRoutes } from "./routes/keys.ts";
 import { entityRoutes } from "./routes/entities.ts";
 import { keptMe, meRoutes } from "./routes/me.ts";
@@ -58,6 +61,8 @@ export interface ServerOptions {
   clientLimits?: Partial<ClientLimits>;
   /** Serve HTTPS with this certificate chain and private key (PEM); default: plain HTTP. */
   tls?: { cert: string | Buffer; key: string | Buffer };
+  /** The key generation identity assertions are signed with (default 1): raised on every node to rotate the keys (docs/upstreams.md, "The identity assertion"). */
+  identityKeyGeneration?: number;
   /** The base URL of the sandbox served at a host root (`keygate serve --sandbox-port`), for the sandbox's webhook URL; default: the /sandbox/ path of this server. */
   sandboxUrl?: string;
   now?: () => number;
@@ -223,7 +228,9 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   });
   const { cache, limits, usage, limiter, format } = a;
   const outbound = outboundPolicy(options.allowUpstream);
-  const proxy = httpProxy({ profile, store, serverSecret, now, outbound, upstream: options.httpUpstream });
+  const signer = identitySigner({ serverSecret, generation: options.identityKeyGeneration, issuer: options.publicUrl ?? "keygate" });
+  const assertions = identityAssertions(profile, cache, signer, now);
+  const proxy = httpProxy({ profile, store, assertions, outbound, upstream: options.httpUpstream });
   const kg: Keygate = {
     profile,
     store,
@@ -451,6 +458,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   app.register(sandboxRoutes, { store, now });
   // "limits" says whether rate limits are shared (redis), local (memory), or local for now (redis-degraded).
   app.get("/healthz", { schema: { hide: true } }, async () => ({ status: "ok", profile: profile.id, limits: limiter.mode }));
+  app.register(async (root) => jwksRoute(root.withTypeProvider<TypeBoxTypeProvider>(), signer));
   app.register(async (v1) => {
     // Fastify's own JSON parser (it refuses __proto__ and constructor.prototype), after a depth bound.
     const json = v1.getDefaultJsonParser("error", "error");

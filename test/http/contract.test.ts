@@ -73,7 +73,8 @@ describe("issue 11.1: the OpenAPI document is the contract [VibeCode]", () => {
       assert.ok(o.tags?.length && o.summary, `${name} has tags and a summary`);
       const statuses = Object.keys(o.responses ?? {});
       assert.ok(statuses.some((s) => /^2\d\d$/.test(s) && o.responses![s]!.content), `${name} documents its success`);
-      if (name !== "GET /v1/openapi.json") {
+      // The document itself and the JWKS are public: nothing to authenticate or count.
+      if (name !== "GET /v1/openapi.json" && name !== "GET /.well-known/jwks.json") {
         for (const s of ["401", "429"]) assert.ok(o.responses![s]?.content, `${name} documents its ${s}`);
       }
     }
@@ -90,6 +91,7 @@ describe("issue 11.1: the OpenAPI document is the contract [VibeCode]", () => {
     // self
     await call("GET /v1/guide", "/v1/guide");
     await call("GET /v1/openapi.json", "/v1/openapi.json");
+    await call("GET /.well-known/jwks.json", "/.well-known/jwks.json", { key: undefined });
     await call("GET /v1/me", "/v1/me");
     await call("GET /v1/me", "/v1/me", { key: "" }).then((r) => assert.equal(r.status, 401));
 

@@ -89,6 +89,8 @@ export interface HarnessOptions {
   listen?: boolean;
   /** The server's client limits (timeouts, connection cap), small ones for slow-client tests. */
   clientLimits?: Partial<ClientLimits>;
+  /** The key generation identity assertions are signed with (`serve --identity-key-generation`). */
+  identityKeyGeneration?: number;
 }
 
 /**
@@ -125,7 +127,7 @@ export async function startHarness(kind: StoreKind, options: HarnessOptions = {}
   };
   const now = () => clock.now;
   const limiter = await options.limiter?.(now);
-  const app = buildServer({ profile, store, serverSecret, now, trustProxy: options.trustProxy, limiter, httpUpstream: options.httpUpstream, clientLimits: options.clientLimits, allowUpstream: options.allowUpstream });
+  const app = buildServer({ profile, store, serverSecret, now, trustProxy: options.trustProxy, limiter, httpUpstream: options.httpUpstream, clientLimits: options.clientLimits, allowUpstream: options.allowUpstream, identityKeyGeneration: options.identityKeyGeneration });
   await app.ready();
   const url = options.listen ? await app.listen({ host: "127.0.0.1", port: 0 }) : undefined;
   // The server's own management operations: changes made through them reach its caches.
@@ -160,7 +162,7 @@ async function startNode(base: Harness, options: HarnessOptions): Promise<Harnes
   const profile = options.profile === undefined ? base.kg.profile : loadProfile(options.profile);
   const now = () => base.clock.now;
   const limiter = await options.limiter?.(now);
-  const app = buildServer({ profile, store: base.store, serverSecret: base.kg.serverSecret, now, trustProxy: options.trustProxy, limiter, allowUpstream: options.allowUpstream });
+  const app = buildServer({ profile, store: base.store, serverSecret: base.kg.serverSecret, now, trustProxy: options.trustProxy, limiter, allowUpstream: options.allowUpstream, identityKeyGeneration: options.identityKeyGeneration });
   await app.ready();
   return {
     ...base,
