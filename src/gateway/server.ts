@@ -480,7 +480,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     meRoutes(typed, ctx);
     keyRoutes(typed, ctx);
     portalRoutes(typed, ctx);
-    verifyRoutes(typed, ctx, { limits, cache });
+    verifyRoutes(typed, ctx, a);
     entityRoutes(typed, ctx, limits, () => {
       const address = app.server.address();
       return typeof address === "object" && address !== null ? `${options.tls ? "https" : "http"}://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}` : undefined;
