@@ -26,6 +26,7 @@ import { type ErrorBody, envelopeFor, errorBody, responsesFor } from "./envelope
 import type { RedisInvalidation } from "./invalidation.ts";
 import type { CachedKey, KeyCache } from "./key-cache.ts";
 import { LimitRefusal } from "./limits.ts";
+import { forwardAuth, forwardAuthRoutes } from "./forward-auth.ts";
 import { identityAssertions } from "./identity.ts";
 import { httpProxy } from "./proxy.ts";
 import { jwksRoute } from "./routes/jwks.ts";
@@ -263,12 +264,15 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     if (code === "METHOD_NOT_ALLOWED") reply.header("allow", (extra.details?.allow as string[]).join(", "));
     return reply.code(status).send(envelope.error(errorBody(envelope, code, extra), reply.request.id));
   };
+  const fa = forwardAuth({ admission: a, envelope, client, assertions, store, log: app.log });
   const ctx: GatewayContext = { kg, envelope, publicUrl: options.publicUrl, sandboxUrl: options.sandboxUrl, usage, cache, client, send, responses: responsesFor(profile) };
 
   const arrive = (req: ArrivingMessage, res: ServerResponse): void => {
     const url = req.url!;
     // Anything else is not verified here: Fastify's onRequest hook looks at the route its router chose.
     if (!url.startsWith("/v1/") && !proxy.covers(url)) return handOver(req, res);
+    // A proxy's question about a request it received: answered here, as the proxy's hot path (docs/upstreams.md, "Forward-auth").
+    if (fa.handles(url)) return fa.serve(req, res, requestId());
     // A CORS preflight carries no key: never verified nor counted (Fastify's onRequest hook answers it).
     if (isPreflight(req)) return handOver(req, res);
     const started = performance.now();
@@ -337,6 +341,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     const late = admitted === undefined;
     if (admitted === undefined) {
       if (!request.url.startsWith("/v1/") && !request.routeOptions.url?.startsWith("/v1/") && !proxy.covers(request.url)) return;
+      // Forward-auth's route admits the request the proxy describes, not its own.
+      if (fa.handles(request.url)) return;
       if (isPreflight(request.raw)) return reply.code(204).headers(preflightHeaders(request.raw)).send();
       admitted = await a.admit({ method: request.method, url: request.url, headers: request.headers, clientIp: client.ip(request.raw) });
     }
@@ -481,6 +487,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     keyRoutes(typed, ctx);
     portalRoutes(typed, ctx);
     verifyRoutes(typed, ctx, a);
+    forwardAuthRoutes(typed, ctx, fa);
     entityRoutes(typed, ctx, limits, () => {
       const address = app.server.address();
       return typeof address === "object" && address !== null ? `${options.tls ? "https" : "http"}://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}` : undefined;

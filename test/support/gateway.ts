@@ -18,6 +18,7 @@
  * nodes of one deployment.
  */
 import { randomBytes } from "node:crypto";
+import type { Server } from "node:http";
 import type { FastifyInstance } from "fastify";
 import pg from "pg";
 import { type ClientLimits, buildServer } from "../../src/gateway/server.ts";
@@ -68,6 +69,8 @@ export interface Harness {
   call(method: string, path: string, options?: CallOptions): Promise<Reply>;
   /** With `listen: true`: the server's own address (http://127.0.0.1:<port>), for clients with a real socket. */
   url?: string;
+  /** With `listen: true`: the listening server (its connections can be counted). */
+  server?: Server;
   /** A user with a management key holding the given scopes (default: all three). */
   user(email: string, scopes?: string): Promise<{ user: User; key: string }>;
   close(): Promise<void>;
@@ -149,6 +152,7 @@ export async function startHarness(kind: StoreKind, options: HarnessOptions = {}
     user,
     call: caller(app),
     url,
+    server: options.listen ? app.server : undefined,
     async close() {
       await app.close();
       await store.close();
