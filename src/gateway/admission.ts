@@ -48,7 +48,7 @@ export interface Admission {
   /**
    * Synchronous when the key is cached and the limiter counts in this process: the hot path awaits
    * nothing. `wholeBudget`: an upstream route spends the portal's budget now, whatever
-   * portalOnArrival says (verify mode and forward-auth: nothing of keygate's calls the portal later).
+   * portalOnArrival says (verify mode: the backend that asked calls the portal itself).
    */
   admit(arrival: Arrival, options?: { wholeBudget?: boolean }): Admitted | Promise<Admitted>;
   close(): Promise<void>;
