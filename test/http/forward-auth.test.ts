@@ -123,6 +123,16 @@ for (const kind of await storeKinds("http: forward-auth")) {
       refusedWith(await h.call("GET", "/v1/forward-auth", { ip: "192.0.2.50", headers: caddyStyle("GET", "/v1/deals", { "x-api-key": pinned }) }), 403, "IP_NOT_ALLOWED");
     });
 
+    it("issue 13: a browser's request: a CORS preflight passes uncounted and without an identity; a key used from an origin its portal does not list is refused", async () => {
+      const key = await keyFor(h, portal, "crm");
+      const preflight = await h.call("OPTIONS", "/v1/forward-auth", { headers: caddyStyle("OPTIONS", "/v1/deals", { origin: "https://app.example.com", "access-control-request-method": "GET" }) });
+      assert.equal(preflight.status, 200);
+      assert.equal(preflight.headers["x-keygate-identity"], undefined);
+      assert.equal(preflight.headers["x-ratelimit-limit"], undefined, "not counted");
+      const foreign = await h.call("GET", "/v1/forward-auth", { headers: caddyStyle("GET", "/v1/deals", { "x-api-key": key, origin: "https://evil.example.com" }) });
+      refusedWith(foreign, 403, "ORIGIN_NOT_ALLOWED");
+    });
+
     it("issue 13: on a socket the check is answered as it arrives, alike", async () => {
       const key = await keyFor(h, portal, "crm");
       const r = await fetch(`${h.url}/v1/forward-auth`, { headers: caddyStyle("GET", "/v1/deals", { "x-api-key": key }) });
