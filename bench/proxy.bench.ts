@@ -1,21 +1,26 @@
 /**
- * Proxy benchmark (issue 5): throughput and p50/p99 latency of a GET forwarded by keygate to a
- * portal's HTTP upstream — authentication, rate limits, scope check, identity headers, forwarding —
- * against, in the same run:
+ * Proxy benchmark (issues 5 and 13): throughput and p50/p99 latency of a GET forwarded by keygate
+ * to a portal's HTTP upstream — authentication, rate limits, scope check, the identity assertion,
+ * forwarding — against, in the same run:
  *
- *   direct   the upstream itself, no proxy;
- *   undici   a bare reverse proxy (bench/servers/undici-proxy.ts): node:http and undici's
- *            dispatcher `stream`, the way and with the pool keygate uses, no checks;
- *   signing  the same bare proxy adding what keygate's forwarding contract adds to every request
- *            (X-Request-Id, X-Forwarded-*, the signed identity headers), still with no checks:
- *            it splits keygate's cost into the contract's and the checks';
- *   nginx    nginx `proxy_pass` with upstream keep-alive, one worker: the native ceiling. Skipped,
- *            with the command to install it, when there is no nginx (PATH, /usr/sbin/nginx, or
- *            BENCH_NGINX=<path>);
- *   keygate  `keygate serve` (the real CLI) with the RogerIQ profile.
+ *   direct       the upstream itself, no proxy;
+ *   undici       a bare reverse proxy (bench/servers/undici-proxy.ts): node:http and undici's
+ *                dispatcher `stream`, the way and with the pool keygate uses, no checks;
+ *   assertion    the same bare proxy adding what keygate's forwarding contract adds to every
+ *                request (X-Request-Id, X-Forwarded-*, and X-Keygate-Identity: one assertion signed
+ *                at start, sent as keygate sends a key's kept one), still with no checks;
+ *   nginx        nginx `proxy_pass` with upstream keep-alive, one worker: the native ceiling.
+ *                Skipped, with the command to install it, when there is no nginx (PATH,
+ *                /usr/sbin/nginx, or BENCH_NGINX=<path>);
+ *   keygate      `keygate serve` (the real CLI) with the RogerIQ profile;
+ *   forwardauth  nginx in front of the upstream with keygate as its auth service: the
+ *                configuration of docs/forward-auth/nginx.conf (one worker, no access log), asking
+ *                the same keygate process (skipped without nginx).
  *
- * Goal: keygate at no less than 0.9 of the bare undici proxy's requests per second; the ratio to
- * nginx is reported.
+ * Goals (issue 13): keygate at no less than 0.9 of the bare proxy forwarding the same assertion;
+ * nginx + forward-auth at no less than 1.5 × keygate's own proxy. keygate against the bare proxy
+ * without the assertion and against nginx, and nginx + forward-auth against nginx alone, are
+ * reported.
  *
  * The upstream (bench/servers/upstream.ts) answers every request with the same 1 KB JSON page of
  * knowledge-base articles. keygate: RogerIQ written to a profile file with every per-minute limit
@@ -73,7 +78,7 @@ import {
   waitFor,
 } from "./harness.ts";
 
-export type ProxyTargetName = "direct" | "undici" | "signing" | "nginx" | "keygate";
+export type ProxyTargetName = "direct" | "undici" | "assertion" | "nginx" | "keygate" | "forwardauth";
 
 export interface ProxySide {
   target: ProxyTargetName;
@@ -85,15 +90,17 @@ export interface ProxySide {
 }
 
 export interface ProxyRatio {
-  /** keygate against this target. */
-  versus: Exclude<ProxyTargetName, "keygate">;
-  /** keygate / versus, of the median req/s. */
+  /** This target (keygate, or nginx + forward-auth) … */
+  of: "keygate" | "forwardauth";
+  /** … against this one. */
+  versus: ProxyTargetName;
+  /** of / versus, of the median req/s. */
   requestsPerSecond: number;
   p50: number;
   p99: number;
-  /** versus / keygate, of the proxies' own CPU per request (null for direct, which has no proxy). */
+  /** versus / of, of the proxies' own CPU per request (null for direct, which has no proxy, and forward-auth, which is two). */
   proxyCpu: number | null;
-  /** Against undici: the goal, 0.9 of its req/s. */
+  /** The goal, as a ratio of req/s: keygate ≥ 0.9 × the bare proxy with the assertion; nginx + forward-auth ≥ 1.5 × keygate. */
   goal?: number;
   met?: boolean;
 }
@@ -172,14 +179,56 @@ http {
 `;
 }
 
+/**
+ * docs/forward-auth/nginx.conf as the benchmark runs it: its ports, one worker, no access log, the
+ * temporary files in its own directory; everything else as documented.
+ */
+function forwardAuthConfig(dir: string, port: number, keygatePort: number, upstreamPort: number): string {
+  const documented = readFileSync(new URL("../docs/forward-auth/nginx.conf", import.meta.url), "utf8");
+  const config = documented
+    .replace("worker_processes auto;", `worker_processes 1;\ndaemon off;\npid ${dir}/nginx.pid;\nerror_log ${dir}/error.log warn;`)
+    .replace("events {}", "events { worker_connections 4096; }")
+    .replace(
+      "http {",
+      `http {\n    access_log off;\n    client_body_temp_path ${dir}/client_body;\n    proxy_temp_path ${dir}/proxy;\n    fastcgi_temp_path ${dir}/fastcgi;\n    uwsgi_temp_path ${dir}/uwsgi;\n    scgi_temp_path ${dir}/scgi;\n    keepalive_requests 1000000;`,
+    )
+    .replaceAll("127.0.0.1:8080", `127.0.0.1:${keygatePort}`)
+    .replaceAll("127.0.0.1:3000", `127.0.0.1:${upstreamPort}`)
+    .replace("listen 8000;", `listen 127.0.0.1:${port};`);
+  if (!config.includes(`127.0.0.1:${keygatePort}`) || !config.includes(`listen 127.0.0.1:${port};`)) throw new Error("docs/forward-auth/nginx.conf: the documented addresses were not found");
+  return config;
+}
+
+/** Starts nginx on a configuration made for its directory and port; resolves once `path` answers 200 through it. */
+async function startNginx(binary: string, core: number | null, config: (dir: string, port: number) => string, path: string, what: string, headers: Record<string, string> = {}): Promise<{ process: ChildProcess; url: string }> {
+  // Its own directory, readable by the worker (which drops to nobody when started as root).
+  const dir = mkdtempSync(join(os.tmpdir(), "keygate-bench-nginx-"));
+  chmodSync(dir, 0o755);
+  const port = await freePort();
+  writeFileSync(join(dir, "nginx.conf"), config(dir, port));
+  const child = spawnPinned(core, binary, ["-p", `${dir}/`, "-c", join(dir, "nginx.conf"), "-e", join(dir, "error.log")], "pipe");
+  child.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+  child.stdout!.resume();
+  child.stderr!.resume();
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    await waitForHttp(`${url}${path}`, child, what, 15_000, headers);
+  } catch (e) {
+    const errors = existsSync(join(dir, "error.log")) ? readFileSync(join(dir, "error.log"), "utf8").slice(-2000) : "";
+    await stop(child);
+    throw new Error(`${(e as Error).message}\n${errors}`, { cause: e });
+  }
+  return { process: child, url };
+}
+
 /** Polls `url` until it answers 200 (nginx prints nothing when it is ready). */
-async function waitForHttp(url: string, child: ChildProcess, what: string, timeoutMs = 15_000): Promise<void> {
+async function waitForHttp(url: string, child: ChildProcess, what: string, timeoutMs = 15_000, headers: Record<string, string> = {}): Promise<void> {
   const until = Date.now() + timeoutMs;
   let last = "";
   while (Date.now() < until) {
     if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${what} exited early (${child.signalCode ?? child.exitCode})`);
     try {
-      const r = await fetch(url);
+      const r = await fetch(url, { headers });
       await r.arrayBuffer();
       if (r.status === 200) return;
       last = `HTTP ${r.status}`;
@@ -257,30 +306,15 @@ export async function runProxyBench(log: (line: string) => void = (line) => cons
     const undici = spawnNode(core, [...s.profArgs, "bench/servers/undici-proxy.ts", upstreamUrl], "pipe");
     children.push(undici);
     const undiciUrl = /listening (http:\/\/\S+)/.exec(await waitFor(undici, /listening (http:\/\/\S+)/, "undici proxy"))![1]!;
-    const signing = spawnNode(core, [...s.profArgs, "bench/servers/undici-proxy.ts", upstreamUrl, "--identity"], "pipe");
-    children.push(signing);
-    const signingUrl = /listening (http:\/\/\S+)/.exec(await waitFor(signing, /listening (http:\/\/\S+)/, "undici proxy with identity headers"))![1]!;
+    const assertion = spawnNode(core, [...s.profArgs, "bench/servers/undici-proxy.ts", upstreamUrl, "--identity"], "pipe");
+    children.push(assertion);
+    const assertionUrl = /listening (http:\/\/\S+)/.exec(await waitFor(assertion, /listening (http:\/\/\S+)/, "undici proxy with the assertion"))![1]!;
 
-    let nginxProcess: ChildProcess | undefined;
-    let nginxUrl: string | undefined;
+    const upstreamPort = Number(new URL(upstreamUrl).port);
+    let plain: { process: ChildProcess; url: string } | undefined;
     if (!("missing" in nginx)) {
-      // Its own directory, readable by the worker (which drops to nobody when started as root).
-      const dir = mkdtempSync(join(os.tmpdir(), "keygate-bench-nginx-"));
-      chmodSync(dir, 0o755);
-      const port = await freePort();
-      writeFileSync(join(dir, "nginx.conf"), nginxConfig(dir, port, Number(new URL(upstreamUrl).port)));
-      nginxProcess = spawnPinned(core, nginx.path, ["-p", `${dir}/`, "-c", join(dir, "nginx.conf"), "-e", join(dir, "error.log")], "pipe");
-      children.push(nginxProcess);
-      nginxProcess.once("exit", () => rmSync(dir, { recursive: true, force: true }));
-      nginxProcess.stdout!.resume();
-      nginxProcess.stderr!.resume();
-      nginxUrl = `http://127.0.0.1:${port}`;
-      try {
-        await waitForHttp(`${nginxUrl}${PATH}`, nginxProcess, "nginx");
-      } catch (e) {
-        const errors = existsSync(join(dir, "error.log")) ? readFileSync(join(dir, "error.log"), "utf8").slice(-2000) : "";
-        throw new Error(`${(e as Error).message}\n${errors}`, { cause: e });
-      }
+      plain = await startNginx(nginx.path, core, (dir, port) => nginxConfig(dir, port, upstreamPort), PATH, "nginx");
+      children.push(plain.process);
     }
 
     const profileFile = join(tmp, "rogeriq-bench.json");
@@ -290,30 +324,37 @@ export async function runProxyBench(log: (line: string) => void = (line) => cons
     children.push(keygate);
     const keygateUrl = /keygate listening on (http:\/\/\S+)/.exec(await waitFor(keygate, /keygate listening on (http:\/\/\S+)/, "keygate serve"))![1]!;
     const key = await setUpKeygate(dataDir, profileFile, upstreamUrl);
+    let forwardAuth: { process: ChildProcess; url: string } | undefined;
+    if (!("missing" in nginx)) {
+      const keygatePort = Number(new URL(keygateUrl).port);
+      forwardAuth = await startNginx(nginx.path, core, (dir, port) => forwardAuthConfig(dir, port, keygatePort, upstreamPort), PATH, "nginx + keygate forward-auth", { "x-api-key": key });
+      children.push(forwardAuth.process);
+    }
 
     // Every target answers the same request with the upstream's body; keygate adds its headers.
     const expected = (await call("GET", `${upstreamUrl}${PATH}`, key)).text;
-    const urls: Record<ProxyTargetName, string | undefined> = { direct: upstreamUrl, undici: undiciUrl, signing: signingUrl, nginx: nginxUrl, keygate: keygateUrl };
+    const urls: Record<ProxyTargetName, string | undefined> = { direct: upstreamUrl, undici: undiciUrl, assertion: assertionUrl, nginx: plain?.url, keygate: keygateUrl, forwardauth: forwardAuth?.url };
     for (const [name, base] of Object.entries(urls)) {
       if (base === undefined) continue;
       const r = await call("GET", `${base}${PATH}`, key);
       if (r.status !== 200 || r.text !== expected) throw new Error(`${name}: GET ${PATH} answered ${r.status} ${r.text.slice(0, 300)}`);
-      if (name === "keygate" && (!r.headers.get("x-request-id") || (r.headers.get("ratelimit-policy")?.split(",").length ?? 0) !== 3)) {
-        throw new Error(`keygate: expected X-Request-Id and 3 limits in RateLimit-Policy, got ${JSON.stringify(Object.fromEntries(r.headers))}`);
+      if ((name === "keygate" || name === "forwardauth") && (!r.headers.get("x-request-id") || (r.headers.get("ratelimit-policy")?.split(",").length ?? 0) !== 3)) {
+        throw new Error(`${name}: expected X-Request-Id and 3 limits in RateLimit-Policy, got ${JSON.stringify(Object.fromEntries(r.headers))}`);
       }
     }
 
     loadgen = new LoadGenerator(s.pinning?.loadgen ?? null);
-    const pids: Record<ProxyTargetName, number | undefined> = { direct: upstream.pid, undici: undici.pid, signing: signing.pid, nginx: nginxProcess?.pid, keygate: keygate.pid };
-    const targets: (LoadTarget & { target: ProxyTargetName })[] = (["direct", "undici", "signing", "nginx", "keygate"] as const)
+    // A process's CPU includes its children's (nginx's worker); forward-auth's keygate is a companion.
+    const pids: Record<ProxyTargetName, number | undefined> = { direct: upstream.pid, undici: undici.pid, assertion: assertion.pid, nginx: plain?.process.pid, keygate: keygate.pid, forwardauth: forwardAuth?.process.pid };
+    const targets: (LoadTarget & { target: ProxyTargetName })[] = (["direct", "undici", "assertion", "nginx", "keygate", "forwardauth"] as const)
       .filter((t) => urls[t] !== undefined)
       .map((t) => ({
         target: t,
-        label: t.padEnd(8),
+        label: t.padEnd(11),
         url: `${urls[t]}${PATH}`,
         headers: { "x-api-key": key },
         pid: pids[t],
-        companions: t === "direct" ? undefined : [{ name: "upstream", pid: upstream.pid }],
+        companions: t === "direct" ? undefined : [{ name: "upstream", pid: upstream.pid }, ...(t === "forwardauth" ? [{ name: "keygate", pid: keygate.pid }] : [])],
       }));
     const measured = await interleave(loadgen, targets, s, quiet, log);
 
@@ -321,23 +362,33 @@ export async function runProxyBench(log: (line: string) => void = (line) => cons
       const m = measured.get(t)!;
       return { target: t.target, url: t.url, warmup: m.warmup, runs: m.runs, median: mediansOf(m.runs) };
     });
-    const kg = sides.find((x) => x.target === "keygate")!;
-    const ratios: ProxyRatio[] = sides
-      .filter((x): x is ProxySide & { target: ProxyRatio["versus"] } => x.target !== "keygate")
-      .map((x) => {
-        const ratio: ProxyRatio = {
-          versus: x.target,
-          requestsPerSecond: round(kg.median.requestsPerSecond / x.median.requestsPerSecond, 3),
-          p50: round(kg.median.p50Ms / x.median.p50Ms, 3),
-          p99: round(kg.median.p99Ms / x.median.p99Ms, 3),
-          proxyCpu: x.target === "direct" || x.median.serverCpuUs === null || kg.median.serverCpuUs === null ? null : round(x.median.serverCpuUs / kg.median.serverCpuUs, 3),
-        };
-        if (x.target === "undici") {
-          ratio.goal = 0.9;
-          ratio.met = ratio.requestsPerSecond >= 0.9;
-        }
-        return ratio;
-      });
+    const side = (t: ProxyTargetName) => sides.find((x) => x.target === t);
+    const ratio = (of: "keygate" | "forwardauth", versus: ProxyTargetName, goal?: number): ProxyRatio | undefined => {
+      const a = side(of);
+      const b = side(versus);
+      if (!a || !b) return undefined;
+      const r: ProxyRatio = {
+        of,
+        versus,
+        requestsPerSecond: round(a.median.requestsPerSecond / b.median.requestsPerSecond, 3),
+        p50: round(a.median.p50Ms / b.median.p50Ms, 3),
+        p99: round(a.median.p99Ms / b.median.p99Ms, 3),
+        proxyCpu: of === "forwardauth" || versus === "direct" || b.median.serverCpuUs === null || a.median.serverCpuUs === null ? null : round(b.median.serverCpuUs / a.median.serverCpuUs, 3),
+      };
+      if (goal !== undefined) {
+        r.goal = goal;
+        r.met = r.requestsPerSecond >= goal;
+      }
+      return r;
+    };
+    const ratios = [
+      ratio("keygate", "direct"),
+      ratio("keygate", "undici"),
+      ratio("keygate", "assertion", 0.9),
+      ratio("keygate", "nginx"),
+      ratio("forwardauth", "keygate", 1.5),
+      ratio("forwardauth", "nginx"),
+    ].filter((r): r is ProxyRatio => r !== undefined);
     return {
       method: {
         connections: s.connections,
@@ -368,9 +419,10 @@ export function proxyTable(result: ProxyBenchResult): string[] {
   const name: Record<ProxyTargetName, string> = {
     direct: "upstream, direct",
     undici: "bare undici proxy",
-    signing: "bare undici proxy + identity headers",
+    assertion: "bare undici proxy + the same cached assertion",
     nginx: "nginx proxy_pass",
     keygate: "keygate (RogerIQ)",
+    forwardauth: "nginx + keygate forward-auth",
   };
   const lines = [
     `| GET ${PATH} via | median req/s | p50 ms | p99 ms | req/s per run | proxy CPU µs/req | upstream CPU µs/req | proxy CPU | upstream CPU | loadgen CPU | other CPU |`,
@@ -385,10 +437,10 @@ export function proxyTable(result: ProxyBenchResult): string[] {
       `| ${name[x.target]} | ${m.requestsPerSecond} | ${m.p50Ms} | ${m.p99Ms} | ${x.runs.map((r) => r.requestsPerSecond).join(" / ")} | ${proxyUs} | ${up.cpuUs ?? "–"} | ${proxyCpu} | ${up.cpu ?? "–"} | ${m.loadgenCpu} | ${m.otherCpu ?? "–"} |`,
     );
   }
-  lines.push("", "| keygate against | keygate / it, req/s | p50 keygate / it | p99 keygate / it | its proxy CPU / keygate's, per request | goal |", "|---|---:|---:|---:|---:|---|");
+  lines.push("", "| target | against | req/s, target / it | p50 target / it | p99 target / it | its proxy CPU / the target's, per request | goal |", "|---|---|---:|---:|---:|---:|---|");
   for (const r of result.ratios) {
     const goal = r.goal === undefined ? "–" : `≥ ${r.goal} (req/s): ${r.met ? "met" : "not met"}`;
-    lines.push(`| ${name[r.versus]} | ${r.requestsPerSecond} | ${r.p50} | ${r.p99} | ${r.proxyCpu ?? "–"} | ${goal} |`);
+    lines.push(`| ${name[r.of]} | ${name[r.versus]} | ${r.requestsPerSecond} | ${r.p50} | ${r.p99} | ${r.proxyCpu ?? "–"} | ${goal} |`);
   }
   for (const s of result.skipped) lines.push("", `Skipped: ${s}`);
   return lines;

@@ -8,16 +8,17 @@
  *     node bench/servers/undici-proxy.ts <upstream origin> [--identity]    # http://127.0.0.1:<port>
  *
  * With --identity it also adds what keygate's forwarding contract adds to every request
- * (docs/upstreams.md): a fresh X-Request-Id, X-Forwarded-For/-Proto/-Host, and the signed identity
- * headers (src/upstream/http/identity.ts, for one fixed identity): the cost of that contract alone,
- * on both sides of the wire, without any verification, limits or accounting.
+ * (docs/upstreams.md): a fresh X-Request-Id, X-Forwarded-For/-Proto/-Host, and X-Keygate-Identity,
+ * one assertion signed at start (src/upstream/http/identity.ts) and sent on every request, as
+ * keygate sends a key's kept assertion: the cost of that contract alone, on both sides of the
+ * wire, without any verification, limits or accounting.
  *
  * Prints "listening http://127.0.0.1:<port>" once ready; SIGTERM closes it.
  */
 import { randomUUID } from "node:crypto";
 import { type IncomingHttpHeaders, type OutgoingHttpHeaders, createServer } from "node:http";
 import { Agent } from "undici";
-import { type Identity, identityHeaders, identitySecret } from "../../src/upstream/http/identity.ts";
+import { IDENTITY_HEADER, identitySigner } from "../../src/upstream/http/identity.ts";
 import { UPSTREAM_DEFAULTS } from "../../src/upstream/http/proxy.ts";
 
 const origin = process.argv[2];
@@ -27,16 +28,19 @@ if (!origin || (process.argv[3] !== undefined && !withIdentity)) {
   process.exit(2);
 }
 
-const IDENTITY: Identity = {
-  keyId: "key_0d6f3c2a9b8e4f71a2c5d9e0b1f4a7c3",
-  keyType: "api",
-  portalId: "portal_5e2b8d1c7a4f4e0b9c3d6a8f2e1b7c40",
-  ownerId: "user_9a1c4e7b2d5f4a8c0e3b6d9f1a2c5e8b",
-  scopes: "kb:read",
-  accessMode: "READWRITE",
-  clientIp: "127.0.0.1",
-};
-const SECRET = identitySecret("bench-server-secret", IDENTITY.portalId);
+const CLIENT_IP = "127.0.0.1";
+const ASSERTION = identitySigner({ serverSecret: "bench-server-secret", issuer: "keygate" }).sign(
+  {
+    aud: origin,
+    sub: "key_0d6f3c2a9b8e4f71a2c5d9e0b1f4a7c3",
+    key_type: "api",
+    portal: "portal_5e2b8d1c7a4f4e0b9c3d6a8f2e1b7c40",
+    owner: "user_9a1c4e7b2d5f4a8c0e3b6d9f1a2c5e8b",
+    scopes: ["kb:read"],
+    access_mode: "READWRITE",
+  },
+  Math.floor(Date.now() / 1000),
+);
 
 const HOP_BY_HOP = new Set(["connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "proxy-connection", "proxy-authenticate", "proxy-authorization", "host"]);
 const agent = new Agent({
@@ -47,15 +51,16 @@ const agent = new Agent({
   connections: UPSTREAM_DEFAULTS.connectionsPerOrigin,
 });
 
-function requestHeaders(headers: IncomingHttpHeaders, method: string, target: string): Record<string, string | string[]> {
+function requestHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   for (const name in headers) {
     const value = headers[name];
     if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
   }
   if (withIdentity) {
-    Object.assign(out, identityHeaders(SECRET, IDENTITY, { method, target, requestId: `req_${randomUUID()}`, timestamp: Math.floor(Date.now() / 1000) }));
-    out["x-forwarded-for"] = IDENTITY.clientIp;
+    out[IDENTITY_HEADER] = ASSERTION;
+    out["x-request-id"] = `req_${randomUUID()}`;
+    out["x-forwarded-for"] = CLIENT_IP;
     out["x-forwarded-proto"] = "http";
     if (headers.host) out["x-forwarded-host"] = headers.host;
   }
@@ -74,7 +79,7 @@ function responseHeaders(headers: Record<string, string | string[] | undefined>)
 const server = createServer((req, res) => {
   const hasBody = req.headers["transfer-encoding"] !== undefined || (req.headers["content-length"] !== undefined && req.headers["content-length"] !== "0");
   agent
-    .stream({ origin, path: req.url!, method: req.method as "GET", headers: requestHeaders(req.headers, req.method!, req.url!), body: hasBody ? req : null }, ({ statusCode, headers }) => {
+    .stream({ origin, path: req.url!, method: req.method as "GET", headers: requestHeaders(req.headers), body: hasBody ? req : null }, ({ statusCode, headers }) => {
       res.writeHead(statusCode, responseHeaders(headers as Record<string, string | string[] | undefined>));
       return res;
     })

@@ -32,11 +32,13 @@ export function registerServe(program: Command, io: Io): void {
     .option("--tls-cert <file>", "serve HTTPS with this certificate chain (PEM), on every port; needs --tls-key")
     .option("--tls-key <file>", "the private key (PEM) of --tls-cert")
     .option("--owner-password-file <file>", "first start: the owner's password, read from this file (default: $KEYGATE_OWNER_PASSWORD; neither: a one-time sign-in link is printed)")
+    .option("--identity-key-generation <n>", "the key generation X-Keygate-Identity assertions are signed with; raise it on every node to rotate the keys (default: $KEYGATE_IDENTITY_KEY_GENERATION, else 1)")
     .option("--sandbox-port <port>", "also serve the sandbox portal at a host root on this port, /rest/<user id>/<token>/<method> as Bitrix24 does (0 picks a free one; default: off)")
-    .action(async (opts: { port: string; host: string; dataDir?: string; database?: string; profile?: string; trustProxy?: string; publicUrl?: string; redis?: string; deploymentId?: string; allowUpstream: string[]; tlsCert?: string; tlsKey?: string; sandboxPort?: string; ownerPasswordFile?: string }) => {
+    .action(async (opts: { port: string; host: string; dataDir?: string; database?: string; profile?: string; trustProxy?: string; publicUrl?: string; redis?: string; deploymentId?: string; allowUpstream: string[]; tlsCert?: string; tlsKey?: string; sandboxPort?: string; ownerPasswordFile?: string; identityKeyGeneration?: string }) => {
       const port = portOption("--port", opts.port);
       const sandboxPort = opts.sandboxPort === undefined ? undefined : portOption("--sandbox-port", opts.sandboxPort);
       const tls = tlsOptions(opts.tlsCert, opts.tlsKey);
+      const identityKeyGeneration = generationOption(opts.identityKeyGeneration ?? process.env.KEYGATE_IDENTITY_KEY_GENERATION);
       const configuredDeployment = opts.deploymentId ?? process.env.KEYGATE_DEPLOYMENT_ID;
       if (configuredDeployment !== undefined && !DEPLOYMENT_ID.test(configuredDeployment)) {
         throw new UsageError("USAGE", [{ scope: "", code: "USAGE", message: `--deployment-id must be 1 to 64 letters, digits, "-" or "_", not "${configuredDeployment}"` }]);
@@ -99,6 +101,7 @@ export function registerServe(program: Command, io: Io): void {
         allowUpstream,
         tls,
         sandboxUrl,
+        identityKeyGeneration,
         ...shared,
       });
       log = (message) => app.log.warn(message);
@@ -147,6 +150,13 @@ function portOption(flag: string, value: string): number {
   const port = Number(value);
   if (!/^\d+$/.test(value) || port > 65535) throw new UsageError("USAGE", [{ scope: "", code: "USAGE", message: `${flag} must be a whole number from 0 to 65535, not "${value}"` }]);
   return port;
+}
+
+function generationOption(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!/^\d{1,9}$/.test(value) || n < 1) throw new UsageError("USAGE", [{ scope: "", code: "USAGE", message: `--identity-key-generation must be a whole number from 1, not "${value}"` }]);
+  return n;
 }
 
 /** The certificate and key, read and checked now: a wrong file is a usage error at start, not a failed handshake later. */

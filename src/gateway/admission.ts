@@ -47,8 +47,12 @@ export interface Admission {
   readonly auth: Authenticator;
   /** Last-used times and the request log, written off the hot path. */
   readonly usage: Usage;
-  /** Synchronous when the key is cached and the limiter counts in this process: the hot path awaits nothing. */
-  admit(arrival: Arrival): Admitted | Promise<Admitted>;
+  /**
+   * Synchronous when the key is cached and the limiter counts in this process: the hot path awaits
+   * nothing. `wholeBudget`: an upstream route spends the portal's budget now, whatever
+   * portalOnArrival says (verify mode: the backend that asked calls the portal itself).
+   */
+  admit(arrival: Arrival, options?: { wholeBudget?: boolean }): Admitted | Promise<Admitted>;
   close(): Promise<void>;
 }
 
@@ -60,10 +64,10 @@ export function admission(options: AdmissionOptions): Admission {
   const limits = rateLimiting({ policy: limitPolicy(profile.spec.limits), limiter, store, cache, portalOnArrival: options.portalOnArrival });
   const usage = new Usage(store, { now, ...options.usage });
   const auth = authenticator({ profile, format, serverSecret, cache, now, touched: (id, at) => usage.touch(id, at), throttled: (ip) => limits.throttled(ip), session: options.session });
-  const spend = (verification: Verification): Admitted | Promise<Admitted> => {
+  const spend = (verification: Verification, wholeBudget: boolean): Admitted | Promise<Admitted> => {
     // Refused by the failed-authentication throttle before the lookup: that refusal is the outcome (nothing is counted).
     if (verification.throttled) return { verification, spent: verification.throttled };
-    const spent = limits.spend(verification);
+    const spent = limits.spend(verification, wholeBudget);
     return spent instanceof Promise ? spent.then((s) => ({ verification, spent: s })) : { verification, spent };
   };
   return {
@@ -73,9 +77,10 @@ export function admission(options: AdmissionOptions): Admission {
     limits,
     auth,
     usage,
-    admit(arrival) {
+    admit(arrival, options) {
+      const whole = options?.wholeBudget ?? false;
       const verification = auth.authenticate(arrival);
-      return verification instanceof Promise ? verification.then(spend) : spend(verification);
+      return verification instanceof Promise ? verification.then((v) => spend(v, whole)) : spend(verification, whole);
     },
     async close() {
       await usage.close();

@@ -45,6 +45,7 @@ export interface Verification {
   route: Route | undefined;
   /** The route's path parameters (when it passed). */
   params?: Record<string, string>;
+  /** The client's address, where its request is counted (Arrival.countedAt when given). */
   clientIp: string;
   /** Refused before its key was read: the address's failed-authentication budget is spent (docs/limits.md). */
   throttled?: Spent;
@@ -57,8 +58,14 @@ export interface Arrival {
   method: string;
   url: string;
   headers: IncomingHttpHeaders;
-  /** Normalised (src/limits/ip.ts), behind trusted proxies the forwarded address. */
+  /** Normalised (src/limits/ip.ts), behind trusted proxies the forwarded address; "" when unknown (an allow-listed key is then refused). */
   clientIp: string;
+  /** The route to check instead of the one `url` matches in the profile's table (verify mode's ad-hoc requirement). */
+  route?: Route;
+  /** Which keys this request may be about; any other counts as unknown, INVALID_API_KEY (verify mode: keys of the caller's portal). */
+  accepts?: (key: CachedKey) => boolean;
+  /** The address whose budgets a request without a recognised key spends, when it is not clientIp (verify mode: the caller's, not the address it names). */
+  countedAt?: string;
 }
 
 export interface Authenticator {
@@ -86,9 +93,9 @@ export function authenticator(options: AuthenticatorOptions): Authenticator {
 
   /** The steps after the key is known: route, session, then the decision of src/core/verify/decide.ts. */
   const decideFor = (arrival: Arrival, key: CachedKey | undefined, keyType: KeyTypeSpec, session: string | undefined): Verification => {
-    const ip = arrival.clientIp;
-    if (!key) return refuse(ip, { code: "INVALID_API_KEY" });
-    const match = profile.match(arrival.method, arrival.url);
+    const ip = arrival.countedAt ?? arrival.clientIp;
+    if (!key || (arrival.accepts !== undefined && !arrival.accepts(key))) return refuse(ip, { code: "INVALID_API_KEY" });
+    const match = arrival.route !== undefined ? { value: arrival.route, params: {} } : profile.match(arrival.method, arrival.url);
     if (!match) {
       // Worked out only on this refusal: a path the table has under other methods is a 405 with Allow.
       const allow = profile.methodsAt(arrival.url);
@@ -99,7 +106,7 @@ export function authenticator(options: AuthenticatorOptions): Authenticator {
       return refuse(ip, { code: "INVALID_SESSION" }, key, match.value);
     }
     const at = now();
-    const denial = decide(profile, key.verified, { method: arrival.method, route: match.value, clientIp: ip, hasSession: false, now: at });
+    const denial = decide(profile, key.verified, { method: arrival.method, route: match.value, clientIp: arrival.clientIp, hasSession: false, now: at });
     if (denial) return refuse(ip, denial, key, match.value);
     options.touched(key.record.id, at);
     return { refusal: undefined, key, route: match.value, params: match.params, clientIp: ip };
@@ -107,11 +114,12 @@ export function authenticator(options: AuthenticatorOptions): Authenticator {
 
   return {
     authenticate(arrival) {
+      const countedAt = arrival.countedAt ?? arrival.clientIp;
       const credential = extractCredential(arrival.headers, format);
       if ("code" in credential) {
         // No key: a signed-in browser's cookie may stand in (a key header, when sent, wins).
         const token = credential.code === "MISSING_API_KEY" && options.session ? sessionToken(arrival.headers) : undefined;
-        return token === undefined ? refuse(arrival.clientIp, credential) : options.session!(arrival, token);
+        return token === undefined ? refuse(countedAt, credential) : options.session!(arrival, token);
       }
       const raw = credential.raw;
       // A key in the cache was well-formed when it was issued (the digest binds the exact string):
@@ -122,23 +130,23 @@ export function authenticator(options: AuthenticatorOptions): Authenticator {
       if (cached) keyType = cached.verified.keyType;
       else {
         const keyTypeId = format.parse(raw);
-        if (keyTypeId === undefined || digest === undefined) return refuse(arrival.clientIp, { code: "INVALID_API_KEY" });
+        if (keyTypeId === undefined || digest === undefined) return refuse(countedAt, { code: "INVALID_API_KEY" });
         keyType = profile.keyType(keyTypeId)!;
       }
       if (keyType.sessionUser && credential.viaBearer) {
-        return refuse(arrival.clientIp, { code: "INVALID_API_KEY", message: `${keyType.label}s (${keyType.prefix}) go in X-Api-Key; Authorization: Bearer carries the session token.` });
+        return refuse(countedAt, { code: "INVALID_API_KEY", message: `${keyType.label}s (${keyType.prefix}) go in X-Api-Key; Authorization: Bearer carries the session token.` });
       }
       if (cached) return decideFor(arrival, cached, keyType, credential.session);
       // Not cached: a digest the store did not know a moment ago is still unknown; otherwise an
       // address that spent its failed-authentication budget gets its 429 before any lookup.
-      if (cache.unknown(digest!)) return refuse(arrival.clientIp, { code: "INVALID_API_KEY" });
+      if (cache.unknown(digest!)) return refuse(countedAt, { code: "INVALID_API_KEY" });
       const type = keyType;
       const lookup = (throttled: Spent | undefined): Verification | Promise<Verification> => {
-        if (throttled) return { refusal: { code: throttled.code! }, key: undefined, route: undefined, clientIp: arrival.clientIp, throttled };
+        if (throttled) return { refusal: { code: throttled.code! }, key: undefined, route: undefined, clientIp: countedAt, throttled };
         const loaded = cache.load(digest!);
         return loaded instanceof Promise ? loaded.then((key) => decideFor(arrival, key, type, credential.session)) : decideFor(arrival, loaded, type, credential.session);
       };
-      const throttled = options.throttled(arrival.clientIp);
+      const throttled = options.throttled(countedAt);
       return throttled instanceof Promise ? throttled.then(lookup) : lookup(throttled);
     },
   };

@@ -3,7 +3,7 @@
  * decided by the key's portal, the WWW-Authenticate challenge of a 401, and ETag revalidation.
  */
 import { createHash } from "node:crypto";
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
 import { brotliCompressSync, constants, gzipSync } from "node:zlib";
 import negotiate from "@fastify/accept-negotiator";
 import type { FastifyReply, FastifyRequest } from "fastify";
@@ -66,7 +66,7 @@ const REALM = 'realm="keygate"';
  * keygate's) or as Bearer tokens; session tokens as Bearer (RFC 6750 §3: no error code when no
  * credentials came, invalid_token when they did not pass).
  */
-export function wwwAuthenticate(code: string, request: FastifyRequest): string {
+export function wwwAuthenticate(code: string, request: { headers: IncomingHttpHeaders }): string {
   switch (code) {
     // No key came; a signed-in browser's cookie (docs/accounts.md) is no HTTP authentication scheme, so the key schemes are offered.
     case "MISSING_API_KEY":

@@ -4,7 +4,7 @@ import type { Profile } from "../core/profile/profile.ts";
 import { splitPath } from "../core/routes/router.ts";
 import { rateLimitHeaders } from "../limits/policy.ts";
 import type { Store, Upstream } from "../store/store.ts";
-import { type Identity, identityHeaders, identitySecret } from "../upstream/http/identity.ts";
+import { IDENTITY_HEADER } from "../upstream/http/identity.ts";
 import { targetProblem } from "../upstream/http/path.ts";
 import type { OutboundPolicy } from "../upstream/outbound.ts";
 import { ClientGone, ClientSignal, HttpUpstream, type HttpUpstreamOptions, UpstreamError, hasRequestBody } from "../upstream/http/proxy.ts";
@@ -12,6 +12,7 @@ import { redactBaseUrl } from "../upstream/redact.ts";
 import { servedByBitrix24 } from "../upstream/sandbox/index.ts";
 import type { Admitted } from "./admission.ts";
 import type { Refusal, Verification } from "./auth.ts";
+import type { IdentityAssertions } from "./identity.ts";
 import type { CachedKey } from "./key-cache.ts";
 
 /**
@@ -51,8 +52,8 @@ export interface HttpProxy {
   close(): Promise<void>;
 }
 
-export function httpProxy(options: { profile: Profile; store: Store; serverSecret: string; now: () => number; outbound: OutboundPolicy; upstream?: HttpUpstreamOptions }): HttpProxy {
-  const { profile, store, serverSecret, now } = options;
+export function httpProxy(options: { profile: Profile; store: Store; assertions: IdentityAssertions; outbound: OutboundPolicy; upstream?: HttpUpstreamOptions }): HttpProxy {
+  const { profile, store, assertions } = options;
   // VibeCode's upstream routes are served by the Bitrix24 adapters (Bitrix24, the sandbox), not forwarded.
   const forwarding = !servedByBitrix24(profile);
   const upstream = new HttpUpstream(options.outbound, options.upstream);
@@ -80,21 +81,15 @@ export function httpProxy(options: { profile: Profile; store: Store; serverSecre
     if (at === generation) portals.set(portalId, found);
     return found;
   };
-  const secrets = new Map<string, string>();
-  const secretOf = (portalId: string): string => {
-    let secret = secrets.get(portalId);
-    if (secret === undefined) secrets.set(portalId, (secret = identitySecret(serverSecret, portalId)));
-    return secret;
-  };
-  // The scopes header of a key, computed once per cache entry (a changed key is a new entry).
-  const scopeHeaders = new WeakMap<CachedKey, string>();
-  const scopesOf = (key: CachedKey): string => {
-    let value = scopeHeaders.get(key);
-    if (value === undefined) {
-      value = profile.effective({ scopes: key.record.scopes, issued: key.record.issuedScopes }).join(",");
-      scopeHeaders.set(key, value);
+  // The audience of a base URL's assertions: the base URL without its trailing slash.
+  const audiences = new Map<string, string>();
+  const audienceOf = (baseUrl: string): string => {
+    let aud = audiences.get(baseUrl);
+    if (aud === undefined) {
+      if (audiences.size >= 10_000) audiences.clear();
+      audiences.set(baseUrl, (aud = baseUrl.replace(/\/+$/, "")));
     }
-    return value;
+    return aud;
   };
 
   // `responding` is called as the upstream's response begins (Fastify's reply lets go of the raw response).
@@ -112,23 +107,8 @@ export function httpProxy(options: { profile: Profile; store: Store; serverSecre
         hint: 'A portal administrator links it: PATCH /v1/portals/:id {"upstream": {"kind": "http", "baseUrl": "https://…"}}.',
       };
     }
-    const identity: Identity = {
-      keyId: record.id,
-      keyType: record.type,
-      portalId: record.portalId!,
-      ownerId: record.ownerId,
-      scopes: scopesOf(key),
-      accessMode: record.accessMode,
-      clientIp,
-    };
-    // The signature binds the path as the upstream receives it (with the base URL's path).
     const location = upstream.locate(target.baseUrl, url);
-    const added = identityHeaders(secretOf(record.portalId!), identity, {
-      method: req.method!,
-      target: location.path,
-      requestId: request.id,
-      timestamp: Math.floor(now() / 1000),
-    });
+    const added: Record<string, string> = { [IDENTITY_HEADER]: assertions(key, audienceOf(target.baseUrl)), "x-request-id": request.id };
     added["x-forwarded-for"] = clientIp;
     added["x-forwarded-proto"] = request.protocol;
     if (request.host) added["x-forwarded-host"] = request.host;

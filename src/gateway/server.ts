@@ -14,6 +14,7 @@ import type { Profile, Route } from "../core/profile/profile.ts";
 import type { Keygate } from "../manage/context.ts";
 import type { Limiter } from "../limits/limiter.ts";
 import type { Store } from "../store/store.ts";
+import { identitySigner } from "../upstream/http/identity.ts";
 import type { HttpUpstreamOptions } from "../upstream/http/proxy.ts";
 import { outboundPolicy } from "../upstream/outbound.ts";
 import { rateLimitHeaders } from "../limits/policy.ts";
@@ -25,7 +26,10 @@ import { type ErrorBody, envelopeFor, errorBody, responsesFor } from "./envelope
 import type { RedisInvalidation } from "./invalidation.ts";
 import type { CachedKey, KeyCache } from "./key-cache.ts";
 import { LimitRefusal } from "./limits.ts";
+import { forwardAuth, forwardAuthRoutes } from "./forward-auth.ts";
+import { identityAssertions } from "./identity.ts";
 import { httpProxy } from "./proxy.ts";
+import { jwksRoute } from "./routes/jwks.ts";
 import { keyRoutes } from "./routes/keys.ts";
 import { entityRoutes } from "./routes/entities.ts";
 import { keptMe, meRoutes } from "./routes/me.ts";
@@ -66,6 +70,8 @@ export interface ServerOptions {
   sessions?: Partial<SessionLifetimes>;
   /** Failed sign-ins allowed per account and per address (docs/accounts.md). */
   signInThrottle?: Partial<SignInThrottleSettings>;
+  /** The key generation identity assertions are signed with (default 1): raised on every node to rotate the keys (docs/upstreams.md, "The identity assertion"). */
+  identityKeyGeneration?: number;
   /** The base URL of the sandbox served at a host root (`keygate serve --sandbox-port`), for the sandbox's webhook URL; default: the /sandbox/ path of this server. */
   sandboxUrl?: string;
   now?: () => number;
@@ -234,7 +240,9 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   });
   const { cache, limits, usage, limiter, format } = a;
   const outbound = outboundPolicy(options.allowUpstream);
-  const proxy = httpProxy({ profile, store, serverSecret, now, outbound, upstream: options.httpUpstream });
+  const signer = identitySigner({ serverSecret, generation: options.identityKeyGeneration, issuer: options.publicUrl ?? "keygate" });
+  const assertions = identityAssertions(profile, cache, signer, now);
+  const proxy = httpProxy({ profile, store, assertions, outbound, upstream: options.httpUpstream });
   const kg: Keygate = {
     profile,
     store,
@@ -271,6 +279,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   };
   /** This keygate's origin as the browser sees it: the public URL's, or the request's own. */
   const ownOrigin = (request: FastifyRequest): string => (options.publicUrl ? new URL(options.publicUrl).origin : `${client.protocol(request.raw)}://${client.host(request.raw)}`);
+  const fa = forwardAuth({ admission: a, envelope, client, assertions, store, log: app.log });
   const ctx: GatewayContext = { kg, envelope, publicUrl: options.publicUrl, sandboxUrl: options.sandboxUrl, usage, cache, client, send, responses: responsesFor(profile) };
 
   const arrive = (req: ArrivingMessage, res: ServerResponse): void => {
@@ -278,6 +287,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     // Anything else is not verified here: Fastify's onRequest hook looks at the route its router chose.
     // Signing in and out is not verified here either: those routes read the cookie themselves.
     if ((!url.startsWith("/v1/") && !proxy.covers(url)) || isAccountPath(url)) return handOver(req, res);
+    // A proxy's question about a request it received: answered here, as the proxy's hot path (docs/upstreams.md, "Forward-auth").
+    if (fa.handles(url)) return fa.serve(req, res, requestId());
     // A CORS preflight carries no key: never verified nor counted (Fastify's onRequest hook answers it).
     if (isPreflight(req)) return handOver(req, res);
     const started = performance.now();
@@ -347,6 +358,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     if (admitted === undefined) {
       if (!request.url.startsWith("/v1/") && !request.routeOptions.url?.startsWith("/v1/") && !proxy.covers(request.url)) return;
       if (isAccountPath(request.routeOptions.url ?? request.url)) return;
+      // Forward-auth's route admits the request the proxy describes, not its own.
+      if (fa.handles(request.url)) return;
       if (isPreflight(request.raw)) return reply.code(204).headers(preflightHeaders(request.raw)).send();
       admitted = await a.admit({ method: request.method, url: request.url, headers: request.headers, clientIp: client.ip(request.raw) });
     }
@@ -474,6 +487,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   app.register(sandboxRoutes, { store, now });
   // "limits" says whether rate limits are shared (redis), local (memory), or local for now (redis-degraded).
   app.get("/healthz", { schema: { hide: true } }, async () => ({ status: "ok", profile: profile.id, limits: limiter.mode }));
+  app.register(async (root) => jwksRoute(root.withTypeProvider<TypeBoxTypeProvider>(), signer));
   app.register(async (v1) => {
     // Fastify's own JSON parser (it refuses __proto__ and constructor.prototype), after a depth bound.
     const json = v1.getDefaultJsonParser("error", "error");
@@ -495,7 +509,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     meRoutes(typed, ctx);
     keyRoutes(typed, ctx);
     portalRoutes(typed, ctx);
-    verifyRoutes(typed, ctx, { limits, cache });
+    verifyRoutes(typed, ctx, a);
+    forwardAuthRoutes(typed, ctx, fa);
     accountRoutes(typed, ctx, { client, lifetimes, throttle: signInThrottle(limiter, { ...SIGN_IN_THROTTLE, ...options.signInThrottle }) });
     entityRoutes(typed, ctx, limits, () => {
       const address = app.server.address();

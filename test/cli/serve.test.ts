@@ -111,6 +111,29 @@ describe("keygate serve", () => {
     assert.equal(profile, "rogeriq");
   });
 
+  it("issue 13: --identity-key-generation chooses the signing key: the JWKS publishes the generations beside it; a bad value is exit 2", async () => {
+    const kids = async (...args: string[]) => {
+      const { child, url } = await startServe(...args);
+      try {
+        const res = await fetch(`${url}/.well-known/jwks.json`);
+        assert.equal(res.status, 200);
+        return ((await res.json()) as { keys: { kid: string }[] }).keys.map((k) => k.kid);
+      } finally {
+        child.kill("SIGTERM");
+        await once(child, "exit");
+      }
+    };
+    const dataDir = mkdtempSync(join(tmpdir(), "keygate-serve-"));
+    const first = await kids("--data-dir", dataDir);
+    const third = await kids("--data-dir", dataDir, "--identity-key-generation", "3");
+    assert.equal(first.length, 2, "generation 1 publishes 1 and 2");
+    assert.equal(third.length, 3, "generation 3 publishes 2, 3 and 4");
+    assert.equal(third[0], first[1], "generation 2's key is the same for both: derived from the data directory's secret");
+    const bad = keygate("serve", "--port", "0", "--identity-key-generation", "0");
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /--identity-key-generation must be a whole number from 1/);
+  });
+
   it("refuses a bad port or profile with exit code 2 and says why", () => {
     const port = keygate("serve", "--port", "http");
     assert.equal(port.status, 2);

@@ -74,8 +74,11 @@ describe("issue 11.1: the OpenAPI document is the contract [VibeCode]", () => {
       ids.add(o.operationId!);
       assert.ok(o.tags?.length && o.summary, `${name} has tags and a summary`);
       const statuses = Object.keys(o.responses ?? {});
-      assert.ok(statuses.some((s) => /^2\d\d$/.test(s) && o.responses![s]!.content), `${name} documents its success`);
-      if (name !== "GET /v1/openapi.json") {
+      // Forward-auth admits with no body (a proxy reads none): its success is documented without content.
+      if (name === "GET /v1/forward-auth") assert.ok(o.responses!["200"] && !o.responses!["200"].content, `${name} documents its success without a body`);
+      else assert.ok(statuses.some((s) => /^2\d\d$/.test(s) && o.responses![s]!.content), `${name} documents its success`);
+      // The document itself and the JWKS are public: nothing to authenticate or count.
+      if (name !== "GET /v1/openapi.json" && name !== "GET /.well-known/jwks.json") {
         for (const s of ["401", "429"]) assert.ok(o.responses![s]?.content, `${name} documents its ${s}`);
       }
     }
@@ -87,11 +90,12 @@ describe("issue 11.1: the OpenAPI document is the contract [VibeCode]", () => {
 
   it("issue 11.1: the real response of every operation, success and refusal, is valid by the document", async () => {
     const owner = h.owner.key;
-    const call = (operation: string, path: string, o: { key?: string; body?: unknown } = {}) => h.call(operation.split(" ")[0]!, path, { key: owner, ...o }).then((r) => c.check(operation, r));
+    const call = (operation: string, path: string, o: { key?: string; body?: unknown; headers?: Record<string, string> } = {}) => h.call(operation.split(" ")[0]!, path, { key: owner, ...o }).then((r) => c.check(operation, r));
 
     // self
     await call("GET /v1/guide", "/v1/guide");
     await call("GET /v1/openapi.json", "/v1/openapi.json");
+    await call("GET /.well-known/jwks.json", "/.well-known/jwks.json", { key: undefined });
     await call("GET /v1/me", "/v1/me");
     await call("GET /v1/me", "/v1/me", { key: "" }).then((r) => assert.equal(r.status, 401));
 
@@ -161,6 +165,12 @@ describe("issue 11.1: the OpenAPI document is the contract [VibeCode]", () => {
 
     // verify mode
     await call("POST /v1/verify", "/v1/verify", { key: api, body: { key: api, method: "GET", path: "/v1/deals" } }).then((r) => assert.equal(r.body.data.valid, true));
+    const original = { "x-forwarded-method": "GET", "x-forwarded-uri": "/v1/deals" };
+    const admitted = await h.call("GET", "/v1/forward-auth", { key: api, headers: original });
+    assert.deepEqual([admitted.status, admitted.body], [200, ""], "admitted, with no body");
+    c.reached.set("GET /v1/forward-auth", new Set([200]));
+    await call("GET /v1/forward-auth", "/v1/forward-auth", { key: "", headers: original }).then((r) => assert.equal(r.status, 401));
+    await call("GET /v1/forward-auth", "/v1/forward-auth", { key: api, headers: { ...original, "x-forwarded-uri": "/v1/keys" } }).then((r) => assert.equal(r.status, 403));
     await call("POST /v1/verify", "/v1/verify", { key: api, body: { key: "vibe_api_nope", method: "GET", path: "/v1/deals" } }).then((r) => assert.equal(r.body.data.valid, false));
     await call("POST /v1/verify", "/v1/verify", { key: api, body: { key: api, method: "GET" } }).then((r) => assert.equal(r.status, 400));
 

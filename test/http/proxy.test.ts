@@ -1,17 +1,19 @@
 /**
  * The HTTP upstream (docs/upstreams.md, "HTTP upstream"): RogerIQ and Atender requests that pass
  * verification are forwarded to the portal's `{kind: "http", baseUrl}`, with the caller's identity
- * in signed headers; everything refused is refused before anything reaches the upstream.
+ * in one signed assertion (issue 13: X-Keygate-Identity, a JWS the upstream verifies with `jose`
+ * against keygate's /.well-known/jwks.json); everything refused is refused before anything reaches
+ * the upstream.
  */
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import { type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse, createServer, request as httpRequest } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, beforeEach, describe, it } from "node:test";
-import { createKey } from "../../src/manage/keys.ts";
+import { createKey, updateKey } from "../../src/manage/keys.ts";
 import { createPortal, updatePortal } from "../../src/manage/portals.ts";
 import type { Portal } from "../../src/store/store.ts";
-import { identitySecret, verifyIdentity } from "../../src/upstream/http/identity.ts";
+import { type JSONWebKeySet, type JWTPayload, createLocalJWKSet, createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from "jose";
 import { type Harness, type Reply, startHarness, storeKinds } from "../support/gateway.ts";
 import { freePort } from "../support/services.ts";
 
@@ -102,6 +104,18 @@ async function keyFor(h: Harness, portal: Portal, scopes: string, extra: { acces
 
 const P = "/v1/projects/p1";
 
+/**
+ * What an upstream does with X-Keygate-Identity (docs/upstreams.md): verifies it with `jose`
+ * against keygate's JWKS, fetched over HTTP, for its own audience, on the harness clock.
+ */
+async function verifyAssertion(h: Harness, headers: IncomingHttpHeaders, audience: string, options: { at?: number; jwksUrl?: string } = {}): Promise<JWTPayload> {
+  const token = headers["x-keygate-identity"];
+  assert.equal(typeof token, "string", "one X-Keygate-Identity header");
+  const jwks = createRemoteJWKSet(new URL(options.jwksUrl ?? `${h.url}/.well-known/jwks.json`));
+  const { payload } = await jwtVerify(token as string, jwks, { issuer: "keygate", audience, algorithms: ["EdDSA"], currentDate: new Date(options.at ?? h.clock.now) });
+  return payload;
+}
+
 for (const kind of await storeKinds("http: proxy")) {
   describe(`HTTP upstream: RogerIQ [${kind}]`, () => {
     let h: Harness;
@@ -140,7 +154,7 @@ for (const kind of await storeKinds("http: proxy")) {
       assert.equal(r.headers["x-ratelimit-remaining"], "599");
     });
 
-    it("the upstream never sees the keygate key or other credentials; it sees X-Request-Id and signed identity headers", async () => {
+    it("the upstream never sees the keygate key or other credentials; it sees X-Request-Id and one signed assertion of the key (issue 13)", async () => {
       const r = await h.call("GET", `${P}/kb/articles`, {
         key: kbRead,
         bearer: kbRead,
@@ -155,25 +169,31 @@ for (const kind of await storeKinds("http: proxy")) {
       assert.equal(seen.headers["x-forwarded-for"], "127.0.0.1");
       assert.equal(seen.headers.host, new URL(up.url).host, "the upstream's own Host");
 
-      const check = verifyIdentity(seen.headers, identitySecret(h.kg.serverSecret, portal.id), seen.method, seen.url, h.clock.now);
-      assert.equal(check.valid, true, JSON.stringify(check));
-      assert.ok(check.valid);
+      for (const name of Object.keys(seen.headers)) assert.ok(!name.startsWith("x-keygate-") || name === "x-keygate-identity", `${name}: only keygate's assertion`);
+      const claims = await verifyAssertion(h, seen.headers, up.url);
       const key = (await h.store.listKeys({ portalId: portal.id })).find((k) => k.scopes.includes("kb:read") && k.scopes.length === 1)!;
-      assert.equal(check.identity.keyId, key.id);
-      assert.equal(check.identity.keyType, "api");
-      assert.equal(check.identity.portalId, portal.id);
-      assert.equal(check.identity.ownerId, h.owner.user.id);
-      assert.deepEqual(check.identity.scopeList, ["kb:read"]);
-      assert.equal(check.identity.accessMode, "READWRITE");
-      assert.equal(check.identity.clientIp, "127.0.0.1");
-      assert.equal(check.identity.requestId, r.headers["x-request-id"]);
+      assert.deepEqual(
+        { ...claims },
+        {
+          iss: "keygate",
+          aud: up.url,
+          sub: key.id,
+          key_type: "api",
+          portal: portal.id,
+          owner: h.owner.user.id,
+          scopes: ["kb:read"],
+          access_mode: "READWRITE",
+          iat: Math.floor(h.clock.now / 1000),
+          exp: Math.floor(h.clock.now / 1000) + 300,
+        },
+      );
+      assert.equal(decodeProtectedHeader(seen.headers["x-keygate-identity"] as string).alg, "EdDSA");
     });
 
     it("a request through a socket (verified and forwarded as it arrives, before Fastify) and one through app.inject are forwarded alike", async () => {
       const viaSocket = await rawRequest(h.url!, "GET", `${P}/kb/articles?x=1`, { "x-api-key": kbRead });
       const viaInject = await h.call("GET", `${P}/kb/articles?x=1`, { key: kbRead });
       assert.equal(up.seen.length, 2);
-      const secret = identitySecret(h.kg.serverSecret, portal.id);
       for (const [i, r] of [viaSocket, viaInject].entries()) {
         assert.equal(r.status, 200);
         assert.deepEqual(r.body, { method: "GET", url: `${P}/kb/articles?x=1`, body: "" });
@@ -182,8 +202,7 @@ for (const kind of await storeKinds("http: proxy")) {
         assert.equal(r.headers["x-hop"], undefined, "hop-by-hop headers are dropped");
         const seen = up.seen[i]!;
         assert.equal(seen.headers["x-request-id"], r.headers["x-request-id"]);
-        const check = verifyIdentity(seen.headers, secret, "GET", seen.url, h.clock.now);
-        assert.ok(check.valid && check.identity.scopeList.join() === "kb:read", JSON.stringify(check));
+        assert.deepEqual((await verifyAssertion(h, seen.headers, up.url)).scopes, ["kb:read"]);
       }
       assert.equal(Number(viaInject.headers["x-ratelimit-remaining"]), Number(viaSocket.headers["x-ratelimit-remaining"]) - 1, "both counted in the key's limits");
       // A refusal found as the request arrives is answered by Fastify, in the profile's envelope.
@@ -220,24 +239,81 @@ for (const kind of await storeKinds("http: proxy")) {
       }
     });
 
-    it("tampering with any identity header, the method, the path, the secret or the clock breaks the signature", async () => {
+    it("issue 13: one assertion per key, reused: signed once, sent on every request until a minute before it expires, then renewed", async () => {
+      const key = await keyFor(h, portal, "kb:read,kb:write");
+      for (let i = 0; i < 3; i++) await h.call("GET", `${P}/kb/articles?n=${i}`, { key });
+      const sent = up.seen.map((s) => s.headers["x-keygate-identity"]);
+      assert.equal(new Set(sent).size, 1, "the same assertion on every request");
+      assert.notEqual(up.seen[0]!.headers["x-request-id"], up.seen[1]!.headers["x-request-id"], "X-Request-Id stays per request, beside it");
+      const first = await verifyAssertion(h, up.seen[0]!.headers, up.url);
+      h.clock.advance(239_000);
+      await h.call("GET", `${P}/kb/articles`, { key });
+      assert.equal(up.seen[3]!.headers["x-keygate-identity"], sent[0], "still kept 4 minutes in");
+      h.clock.advance(1_000);
+      await h.call("GET", `${P}/kb/articles`, { key });
+      const renewed = up.seen[4]!.headers["x-keygate-identity"];
+      assert.notEqual(renewed, sent[0], "renewed a minute before it expires");
+      const second = await verifyAssertion(h, up.seen[4]!.headers, up.url);
+      assert.equal(second.iat, first.iat! + 240);
+      assert.equal(second.exp! - second.iat!, 300);
+    });
+
+    it("issue 13: a change of the key is in the next request's assertion, not the kept one", async () => {
+      const key = await keyFor(h, portal, "kb:read");
+      await h.call("GET", `${P}/kb/articles`, { key });
+      assert.equal((await verifyAssertion(h, up.seen[0]!.headers, up.url)).access_mode, "READWRITE");
+      const stored = (await h.store.listKeys({ portalId: portal.id })).find((k) => k.name === "key kb:read" && k.accessMode === "READWRITE" && k.scopes.length === 1)!;
+      await updateKey(h.kg, actorOf(h), stored.id, { accessMode: "READONLY" });
+      await h.call("GET", `${P}/kb/articles`, { key });
+      assert.equal((await verifyAssertion(h, up.seen[1]!.headers, up.url)).access_mode, "READONLY");
+    });
+
+    it("issue 13: tampering, another audience, another server secret, or a stale assertion fails the upstream's check", async () => {
       await h.call("GET", `${P}/kb/articles?x=1`, { key: kbRead });
       const seen = up.seen[0]!;
-      const secret = identitySecret(h.kg.serverSecret, portal.id);
-      const now = h.clock.now;
-      assert.equal(verifyIdentity(seen.headers, secret, "GET", seen.url, now).valid, true);
-      for (const name of ["x-keygate-key-id", "x-keygate-key-type", "x-keygate-portal-id", "x-keygate-owner-id", "x-keygate-scopes", "x-keygate-access-mode", "x-keygate-client-ip", "x-keygate-timestamp", "x-request-id"]) {
-        const forged = { ...seen.headers, [name]: name === "x-keygate-timestamp" ? String(Number(seen.headers[name]) + 1) : "admin" };
-        assert.deepEqual(verifyIdentity(forged, secret, "GET", seen.url, now), { valid: false, reason: "signature" }, name);
-        const { [name]: _dropped, ...missing } = seen.headers;
-        assert.deepEqual(verifyIdentity(missing, secret, "GET", seen.url, now), { valid: false, reason: "missing" }, name);
+      const token = seen.headers["x-keygate-identity"] as string;
+      await verifyAssertion(h, seen.headers, up.url);
+      const [head, body, signature] = token.split(".");
+      const claims = JSON.parse(Buffer.from(body!, "base64url").toString());
+      const forged = `${head}.${Buffer.from(JSON.stringify({ ...claims, scopes: ["admin"] })).toString("base64url")}.${signature}`;
+      await assert.rejects(verifyAssertion(h, { "x-keygate-identity": forged }, up.url), { code: "ERR_JWS_SIGNATURE_VERIFICATION_FAILED" });
+      await assert.rejects(verifyAssertion(h, seen.headers, "https://another-upstream.example.com"), { code: "ERR_JWT_CLAIM_VALIDATION_FAILED", claim: "aud" });
+      await assert.rejects(verifyAssertion(h, seen.headers, up.url, { at: h.clock.now + 301_000 }), { code: "ERR_JWT_EXPIRED" });
+      // Another deployment (another server secret) publishes other keys: its JWKS does not know this kid.
+      const other = await startHarness("sqlite", { profile: "rogeriq", listen: true });
+      try {
+        await assert.rejects(verifyAssertion(h, seen.headers, up.url, { jwksUrl: `${other.url}/.well-known/jwks.json` }), { code: "ERR_JWKS_NO_MATCHING_KEY" });
+      } finally {
+        await other.close();
       }
-      assert.equal(verifyIdentity(seen.headers, secret, "DELETE", seen.url, now).valid, false, "another method");
-      assert.equal(verifyIdentity(seen.headers, secret, "GET", `${P}/kb/articles?x=2`, now).valid, false, "another query");
-      assert.equal(verifyIdentity(seen.headers, secret, "GET", "/v1/orgs/o1/projects/p1", now).valid, false, "another path");
-      assert.equal(verifyIdentity(seen.headers, identitySecret(h.kg.serverSecret, "another-portal"), "GET", seen.url, now).valid, false, "another portal's secret");
-      assert.deepEqual(verifyIdentity(seen.headers, secret, "GET", seen.url, now + 6 * 60_000), { valid: false, reason: "stale" });
-      assert.deepEqual(verifyIdentity({ ...seen.headers, "x-keygate-signature": "v1=abc" }, secret, "GET", seen.url, now), { valid: false, reason: "malformed" });
+    });
+
+    it("issue 13: rotation: nodes one key generation apart each publish the other's key, so an assertion from either verifies against either's JWKS", async () => {
+      const next = await startHarness(kind, { alongside: h, profile: "rogeriq", allowUpstream: ["127.0.0.1"], identityKeyGeneration: 2 });
+      try {
+        const jwks = async (node: Harness) => {
+          const r = await node.call("GET", "/.well-known/jwks.json");
+          assert.equal(r.status, 200);
+          assert.match(String(r.headers["cache-control"]), /max-age=/);
+          return r.body as JSONWebKeySet;
+        };
+        const [old, fresh] = [await jwks(h), await jwks(next)];
+        assert.equal(old.keys.length, 2, "generation 1 publishes 1 and 2");
+        assert.equal(fresh.keys.length, 3, "generation 2 publishes 1, 2 and 3");
+        for (const k of [...old.keys, ...fresh.keys]) assert.deepEqual(Object.keys(k).sort(), ["alg", "crv", "kid", "kty", "use", "x"], "public keys only");
+        await h.call("GET", `${P}/kb/articles`, { key: kbRead });
+        await next.call("GET", `${P}/kb/articles`, { key: kbRead });
+        const [a, b] = up.seen.map((s) => s.headers["x-keygate-identity"] as string);
+        assert.notEqual(decodeProtectedHeader(a!).kid, decodeProtectedHeader(b!).kid, "the new generation signs with its own key");
+        for (const token of [a!, b!]) {
+          for (const set of [old, fresh]) {
+            const { payload } = await jwtVerify(token, createLocalJWKSet(set), { issuer: "keygate", audience: up.url, currentDate: new Date(h.clock.now) });
+            assert.deepEqual(payload.scopes, ["kb:read"]);
+          }
+        }
+      } finally {
+        await next.close();
+      }
     });
 
     it("hop-by-hop headers are stripped both ways, with the ones Connection names", async () => {
@@ -300,9 +376,7 @@ for (const kind of await storeKinds("http: proxy")) {
         refused(await h.call(method, path, { key: ro, body: "{}" }), 403, "WRITE_BLOCKED_READONLY_KEY");
       }
       assert.equal(up.seen.length, 1);
-      const seen = up.seen[0]!;
-      const check = verifyIdentity(seen.headers, identitySecret(h.kg.serverSecret, portal.id), seen.method, seen.url, h.clock.now);
-      assert.ok(check.valid && check.identity.accessMode === "READONLY");
+      assert.equal((await verifyAssertion(h, up.seen[0]!.headers, up.url)).access_mode, "READONLY");
     });
 
     it("no key, a wrong key, an IP outside the allow-list: refused before the upstream", async () => {
@@ -367,10 +441,10 @@ for (const kind of await storeKinds("http: proxy")) {
         const r = await h.call("GET", `${P}/kb/articles?x=1`, { key });
         assert.equal(r.body, "other");
         assert.equal(up.seen.length, 1);
-        // The base URL's path is a prefix, and the signature binds the path the upstream gets.
+        // The base URL's path is a prefix; the assertion's audience is the base URL.
         const seen = other.seen[0]!;
         assert.equal(seen.url, `/base${P}/kb/articles?x=1`);
-        assert.equal(verifyIdentity(seen.headers, identitySecret(h.kg.serverSecret, p.id), "GET", seen.url, h.clock.now).valid, true);
+        assert.equal((await verifyAssertion(h, seen.headers, `${other.url}/base`)).portal, p.id);
         await updatePortal(h.kg, actorOf(h), p.id, { upstream: { kind: "sandbox" } });
         refused(await h.call("GET", `${P}/kb/articles`, { key }), 400, "PORTAL_NOT_LINKED");
       } finally {
@@ -522,8 +596,7 @@ for (const kind of await storeKinds("http: proxy")) {
       assert.equal(r.status, 200, JSON.stringify(r.body));
       assert.equal(up.seen[0]!.url, "/api/v1/kb/articles?page=2");
       assert.equal(up.seen[0]!.headers.authorization, undefined);
-      const check = verifyIdentity(up.seen[0]!.headers, identitySecret(h.kg.serverSecret, portal.id), "GET", "/api/v1/kb/articles?page=2", h.clock.now);
-      assert.ok(check.valid && check.identity.scopes === "knowledge:read");
+      assert.deepEqual((await verifyAssertion(h, up.seen[0]!.headers, up.url)).scopes, ["knowledge:read"]);
       // Under /api/, no key is no entry.
       refused(await h.call("GET", "/api/v1/kb/articles"), 401, "MISSING_API_KEY");
       refused(await h.call("GET", "/api/v1/nothing-here/x", { bearer: key }), 404, "ROUTE_NOT_FOUND");

@@ -17,6 +17,7 @@
  * harness's store, secret, clock and owner — two nodes of one deployment.
  */
 import { randomBytes } from "node:crypto";
+import type { Server } from "node:http";
 import type { FastifyInstance } from "fastify";
 import pg from "pg";
 import { type ClientLimits, buildServer } from "../../src/gateway/server.ts";
@@ -67,6 +68,8 @@ export interface Harness {
   call(method: string, path: string, options?: CallOptions): Promise<Reply>;
   /** With `listen: true`: the server's own address (http://127.0.0.1:<port>), for clients with a real socket. */
   url?: string;
+  /** With `listen: true`: the listening server (its connections can be counted). */
+  server?: Server;
   /** A user with a management key holding the given scopes (default: every management scope of the profile). */
   user(email: string, scopes?: string | string[]): Promise<{ user: User; key: string }>;
   close(): Promise<void>;
@@ -88,6 +91,8 @@ export interface HarnessOptions {
   listen?: boolean;
   /** The server's client limits (timeouts, connection cap), small ones for slow-client tests. */
   clientLimits?: Partial<ClientLimits>;
+  /** The key generation identity assertions are signed with (`serve --identity-key-generation`). */
+  identityKeyGeneration?: number;
 }
 
 /**
@@ -124,7 +129,7 @@ export async function startHarness(kind: StoreKind, options: HarnessOptions = {}
   };
   const now = () => clock.now;
   const limiter = await options.limiter?.(now);
-  const app = buildServer({ profile, store, serverSecret, now, trustProxy: options.trustProxy, limiter, httpUpstream: options.httpUpstream, clientLimits: options.clientLimits, allowUpstream: options.allowUpstream });
+  const app = buildServer({ profile, store, serverSecret, now, trustProxy: options.trustProxy, limiter, httpUpstream: options.httpUpstream, clientLimits: options.clientLimits, allowUpstream: options.allowUpstream, identityKeyGeneration: options.identityKeyGeneration });
   await app.ready();
   const url = options.listen ? await app.listen({ host: "127.0.0.1", port: 0 }) : undefined;
   // The server's own management operations: changes made through them reach its caches.
@@ -145,6 +150,7 @@ export async function startHarness(kind: StoreKind, options: HarnessOptions = {}
     user,
     call: caller(app),
     url,
+    server: options.listen ? app.server : undefined,
     async close() {
       await app.close();
       await store.close();
@@ -158,7 +164,7 @@ async function startNode(base: Harness, options: HarnessOptions): Promise<Harnes
   const profile = options.profile === undefined ? base.kg.profile : loadProfile(options.profile);
   const now = () => base.clock.now;
   const limiter = await options.limiter?.(now);
-  const app = buildServer({ profile, store: base.store, serverSecret: base.kg.serverSecret, now, trustProxy: options.trustProxy, limiter, allowUpstream: options.allowUpstream });
+  const app = buildServer({ profile, store: base.store, serverSecret: base.kg.serverSecret, now, trustProxy: options.trustProxy, limiter, allowUpstream: options.allowUpstream, identityKeyGeneration: options.identityKeyGeneration });
   await app.ready();
   return {
     ...base,

@@ -1,23 +1,21 @@
 import { Type as T } from "@sinclair/typebox";
-import { keyDigest } from "../../core/keys/format.ts";
 import type { Route, RouteAccess } from "../../core/profile/profile.ts";
-import { type Denial, decide } from "../../core/verify/decide.ts";
 import type { LimitState } from "../../limits/limiter.ts";
 import { normalizeIp } from "../../limits/ip.ts";
 import { tightest } from "../../limits/policy.ts";
 import { targetProblem } from "../../upstream/http/path.ts";
-import type { Refusal, Verification } from "../auth.ts";
-import type { CachedKey, KeyCache } from "../key-cache.ts";
-import type { rateLimiting } from "../limits.ts";
+import type { Admission } from "../admission.ts";
 import { BODY_CODES } from "../envelope.ts";
 import type { App, GatewayContext } from "../server.ts";
 
 /**
  * Verify mode (docs/upstreams.md, "Verify mode"): `POST /v1/verify` lets a user's own backend
  * ask keygate about a key its client sent, instead of sending the request through keygate. The
- * answer is the decision a real request would get — the same steps in the same order
- * (src/core/verify/decide.ts), and the same rate limits, spent on the verified key — and nothing
- * is forwarded.
+ * answer is the decision a real request would get — it is made by the same admission as the
+ * gateway's (src/gateway/admission.ts: the authenticator, the key cache, decide, the rate limits,
+ * spent on the verified key), told only what differs: the route when `required` is given, which
+ * keys the caller may ask about, and where an unrecognised key is counted — and nothing is
+ * forwarded.
  *
  * Who may ask: a key allowed on the profile's `POST /v1/verify` route (VibeCode: an API key
  * holding `vibe:verify`; Atender and RogerIQ, which have no such scope: any key of the profile),
@@ -75,8 +73,6 @@ const Verdict = T.Union([
   T.Object({ valid: T.Literal(false), code: T.String(), status: T.Integer(), message: T.String() }),
 ]);
 
-type Limits = ReturnType<typeof rateLimiting>;
-
 /** The limit state of the verified key, as the X-RateLimit-* and RateLimit-Policy headers would give it. */
 function limitView(states: readonly LimitState[]) {
   const t = tightest(states);
@@ -97,10 +93,9 @@ function limitView(states: readonly LimitState[]) {
   };
 }
 
-export function verifyRoutes(app: App, ctx: GatewayContext, deps: { limits: Limits; cache: KeyCache }): void {
+export function verifyRoutes(app: App, ctx: GatewayContext, admission: Admission): void {
   const { kg, envelope } = ctx;
   const { profile } = kg;
-  const { limits, cache } = deps;
 
   /** A route standing for an ad-hoc requirement: every key type may call it, class by method. */
   const requirementRoute = (method: string, required: string | string[]): { route: Route } | { problems: { scope: string; code: string; message: string }[] } => {
@@ -162,55 +157,38 @@ export function verifyRoutes(app: App, ctx: GatewayContext, deps: { limits: Limi
         if ("problems" in built) return ctx.send(reply, "INVALID_SCOPES", { param: "required", details: { problems: built.problems } });
         adHoc = built.route;
       }
-      let clientIp = request.auth.clientIp;
-      let ipGiven = false;
+      let ip = "";
       if (body.ip !== undefined) {
-        const ip = normalizeIp(body.ip);
-        if (ip === undefined) return ctx.send(reply, "VALIDATION_ERROR", { message: "ip must be an IPv4 or IPv6 address", param: "ip" });
-        clientIp = ip;
-        ipGiven = true;
+        const normalized = normalizeIp(body.ip);
+        if (normalized === undefined) return ctx.send(reply, "VALIDATION_ERROR", { message: "ip must be an IPv4 or IPv6 address", param: "ip" });
+        ip = normalized;
       }
 
-      // Steps 2–11 of docs/verification.md, for the verified key.
-      const at = kg.now();
-      let key: CachedKey | undefined;
-      let route: Route | undefined;
-      let refusal: Refusal | undefined;
-      const keyTypeId = kg.format.parse(body.key);
-      if (keyTypeId !== undefined) {
-        const digest = keyDigest(kg.serverSecret, body.key);
-        let found = cache.get(digest);
-        // As for a request's own key: an address out of failed attempts gets no store lookup (the limits below refuse it).
-        if (!found && !cache.unknown(digest) && (await limits.throttled(request.auth.clientIp)) === undefined) found = await cache.load(digest);
-        // Keys of another portal are none of the caller's business: unknown, like a wrong key.
-        if (found && found.record.portalId !== null && found.record.portalId === caller.portalId) key = found;
-      }
-      if (body.key === "") {
-        refusal = { code: "MISSING_API_KEY" };
-      } else if (!key) {
-        refusal = { code: "INVALID_API_KEY" };
-      } else {
-        const match = adHoc ? { value: adHoc } : profile.match(method, body.path!);
-        if (!match) refusal = { code: "ROUTE_NOT_FOUND" };
-        else {
-          route = match.value;
+      // Steps 2–12 of docs/verification.md, for the verified key, as the gateway takes them.
+      const { verification, spent } = await admission.admit(
+        {
+          method,
+          url: body.path ?? "/v1/verify",
+          headers: { "x-api-key": body.key },
           // Without the client's address, an allow-listed key cannot be shown to come from it.
-          const denial: Denial | undefined = decide(profile, key.verified, { method, route, clientIp: ipGiven ? clientIp : "", hasSession: false, now: at });
-          if (denial) refusal = denial;
-        }
-      }
-      // Step 12, on the same limits a request with this key would spend. Without a recognised key
-      // the limits are the address's: the caller's own, which it cannot choose (`ip` could spread
-      // guesses over many addresses' failed-attempt budgets).
-      const verification: Verification = { refusal, key, route, clientIp: request.auth.clientIp };
-      // The backend that asked serves the request itself: the portal's budget is spent here, with the rest.
-      const spent = await limits.spend(verification, true);
-      const code = !spent.admitted ? spent.code! : refusal?.code;
+          clientIp: ip,
+          route: adHoc,
+          // Keys of another portal are none of the caller's business: unknown, like a wrong key.
+          accepts: (key) => key.record.portalId !== null && key.record.portalId === caller.portalId,
+          // Without a recognised key the limits are the address's: the caller's own, which it
+          // cannot choose (`ip` could spread guesses over many addresses' failed-attempt budgets).
+          countedAt: request.auth.clientIp,
+        },
+        // The backend that asked serves the request itself: the portal's budget is spent here, with the rest.
+        { wholeBudget: true },
+      );
+      const { key, route } = verification;
+      const code = !spent.admitted ? spent.code! : verification.refusal?.code;
 
       if (key) {
         ctx.usage.record({
           keyId: key.record.id,
-          ip: clientIp,
+          ip: ip || request.auth.clientIp,
           method,
           target: body.path ?? "/v1/verify",
           status: code === undefined ? 200 : envelope.def(code).status,
@@ -222,7 +200,6 @@ export function verifyRoutes(app: App, ctx: GatewayContext, deps: { limits: Limi
         return envelope.ok({ valid: false, code, status: envelope.def(code).status, message: envelope.def(code).message });
       }
       const record = key!.record;
-      ctx.usage.touch(record.id, at);
       return envelope.ok({
         valid: true,
         code: null,

@@ -1,169 +1,111 @@
-import { createHmac, timingSafeEqual, createSecretKey, type KeyObject } from "node:crypto";
+import { type KeyObject, createHash, createHmac, createPrivateKey, createPublicKey, sign } from "node:crypto";
 
 /**
- * The caller's identity as an HTTP upstream receives it: headers keygate adds to every forwarded
- * request, signed with HMAC-SHA256 so the upstream can tell they come from keygate and were made
- * for this very request (docs/upstreams.md, "HTTP upstream").
+ * The caller's identity as an upstream receives it: one signed assertion, a compact JWS in the
+ * `X-Keygate-Identity` header (the convention of Cloudflare Access and Google IAP), signed with
+ * Ed25519 (`alg: EdDSA`). The public keys are served at `GET /.well-known/jwks.json`, so an
+ * upstream verifies it with any JOSE library (docs/upstreams.md, "The identity assertion").
  *
- * This file has no dependency besides node:crypto: an upstream written in Node can copy it and
- * call `verifyIdentity` on each request.
+ * An assertion names the key, not the request: keygate signs one per key and audience and sends it
+ * on every request of that key until shortly before it expires (src/gateway/identity.ts), so a
+ * forwarded request costs a lookup, not a signature. Signing uses node:crypto directly: it is
+ * synchronous, and the forwarding path awaits nothing.
  */
 
-/** Who made a forwarded request, as keygate verified it. */
-export interface Identity {
-  keyId: string;
+export const IDENTITY_HEADER = "x-keygate-identity";
+/** An assertion is valid this long (seconds). */
+export const ASSERTION_LIFETIME_S = 300;
+/** …and replaced this long before it expires (seconds), so an upstream never gets one about to lapse. */
+export const RENEW_BEFORE_S = 60;
+
+/** What keygate asserts about the key of a request (the JWT claims besides iss, iat and exp). */
+export interface IdentityClaims {
+  /** The upstream the assertion is for: the portal's HTTP upstream base URL, or the original request's origin (forward-auth). */
+  aud: string;
+  /** The key's id. */
+  sub: string;
   /** The key type id of the profile (`api`). */
-  keyType: string;
-  /** The key's portal; "" for a key bound to none. */
-  portalId: string;
-  ownerId: string;
-  /** Scopes in effect, normalised, comma-separated. */
-  scopes: string;
-  accessMode: string;
-  /** The client address keygate saw (after --trust-proxy). */
-  clientIp: string;
+  key_type: string;
+  /** The key's portal; null for a key bound to none. */
+  portal: string | null;
+  /** The user who owns the key. */
+  owner: string;
+  /** The scopes in effect, normalised. */
+  scopes: string[];
+  /** READWRITE or READONLY. */
+  access_mode: string;
 }
 
-/** What the signature binds besides the identity. */
-export interface SignedRequest {
-  method: string;
-  /** The request target as sent upstream: path and query string. */
-  target: string;
-  requestId: string;
-  /** Epoch seconds. */
-  timestamp: number;
+/** A public key as the JWKS document gives it (RFC 8037). */
+export interface PublicJwk {
+  kty: "OKP";
+  crv: "Ed25519";
+  x: string;
+  kid: string;
+  alg: "EdDSA";
+  use: "sig";
 }
 
-export const IDENTITY_HEADERS = {
-  keyId: "x-keygate-key-id",
-  keyType: "x-keygate-key-type",
-  portalId: "x-keygate-portal-id",
-  ownerId: "x-keygate-owner-id",
-  scopes: "x-keygate-scopes",
-  accessMode: "x-keygate-access-mode",
-  clientIp: "x-keygate-client-ip",
-  timestamp: "x-keygate-timestamp",
-  signature: "x-keygate-signature",
-  requestId: "x-request-id",
-} as const;
+interface SigningKey {
+  generation: number;
+  kid: string;
+  privateKey: KeyObject;
+  jwk: PublicJwk;
+}
 
-const SCHEME = "v1";
-/** Signatures older or newer than this are refused by default (clock skew plus transit). */
-export const DEFAULT_TOLERANCE_MS = 5 * 60 * 1000;
+/** PKCS #8 wrapping of a raw Ed25519 seed (RFC 8410): node:crypto imports the seed through it. */
+const PKCS8_ED25519 = Buffer.from("302e020100300506032b657004220420", "hex");
 
 /**
- * The per-portal signing secret: HMAC-SHA256 of the portal id under the server secret, base64url.
- * Only a holder of the server secret can compute it; a portal's upstream that learns its own
- * secret cannot forge identities for other portals.
+ * The signing key of a generation, derived from the server secret: every node that shares the
+ * secret derives the same keys, so nothing is stored and nothing has to be copied between nodes.
+ * Its kid is the key's RFC 7638 thumbprint.
  */
-export function identitySecret(serverSecret: string, portalId: string): string {
-  return createHmac("sha256", serverSecret).update(`keygate/upstream-identity/v1\u0000${portalId}`).digest("base64url");
+function signingKey(serverSecret: string, generation: number): SigningKey {
+  const seed = createHmac("sha256", serverSecret).update(`keygate/identity-signing/v1\u0000${generation}`).digest();
+  const privateKey = createPrivateKey({ key: Buffer.concat([PKCS8_ED25519, seed]), format: "der", type: "pkcs8" });
+  const x = createPublicKey(privateKey).export({ format: "jwk" }).x!;
+  const kid = createHash("sha256").update(`{"crv":"Ed25519","kty":"OKP","x":"${x}"}`).digest("base64url");
+  return { generation, kid, privateKey, jwk: { kty: "OKP", crv: "Ed25519", x, kid, alg: "EdDSA", use: "sig" } };
 }
 
-/**
- * The string that is signed: one field a line, in this order. No field can hold a line break
- * (header values cannot), so the lines cannot be shifted into one another.
- */
-export function canonicalString(identity: Identity, request: SignedRequest): string {
-  return [
-    "keygate-identity-v1",
-    String(request.timestamp),
-    request.method.toUpperCase(),
-    request.target,
-    request.requestId,
-    identity.keyId,
-    identity.keyType,
-    identity.portalId,
-    identity.ownerId,
-    identity.scopes,
-    identity.accessMode,
-    identity.clientIp,
-  ].join("\n");
+export interface IdentitySignerOptions {
+  serverSecret: string;
+  /**
+   * The key generation keygate signs with (default 1). Keys are rotated by raising it on every
+   * node: each node publishes the generation before and after its own, so during a rolling change
+   * every key any node signs with is in every node's JWKS (docs/upstreams.md, "Rotating the keys").
+   */
+  generation?: number;
+  /** The `iss` claim: keygate's public URL, or "keygate". */
+  issuer: string;
 }
 
-/** Prepared HMAC keys by secret: preparing a key from a string costs more than the HMAC itself. */
-const prepared = new Map<string, KeyObject>();
-
-function keyFor(secret: string): KeyObject {
-  let key = prepared.get(secret);
-  if (!key) {
-    if (prepared.size >= 10_000) prepared.clear();
-    key = createSecretKey(Buffer.from(secret, "utf8"));
-    prepared.set(secret, key);
-  }
-  return key;
+export interface IdentitySigner {
+  readonly issuer: string;
+  /** The kid new assertions carry. */
+  readonly kid: string;
+  /** The JWKS document: the keys of the generations before, at and after the current one. */
+  readonly jwks: { keys: PublicJwk[] };
+  /** A compact JWS of the claims, issued at `iat` (epoch seconds), valid ASSERTION_LIFETIME_S. */
+  sign(claims: IdentityClaims, iat: number): string;
 }
 
-export function sign(secret: string, identity: Identity, request: SignedRequest): string {
-  return `${SCHEME}=${createHmac("sha256", keyFor(secret)).update(canonicalString(identity, request)).digest("hex")}`;
-}
-
-/** The headers keygate adds to a forwarded request (lower-case names). */
-export function identityHeaders(secret: string, identity: Identity, request: SignedRequest): Record<string, string> {
+export function identitySigner(options: IdentitySignerOptions): IdentitySigner {
+  const generation = options.generation ?? 1;
+  if (!Number.isSafeInteger(generation) || generation < 1) throw new RangeError(`the identity key generation must be a whole number from 1, not ${generation}`);
+  const current = signingKey(options.serverSecret, generation);
+  const published = [generation - 1, generation, generation + 1].filter((g) => g >= 1).map((g) => (g === generation ? current : signingKey(options.serverSecret, g)));
+  const header = Buffer.from(JSON.stringify({ alg: "EdDSA", typ: "JWT", kid: current.kid })).toString("base64url");
+  const issuer = options.issuer;
   return {
-    [IDENTITY_HEADERS.keyId]: identity.keyId,
-    [IDENTITY_HEADERS.keyType]: identity.keyType,
-    [IDENTITY_HEADERS.portalId]: identity.portalId,
-    [IDENTITY_HEADERS.ownerId]: identity.ownerId,
-    [IDENTITY_HEADERS.scopes]: identity.scopes,
-    [IDENTITY_HEADERS.accessMode]: identity.accessMode,
-    [IDENTITY_HEADERS.clientIp]: identity.clientIp,
-    [IDENTITY_HEADERS.timestamp]: String(request.timestamp),
-    [IDENTITY_HEADERS.requestId]: request.requestId,
-    [IDENTITY_HEADERS.signature]: sign(secret, identity, request),
-  };
-}
-
-export type IdentityCheck =
-  | { valid: true; identity: Identity & { scopeList: string[]; requestId: string; timestamp: number } }
-  | { valid: false; reason: "missing" | "malformed" | "stale" | "signature" };
-
-type HeaderBag = Record<string, string | string[] | undefined>;
-
-/**
- * Checks the identity headers of a request an upstream received from keygate.
- *
- * @param headers the request's headers, names in lower case (Node's `req.headers`)
- * @param secret  the portal's signing secret (`identitySecret(serverSecret, portalId)`)
- * @param method  the request's method
- * @param path    the request target as received: path and query string (Node's `req.url`)
- * @param now     the upstream's clock, epoch milliseconds (`Date.now()`)
- *
- * Valid only when every header is present once, the signature matches, and the timestamp is
- * within `toleranceMs` (default 5 minutes) of `now`. Deduplicating replays inside that window
- * is up to the upstream: X-Request-Id is signed and unique per request.
- */
-export function verifyIdentity(headers: HeaderBag, secret: string, method: string, path: string, now: number, options: { toleranceMs?: number } = {}): IdentityCheck {
-  const values: Record<string, string> = {};
-  for (const [field, name] of Object.entries(IDENTITY_HEADERS)) {
-    const raw = headers[name];
-    if (raw === undefined) return { valid: false, reason: "missing" };
-    if (typeof raw !== "string") return { valid: false, reason: "malformed" };
-    values[field] = raw;
-  }
-  const timestampText = values.timestamp!;
-  if (!/^[0-9]{1,12}$/.test(timestampText)) return { valid: false, reason: "malformed" };
-  const signature = values.signature!;
-  const match = /^v1=([0-9a-f]{64})$/.exec(signature);
-  if (!match) return { valid: false, reason: "malformed" };
-  const identity: Identity = {
-    keyId: values.keyId!,
-    keyType: values.keyType!,
-    portalId: values.portalId!,
-    ownerId: values.ownerId!,
-    scopes: values.scopes!,
-    accessMode: values.accessMode!,
-    clientIp: values.clientIp!,
-  };
-  const timestamp = Number(timestampText);
-  const expected = createHmac("sha256", secret)
-    .update(canonicalString(identity, { method, target: path, requestId: values.requestId!, timestamp }))
-    .digest();
-  // Compared in constant time before the clock is looked at: a stale request says nothing about the secret.
-  if (!timingSafeEqual(expected, Buffer.from(match[1]!, "hex"))) return { valid: false, reason: "signature" };
-  if (Math.abs(now - timestamp * 1000) > (options.toleranceMs ?? DEFAULT_TOLERANCE_MS)) return { valid: false, reason: "stale" };
-  return {
-    valid: true,
-    identity: { ...identity, scopeList: identity.scopes === "" ? [] : identity.scopes.split(","), requestId: values.requestId!, timestamp },
+    issuer,
+    kid: current.kid,
+    jwks: { keys: published.map((k) => k.jwk) },
+    sign(claims, iat) {
+      const payload = Buffer.from(JSON.stringify({ iss: issuer, ...claims, iat, exp: iat + ASSERTION_LIFETIME_S })).toString("base64url");
+      const input = `${header}.${payload}`;
+      return `${input}.${sign(null, Buffer.from(input), current.privateKey).toString("base64url")}`;
+    },
   };
 }
