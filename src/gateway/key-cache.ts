@@ -140,14 +140,29 @@ export class KeyCache {
     this.#dataGeneration++;
   }
 
-  invalidate(key: { id: string; digest: string }): void {
+  /** A key changed: its cached copy leaves, unless it is at least at `version` (then the change is one the cache has seen). Derived values are recomputed either way. */
+  invalidate(key: { id: string; digest: string; version?: number }): void {
     this.#dataGeneration++;
+    if (key.version !== undefined) {
+      const digest = this.#digestById.get(key.id);
+      const cached = digest === undefined ? undefined : this.#byDigest.get(digest);
+      if (cached !== undefined && cached.record.version >= key.version) return;
+    }
     this.#generation++;
     this.#unknown.delete(key.digest);
     this.#byDigest.delete(key.digest);
     const digest = this.#digestById.get(key.id);
     if (digest !== undefined) this.#byDigest.delete(digest);
     this.#digestById.delete(key.id);
+  }
+
+  /** Anything may have changed (a node that could not read the change feed for long): every key is read again. */
+  clear(): void {
+    this.#dataGeneration++;
+    this.#generation++;
+    this.#unknown.clear();
+    this.#byDigest.clear();
+    this.#digestById.clear();
   }
 
   /**

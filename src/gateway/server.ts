@@ -22,7 +22,8 @@ import type { Verification } from "./auth.ts";
 import { type ClientFacts, clientFacts } from "./client.ts";
 import { COMPRESS_THRESHOLD, ENCODINGS, allowOrigin, conditionalGet, etagOf, isPreflight, originAllowed, preflightHeaders, sendKept, wwwAuthenticate } from "./conventions.ts";
 import { type ErrorBody, envelopeFor, errorBody, responsesFor } from "./envelope.ts";
-import type { RedisInvalidation } from "./invalidation.ts";
+import { ChangeFeed } from "./change-feed.ts";
+import type { Change, RedisInvalidation } from "./invalidation.ts";
 import type { CachedKey, KeyCache } from "./key-cache.ts";
 import { LimitRefusal } from "./limits.ts";
 import { httpProxy } from "./proxy.ts";
@@ -54,6 +55,8 @@ export interface ServerOptions {
   requestLogDays?: number;
   /** Tells other nodes about changes, and hears theirs (Redis pub/sub). Closed with the server. */
   invalidation?: RedisInvalidation;
+  /** How often the store's change feed is read (ms, default 1000): how stale this node can be when Redis cannot tell it of a change (src/gateway/change-feed.ts). */
+  changePollMs?: number;
   /** How long and how many clients may hold the server (docs/operations.md); the defaults suit production. */
   clientLimits?: Partial<ClientLimits>;
   /** Serve HTTPS with this certificate chain and private key (PEM); default: plain HTTP. */
@@ -242,14 +245,20 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     },
   };
   app.decorate("keygate", kg);
+  /** Another node's change, heard over Redis or read from the store's change feed. */
+  const changed = (change: Change) => {
+    if (change.kind === "key") cache.invalidate(change);
+    else if (change.kind === "all") cache.clear();
+    else cache.dataChanged();
+    if (change.kind === "portal") proxy.portalChanged(change.id);
+    else if (change.kind === "all") proxy.portalChanged();
+  };
   if (options.invalidation) {
-    const listening = options.invalidation.listen((change) => {
-      if (change.kind === "key") cache.invalidate(change);
-      else cache.dataChanged();
-      if (change.kind === "portal") proxy.portalChanged(change.id);
-    });
+    const listening = options.invalidation.listen(changed);
     app.addHook("onReady", () => listening);
   }
+  const feed = new ChangeFeed(store, { pollMs: options.changePollMs, onError: (e) => app.log.warn({ err: e }, "could not read the store's change feed") });
+  app.addHook("onReady", () => feed.start((changes) => changes.forEach(changed)));
   const send = (reply: FastifyReply, code: string, extra: Partial<ErrorBody> = {}) => {
     const status = envelope.def(code).status;
     if (status === 401) reply.header("www-authenticate", wwwAuthenticate(code, reply.request));
@@ -378,6 +387,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     done();
   });
   app.addHook("onClose", async () => {
+    await feed.close();
     await a.close();
     await options.invalidation?.close();
     await proxy.close();
