@@ -8,6 +8,8 @@ export interface CachedKey {
   verified: VerifiedKey;
   /** What is worked out from the key and the data around it (its limits, its /v1/me body), by name. */
   derived: Map<string, { generation: number; value: unknown }>;
+  /** Used since the cache last looked at it for eviction (second chance: see KeyCache). */
+  recent: boolean;
 }
 
 /** Scope names and compiled scope sets kept for sharing: far more than a deployment has distinct ones. */
@@ -24,6 +26,11 @@ const sameList = (a: readonly string[], b: readonly string[]): boolean => a.leng
  * that raced with an invalidation is used for its own request but not cached. Digests the store
  * did not know are remembered for a minute, so a repeated unknown key costs no lookup; a key
  * stored since (its creation invalidates its digest) is found at once.
+ *
+ * The cache holds at most `max` keys (default 100,000) and evicts the least recently used, by
+ * the second-chance (CLOCK) approximation of LRU: a hit only sets a flag (a Map reorder per hit
+ * would cost the hot path); when a key must leave, the oldest-inserted ones used since are moved
+ * to the back with their flag cleared, and the first one not used since leaves.
  */
 export class KeyCache {
   readonly #profile: Profile;
@@ -40,6 +47,7 @@ export class KeyCache {
   /** Bumped by every stored change: derived values computed before it are stale. */
   #dataGeneration = 0;
 
+  /** `max`: keys held at most (default 100,000). */
   constructor(profile: Profile, store: Store, options: { max?: number; now?: () => number } = {}) {
     this.#profile = profile;
     this.#store = store;
@@ -52,7 +60,9 @@ export class KeyCache {
   }
 
   get(digest: string): CachedKey | undefined {
-    return this.#byDigest.get(digest);
+    const entry = this.#byDigest.get(digest);
+    if (entry !== undefined) entry.recent = true;
+    return entry;
   }
 
   /** Whether the store did not know this digest a moment ago (then `load` answers undefined without asking it). */
@@ -98,6 +108,7 @@ export class KeyCache {
         scopes: this.#compiled(record),
       },
       derived: new Map(),
+      recent: false,
     };
     if (generation === this.#generation) {
       if (this.#byDigest.size >= this.#max) this.#evictOldest();
@@ -198,10 +209,17 @@ export class KeyCache {
     this.#unknown.set(digest, this.#now() + UNKNOWN_TTL_MS);
   }
 
+  /** Evicts the least recently used key, near enough: each key used since its last look gets a second chance at the back. */
   #evictOldest(): void {
-    const oldest = this.#byDigest.entries().next().value;
-    if (!oldest) return;
-    this.#byDigest.delete(oldest[0]);
-    this.#digestById.delete(oldest[1].record.id);
+    for (const [digest, entry] of this.#byDigest) {
+      this.#byDigest.delete(digest);
+      if (entry.recent) {
+        entry.recent = false;
+        this.#byDigest.set(digest, entry);
+        continue;
+      }
+      this.#digestById.delete(entry.record.id);
+      return;
+    }
   }
 }

@@ -47,6 +47,12 @@ export interface ServerOptions {
   publicUrl?: string;
   /** Rate limits: in memory by default; a RedisLimiter shares them between nodes. Closed with the server. */
   limiter?: Limiter;
+  /** Keys the key cache holds at most (default 100,000), the least recently used leaving first. */
+  cacheSize?: number;
+  /** Rate-limit logs the default in-memory limiter holds at most (default 250,000; docs/limits.md). */
+  limiterSize?: number;
+  /** The network size an IPv6 client is counted by in per-address limits (default 64; 128: each address). */
+  ipv6Prefix?: number;
   /** Timeouts and pools of the HTTP upstream (docs/upstreams.md); the defaults suit production. */
   httpUpstream?: HttpUpstreamOptions;
   /** Host names, IP addresses and CIDR ranges upstream URLs may point to besides public addresses (docs/upstreams.md, "Outbound requests"). */
@@ -219,6 +225,9 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     store,
     serverSecret,
     limiter: options.limiter,
+    cacheSize: options.cacheSize,
+    limiterSize: options.limiterSize,
+    ipv6Prefix: options.ipv6Prefix,
     now,
     usage: { retentionDays: options.requestLogDays, onError: (e) => app.log.error({ err: e }, "request accounting write failed") },
     // A request streamed upstream spends the portal's budget as it arrives; the data plane's handlers spend it when they call the portal.
