@@ -26,6 +26,7 @@ import { ChangeFeed } from "./change-feed.ts";
 import type { Change, RedisInvalidation } from "./invalidation.ts";
 import type { CachedKey, KeyCache } from "./key-cache.ts";
 import { LimitRefusal } from "./limits.ts";
+import { type LogLevel, loggerOptions } from "./logging.ts";
 import { httpProxy } from "./proxy.ts";
 import { keyRoutes } from "./routes/keys.ts";
 import { entityRoutes } from "./routes/entities.ts";
@@ -39,8 +40,10 @@ export interface ServerOptions {
   store: Store;
   /** Part of every key digest; kept outside the database. */
   serverSecret: string;
-  /** Structured logs (pino) to stdout; off in tests. */
+  /** Structured logs (pino) to stdout, credentials redacted (src/gateway/logging.ts); off in tests. */
   logger?: boolean;
+  /** The level of those logs (default info). */
+  logLevel?: LogLevel;
   /** Addresses of proxies whose X-Forwarded-For is believed (Fastify trustProxy). */
   trustProxy?: string[];
   /** The public base URL used in self-descriptions (GET /v1/me); default: from the request. */
@@ -192,7 +195,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   const client = clientFacts(options.trustProxy);
   let handOver: (req: IncomingMessage, res: ServerResponse) => void = () => {};
   const app = Fastify({
-    logger: options.logger ?? false,
+    logger: options.logger ? loggerOptions(options.logLevel) : false,
     // Per-request log lines would cost the hot path; request accounting records requests instead.
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: (req) => (req as ArrivingMessage)[ARRIVED]?.id ?? requestId(),
@@ -470,6 +473,16 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   app.register(sandboxRoutes, { store, now });
   // "limits" says whether rate limits are shared (redis), local (memory), or local for now (redis-degraded).
   app.get("/healthz", { schema: { hide: true } }, async () => ({ status: "ok", profile: profile.id, limits: limiter.mode }));
+  // Readiness (docs/operations.md): 503 while the store does not answer within 2 s. Redis away is
+  // the documented degraded mode (local limits, invalidation by the change feed): still ready.
+  app.get("/readyz", { schema: { hide: true } }, async (_request, reply) => {
+    const store = await Promise.race([
+      options.store.lastChange().then(() => "ok" as const, () => "unreachable" as const),
+      new Promise<"unreachable">((resolve) => setTimeout(resolve, 2_000, "unreachable").unref()),
+    ]);
+    const redis = limiter.mode === "memory" ? "not configured" : limiter.mode === "redis" ? "ok" : "degraded";
+    return reply.code(store === "ok" ? 200 : 503).send({ status: store === "ok" ? "ready" : "not ready", store, redis });
+  });
   app.register(async (v1) => {
     // Fastify's own JSON parser (it refuses __proto__ and constructor.prototype), after a depth bound.
     const json = v1.getDefaultJsonParser("error", "error");
