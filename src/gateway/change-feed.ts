@@ -4,6 +4,8 @@ import type { Change } from "./invalidation.ts";
 export interface ChangeFeedOptions {
   /** How often the store is read (ms, default 1000): the bound on how stale a node can be when Redis cannot tell it. */
   pollMs?: number;
+  /** How long each read took (seconds), for /metrics. */
+  onRead?: (seconds: number) => void;
   /** A read failed after one that did not (the store went away); the next read is a poll later. */
   onError?: (error: Error) => void;
   now?: () => number;
@@ -44,6 +46,7 @@ export class ChangeFeed {
   readonly #store: Store;
   readonly #pollMs: number;
   readonly #onError: (error: Error) => void;
+  readonly #onRead: (seconds: number) => void;
   readonly #now: () => number;
   /** Every number up to this was seen or is watched in #gaps. */
   #highest = 0;
@@ -61,6 +64,7 @@ export class ChangeFeed {
     this.#store = store;
     this.#pollMs = options.pollMs ?? 1_000;
     this.#onError = options.onError ?? (() => {});
+    this.#onRead = options.onRead ?? (() => {});
     this.#now = options.now ?? Date.now;
   }
 
@@ -90,8 +94,10 @@ export class ChangeFeed {
 
   /** Reads what changed since the last read (a read under way is joined, not doubled). */
   read(): Promise<void> {
+    const started = performance.now();
     this.#reading ??= this.#read().then(
       () => {
+        this.#onRead((performance.now() - started) / 1000);
         this.#reading = undefined;
         this.#failing = false;
       },

@@ -44,6 +44,9 @@ export class KeyCache {
   readonly #unknown = new Map<string, number>();
   readonly #now: () => number;
   #generation = 0;
+  /** Lookups answered from the cache, and read from the store (or known unknown), since start: for /metrics. */
+  hits = 0;
+  misses = 0;
   /** Bumped by every stored change: derived values computed before it are stale. */
   #dataGeneration = 0;
 
@@ -61,7 +64,10 @@ export class KeyCache {
 
   get(digest: string): CachedKey | undefined {
     const entry = this.#byDigest.get(digest);
-    if (entry !== undefined) entry.recent = true;
+    if (entry !== undefined) {
+      entry.recent = true;
+      this.hits++;
+    }
     return entry;
   }
 
@@ -76,6 +82,7 @@ export class KeyCache {
 
   /** Reads a key the cache does not hold; synchronous when the store reads synchronously (SQLite) or the digest is known to be unknown. */
   load(digest: string): CachedKey | undefined | Promise<CachedKey | undefined> {
+    this.misses++;
     if (this.unknown(digest)) return undefined;
     const generation = this.#generation;
     if (this.#store.getKeyByDigestNow) return this.#enter(digest, this.#store.getKeyByDigestNow(digest), generation);

@@ -16,7 +16,7 @@ import type { Limiter } from "../limits/limiter.ts";
 import type { Store } from "../store/store.ts";
 import type { HttpUpstreamOptions } from "../upstream/http/proxy.ts";
 import { outboundPolicy } from "../upstream/outbound.ts";
-import { rateLimitHeaders } from "../limits/policy.ts";
+import { rateLimitHeaders, refusing } from "../limits/policy.ts";
 import { type Admitted, admission } from "./admission.ts";
 import type { Verification } from "./auth.ts";
 import { type ClientFacts, clientFacts } from "./client.ts";
@@ -27,6 +27,7 @@ import type { Change, RedisInvalidation } from "./invalidation.ts";
 import type { CachedKey, KeyCache } from "./key-cache.ts";
 import { LimitRefusal } from "./limits.ts";
 import { type LogLevel, loggerOptions } from "./logging.ts";
+import { Metrics } from "./metrics.ts";
 import { httpProxy } from "./proxy.ts";
 import { keyRoutes } from "./routes/keys.ts";
 import { entityRoutes } from "./routes/entities.ts";
@@ -44,6 +45,8 @@ export interface ServerOptions {
   logger?: boolean;
   /** The level of those logs (default info). */
   logLevel?: LogLevel;
+  /** Count requests and serve them at GET /metrics (default true; src/gateway/metrics.ts). */
+  metrics?: boolean;
   /** Addresses of proxies whose X-Forwarded-For is believed (Fastify trustProxy). */
   trustProxy?: string[];
   /** The public base URL used in self-descriptions (GET /v1/me); default: from the request. */
@@ -237,6 +240,13 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     portalOnArrival: (v) => proxy.forwards(v),
   });
   const { cache, limits, usage, limiter, format } = a;
+  const metrics = options.metrics === false ? undefined : new Metrics(cache);
+  /** A request verified and counted: its outcome, and the limit that refused it, for /metrics. */
+  const measured = (admitted: Admitted): void => {
+    if (metrics === undefined) return;
+    metrics.verification(admitted.verification.refusal?.code ?? "ok");
+    if (!admitted.spent.admitted) metrics.refused(refusing(admitted.spent.states)?.limit.kind ?? "unknown");
+  };
   const outbound = outboundPolicy(options.allowUpstream);
   const proxy = httpProxy({ profile, store, serverSecret, now, outbound, upstream: options.httpUpstream });
   const kg: Keygate = {
@@ -269,7 +279,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     const listening = options.invalidation.listen(changed);
     app.addHook("onReady", () => listening);
   }
-  const feed = new ChangeFeed(store, { pollMs: options.changePollMs, onError: (e) => app.log.warn({ err: e }, "could not read the store's change feed") });
+  const feed = new ChangeFeed(store, { pollMs: options.changePollMs, onRead: metrics && ((seconds) => metrics.store("change_feed_read", seconds)), onError: (e) => app.log.warn({ err: e }, "could not read the store's change feed") });
   app.addHook("onReady", () => feed.start((changes) => changes.forEach(changed)));
   const send = (reply: FastifyReply, code: string, extra: Partial<ErrorBody> = {}) => {
     const status = envelope.def(code).status;
@@ -311,6 +321,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
    */
   const proceed = (req: ArrivingMessage, res: ServerResponse, arrived: Arrived, admitted: Admitted, started: number): void => {
     arrived.admitted = admitted;
+    measured(admitted);
     const v = admitted.verification;
     // A browser's request (Origin) is answered by the onRequest hook, once its origin is known to be allowed.
     if (!admitted.spent.admitted || req.headers.origin !== undefined) return handOver(req, res);
@@ -319,6 +330,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       const me = v.refusal === undefined && req.method === "GET" && req.url === "/v1/me" ? keptMe(ctx, v.key!, req) : undefined;
       if (me === undefined) return handOver(req, res);
       sendKept(req, res, me, { "x-request-id": arrived.id, ...rateLimitHeaders(admitted.spent.states) });
+      metrics?.request("GET", "/v1/me", res.statusCode);
       return usage.record({ keyId: v.key!.record.id, ip: v.clientIp, method: "GET", target: "/v1/me", status: res.statusCode, latencyMs: performance.now() - started });
     }
     // Authenticated answers are not cached by default; the upstream's own Cache-Control replaces this.
@@ -326,7 +338,12 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     proxy.forward(req, res, admitted, { id: arrived.id, protocol: client.protocol(req), host: client.host(req), log: app.log }).then(
       (refusal) => {
         // Forwarded: logged here (Fastify's onResponse logs the rest).
-        if (refusal === undefined) return usage.record({ keyId: v.key!.record.id, ip: v.clientIp, method: req.method!, target: req.url!, status: res.statusCode, latencyMs: performance.now() - started });
+        if (refusal === undefined) {
+          const latencyMs = performance.now() - started;
+          metrics?.request(req.method!, v.route!.path, res.statusCode);
+          metrics?.upstream("http", latencyMs / 1000);
+          return usage.record({ keyId: v.key!.record.id, ip: v.clientIp, method: req.method!, target: req.url!, status: res.statusCode, latencyMs });
+        }
         v.refusal = refusal;
         handOver(req, res);
       },
@@ -353,6 +370,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       if (!request.url.startsWith("/v1/") && !request.routeOptions.url?.startsWith("/v1/") && !proxy.covers(request.url)) return;
       if (isPreflight(request.raw)) return reply.code(204).headers(preflightHeaders(request.raw)).send();
       admitted = await a.admit({ method: request.method, url: request.url, headers: request.headers, clientIp: client.ip(request.raw) });
+      measured(admitted);
     }
     const { verification, spent } = admitted;
     request.verification = verification;
@@ -388,6 +406,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   });
   app.addHook("onResponse", (request, reply, done) => {
     const v = request.verification;
+    // A route's template, the profile's or Fastify's: never the URL itself (bounded labels).
+    metrics?.request(request.method, v?.route?.path ?? request.routeOptions.url ?? "unmatched", reply.statusCode);
     const key = v?.key;
     if (!key) return done();
     // A change answered by keygate itself (not forwarded upstream): derived answers are recomputed, here and on other nodes.
@@ -473,11 +493,22 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   app.register(sandboxRoutes, { store, now });
   // "limits" says whether rate limits are shared (redis), local (memory), or local for now (redis-degraded).
   app.get("/healthz", { schema: { hide: true } }, async () => ({ status: "ok", profile: profile.id, limits: limiter.mode }));
+  if (metrics !== undefined) {
+    // Prometheus text (docs/operations.md, "Metrics"): no key; keep it off the public side of the load balancer.
+    app.get("/metrics", { schema: { hide: true } }, async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
+  }
   // Readiness (docs/operations.md): 503 while the store does not answer within 2 s. Redis away is
   // the documented degraded mode (local limits, invalidation by the change feed): still ready.
   app.get("/readyz", { schema: { hide: true } }, async (_request, reply) => {
+    const started = performance.now();
     const store = await Promise.race([
-      options.store.lastChange().then(() => "ok" as const, () => "unreachable" as const),
+      options.store.lastChange().then(
+        () => {
+          metrics?.store("readiness", (performance.now() - started) / 1000);
+          return "ok" as const;
+        },
+        () => "unreachable" as const,
+      ),
       new Promise<"unreachable">((resolve) => setTimeout(resolve, 2_000, "unreachable").unref()),
     ]);
     const redis = limiter.mode === "memory" ? "not configured" : limiter.mode === "redis" ? "ok" : "degraded";
