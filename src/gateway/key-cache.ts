@@ -158,13 +158,17 @@ export class KeyCache {
     this.#dataGeneration++;
   }
 
-  /** A key changed: its cached copy leaves, unless it is at least at `version` (then the change is one the cache has seen). Derived values are recomputed either way. */
-  invalidate(key: { id: string; digest: string; version?: number }): void {
+  /**
+   * A key changed: its cached copy leaves — unless `storedVersion` (the version the change brought
+   * the key to, from the change feed) says the copy is that change or newer. Derived values are
+   * recomputed either way.
+   */
+  invalidate(key: { id: string; digest: string }, storedVersion?: number): void {
     this.#dataGeneration++;
-    if (key.version !== undefined) {
+    if (storedVersion !== undefined) {
       const digest = this.#digestById.get(key.id);
       const cached = digest === undefined ? undefined : this.#byDigest.get(digest);
-      if (cached !== undefined && cached.record.version >= key.version) return;
+      if (cached !== undefined && cached.record.version >= storedVersion) return;
     }
     this.#generation++;
     this.#unknown.delete(key.digest);

@@ -269,7 +269,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   app.decorate("keygate", kg);
   /** Another node's change, heard over Redis or read from the store's change feed. */
   const changed = (change: Change) => {
-    if (change.kind === "key") cache.invalidate(change);
+    if (change.kind === "key") cache.invalidate(change, change.version);
     else if (change.kind === "all") cache.clear();
     else cache.dataChanged();
     if (change.kind === "portal") proxy.portalChanged(change.id);
