@@ -9,6 +9,7 @@
  * logger on, on 127.0.0.1 and a free port — except for the limiter:
  *
  *  - memory: buildServer's default MemoryLimiter (what `serve` runs without --redis);
+ *  - memory-unmetered: the same with metrics off (buildServer({metrics: false})): nothing counted for GET /metrics;
  *  - redis:  a RedisLimiter and a RedisInvalidation on <url>, built as `serve --redis <url>` builds
  *            them (under the deployment id derived from the secret); it refuses to start if Redis does
  *            not answer (a degraded limiter would measure the in-memory fallback);
@@ -34,8 +35,8 @@ const { values } = parseArgs({
 });
 const dataDir = values["data-dir"];
 const mode = values.limits;
-if (!dataDir || (mode !== "off" && mode !== "memory" && mode !== "redis") || (mode === "redis" && !values.redis)) {
-  console.error("usage: node bench/servers/keygate.ts --data-dir <dir> [--profile <name or file>] --limits off|memory|redis [--redis <url>]");
+if (!dataDir || (mode !== "off" && mode !== "memory" && mode !== "redis" && mode !== "memory-unmetered") || (mode === "redis" && !values.redis)) {
+  console.error("usage: node bench/servers/keygate.ts --data-dir <dir> [--profile <name or file>] --limits off|memory|redis|memory-unmetered [--redis <url>]");
   process.exit(2);
 }
 
@@ -68,7 +69,7 @@ else if (mode === "redis") {
   shared = { limiter, invalidation: new RedisInvalidation(values.redis!, deployment) };
 }
 
-const app = buildServer({ profile: instance.kg.profile, store: instance.kg.store, serverSecret: instance.kg.serverSecret, logger: true, ...shared });
+const app = buildServer({ profile: instance.kg.profile, store: instance.kg.store, serverSecret: instance.kg.serverSecret, logger: true, metrics: mode !== "memory-unmetered", ...shared });
 await app.listen({ port: 0, host: "127.0.0.1" });
 const address = app.server.address();
 const url = `http://127.0.0.1:${typeof address === "object" && address ? address.port : 0}`;

@@ -1,54 +1,22 @@
-import { readFileSync } from "node:fs";
-import { createSecureContext } from "node:tls";
 import type { Command } from "commander";
 import type { FastifyInstance } from "fastify";
 import type { RedisInvalidation } from "../gateway/invalidation.ts";
-import { DEPLOYMENT_ID, deploymentId } from "../limits/deployment.ts";
+import { deploymentId } from "../limits/deployment.ts";
 import type { RedisLimiter } from "../limits/redis.ts";
-import { outboundPolicy } from "../upstream/outbound.ts";
 import { sandboxRootWebhookUrl, sandboxWebhookToken, sandboxWebhookUrl } from "../upstream/sandbox/setup.ts";
-import { type Io, UsageError } from "./io.ts";
+import type { Io } from "./io.ts";
+import { type ServeFlags, serveConfig, serveOptions } from "./serve-options.ts";
 import { DEFAULT_OWNER_EMAIL, type Instance, SANDBOX_DOMAIN, initInstance, isInitialised, issueOwnerCredentials, openInstance, passwordFrom, pendingOwner } from "./setup.ts";
 
 export function registerServe(program: Command, io: Io): void {
-  program
-    .command("serve")
-    .description("start the keygate HTTP server (sets up an empty data directory first)")
-    .option("--port <port>", "TCP port (0 picks a free one)", "8080")
-    .option("--host <host>", "address to listen on", "127.0.0.1")
-    .option("--data-dir <dir>", "data directory (default: $KEYGATE_DATA_DIR or ./data)")
-    .option("--database <url>", "PostgreSQL URL instead of the embedded SQLite (default: $KEYGATE_DATABASE_URL)")
-    .option("--profile <profile>", "built-in profile name or path to a profile JSON file (default: vibecode, or the data directory's)")
-    .option("--trust-proxy <addresses>", "comma-separated proxy addresses whose X-Forwarded-For is believed")
-    .option("--public-url <url>", "base URL clients use, for self-descriptions (default: from each request)")
-    .option("--redis <url>", "Redis shared by every keygate node: rate-limit counters and cache invalidation (default: $KEYGATE_REDIS_URL; none = this process only)")
-    .option("--deployment-id <id>", "this deployment's name in Redis, so deployments sharing one Redis share nothing (default: $KEYGATE_DEPLOYMENT_ID, else derived from the server secret)")
-    .option(
-      "--allow-upstream <host|CIDR>",
-      "a host name, IP address or CIDR range upstream URLs may point to although it is not public, e.g. 10.0.0.0/8 (repeatable; default: $KEYGATE_ALLOW_UPSTREAM, comma-separated)",
-      (value: string, previous: string[]) => [...previous, value],
-      [] as string[],
-    )
-    .option("--tls-cert <file>", "serve HTTPS with this certificate chain (PEM), on every port; needs --tls-key")
-    .option("--tls-key <file>", "the private key (PEM) of --tls-cert")
-    .option("--owner-password-file <file>", "first start: the owner's password, read from this file (default: $KEYGATE_OWNER_PASSWORD; neither: a one-time sign-in link is printed)")
-    .option("--identity-key-generation <n>", "the key generation X-Keygate-Identity assertions are signed with; raise it on every node to rotate the keys (default: $KEYGATE_IDENTITY_KEY_GENERATION, else 1)")
-    .option("--sandbox-port <port>", "also serve the sandbox portal at a host root on this port, /rest/<user id>/<token>/<method> as Bitrix24 does (0 picks a free one; default: off)")
-    .action(async (opts: { port: string; host: string; dataDir?: string; database?: string; profile?: string; trustProxy?: string; publicUrl?: string; redis?: string; deploymentId?: string; allowUpstream: string[]; tlsCert?: string; tlsKey?: string; sandboxPort?: string; ownerPasswordFile?: string; identityKeyGeneration?: string }) => {
-      const port = portOption("--port", opts.port);
-      const sandboxPort = opts.sandboxPort === undefined ? undefined : portOption("--sandbox-port", opts.sandboxPort);
-      const tls = tlsOptions(opts.tlsCert, opts.tlsKey);
-      const identityKeyGeneration = generationOption(opts.identityKeyGeneration ?? process.env.KEYGATE_IDENTITY_KEY_GENERATION);
-      const configuredDeployment = opts.deploymentId ?? process.env.KEYGATE_DEPLOYMENT_ID;
-      if (configuredDeployment !== undefined && !DEPLOYMENT_ID.test(configuredDeployment)) {
-        throw new UsageError("USAGE", [{ scope: "", code: "USAGE", message: `--deployment-id must be 1 to 64 letters, digits, "-" or "_", not "${configuredDeployment}"` }]);
-      }
-      const allowUpstream = opts.allowUpstream.length > 0 ? opts.allowUpstream : (process.env.KEYGATE_ALLOW_UPSTREAM ?? "").split(",").map((s) => s.trim()).filter(Boolean);
-      try {
-        outboundPolicy(allowUpstream);
-      } catch (e) {
-        throw new UsageError("USAGE", [{ scope: "", code: "USAGE", message: `--allow-upstream: ${(e as Error).message}` }]);
-      }
+  const serve = program.command("serve").description("start the keygate HTTP server (sets up an empty data directory first)");
+  // Every flag with its environment variable, read and checked in one place (serve-options.ts).
+  for (const o of serveOptions()) serve.addOption(o);
+  serve
+    .action(async (flags: ServeFlags) => {
+      const opts = serveConfig(flags);
+      const { port, sandboxPort, tls, allowUpstream, identityKeyGeneration } = opts;
+      const configuredDeployment = opts.deploymentId;
       let instance: Instance;
       if (isInitialised(opts)) instance = await openInstance(opts);
       else {
@@ -57,7 +25,7 @@ export function registerServe(program: Command, io: Io): void {
       }
       // Loaded here so that the other commands start without the HTTP stack.
       const { CLIENT_LIMITS, buildServer } = await import("../gateway/server.ts");
-      const redisUrl = opts.redis ?? process.env.KEYGATE_REDIS_URL;
+      const redisUrl = opts.redis;
       let log: (message: string) => void = (message) => io.err(message);
       let shared: { limiter: RedisLimiter; invalidation: RedisInvalidation } | undefined;
       if (redisUrl) {
@@ -67,6 +35,7 @@ export function registerServe(program: Command, io: Io): void {
         const limiter = new RedisLimiter({
           url: redisUrl,
           deployment,
+          maxLogs: opts.limiterSize,
           onModeChange: (mode, reason) =>
             log(mode === "redis" ? `Redis answers again: rate limits are shared (${reason})` : `Redis is unreachable (${reason}): serving with this node's own rate limits until it returns`),
         });
@@ -96,8 +65,12 @@ export function registerServe(program: Command, io: Io): void {
         store: instance.kg.store,
         serverSecret: instance.kg.serverSecret,
         logger: true,
-        trustProxy: opts.trustProxy?.split(",").map((s) => s.trim()).filter(Boolean),
+        logLevel: opts.logLevel,
+        trustProxy: opts.trustProxy,
         publicUrl: opts.publicUrl,
+        cacheSize: opts.keyCacheSize,
+        limiterSize: opts.limiterSize,
+        ipv6Prefix: opts.ipv6Prefix,
         allowUpstream,
         tls,
         sandboxUrl,
@@ -106,7 +79,9 @@ export function registerServe(program: Command, io: Io): void {
       });
       log = (message) => app.log.warn(message);
       // The store closes after the servers: closing the server writes the usage it has collected.
-      const close = () => Promise.all([app.close(), sandbox?.close()]).then(() => instance.close());
+      // Bitrix24's connection pools are shared by the process: closed once both servers are.
+      const { closeBitrix24Pools } = await import("../upstream/bitrix24/index.ts");
+      const close = () => Promise.all([app.close(), sandbox?.close()]).then(() => Promise.all([instance.close(), closeBitrix24Pools()]));
       try {
         await app.listen({ port, host: opts.host });
       } catch (e) {
@@ -140,42 +115,26 @@ export function registerServe(program: Command, io: Io): void {
       if (sandboxUrl !== undefined) io.out(`the sandbox portal listening on ${sandboxUrl} (Bitrix24 REST at /rest/<user id>/<token>/<method>)`);
       // Last: scripts wait for this line, so everything above is ready when it comes.
       io.out(`keygate listening on ${url} (profile ${instance.kg.profile.id}, data ${instance.dataDir})`);
-      const stop = () => void close().then(() => io.exit(0));
-      process.once("SIGINT", stop);
-      process.once("SIGTERM", stop);
+      // Stop accepting, let in-flight requests finish until the drain deadline (then cut their
+      // connections), write the usage, close Redis, the upstream pools and the store, exit. A
+      // second signal exits at once.
+      let stopping = false;
+      const stop = (signal: string) => {
+        if (stopping) {
+          app.log.warn(`${signal} again: exiting now`);
+          return io.exit(1);
+        }
+        stopping = true;
+        app.log.info(`${signal}: draining for up to ${opts.drainSeconds} s`);
+        const deadline = setTimeout(() => {
+          app.log.warn("the drain deadline passed: closing the connections still open");
+          app.server.closeAllConnections();
+          sandbox?.server.closeAllConnections();
+        }, opts.drainSeconds * 1000);
+        deadline.unref();
+        void close().then(() => io.exit(0));
+      };
+      process.on("SIGINT", stop);
+      process.on("SIGTERM", stop);
     });
-}
-
-function portOption(flag: string, value: string): number {
-  const port = Number(value);
-  if (!/^\d+$/.test(value) || port > 65535) throw new UsageError("USAGE", [{ scope: "", code: "USAGE", message: `${flag} must be a whole number from 0 to 65535, not "${value}"` }]);
-  return port;
-}
-
-function generationOption(value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!/^\d{1,9}$/.test(value) || n < 1) throw new UsageError("USAGE", [{ scope: "", code: "USAGE", message: `--identity-key-generation must be a whole number from 1, not "${value}"` }]);
-  return n;
-}
-
-/** The certificate and key, read and checked now: a wrong file is a usage error at start, not a failed handshake later. */
-function tlsOptions(certFile: string | undefined, keyFile: string | undefined): { cert: Buffer; key: Buffer } | undefined {
-  if (certFile === undefined && keyFile === undefined) return undefined;
-  const usage = (message: string) => new UsageError("USAGE", [{ scope: "", code: "USAGE", message }]);
-  if (certFile === undefined || keyFile === undefined) throw usage("--tls-cert and --tls-key go together: give both");
-  const read = (flag: string, file: string) => {
-    try {
-      return readFileSync(file);
-    } catch (e) {
-      throw usage(`${flag}: cannot read ${file}: ${(e as Error).message}`);
-    }
-  };
-  const tls = { cert: read("--tls-cert", certFile), key: read("--tls-key", keyFile) };
-  try {
-    createSecureContext(tls);
-  } catch (e) {
-    throw usage(`--tls-cert/--tls-key: not a PEM certificate and its private key: ${(e as Error).message}`);
-  }
-  return tls;
 }

@@ -18,6 +18,10 @@ export interface AdmissionOptions {
   limiter?: Limiter;
   /** Keys kept in the cache (default 100,000). */
   cacheSize?: number;
+  /** Rate-limit logs the default in-memory limiter keeps (default MAX_LOGS, src/limits/memory.ts). */
+  limiterSize?: number;
+  /** The network size an IPv6 client is counted by in per-address limits (default 64; src/limits/ip.ts). */
+  ipv6Prefix?: number;
   usage?: UsageOptions;
   /** Which upstream requests spend the portal's budget as they arrive (default: all); see rateLimiting. */
   portalOnArrival?: RateLimitingOptions["portalOnArrival"];
@@ -60,8 +64,8 @@ export function admission(options: AdmissionOptions): Admission {
   const { profile, store, serverSecret, now } = options;
   const format = keyFormat(profile.spec.keyTypes);
   const cache = new KeyCache(profile, store, { max: options.cacheSize, now });
-  const limiter = options.limiter ?? new MemoryLimiter({ now });
-  const limits = rateLimiting({ policy: limitPolicy(profile.spec.limits), limiter, store, cache, portalOnArrival: options.portalOnArrival });
+  const limiter = options.limiter ?? new MemoryLimiter({ now, maxLogs: options.limiterSize });
+  const limits = rateLimiting({ policy: limitPolicy(profile.spec.limits, { ipv6Prefix: options.ipv6Prefix }), limiter, store, cache, portalOnArrival: options.portalOnArrival });
   const usage = new Usage(store, { now, ...options.usage });
   const auth = authenticator({ profile, format, serverSecret, cache, now, touched: (id, at) => usage.touch(id, at), throttled: (ip) => limits.throttled(ip), session: options.session });
   const spend = (verification: Verification, wholeBudget: boolean): Admitted | Promise<Admitted> => {

@@ -2,8 +2,12 @@ import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { redisNamespace } from "../limits/deployment.ts";
 
-/** A change another node must hear about: a key to drop from its cache, a portal's settings, or any other stored change. */
-export type Change = { kind: "key"; id: string; digest: string } | { kind: "portal"; id: string } | { kind: "data" };
+/**
+ * A change another node must hear about: a key to drop from its cache (from the change feed, with
+ * the version the change brought it to: a copy at least as new stays), a portal's settings, or any
+ * other stored change; "all" (from the change feed only): anything may have changed.
+ */
+export type Change = { kind: "key"; id: string; digest: string; version?: number } | { kind: "portal"; id: string } | { kind: "data" } | { kind: "all" };
 
 /**
  * Cache invalidation across keygate nodes over Redis pub/sub: every node publishes the changes

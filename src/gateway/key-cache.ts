@@ -8,6 +8,8 @@ export interface CachedKey {
   verified: VerifiedKey;
   /** What is worked out from the key and the data around it (its limits, its /v1/me body), by name. */
   derived: Map<string, { generation: number; value: unknown }>;
+  /** Used since the cache last looked at it for eviction (second chance: see KeyCache). */
+  recent: boolean;
 }
 
 /** Scope names and compiled scope sets kept for sharing: far more than a deployment has distinct ones. */
@@ -24,6 +26,11 @@ const sameList = (a: readonly string[], b: readonly string[]): boolean => a.leng
  * that raced with an invalidation is used for its own request but not cached. Digests the store
  * did not know are remembered for a minute, so a repeated unknown key costs no lookup; a key
  * stored since (its creation invalidates its digest) is found at once.
+ *
+ * The cache holds at most `max` keys (default 100,000) and evicts the least recently used, by
+ * the second-chance (CLOCK) approximation of LRU: a hit only sets a flag (a Map reorder per hit
+ * would cost the hot path); when a key must leave, the oldest-inserted ones used since are moved
+ * to the back with their flag cleared, and the first one not used since leaves.
  */
 export class KeyCache {
   readonly #profile: Profile;
@@ -37,9 +44,13 @@ export class KeyCache {
   readonly #unknown = new Map<string, number>();
   readonly #now: () => number;
   #generation = 0;
+  /** Lookups answered from the cache, and read from the store (or known unknown), since start: for /metrics. */
+  hits = 0;
+  misses = 0;
   /** Bumped by every stored change: derived values computed before it are stale. */
   #dataGeneration = 0;
 
+  /** `max`: keys held at most (default 100,000). */
   constructor(profile: Profile, store: Store, options: { max?: number; now?: () => number } = {}) {
     this.#profile = profile;
     this.#store = store;
@@ -52,7 +63,12 @@ export class KeyCache {
   }
 
   get(digest: string): CachedKey | undefined {
-    return this.#byDigest.get(digest);
+    const entry = this.#byDigest.get(digest);
+    if (entry !== undefined) {
+      entry.recent = true;
+      this.hits++;
+    }
+    return entry;
   }
 
   /** Whether the store did not know this digest a moment ago (then `load` answers undefined without asking it). */
@@ -66,6 +82,7 @@ export class KeyCache {
 
   /** Reads a key the cache does not hold; synchronous when the store reads synchronously (SQLite) or the digest is known to be unknown. */
   load(digest: string): CachedKey | undefined | Promise<CachedKey | undefined> {
+    this.misses++;
     if (this.unknown(digest)) return undefined;
     const generation = this.#generation;
     if (this.#store.getKeyByDigestNow) return this.#enter(digest, this.#store.getKeyByDigestNow(digest), generation);
@@ -98,6 +115,7 @@ export class KeyCache {
         scopes: this.#compiled(record),
       },
       derived: new Map(),
+      recent: false,
     };
     if (generation === this.#generation) {
       if (this.#byDigest.size >= this.#max) this.#evictOldest();
@@ -140,14 +158,33 @@ export class KeyCache {
     this.#dataGeneration++;
   }
 
-  invalidate(key: { id: string; digest: string }): void {
+  /**
+   * A key changed: its cached copy leaves — unless `storedVersion` (the version the change brought
+   * the key to, from the change feed) says the copy is that change or newer. Derived values are
+   * recomputed either way.
+   */
+  invalidate(key: { id: string; digest: string }, storedVersion?: number): void {
     this.#dataGeneration++;
+    if (storedVersion !== undefined) {
+      const digest = this.#digestById.get(key.id);
+      const cached = digest === undefined ? undefined : this.#byDigest.get(digest);
+      if (cached !== undefined && cached.record.version >= storedVersion) return;
+    }
     this.#generation++;
     this.#unknown.delete(key.digest);
     this.#byDigest.delete(key.digest);
     const digest = this.#digestById.get(key.id);
     if (digest !== undefined) this.#byDigest.delete(digest);
     this.#digestById.delete(key.id);
+  }
+
+  /** Anything may have changed (a node that could not read the change feed for long): every key is read again. */
+  clear(): void {
+    this.#dataGeneration++;
+    this.#generation++;
+    this.#unknown.clear();
+    this.#byDigest.clear();
+    this.#digestById.clear();
   }
 
   /**
@@ -183,10 +220,17 @@ export class KeyCache {
     this.#unknown.set(digest, this.#now() + UNKNOWN_TTL_MS);
   }
 
+  /** Evicts the least recently used key, near enough: each key used since its last look gets a second chance at the back. */
   #evictOldest(): void {
-    const oldest = this.#byDigest.entries().next().value;
-    if (!oldest) return;
-    this.#byDigest.delete(oldest[0]);
-    this.#digestById.delete(oldest[1].record.id);
+    for (const [digest, entry] of this.#byDigest) {
+      this.#byDigest.delete(digest);
+      if (entry.recent) {
+        entry.recent = false;
+        this.#byDigest.set(digest, entry);
+        continue;
+      }
+      this.#digestById.delete(entry.record.id);
+      return;
+    }
   }
 }

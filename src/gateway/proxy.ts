@@ -37,8 +37,8 @@ export interface ForwardedRequest {
 export interface HttpProxy {
   /** Whether a URL lies under a forwarded route prefix outside /v1/ (Atender's /api/…): it must be verified like /v1/. */
   covers(url: string): boolean;
-  /** Forgets what is cached of a portal's upstream (it changed). */
-  portalChanged(portalId: string): void;
+  /** Forgets what is cached of a portal's upstream (it changed); of every portal's without an id. */
+  portalChanged(portalId?: string): void;
   /** Whether a request verification passed is forwarded: a route marked `upstream`, in a profile forwarded over HTTP. */
   forwards(verification: Verification): boolean;
   /**
@@ -166,7 +166,8 @@ export function httpProxy(options: { profile: Profile; store: Store; assertions:
     },
     portalChanged(portalId) {
       generation++;
-      portals.delete(portalId);
+      if (portalId === undefined) portals.clear();
+      else portals.delete(portalId);
     },
     // Only what verification passed in this request, on a forwarded route.
     forwards: (v) => forwarding && v.refusal === undefined && v.key !== undefined && v.route?.upstream === true,

@@ -17,17 +17,20 @@ import type { Store } from "../store/store.ts";
 import { identitySigner } from "../upstream/http/identity.ts";
 import type { HttpUpstreamOptions } from "../upstream/http/proxy.ts";
 import { outboundPolicy } from "../upstream/outbound.ts";
-import { rateLimitHeaders } from "../limits/policy.ts";
+import { rateLimitHeaders, refusing } from "../limits/policy.ts";
 import { type Admitted, admission } from "./admission.ts";
 import type { Verification } from "./auth.ts";
 import { type ClientFacts, clientFacts } from "./client.ts";
 import { COMPRESS_THRESHOLD, ENCODINGS, allowOrigin, conditionalGet, etagOf, isPreflight, originAllowed, preflightHeaders, sendKept, wwwAuthenticate } from "./conventions.ts";
 import { type ErrorBody, envelopeFor, errorBody, responsesFor } from "./envelope.ts";
-import type { RedisInvalidation } from "./invalidation.ts";
+import { ChangeFeed } from "./change-feed.ts";
+import type { Change, RedisInvalidation } from "./invalidation.ts";
 import type { CachedKey, KeyCache } from "./key-cache.ts";
 import { LimitRefusal } from "./limits.ts";
 import { forwardAuth, forwardAuthRoutes } from "./forward-auth.ts";
 import { identityAssertions } from "./identity.ts";
+import { type LogLevel, loggerOptions } from "./logging.ts";
+import { Metrics } from "./metrics.ts";
 import { httpProxy } from "./proxy.ts";
 import { jwksRoute } from "./routes/jwks.ts";
 import { keyRoutes } from "./routes/keys.ts";
@@ -46,14 +49,24 @@ export interface ServerOptions {
   store: Store;
   /** Part of every key digest; kept outside the database. */
   serverSecret: string;
-  /** Structured logs (pino) to stdout; off in tests. */
+  /** Structured logs (pino) to stdout, credentials redacted (src/gateway/logging.ts); off in tests. */
   logger?: boolean;
+  /** The level of those logs (default info). */
+  logLevel?: LogLevel;
+  /** Count requests and serve them at GET /metrics (default true; src/gateway/metrics.ts). */
+  metrics?: boolean;
   /** Addresses of proxies whose X-Forwarded-For is believed (Fastify trustProxy). */
   trustProxy?: string[];
   /** The public base URL used in self-descriptions (GET /v1/me); default: from the request. */
   publicUrl?: string;
   /** Rate limits: in memory by default; a RedisLimiter shares them between nodes. Closed with the server. */
   limiter?: Limiter;
+  /** Keys the key cache holds at most (default 100,000), the least recently used leaving first. */
+  cacheSize?: number;
+  /** Rate-limit logs the default in-memory limiter holds at most (default 250,000; docs/limits.md). */
+  limiterSize?: number;
+  /** The network size an IPv6 client is counted by in per-address limits (default 64; 128: each address). */
+  ipv6Prefix?: number;
   /** Timeouts and pools of the HTTP upstream (docs/upstreams.md); the defaults suit production. */
   httpUpstream?: HttpUpstreamOptions;
   /** Host names, IP addresses and CIDR ranges upstream URLs may point to besides public addresses (docs/upstreams.md, "Outbound requests"). */
@@ -62,6 +75,8 @@ export interface ServerOptions {
   requestLogDays?: number;
   /** Tells other nodes about changes, and hears theirs (Redis pub/sub). Closed with the server. */
   invalidation?: RedisInvalidation;
+  /** How often the store's change feed is read (ms, default 1000): how stale this node can be when Redis cannot tell it of a change (src/gateway/change-feed.ts). */
+  changePollMs?: number;
   /** How long and how many clients may hold the server (docs/operations.md); the defaults suit production. */
   clientLimits?: Partial<ClientLimits>;
   /** Serve HTTPS with this certificate chain and private key (PEM); default: plain HTTP. */
@@ -199,7 +214,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   const client = clientFacts(options.trustProxy);
   let handOver: (req: IncomingMessage, res: ServerResponse) => void = () => {};
   const app = Fastify({
-    logger: options.logger ?? false,
+    logger: options.logger ? loggerOptions(options.logLevel) : false,
     // Per-request log lines would cost the hot path; request accounting records requests instead.
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: (req) => (req as ArrivingMessage)[ARRIVED]?.id ?? requestId(),
@@ -232,6 +247,9 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     store,
     serverSecret,
     limiter: options.limiter,
+    cacheSize: options.cacheSize,
+    limiterSize: options.limiterSize,
+    ipv6Prefix: options.ipv6Prefix,
     now,
     usage: { retentionDays: options.requestLogDays, onError: (e) => app.log.error({ err: e }, "request accounting write failed") },
     // A request streamed upstream spends the portal's budget as it arrives; the data plane's handlers spend it when they call the portal.
@@ -239,6 +257,13 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     session: (arrival, token) => sessions(arrival, token),
   });
   const { cache, limits, usage, limiter, format } = a;
+  const metrics = options.metrics === false ? undefined : new Metrics(cache);
+  /** A request verified and counted: its outcome, and the limit that refused it, for /metrics. */
+  const measured = (admitted: Admitted): void => {
+    if (metrics === undefined) return;
+    metrics.verification(admitted.verification.refusal?.code ?? "ok");
+    if (!admitted.spent.admitted) metrics.refused(refusing(admitted.spent.states)?.limit.kind ?? "unknown");
+  };
   const outbound = outboundPolicy(options.allowUpstream);
   const signer = identitySigner({ serverSecret, generation: options.identityKeyGeneration, issuer: options.publicUrl ?? "keygate" });
   const assertions = identityAssertions(profile, cache, signer, now);
@@ -263,14 +288,20 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   app.decorate("keygate", kg);
   const lifetimes: SessionLifetimes = { ...SESSION_LIFETIMES, ...options.sessions };
   const sessions = sessionAuthenticator(kg, lifetimes);
+  /** Another node's change, heard over Redis or read from the store's change feed. */
+  const changed = (change: Change) => {
+    if (change.kind === "key") cache.invalidate(change, change.version);
+    else if (change.kind === "all") cache.clear();
+    else cache.dataChanged();
+    if (change.kind === "portal") proxy.portalChanged(change.id);
+    else if (change.kind === "all") proxy.portalChanged();
+  };
   if (options.invalidation) {
-    const listening = options.invalidation.listen((change) => {
-      if (change.kind === "key") cache.invalidate(change);
-      else cache.dataChanged();
-      if (change.kind === "portal") proxy.portalChanged(change.id);
-    });
+    const listening = options.invalidation.listen(changed);
     app.addHook("onReady", () => listening);
   }
+  const feed = new ChangeFeed(store, { pollMs: options.changePollMs, onRead: metrics && ((seconds) => metrics.store("change_feed_read", seconds)), onError: (e) => app.log.warn({ err: e }, "could not read the store's change feed") });
+  app.addHook("onReady", () => feed.start((changes) => changes.forEach(changed)));
   const send = (reply: FastifyReply, code: string, extra: Partial<ErrorBody> = {}) => {
     const status = envelope.def(code).status;
     if (status === 401) reply.header("www-authenticate", wwwAuthenticate(code, reply.request));
@@ -317,6 +348,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
    */
   const proceed = (req: ArrivingMessage, res: ServerResponse, arrived: Arrived, admitted: Admitted, started: number): void => {
     arrived.admitted = admitted;
+    measured(admitted);
     const v = admitted.verification;
     // A browser's request (Origin) is answered by the onRequest hook, once its origin is known to be allowed.
     if (!admitted.spent.admitted || req.headers.origin !== undefined) return handOver(req, res);
@@ -325,6 +357,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       const me = v.refusal === undefined && v.session === undefined && req.method === "GET" && req.url === "/v1/me" ? keptMe(ctx, v.key!, req) : undefined;
       if (me === undefined) return handOver(req, res);
       sendKept(req, res, me, { "x-request-id": arrived.id, ...rateLimitHeaders(admitted.spent.states) });
+      metrics?.request("GET", "/v1/me", res.statusCode);
       return usage.record({ keyId: v.key!.record.id, ip: v.clientIp, method: "GET", target: "/v1/me", status: res.statusCode, latencyMs: performance.now() - started });
     }
     // Authenticated answers are not cached by default; the upstream's own Cache-Control replaces this.
@@ -332,7 +365,12 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     proxy.forward(req, res, admitted, { id: arrived.id, protocol: client.protocol(req), host: client.host(req), log: app.log }).then(
       (refusal) => {
         // Forwarded: logged here (Fastify's onResponse logs the rest).
-        if (refusal === undefined) return usage.record({ keyId: v.key!.record.id, ip: v.clientIp, method: req.method!, target: req.url!, status: res.statusCode, latencyMs: performance.now() - started });
+        if (refusal === undefined) {
+          const latencyMs = performance.now() - started;
+          metrics?.request(req.method!, v.route!.path, res.statusCode);
+          metrics?.upstream("http", latencyMs / 1000);
+          return usage.record({ keyId: v.key!.record.id, ip: v.clientIp, method: req.method!, target: req.url!, status: res.statusCode, latencyMs });
+        }
         v.refusal = refusal;
         handOver(req, res);
       },
@@ -362,6 +400,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       if (fa.handles(request.url)) return;
       if (isPreflight(request.raw)) return reply.code(204).headers(preflightHeaders(request.raw)).send();
       admitted = await a.admit({ method: request.method, url: request.url, headers: request.headers, clientIp: client.ip(request.raw) });
+      measured(admitted);
     }
     const { verification, spent } = admitted;
     request.verification = verification;
@@ -400,6 +439,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   });
   app.addHook("onResponse", (request, reply, done) => {
     const v = request.verification;
+    // A route's template, the profile's or Fastify's: never the URL itself (bounded labels).
+    metrics?.request(request.method, v?.route?.path ?? request.routeOptions.url ?? "unmatched", reply.statusCode);
     const key = v?.key;
     if (!key) return done();
     // A change answered by keygate itself (not forwarded upstream): derived answers are recomputed, here and on other nodes.
@@ -412,6 +453,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     done();
   });
   app.addHook("onClose", async () => {
+    await feed.close();
     await a.close();
     await options.invalidation?.close();
     await proxy.close();
@@ -488,6 +530,27 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   // "limits" says whether rate limits are shared (redis), local (memory), or local for now (redis-degraded).
   app.get("/healthz", { schema: { hide: true } }, async () => ({ status: "ok", profile: profile.id, limits: limiter.mode }));
   app.register(async (root) => jwksRoute(root.withTypeProvider<TypeBoxTypeProvider>(), signer));
+  if (metrics !== undefined) {
+    // Prometheus text (docs/operations.md, "Metrics"): no key; keep it off the public side of the load balancer.
+    app.get("/metrics", { schema: { hide: true } }, async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
+  }
+  // Readiness (docs/operations.md): 503 while the store does not answer within 2 s. Redis away is
+  // the documented degraded mode (local limits, invalidation by the change feed): still ready.
+  app.get("/readyz", { schema: { hide: true } }, async (_request, reply) => {
+    const started = performance.now();
+    const store = await Promise.race([
+      options.store.lastChange().then(
+        () => {
+          metrics?.store("readiness", (performance.now() - started) / 1000);
+          return "ok" as const;
+        },
+        () => "unreachable" as const,
+      ),
+      new Promise<"unreachable">((resolve) => setTimeout(resolve, 2_000, "unreachable").unref()),
+    ]);
+    const redis = limiter.mode === "memory" ? "not configured" : limiter.mode === "redis" ? "ok" : "degraded";
+    return reply.code(store === "ok" ? 200 : 503).send({ status: store === "ok" ? "ready" : "not ready", store, redis });
+  });
   app.register(async (v1) => {
     // Fastify's own JSON parser (it refuses __proto__ and constructor.prototype), after a depth bound.
     const json = v1.getDefaultJsonParser("error", "error");

@@ -62,6 +62,8 @@ export function sessionAuthenticator(kg: Keygate, lifetimes: SessionLifetimes) {
     },
     verified: { id: `session:${session.id}`, name: "Signed-in session", status: "ACTIVE", expiresAt: session.expiresAt, accessMode: "READWRITE", keyType: type, ipAllow: null, scopes: compiled },
     derived: new Map(),
+    // Never in the key cache: its eviction flag is unused.
+    recent: false,
   });
 
   return async (arrival: Arrival, token: string): Promise<Verification> => {

@@ -21,6 +21,8 @@ export interface VerifierOptions {
   limiter?: Limiter;
   /** Keys kept in the cache (default 100,000). */
   cacheSize?: number;
+  /** The network size an IPv6 client is counted by in per-address limits (default 64). */
+  ipv6Prefix?: number;
   now?: () => number;
 }
 

@@ -30,3 +30,29 @@ export function normalizeIpList(entries: readonly string[]): { ips: string[]; pr
   });
   return { ips, problems };
 }
+
+/** The IPv6 prefix length a client is counted by (docs/limits.md, "Per address"): a host's usual allocation. */
+export const IPV6_CLIENT_PREFIX = 64;
+
+/**
+ * Who a per-address limit counts (the platform limit of keyless requests, the failed-authentication
+ * throttle): an IPv4 client by its address; an IPv6 client by its network of `ipv6Prefix` bits,
+ * since one host commonly holds a whole /64 and could otherwise spend 2⁶⁴ budgets. Takes an
+ * address as normalizeIp gives it; anything else counts as itself.
+ */
+export function clientSubject(ip: string, ipv6Prefix = IPV6_CLIENT_PREFIX): string {
+  if (!ip.includes(":") || ipv6Prefix >= 128) return ip;
+  // normalizeIp's form: eight groups, no "::": the first four are the /64.
+  if (ipv6Prefix === 64) {
+    let at = -1;
+    for (let group = 0; group < 4; group++) {
+      at = ip.indexOf(":", at + 1);
+      if (at < 0) return ip;
+    }
+    return `${ip.slice(0, at)}::/64`;
+  }
+  if (!ipaddr.IPv6.isValid(ip)) return ip;
+  const bytes = ipaddr.IPv6.parse(ip).toByteArray();
+  for (let bit = ipv6Prefix; bit < 128; bit++) bytes[bit >> 3]! &= ~(0x80 >> (bit & 7));
+  return `${ipaddr.fromByteArray(bytes).toString()}/${ipv6Prefix}`;
+}

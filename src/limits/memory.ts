@@ -25,6 +25,8 @@ class Log {
   size = 0;
   /** Units in the ring. */
   units = 0;
+  /** Used since the limiter last looked at it for eviction (second chance: see MemoryLimiter). */
+  recent = false;
 
   constructor(limit: Limit) {
     this.windowMs = limit.windowMs;
@@ -166,18 +168,28 @@ class Log {
   }
 }
 
-/** Sliding logs in this process: exact for one node, and the stand-in when Redis is down. */
+/** Logs kept at most by default (one per limit and subject: a key, a client address): about 70 MB when full (docs/limits.md). */
+export const MAX_LOGS = 250_000;
+
+/**
+ * Sliding logs in this process: exact for one node, and the stand-in when Redis is down. At most
+ * `maxLogs` logs are kept: past that the least recently used leaves (second chance, as in the
+ * key cache), so a flood of new addresses costs bounded memory and pushes out idle subjects,
+ * not the busy ones it would take to evade a limit. Idle logs also leave once a minute.
+ */
 export class MemoryLimiter implements Limiter {
   readonly mode = "memory";
   readonly #logs = new Map<string, Log>();
+  readonly #max: number;
   /** A decision's logs and counts, reused: a decision allocates nothing but its outcome. */
   readonly #decided: Log[] = [];
   readonly #used: number[] = [];
   readonly #now: () => number;
   readonly #sweeper: NodeJS.Timeout;
 
-  constructor(options: { now?: () => number; sweepMs?: number } = {}) {
+  constructor(options: { now?: () => number; sweepMs?: number; maxLogs?: number } = {}) {
     this.#now = options.now ?? Date.now;
+    this.#max = options.maxLogs ?? MAX_LOGS;
     this.#sweeper = setInterval(() => this.#sweep(), options.sweepMs ?? 60_000);
     this.#sweeper.unref();
   }
@@ -224,13 +236,34 @@ export class MemoryLimiter implements Limiter {
   #log(limit: Limit, now: number): Log {
     let log = this.#logs.get(limit.bucket);
     if (!log) {
+      if (this.#logs.size >= this.#max) this.#evict();
       log = new Log(limit);
       this.#logs.set(limit.bucket, log);
-    } else if (log.limit !== limit.limit || log.windowMs !== limit.windowMs) {
-      log.reshape(limit);
+    } else {
+      // A new log is at the back already: only a later use earns the second chance.
+      log.recent = true;
+      if (log.limit !== limit.limit || log.windowMs !== limit.windowMs) log.reshape(limit);
     }
     log.prune(now);
     return log;
+  }
+
+  /** The log used least recently, near enough, leaves: each one used since its last look gets a second chance at the back. */
+  #evict(): void {
+    for (const [bucket, log] of this.#logs) {
+      this.#logs.delete(bucket);
+      if (log.recent) {
+        log.recent = false;
+        this.#logs.set(bucket, log);
+        continue;
+      }
+      return;
+    }
+  }
+
+  /** Logs held now. */
+  get size(): number {
+    return this.#logs.size;
   }
 
   /** Drops the logs of idle subjects: every admission left the window. */

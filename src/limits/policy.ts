@@ -1,4 +1,5 @@
 import type { LimitsSpec, TierSpec } from "../core/profile/spec.ts";
+import { clientSubject } from "./ip.ts";
 import type { Limit, LimitState } from "./limiter.ts";
 
 /**
@@ -13,15 +14,17 @@ const DAY = 86_400_000;
 export interface LimitPolicy {
   /** Limits for a request made with a valid key. */
   forKey(key: { id: string; rateLimit: number | null; tier: string | null; portalId: string | null }, portalRps: number | null, upstream: boolean): Limit[];
-  /** The platform limit of a request without a valid key: its client IP is the source. */
+  /** The platform limit of a request without a valid key: its client IP (an IPv6 client's network, see clientSubject) is the source. */
   forAddress(ip: string): Limit[];
-  /** Failed authentication attempts from an address (spent only when authentication fails). */
+  /** Failed authentication attempts from an address, or an IPv6 client's network (spent only when authentication fails). */
   failedAuth(ip: string): Limit;
   tier(id: string | null): TierSpec | undefined;
   portalLimitCode: string;
 }
 
-export function limitPolicy(spec: LimitsSpec | undefined): LimitPolicy {
+/** `ipv6Prefix`: the network size an IPv6 client is counted by (default 64; 128: each address). */
+export function limitPolicy(spec: LimitsSpec | undefined, options: { ipv6Prefix?: number } = {}): LimitPolicy {
+  const { ipv6Prefix } = options;
   const perMinute = spec?.perMinute ?? DEFAULTS.perMinute;
   const tiers = new Map((spec?.tiers ?? []).map((t) => [t.id, t]));
   const tierOf = (id: string | null) => tiers.get(id ?? spec?.defaultTier ?? "");
@@ -45,10 +48,10 @@ export function limitPolicy(spec: LimitsSpec | undefined): LimitPolicy {
       return limits;
     },
     forAddress(ip) {
-      return [{ kind: "platform", bucket: `platform:ip:${ip}`, limit: perMinute, windowMs: MINUTE, policy: "platform" }];
+      return [{ kind: "platform", bucket: `platform:ip:${clientSubject(ip, ipv6Prefix)}`, limit: perMinute, windowMs: MINUTE, policy: "platform" }];
     },
     failedAuth(ip) {
-      return { kind: "auth", bucket: `auth:ip:${ip}`, limit: failed, windowMs: MINUTE, policy: "failed-auth" };
+      return { kind: "auth", bucket: `auth:ip:${clientSubject(ip, ipv6Prefix)}`, limit: failed, windowMs: MINUTE, policy: "failed-auth" };
     },
   };
 }

@@ -121,6 +121,8 @@ export interface RedisLimiterOptions {
   timeoutMs?: number;
   /** A clock for tests; by default the script reads Redis's TIME. */
   now?: () => number;
+  /** Rate-limit logs the local stand-in holds at most while Redis is away (default: MemoryLimiter's). */
+  maxLogs?: number;
   /** Told when Redis goes away and when it comes back. */
   onModeChange?: (mode: "redis" | "redis-degraded", reason: string) => void;
 }
@@ -145,7 +147,7 @@ export class RedisLimiter implements Limiter {
     this.#prefix = `${redisNamespace(options.deployment)}rl:`;
     this.#onModeChange = options.onModeChange;
     this.#now = options.now;
-    this.#fallback = new MemoryLimiter({ now: options.now });
+    this.#fallback = new MemoryLimiter({ now: options.now, maxLogs: options.maxLogs });
     this.#redis = new Redis(options.url, {
       lazyConnect: false,
       // Fail fast while disconnected: a decision never waits for a reconnect.

@@ -25,6 +25,7 @@ import type {
   SandboxItem,
   SandboxWebhook,
   Session,
+  StoredChange,
   User,
 } from "./store.ts";
 import { StoreConflictError } from "./store.ts";
@@ -565,6 +566,12 @@ export interface Migration {
 }
 
 /** The NNN_name.sql files of a folder, in version order. */
+/** A change-feed row, read as [seq, kind, entity_id, digest, version]. */
+export function changeFromValues(values: unknown[]): StoredChange {
+  const version = values[4] ?? null;
+  return { seq: Number(values[0]), kind: values[1] as StoredChange["kind"], entityId: values[2] as string, digest: (values[3] as string | null) ?? null, version: version === null ? null : Number(version) };
+}
+
 export function loadMigrations(dir: URL): Migration[] {
   const migrations: Migration[] = [];
   for (const file of readdirSync(dir).sort()) {

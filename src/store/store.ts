@@ -223,6 +223,23 @@ export interface Redemption {
   member?: Membership;
 }
 
+/**
+ * A row of the change feed (migration 007): a key, portal, membership or user was written. The
+ * database writes these itself (triggers), in the transaction of the change; nodes read them to
+ * drop what changed from their caches when Redis cannot tell them (src/gateway/change-feed.ts).
+ */
+export interface StoredChange {
+  /** Increasing, but on PostgreSQL not in commit order: a lower number may appear later, or never (a rolled-back change). */
+  seq: number;
+  kind: "key" | "portal" | "member" | "user";
+  /** The key's, portal's or user's id; a membership's portal id. */
+  entityId: string;
+  /** A key's digest; null for the other kinds. */
+  digest: string | null;
+  /** The version the change brought a key to (a deleted key: one past its last), so a copy read since is known to be current; null for the other kinds. */
+  version: number | null;
+}
+
 /** What a change writes besides itself, in the same transaction. */
 export interface Effects {
   audit: AuditEvent[];
@@ -334,6 +351,13 @@ export interface Store {
   requestAddresses(keyId: string): Promise<{ ip: string; count: number; lastSeen: number }[]>;
   /** Deletes request-log entries older than the time (at < olderThan); returns how many. */
   purgeRequests(olderThan: number): Promise<number>;
+
+  /** The highest sequence number of the change feed (0 when it is empty). */
+  lastChange(): Promise<number>;
+  /** Changes with seq > after, lowest first, at most limit; with `among`, only those whose seq is listed (a reader's gaps). */
+  changesSince(after: number, limit: number, among?: readonly number[]): Promise<StoredChange[]>;
+  /** Deletes changes older than keepMs by the database's clock; returns how many. */
+  pruneChanges(keepMs: number): Promise<number>;
 
   /** The key must exist; adding the same (keyId, kind, dependentId) again is a no-op. */
   addDependent(dependent: KeyDependent): Promise<void>;

@@ -1176,6 +1176,63 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
       });
     });
 
+    describe("change feed", () => {
+      const feedAfter = async (after: number) => (await store.changesSince(after, 1_000)).map(({ seq: _, ...c }) => c);
+
+      test("issue 14: every write of a key, portal, membership or user is in the feed, in order, whoever wrote it; last-used times and other tables are not", async () => {
+        const owner = await aUser();
+        const start = await store.lastChange();
+        const p = await aPortal({}, owner);
+        const k = await aKey(owner.id, p.id);
+        await store.touchKeys(new Map([[k.id, T0 + 1]]));
+        await store.appendRequests([{ keyId: k.id, at: T0 + 1, ip: "198.51.100.1", method: "GET", path: "/v1/me", status: 200, latencyMs: 1 }]);
+        await store.updateKey(k.id, { status: "REVOKED" }, T0 + 2, NO_EFFECTS);
+        const other = await aUser();
+        await store.putMember({ portalId: p.id, userId: other.id, role: "MEMBER", createdAt: T0 }, NO_EFFECTS);
+        await store.removeMember(p.id, other.id, NO_EFFECTS);
+        await store.updatePortal(p.id, { name: "renamed" }, NO_EFFECTS);
+        assert.equal(await store.deleteKey(k.id, NO_EFFECTS), "deleted");
+        assert.deepEqual(await feedAfter(start), [
+          { kind: "portal", entityId: p.id, digest: null, version: null },
+          { kind: "member", entityId: p.id, digest: null, version: null },
+          { kind: "key", entityId: k.id, digest: k.digest, version: k.version },
+          { kind: "key", entityId: k.id, digest: k.digest, version: k.version + 1 },
+          { kind: "member", entityId: p.id, digest: null, version: null },
+          { kind: "member", entityId: p.id, digest: null, version: null },
+          { kind: "portal", entityId: p.id, digest: null, version: null },
+          { kind: "key", entityId: k.id, digest: k.digest, version: k.version + 2 },
+        ]);
+        const all = await store.changesSince(start, 1_000);
+        assert.ok(all.every((c, i) => i === 0 || c.seq > all[i - 1]!.seq), "numbers increase");
+        assert.equal(await store.lastChange(), all.at(-1)!.seq);
+      });
+
+      test("issue 14: a read takes at most `limit` rows after a number, or only the listed numbers; a rolled-back change leaves no row", async () => {
+        const owner = await aUser();
+        const start = await store.lastChange();
+        const p = await aPortal({}, owner);
+        const twin = makePortal(owner.id, { domain: p.domain });
+        await assert.rejects(store.createPortal(twin, admin(twin), NO_EFFECTS), StoreConflictError);
+        const keys = [await aKey(owner.id, p.id), await aKey(owner.id, p.id), await aKey(owner.id, p.id)];
+        const rows = await store.changesSince(start, 100);
+        assert.deepEqual(rows.map((c) => c.entityId), [p.id, p.id, ...keys.map((k) => k.id)], "the refused portal wrote nothing");
+        assert.deepEqual((await store.changesSince(start, 2)).map((c) => c.seq), rows.slice(0, 2).map((c) => c.seq));
+        const picked = [rows[4]!.seq, rows[2]!.seq, 1e12];
+        assert.deepEqual((await store.changesSince(0, 10, picked)).map((c) => c.entityId), [keys[0]!.id, keys[2]!.id]);
+        assert.deepEqual(await store.changesSince(rows.at(-1)!.seq, 100), []);
+      });
+
+      test("issue 14: pruning keeps what is younger than asked, by the database's clock", async () => {
+        await aPortal();
+        const before = await store.lastChange();
+        assert.equal(await store.pruneChanges(3_600_000), 0, "rows of a moment ago stay");
+        assert.equal(await store.lastChange(), before);
+        await new Promise((r) => setTimeout(r, 5));
+        assert.ok((await store.pruneChanges(0)) >= 2);
+        assert.deepEqual(await store.changesSince(0, 100), []);
+      });
+    });
+
     describe("lifecycle", () => {
       test("migrate() again changes nothing", async () => {
         const u = await aUser();

@@ -29,6 +29,7 @@ import {
   USER_COLUMNS,
   auditFromRow,
   auditValues,
+  changeFromValues,
   checkApplied,
   columnList,
   conflictError,
@@ -87,6 +88,7 @@ import type {
   SandboxWebhook,
   Session,
   Store,
+  StoredChange,
   User,
 } from "../store.ts";
 
@@ -177,6 +179,11 @@ const SQL = {
     WHERE key_id = $1 AND at >= $2 GROUP BY 1 ORDER BY 1`,
   requestAddresses: "SELECT ip, COUNT(*) AS n, MAX(at) AS last_seen FROM request_log WHERE key_id = $1 GROUP BY ip ORDER BY last_seen DESC, ip",
   purgeRequests: "DELETE FROM request_log WHERE at < $1",
+
+  lastChange: "SELECT COALESCE(MAX(seq), 0) AS n FROM changes",
+  changesSince: "SELECT seq, kind, entity_id, digest, version FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2",
+  changesAmong: "SELECT seq, kind, entity_id, digest, version FROM changes WHERE seq > $1 AND seq = ANY($3::bigint[]) ORDER BY seq LIMIT $2",
+  pruneChanges: "DELETE FROM changes WHERE at < (floor(extract(epoch FROM clock_timestamp()) * 1000))::bigint - $1",
 
   insertDependent: `${insertSql("key_dependents", DEPENDENT_COLUMNS)} ON CONFLICT DO NOTHING`,
   deleteDependent: "DELETE FROM key_dependents WHERE key_id = $1 AND kind = $2 AND dependent_id = $3",
@@ -612,6 +619,21 @@ export class PostgresStore implements Store {
 
   async purgeRequests(olderThan: number): Promise<number> {
     return (await this.#q("purgeRequests", [olderThan])).rowCount ?? 0;
+  }
+
+  // ---- the change feed ----
+
+  async lastChange(): Promise<number> {
+    return (await this.#q<{ n: number }>("lastChange", [])).rows[0]!.n;
+  }
+
+  async changesSince(after: number, limit: number, among?: readonly number[]): Promise<StoredChange[]> {
+    const rows = among === undefined ? await this.#q("changesSince", [after, limit]) : await this.#q("changesAmong", [after, limit, among]);
+    return rows.rows.map((r) => changeFromValues([r["seq"], r["kind"], r["entity_id"], r["digest"], r["version"]]));
+  }
+
+  async pruneChanges(keepMs: number): Promise<number> {
+    return (await this.#q("pruneChanges", [keepMs])).rowCount ?? 0;
   }
 
   // ---- dependents ----

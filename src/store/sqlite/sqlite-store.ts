@@ -30,6 +30,7 @@ import {
   USER_COLUMNS,
   auditFromRow,
   auditValues,
+  changeFromValues,
   checkApplied,
   columnList,
   conflictError,
@@ -90,6 +91,7 @@ import type {
   SandboxWebhook,
   Session,
   Store,
+  StoredChange,
   User,
 } from "../store.ts";
 
@@ -171,6 +173,11 @@ function prepareStatements(db: DatabaseSync) {
     ),
     requestAddresses: p("SELECT ip, COUNT(*) AS n, MAX(at) AS last_seen FROM request_log WHERE key_id = ? GROUP BY ip ORDER BY last_seen DESC, ip"),
     purgeRequests: p("DELETE FROM request_log WHERE at < ?"),
+
+    lastChange: p("SELECT COALESCE(MAX(seq), 0) AS n FROM changes"),
+    changesSince: arrays(p("SELECT seq, kind, entity_id, digest, version FROM changes WHERE seq > ? ORDER BY seq LIMIT ?")),
+    changesAmong: arrays(p("SELECT seq, kind, entity_id, digest, version FROM changes WHERE seq > ? AND seq IN (SELECT value FROM json_each(?)) ORDER BY seq LIMIT ?")),
+    pruneChanges: p("DELETE FROM changes WHERE at < CAST(unixepoch('subsec') * 1000 AS INTEGER) - ?"),
 
     insertDependent: p(`${insertSql("key_dependents", DEPENDENT_COLUMNS)} ON CONFLICT DO NOTHING`),
     deleteDependent: p("DELETE FROM key_dependents WHERE key_id = ? AND kind = ? AND dependent_id = ?"),
@@ -579,6 +586,21 @@ export class SqliteStore implements Store {
 
   async purgeRequests(olderThan: number): Promise<number> {
     return Number(this.#s.purgeRequests.run(olderThan).changes);
+  }
+
+  // ---- the change feed ----
+
+  async lastChange(): Promise<number> {
+    return (this.#s.lastChange.get() as { n: number }).n;
+  }
+
+  async changesSince(after: number, limit: number, among?: readonly number[]): Promise<StoredChange[]> {
+    const rows = among === undefined ? this.#s.changesSince.all(after, limit) : this.#s.changesAmong.all(after, JSON.stringify(among), limit);
+    return (rows as unknown as unknown[][]).map(changeFromValues);
+  }
+
+  async pruneChanges(keepMs: number): Promise<number> {
+    return Number(this.#s.pruneChanges.run(keepMs).changes);
   }
 
   // ---- dependents ----
