@@ -49,6 +49,8 @@ const VARIABLES = [
   "KEYGATE_LIMITER_SIZE",
   "KEYGATE_IPV6_PREFIX",
   "KEYGATE_DRAIN_SECONDS",
+  "KEYGATE_OWNER_PASSWORD_FILE",
+  "KEYGATE_IDENTITY_KEY_GENERATION",
 ];
 
 describe("issue 14: keygate serve by environment, readiness, graceful shutdown", () => {
