@@ -186,6 +186,14 @@ export async function addMember(kg: Keygate, actor: Actor, portalId: string, inp
   return { ...member, email: user.email, name: user.name };
 }
 
+/** The portal's members with their email and name, oldest first (admins). */
+export async function listMembers(kg: Keygate, actor: Actor, portalId: string) {
+  await portalForActor(kg, actor, portalId, "ADMIN");
+  const members = await kg.store.listMembers(portalId);
+  const users = await Promise.all(members.map((m) => kg.store.getUser(m.userId)));
+  return members.map((m, i) => ({ ...m, email: users[i]?.email ?? "", name: users[i]?.name ?? "" }));
+}
+
 export async function removeMember(kg: Keygate, actor: Actor, portalId: string, userId: string): Promise<void> {
   await portalForActor(kg, actor, portalId, "ADMIN");
   const member = await kg.store.getMember(portalId, userId);

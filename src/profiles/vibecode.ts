@@ -196,6 +196,7 @@ export const vibecode: ProfileSpec = {
     management("POST", "/v1/portals", "vibe:mgmt:portals", "Create a portal (you become its admin)"),
     management("PATCH", "/v1/portals/:id", "vibe:mgmt:portals", "Change a portal: default access policy, name, upstream, request limit (admins)"),
     management("POST", "/v1/portals/:id/members", "vibe:mgmt:portals", "Add a member or change a role (admins)"),
+    management("GET", "/v1/portals/:id/members", "vibe:mgmt:portals", "The portal's members with their email and role (admins)"),
     management("DELETE", "/v1/portals/:id/members/:userId", "vibe:mgmt:portals", "Remove a member (admins)"),
     management("GET", "/v1/portals/:id/audit", "vibe:mgmt:portals", "The portal's audit trail (admins)"),
     management("GET", "/v1/keys", "vibe:mgmt:keys", "List the API keys of a portal (portalId query parameter)"),
@@ -204,6 +205,7 @@ export const vibecode: ProfileSpec = {
     management("PATCH", "/v1/keys/:id", "vibe:mgmt:keys", "Update a key"),
     management("DELETE", "/v1/keys/:id", "vibe:mgmt:keys", "Delete a key"),
     management("POST", "/v1/keys/:id/rotate", "vibe:mgmt:keys", "Reissue a key; the old one works 24 more hours"),
+    management("GET", "/v1/keys/:id/audit", "vibe:mgmt:keys", "A key's audit trail"),
     management("GET", "/v1/keys/:id/usage", "vibe:mgmt:keys", "A key's usage: requests per minute, addresses, the request log"),
 
     feedback("GET", "/v1/feedback", "Feedback tickets (management keys: all; portal keys: their own)"),
