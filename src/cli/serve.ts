@@ -118,9 +118,9 @@ export function registerServe(program: Command, io: Io): void {
         if (firstStart.managementKey) {
           io.out(`Owner's management key (shown once, store it now): ${firstStart.managementKey}`);
           io.out(`Try it: curl -H "X-Api-Key: ${firstStart.managementKey}" ${url}/v1/me`);
-          io.out(`A sandbox portal with demo data (${SANDBOX_DOMAIN}) is linked: create an API key on it with POST ${url}/v1/keys.`);
           const portal = (await instance.kg.store.listPortalsForUser(firstStart.ownerId)).find((p) => p.domain === SANDBOX_DOMAIN);
           if (portal) {
+            io.out(`A sandbox portal with demo data (${SANDBOX_DOMAIN}) is linked: create an API key on it with POST ${url}/v1/keys.`);
             const token = sandboxWebhookToken(instance.kg.serverSecret, portal.id);
             const webhook = sandboxUrl === undefined ? sandboxWebhookUrl(url, portal.id, token) : sandboxRootWebhookUrl(sandboxUrl, token);
             // A secret like the management key: it reaches the sandbox's data as its administrator.

@@ -7,7 +7,7 @@ import type { Keygate } from "../manage/context.ts";
 import { createPortal } from "../manage/portals.ts";
 import { createUser, issueManagementKey } from "../manage/users.ts";
 import { outboundPolicy } from "../upstream/outbound.ts";
-import { seedDemoData } from "../upstream/sandbox/index.ts";
+import { seedDemoData, servedByBitrix24 } from "../upstream/sandbox/index.ts";
 import { DEFAULT_PROFILE } from "../profiles/index.ts";
 import { openStore } from "../store/index.ts";
 import type { Store } from "../store/store.ts";
@@ -111,17 +111,16 @@ export function isInitialised(options: InstanceOptions): boolean {
 }
 
 /**
- * Sets up a data directory: the server secret, the owner account, and (when the profile has a
- * management key type) the owner's management key with every management scope, whose secret is
- * returned once. Refuses a set-up directory.
+ * Sets up a data directory: the server secret, the owner account, the owner's management key
+ * with every management scope, whose secret is returned once, and (VibeCode) a sandbox portal.
+ * Refuses a set-up directory.
  */
-export async function initInstance(options: InstanceOptions & { ownerEmail?: string }): Promise<{ instance: Instance; ownerId: string; managementKey: string | null }> {
+export async function initInstance(options: InstanceOptions & { ownerEmail?: string }): Promise<{ instance: Instance; ownerId: string; managementKey: string }> {
   const dataDir = dataDirOf(options);
   if (readConfig(dataDir)) {
     throw new UsageError("ALREADY_INITIALISED", [{ scope: "", code: "ALREADY_INITIALISED", message: `${dataDir} is set up already; keygate init runs once per data directory` }]);
   }
   const profile = profileFor(options, undefined);
-  const managementType = profile.spec.keyTypes.find((k) => k.portalless);
   secureDataDir(dataDir);
   // The secret is on disk before any digest is computed with it.
   let secret = readSecret(dataDir);
@@ -135,12 +134,9 @@ export async function initInstance(options: InstanceOptions & { ownerEmail?: str
       throw new UsageError("ALREADY_INITIALISED", [{ scope: "", code: "ALREADY_INITIALISED", message: "the database has users already: it belongs to another keygate set-up" }]);
     }
     const owner = await createUser(instance.kg, null, { email: options.ownerEmail ?? DEFAULT_OWNER_EMAIL, name: "Owner", role: "owner" });
-    // A profile without a management key type (RogerIQ, Atender) has no management API to use one with.
-    let rawKey: string | null = null;
-    if (managementType) {
-      const allManagementScopes = profile.catalog.atoms.filter((a) => a.resource.keyTypes.includes(managementType.id) && !a.resource.reserved).map((a) => a.scope);
-      rawKey = (await issueManagementKey(instance.kg, owner, allManagementScopes, "Owner's management key")).rawKey;
-      // A portal on the built-in sandbox, with demo records, to try keys on before linking Bitrix24.
+    const { rawKey } = await issueManagementKey(instance.kg, owner, profile.management.scopes, "Owner's management key");
+    // A portal on the built-in sandbox, with demo records, to try keys on before linking Bitrix24.
+    if (servedByBitrix24(profile)) {
       const sandbox = await createPortal(instance.kg, { user: owner, keyId: null, ip: null }, { domain: SANDBOX_DOMAIN, name: "Sandbox (demo data)", upstream: { kind: "sandbox" } });
       await seedDemoData(instance.kg.store, sandbox.id);
     }

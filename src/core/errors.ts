@@ -81,7 +81,7 @@ export const ERRORS = {
   LAST_MANAGEMENT_KEY: {
     status: 409,
     message: "This is the user's last active management key: deleting or revoking it would leave them no way to manage their keys.",
-    hint: "Get another management key first (keygate users create --email … --management-key-scopes …, or rotate this one).",
+    hint: "Create another management key first (POST /v1/keys {\"type\": \"management\", …}, keygate keys create NAME --type management), or rotate this one.",
   },
   KEY_NOT_ACTIVE: { status: 409, message: "Only an active key can be rotated." },
   KEY_ALREADY_ROTATED: { status: 409, message: "The key was rotated already: rotate its replacement." },

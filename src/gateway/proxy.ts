@@ -9,6 +9,7 @@ import { targetProblem } from "../upstream/http/path.ts";
 import type { OutboundPolicy } from "../upstream/outbound.ts";
 import { ClientGone, ClientSignal, HttpUpstream, type HttpUpstreamOptions, UpstreamError, hasRequestBody } from "../upstream/http/proxy.ts";
 import { redactBaseUrl } from "../upstream/redact.ts";
+import { servedByBitrix24 } from "../upstream/sandbox/index.ts";
 import type { Admitted } from "./admission.ts";
 import type { Refusal, Verification } from "./auth.ts";
 import type { CachedKey } from "./key-cache.ts";
@@ -32,9 +33,6 @@ export interface ForwardedRequest {
   log: FastifyBaseLogger;
 }
 
-/** Profiles whose upstream routes are served by another adapter (VibeCode: Bitrix24, the sandbox). */
-const NOT_HTTP = new Set(["vibecode"]);
-
 export interface HttpProxy {
   /** Whether a URL lies under a forwarded route prefix outside /v1/ (Atender's /api/…): it must be verified like /v1/. */
   covers(url: string): boolean;
@@ -55,7 +53,8 @@ export interface HttpProxy {
 
 export function httpProxy(options: { profile: Profile; store: Store; serverSecret: string; now: () => number; outbound: OutboundPolicy; upstream?: HttpUpstreamOptions }): HttpProxy {
   const { profile, store, serverSecret, now } = options;
-  const forwarding = !NOT_HTTP.has(profile.id);
+  // VibeCode's upstream routes are served by the Bitrix24 adapters (Bitrix24, the sandbox), not forwarded.
+  const forwarding = !servedByBitrix24(profile);
   const upstream = new HttpUpstream(options.outbound, options.upstream);
 
   // First path segments of the forwarded routes that /v1/ does not already cover.

@@ -1,8 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { KeygateError } from "../core/errors.ts";
+import { realDay } from "../core/time.ts";
 import { generateKey, keyDigest, keyDisplay } from "../core/keys/format.ts";
 import type { KeyScopes } from "../core/scopes/grants.ts";
-import { normalizeIp, normalizeIpList } from "../limits/ip.ts";
+import { normalizeIpList } from "../limits/ip.ts";
 import { type AccessMode, type KeyPatch, type KeyRecord, type KeyStatus, type Notification, type Portal, StoreConflictError } from "../store/store.ts";
 import { auditEvent } from "./audit.ts";
 import type { Actor, Keygate } from "./context.ts";
@@ -121,13 +122,6 @@ function nameOrFail(name: string | undefined): string {
   return trimmed;
 }
 
-/** Whether a YYYY-MM-DD names a real calendar day (Date.parse rolls 2099-02-30 over to March 2). */
-function realDay(year: number, month: number, day: number): boolean {
-  const d = new Date(Date.UTC(2000, month - 1, day));
-  d.setUTCFullYear(year);
-  return d.getUTCMonth() === month - 1 && d.getUTCDate() === day;
-}
-
 function expiryOrFail(kg: Keygate, value: string | null | undefined): number | null {
   if (value === null || value === undefined) return null;
   const date = /^(\d{4})-(\d{2})-(\d{2})/.exec(value);
@@ -177,17 +171,24 @@ async function portalForMember(kg: Keygate, actor: Actor, portalId: string | nul
   return { portal, admin: member.role === "ADMIN" };
 }
 
-/** Creates a key and returns its secret, which is never stored and never shown again. */
-export async function createKey(kg: Keygate, actor: Actor, input: CreateKeyInput, options: { allowPortalless?: boolean } = {}): Promise<{ key: KeyRecord; rawKey: string }> {
+/**
+ * Creates a key and returns its secret, which is never stored and never shown again: a key on a
+ * portal the actor is a member of, or a management key of the actor's own (seed 001: any user
+ * creates their own management keys), never with a scope the management key they act with lacks.
+ */
+export async function createKey(kg: Keygate, actor: Actor, input: CreateKeyInput): Promise<{ key: KeyRecord; rawKey: string }> {
   const type = input.type ?? kg.profile.spec.keyTypes[0]!.id;
   const keyType = kg.profile.keyType(type);
-  if (!keyType || (keyType.portalless && !options.allowPortalless)) {
-    const creatable = kg.profile.spec.keyTypes.filter((k) => !k.portalless || options.allowPortalless).map((k) => k.id);
-    throw new KeygateError("VALIDATION_ERROR", { message: `type must be one of ${creatable.join(", ")}`, param: "type" });
+  if (!keyType) {
+    throw new KeygateError("VALIDATION_ERROR", { message: `type must be one of ${kg.profile.spec.keyTypes.map((k) => k.id).join(", ")}`, param: "type" });
   }
   let portalId: string | null = null;
   let accessMode: AccessMode = input.accessMode ?? "READWRITE";
-  if (!keyType.portalless) {
+  if (keyType.portalless) {
+    if (input.portalId !== undefined && input.portalId !== null) {
+      throw new KeygateError("VALIDATION_ERROR", { message: `${keyType.label}s are not bound to a portal: leave portalId out`, param: "portalId" });
+    }
+  } else {
     const { portal, admin } = await portalForMember(kg, actor, input.portalId);
     if (portal.upstream === null) throw new KeygateError("PORTAL_NOT_LINKED", { param: "portalId" });
     // The portal policy is the default mode of new keys; under READONLY only admins may ask for writes.
@@ -199,6 +200,7 @@ export async function createKey(kg: Keygate, actor: Actor, input: CreateKeyInput
   }
   const name = nameOrFail(input.name);
   const scopes = scopesOrFail(kg, type, input.scopes ?? []);
+  await assertWithinCaller(kg, actor, type, scopes, "scopes");
   const expiresAt = expiryOrFail(kg, input.expiresAt);
   const rateLimit = rateLimitOrFail(input.rateLimit);
   const tier = tierOrFail(kg, input.tier);
@@ -240,17 +242,19 @@ export async function createKey(kg: Keygate, actor: Actor, input: CreateKeyInput
  * The key if the actor may see it: its owner while they are a member of its portal (a management
  * key: its owner), or an admin of its portal; otherwise KEY_NOT_FOUND, saying nothing about other
  * people's keys. Membership is checked on every action, so a member removed from a portal can
- * neither see nor re-activate, widen or rotate the keys the removal revoked.
+ * neither see nor re-activate, widen or rotate the keys the removal revoked. `admin`: the actor
+ * administers the key's portal; `byAdmin`: and acts on someone else's key.
  */
-export async function keyForActor(kg: Keygate, actor: Actor, id: string): Promise<{ key: KeyRecord; byAdmin: boolean }> {
+export async function keyForActor(kg: Keygate, actor: Actor, id: string): Promise<{ key: KeyRecord; byAdmin: boolean; admin: boolean }> {
   const key = await kg.store.getKey(id);
   if (key) {
     if (key.portalId === null) {
-      if (key.ownerId === actor.user.id) return { key, byAdmin: false };
+      if (key.ownerId === actor.user.id) return { key, byAdmin: false, admin: false };
     } else {
       const member = await kg.store.getMember(key.portalId, actor.user.id);
-      if (member && key.ownerId === actor.user.id) return { key, byAdmin: false };
-      if (member?.role === "ADMIN") return { key, byAdmin: true };
+      const admin = member?.role === "ADMIN";
+      if (member && key.ownerId === actor.user.id) return { key, byAdmin: false, admin };
+      if (admin) return { key, byAdmin: true, admin };
     }
   }
   throw new KeygateError("KEY_NOT_FOUND");
@@ -258,7 +262,7 @@ export async function keyForActor(kg: Keygate, actor: Actor, id: string): Promis
 
 /**
  * A user keeps one active management key at least: without it nobody can act for them through
- * the API (a user gets management keys from the operator's CLI only).
+ * the API (a new one is created with a management key, or by the operator's CLI).
  */
 async function assertNotLastManagementKey(kg: Keygate, key: KeyRecord): Promise<void> {
   if (!kg.profile.keyType(key.type)?.portalless || keyStatus(key, kg.now()) !== "ACTIVE") return;
@@ -279,19 +283,25 @@ async function assertWithinCaller(kg: Keygate, actor: Actor, type: string, scope
 }
 
 /** The key if the actor may change it: visible to them, and not stronger than the key they act with. */
-async function keyForChange(kg: Keygate, actor: Actor, id: string): Promise<{ key: KeyRecord; byAdmin: boolean }> {
+async function keyForChange(kg: Keygate, actor: Actor, id: string): Promise<{ key: KeyRecord; byAdmin: boolean; admin: boolean }> {
   const found = await keyForActor(kg, actor, id);
   await assertWithinCaller(kg, actor, found.key.type, found.key.scopes, "id");
   return found;
 }
 
-export async function listKeys(kg: Keygate, actor: Actor, portalId: string | undefined): Promise<KeyRecord[]> {
-  const { portal, admin } = await portalForMember(kg, actor, portalId);
-  return kg.store.listKeys(admin ? { portalId: portal.id } : { portalId: portal.id, ownerId: actor.user.id });
+/** The keys of a portal (its admins: everyone's; members: their own), of one type if given; or, for the management key type, the actor's own management keys. */
+export async function listKeys(kg: Keygate, actor: Actor, filter: { portalId?: string; type?: string }): Promise<KeyRecord[]> {
+  const keyType = filter.type === undefined ? undefined : kg.profile.keyType(filter.type);
+  if (filter.type !== undefined && !keyType) {
+    throw new KeygateError("VALIDATION_ERROR", { message: `type must be one of ${kg.profile.spec.keyTypes.map((k) => k.id).join(", ")}`, param: "type" });
+  }
+  if (keyType?.portalless) return kg.store.listKeys({ ownerId: actor.user.id, type: keyType.id });
+  const { portal, admin } = await portalForMember(kg, actor, filter.portalId);
+  return kg.store.listKeys({ portalId: portal.id, ...(admin ? {} : { ownerId: actor.user.id }), ...(keyType ? { type: keyType.id } : {}) });
 }
 
 export async function updateKey(kg: Keygate, actor: Actor, id: string, input: UpdateKeyInput): Promise<KeyRecord> {
-  const { key, byAdmin } = await keyForChange(kg, actor, id);
+  const { key, byAdmin, admin } = await keyForChange(kg, actor, id);
   const patch: KeyPatch = {};
   if (input.name !== undefined) patch.name = nameOrFail(input.name);
   if (input.scopes !== undefined) {
@@ -304,7 +314,14 @@ export async function updateKey(kg: Keygate, actor: Actor, id: string, input: Up
     if (input.status === "REVOKED") await assertNotLastManagementKey(kg, key);
     patch.status = input.status;
   }
-  if (input.accessMode !== undefined) patch.accessMode = input.accessMode;
+  if (input.accessMode !== undefined) {
+    // Under a READONLY portal policy only an administrator makes a key read-write; keys that are read-write already stay so.
+    if (input.accessMode === "READWRITE" && key.accessMode !== "READWRITE" && key.portalId !== null && !admin) {
+      const portal = await kg.store.getPortal(key.portalId);
+      if (portal?.defaultAccessMode === "READONLY") throw new KeygateError("KEY_POLICY_READONLY_REQUIRED", { param: "accessMode" });
+    }
+    patch.accessMode = input.accessMode;
+  }
   if (input.ipWhitelist !== undefined) patch.ipWhitelist = ipListOrFail(input.ipWhitelist);
   if (input.rateLimit !== undefined) patch.rateLimit = rateLimitOrFail(input.rateLimit);
   if (input.tier !== undefined) patch.tier = tierOrFail(kg, input.tier);
@@ -408,26 +425,24 @@ export async function keyAudit(kg: Keygate, actor: Actor, id: string, limit: num
   return kg.store.listAudit({ entityId: id, limit });
 }
 
-/** Seed 003: "Check the request log for requests from unknown addresses". */
+/**
+ * Seed 003: "Check the request log for requests from unknown addresses". The addresses cover the
+ * whole retained log; the requests are a page of it (newest first, optionally from one address,
+ * before a time).
+ */
 export async function keyUsage(kg: Keygate, actor: Actor, id: string, query: { limit: number; ip?: string; before?: number }) {
   const { key } = await keyForActor(kg, actor, id);
   const now = kg.now();
-  const [requests, perMinute] = await Promise.all([
-    // Addresses are logged normalised: 2001:db8::1 finds 2001:db8:0:0:0:0:0:1.
-    kg.store.listRequests(id, { limit: query.limit, ip: query.ip === undefined ? undefined : (normalizeIp(query.ip) ?? query.ip), before: query.before }),
+  const [requests, perMinute, addresses] = await Promise.all([
+    kg.store.listRequests(id, query),
     kg.store.requestsPerMinute(id, now - 60 * 60_000),
+    kg.store.requestAddresses(id),
   ]);
-  const addresses = new Map<string, { ip: string; requests: number; lastSeen: number }>();
-  for (const r of requests) {
-    const a = addresses.get(r.ip);
-    if (a) a.requests++;
-    else addresses.set(r.ip, { ip: r.ip, requests: 1, lastSeen: r.at });
-  }
   return {
     keyId: id,
     lastUsedAt: iso(key.lastUsedAt),
     requestsPerMinute: perMinute.map((m) => ({ minute: iso(m.minute), requests: m.count })),
-    addresses: [...addresses.values()].map((a) => ({ ...a, lastSeen: iso(a.lastSeen) })),
+    addresses: addresses.map((a) => ({ ip: a.ip, requests: a.count, lastSeen: iso(a.lastSeen) })),
     requests: requests.map((r) => ({ at: iso(r.at), ip: r.ip, method: r.method, path: r.path, status: r.status, latencyMs: Math.round(r.latencyMs * 100) / 100 })),
   };
 }

@@ -20,9 +20,7 @@ export async function createUser(kg: Keygate, actor: Actor | null, input: { emai
   return user;
 }
 
-/** A management key (the profile's portal-less key type) for a user, acting as that user. */
+/** A management key (the profile's, or keygate's own) for a user, acting as that user: the operator's way in. */
 export async function issueManagementKey(kg: Keygate, user: User, scopes: string[] | string, name = "Management key"): Promise<{ key: KeyRecord; rawKey: string }> {
-  const type = kg.profile.spec.keyTypes.find((k) => k.portalless);
-  if (!type) throw new KeygateError("VALIDATION_ERROR", { message: `profile ${kg.profile.id} has no management key type`, param: "type" });
-  return createKey(kg, { user, keyId: null, ip: null }, { type: type.id, name, scopes }, { allowPortalless: true });
+  return createKey(kg, { user, keyId: null, ip: null }, { type: kg.profile.management.keyType.id, name, scopes });
 }

@@ -1,3 +1,4 @@
+import { managementRoutes } from "../core/profile/management.ts";
 import type { ProfileSpec, RouteSpec } from "../core/profile/spec.ts";
 
 /**
@@ -78,14 +79,6 @@ function entityRoutes(entity: string, requires: RouteSpec["requires"], writeRequ
 }
 
 const crmMethod = (op: string) => `crm.item.${op}`;
-const management = (method: string, path: string, scope: string, description: string): RouteSpec => ({
-  method,
-  path,
-  description,
-  requires: scope,
-  keyTypes: ["management"],
-  keyTypeError: { default: "MANAGEMENT_KEY_REQUIRED" },
-});
 const feedback = (method: string, path: string, description: string, keyTypes = ["api", "app", "management"]): RouteSpec => ({
   method,
   path,
@@ -191,22 +184,7 @@ export const vibecode: ProfileSpec = {
     // Acknowledging a message changes nothing upstream: a read-only key may do it.
     { method: "POST", path: "/v1/me/notifications/:id/read", description: "Mark a notification read", requires: null, class: "read" },
 
-    management("GET", "/v1/portals", "vibe:mgmt:portals", "List your portals"),
-    management("GET", "/v1/portals/:id", "vibe:mgmt:portals", "One of your portals, with your role (its admins: a sandbox portal's webhook URL)"),
-    management("POST", "/v1/portals", "vibe:mgmt:portals", "Create a portal (you become its admin)"),
-    management("PATCH", "/v1/portals/:id", "vibe:mgmt:portals", "Change a portal: default access policy, name, upstream, request limit (admins)"),
-    management("POST", "/v1/portals/:id/members", "vibe:mgmt:portals", "Add a member or change a role (admins)"),
-    management("GET", "/v1/portals/:id/members", "vibe:mgmt:portals", "The portal's members with their email and role (admins)"),
-    management("DELETE", "/v1/portals/:id/members/:userId", "vibe:mgmt:portals", "Remove a member (admins)"),
-    management("GET", "/v1/portals/:id/audit", "vibe:mgmt:portals", "The portal's audit trail (admins)"),
-    management("GET", "/v1/keys", "vibe:mgmt:keys", "List the API keys of a portal (portalId query parameter)"),
-    management("POST", "/v1/keys", "vibe:mgmt:keys", "Create an API key"),
-    management("GET", "/v1/keys/:id", "vibe:mgmt:keys", "One key, without its secret"),
-    management("PATCH", "/v1/keys/:id", "vibe:mgmt:keys", "Update a key"),
-    management("DELETE", "/v1/keys/:id", "vibe:mgmt:keys", "Delete a key"),
-    management("POST", "/v1/keys/:id/rotate", "vibe:mgmt:keys", "Reissue a key; the old one works 24 more hours"),
-    management("GET", "/v1/keys/:id/audit", "vibe:mgmt:keys", "A key's audit trail"),
-    management("GET", "/v1/keys/:id/usage", "vibe:mgmt:keys", "A key's usage: requests per minute, addresses, the request log"),
+    ...managementRoutes("management", { keys: "vibe:mgmt:keys", portals: "vibe:mgmt:portals" }),
 
     feedback("GET", "/v1/feedback", "Feedback tickets (management keys: all; portal keys: their own)"),
     feedback("POST", "/v1/feedback", "Send feedback"),

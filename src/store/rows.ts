@@ -242,6 +242,10 @@ export function minuteCountFromRow(row: Row): { minute: number; count: number } 
   return { minute: num(row, "minute"), count: num(row, "n") };
 }
 
+export function addressFromRow(row: Row): { ip: string; count: number; lastSeen: number } {
+  return { ip: str(row, "ip"), count: num(row, "n"), lastSeen: num(row, "last_seen") };
+}
+
 export function auditFromRow(row: Row): AuditEvent {
   return {
     id: str(row, "id"),

@@ -253,6 +253,8 @@ export interface Store {
   listRequests(keyId: string, filter: { limit: number; before?: number; ip?: string }): Promise<RequestLogEntry[]>;
   /** Requests per minute of a key since a time (at >= since): one entry per minute that had requests, oldest first; `minute` is the minute's start. */
   requestsPerMinute(keyId: string, since: number): Promise<{ minute: number; count: number }[]>;
+  /** Every address in a key's request log, with its number of requests and the time of its latest, most recent first (of equal times, by address). */
+  requestAddresses(keyId: string): Promise<{ ip: string; count: number; lastSeen: number }[]>;
   /** Deletes request-log entries older than the time (at < olderThan); returns how many. */
   purgeRequests(olderThan: number): Promise<number>;
 

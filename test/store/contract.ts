@@ -769,6 +769,24 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
         assert.deepEqual(await store.requestsPerMinute(k.id, FAR_FUTURE), []);
       });
 
+      test("issue 12: requestAddresses counts every address over the whole log, not a page; most recent first", async () => {
+        const u = await aUser();
+        const k = await aKey(u.id, null);
+        const other = await aKey(u.id, null);
+        const batch: RequestLogEntry[] = [];
+        for (let i = 0; i < 300; i++) batch.push(makeRequest(k.id, { at: T0 + i, ip: i % 3 === 0 ? "203.0.113.7" : "198.51.100.2" }));
+        batch.push(makeRequest(k.id, { at: T0 - 10, ip: "2001:db8::1" }), makeRequest(other.id, { at: T0 + 500, ip: "192.0.2.1" }));
+        await store.appendRequests(batch);
+        assert.deepEqual(await store.requestAddresses(k.id), [
+          { ip: "198.51.100.2", count: 200, lastSeen: T0 + 299 },
+          { ip: "203.0.113.7", count: 100, lastSeen: T0 + 297 },
+          { ip: "2001:db8::1", count: 1, lastSeen: T0 - 10 },
+        ]);
+        assert.deepEqual(await store.requestAddresses("nope"), []);
+        await store.purgeRequests(T0);
+        assert.deepEqual((await store.requestAddresses(k.id)).map((a) => a.ip), ["198.51.100.2", "203.0.113.7"], "purged entries are not counted");
+      });
+
       test("purgeRequests deletes entries strictly older than the time, of every key, and says how many", async () => {
         const u = await aUser();
         const k1 = await aKey(u.id, null);

@@ -12,10 +12,9 @@
  *       });
  *     }
  *
- * Options: another profile (one without a management key type gets an owner without a key: set
- * it up with the manage layer through h.kg), the server's limiter (built on the harness clock),
- * and `alongside`: a second server on another harness's store, secret, clock and owner — two
- * nodes of one deployment.
+ * Options: another profile (one that names no management key type gets keygate's own), the
+ * server's limiter (built on the harness clock), and `alongside`: a second server on another
+ * harness's store, secret, clock and owner — two nodes of one deployment.
  */
 import { randomBytes } from "node:crypto";
 import type { FastifyInstance } from "fastify";
@@ -62,14 +61,14 @@ export interface Harness {
   store: Store;
   /** Management operations on the same store, secret and clock as the server (for setting up). */
   kg: Keygate;
-  /** The owner's management key is "" when the profile has no management key type. */
+  /** The owner, with a management key holding every management scope of the profile. */
   owner: { user: User; key: string };
   clock: { now: number; advance(ms: number): void };
   call(method: string, path: string, options?: CallOptions): Promise<Reply>;
   /** With `listen: true`: the server's own address (http://127.0.0.1:<port>), for clients with a real socket. */
   url?: string;
-  /** A user with a management key holding the given scopes (default: all three). */
-  user(email: string, scopes?: string): Promise<{ user: User; key: string }>;
+  /** A user with a management key holding the given scopes (default: every management scope of the profile). */
+  user(email: string, scopes?: string | string[]): Promise<{ user: User; key: string }>;
   close(): Promise<void>;
 }
 
@@ -131,12 +130,11 @@ export async function startHarness(kind: StoreKind, options: HarnessOptions = {}
   // The server's own management operations: changes made through them reach its caches.
   const kg: Keygate = app.keygate;
 
-  const user = async (email: string, scopes = "vibe:mgmt:keys,vibe:mgmt:portals,vibe:mgmt:feedback") => {
+  const user = async (email: string, scopes: string | string[] = profile.management.scopes) => {
     const u = await createUser(kg, null, { email });
     return { user: u, key: (await issueManagementKey(kg, u, scopes)).rawKey };
   };
-  // Profiles without a management key type (Atender, RogerIQ): an owner without a key.
-  const owner = profile.spec.keyTypes.some((k) => k.portalless) ? await user("owner@example.com") : { user: await createUser(kg, null, { email: "owner@example.com" }), key: "" };
+  const owner = await user("owner@example.com");
 
   return {
     kind,

@@ -1,5 +1,6 @@
 import { ERRORS, type ErrorDef } from "../errors.ts";
 import { Router, type RouteMatch } from "../routes/router.ts";
+import { KEYGATE_MANAGEMENT, withManagement } from "./management.ts";
 import { hasBit, intersects } from "../scopes/bits.ts";
 import { Catalog, ProfileError } from "../scopes/catalog.ts";
 import { ALLOWED, type Decision, type Denied, type Requirement, type ScopeCodes, checkRequirement, compileRequirement, contributingScopes } from "../scopes/check.ts";
@@ -47,10 +48,15 @@ export class Profile {
   readonly catalog: Catalog;
   readonly routes: Route[] = [];
   readonly errorCodes: Record<string, ErrorDef>;
+  /** The management key type (the profile's portal-less one, or keygate's own) and every scope it may hold: what a user's management key, and the owner's, gets. */
+  readonly management: { keyType: KeyTypeSpec; scopes: string[] };
   readonly #router = new Router<Route>();
 
-  constructor(spec: ProfileSpec) {
+  constructor(declared: ProfileSpec) {
     const problems: string[] = [];
+    const taken = !declared.keyTypes.some((k) => k.portalless) && declared.keyTypes.some((k) => k.id === KEYGATE_MANAGEMENT.id || k.prefix === KEYGATE_MANAGEMENT.prefix);
+    if (taken) problems.push(`key type ${KEYGATE_MANAGEMENT.id} (${KEYGATE_MANAGEMENT.prefix}) is keygate's own management key type: mark yours portalless to make it the management key type, or rename it`);
+    const spec = taken ? declared : withManagement(declared);
     this.spec = spec;
     this.id = spec.id;
     const prefixes = new Set<string>();
@@ -60,6 +66,11 @@ export class Profile {
     }
     this.catalog = new Catalog(spec, problems);
     this.errorCodes = { ...ERRORS, ...spec.errorCodes };
+    const managementType = spec.keyTypes.find((k) => k.portalless) ?? spec.keyTypes[0]!;
+    this.management = {
+      keyType: managementType,
+      scopes: this.catalog.atoms.filter((a) => a.resource.keyTypes.includes(managementType.id) && !a.resource.reserved).map((a) => a.scope),
+    };
     const checkCode = (where: string, code: string | undefined) => {
       if (code !== undefined && !(code in this.errorCodes)) problems.push(`${where}: unknown error code "${code}" (declare it in errorCodes)`);
     };

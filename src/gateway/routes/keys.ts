@@ -1,5 +1,7 @@
 import { type TSchema, Type as T } from "@sinclair/typebox";
 import { KeygateError } from "../../core/errors.ts";
+import { parseIsoTime } from "../../core/time.ts";
+import { normalizeIp } from "../../limits/ip.ts";
 import { createKey, deleteKey, keyAudit, keyForActor, keyUsage, keyView, listKeys, rotateKey, updateKey } from "../../manage/keys.ts";
 import { BODY_CODES } from "../envelope.ts";
 import type { App, GatewayContext } from "../server.ts";
@@ -8,7 +10,7 @@ import { AuditEventView } from "./portals.ts";
 
 const Id = T.Object({ id: T.String() });
 const AccessMode = T.Union([T.Literal("READWRITE"), T.Literal("READONLY")]);
-const Scopes = T.Union([T.Array(T.String()), T.String()], { description: "Scopes as a list, or one comma-separated string" });
+const Scopes = T.Array(T.String(), { description: "Scope strings (docs/scopes.md): a JSON list, never one string" });
 const Expiry = T.Union([T.String({ description: "ISO-8601 date-time" }), T.Null()]);
 const RateLimit = T.Union([T.Integer({ minimum: 1, description: "Requests per second" }), T.Null()]);
 const Tier = T.Union([T.String({ description: "A rate-limit tier of the profile" }), T.Null()]);
@@ -74,14 +76,19 @@ export function keyRoutes(app: App, { kg, envelope, usage, responses }: GatewayC
       schema: {
         operationId: "listKeys",
         tags,
-        summary: "List the keys of a portal (admins: every key; members: their own)",
-        querystring: T.Object({ portalId: T.Optional(T.String()) }),
+        summary: "List the keys of a portal (admins: every key; members: their own), or with type=management your own management keys",
+        querystring: T.Object(
+          {
+            portalId: T.Optional(T.String({ description: "The portal (required unless type is the management key type)" })),
+            type: T.Optional(T.String({ description: "Only keys of this type; the management key type: your own management keys, of no portal" })),
+          },
+          { additionalProperties: false },
+        ),
         response: responses({ data: T.Array(KeyView), meta: T.Object({ total: T.Integer() }), examples: [[keyExample]], codes: ["PORTAL_NOT_FOUND", "NOT_PORTAL_MEMBER", "MISSING_PORTAL_ID"] }),
       },
     },
     async (request) => {
-      const { portalId } = request.query;
-      const keys = await listKeys(kg, await actorOf(kg, request), portalId);
+      const keys = await listKeys(kg, await actorOf(kg, request), request.query);
       return envelope.ok(keys.map((k) => keyView(kg, k)), { total: keys.length });
     },
   );
@@ -92,7 +99,7 @@ export function keyRoutes(app: App, { kg, envelope, usage, responses }: GatewayC
       schema: {
         operationId: "createKey",
         tags,
-        summary: "Create a key; its secret is in rawKey, shown once",
+        summary: "Create a key: an API key on a portal, or (type: the management key type, no portalId) a management key of your own; its secret is in rawKey, shown once",
         response: responses({
           status: 201,
           data: NewKey,
@@ -211,7 +218,7 @@ export function keyRoutes(app: App, { kg, envelope, usage, responses }: GatewayC
       schema: {
         operationId: "getKeyUsage",
         tags,
-        summary: "The key's usage: last used, requests per minute over the last hour, the addresses and the recent request log",
+        summary: "The key's usage: last used, requests per minute over the last hour, every address in the retained log, and a page of the request log (limit, ip, before)",
         params: Id,
         querystring: T.Object({ limit: T.Optional(T.String({ pattern: "^[0-9]+$" })), ip: T.Optional(T.String()), before: T.Optional(T.String()) }, { additionalProperties: false }),
         response: responses({
@@ -230,11 +237,16 @@ export function keyRoutes(app: App, { kg, envelope, usage, responses }: GatewayC
       const query = request.query;
       const limit = Number(query.limit ?? 100);
       if (limit < 1 || limit > 1000) throw new KeygateError("VALIDATION_ERROR", { message: "limit is a whole number from 1 to 1000", param: "limit" });
-      const before = query.before === undefined ? undefined : Date.parse(query.before);
-      if (Number.isNaN(before)) throw new KeygateError("VALIDATION_ERROR", { message: "before is an ISO-8601 time", param: "before" });
+      const before = query.before === undefined ? undefined : parseIsoTime(query.before);
+      if (query.before !== undefined && before === undefined) {
+        throw new KeygateError("VALIDATION_ERROR", { message: "before is an ISO-8601 date or date-time with its zone (2026-12-05T10:00:00Z)", param: "before" });
+      }
+      // Addresses are logged normalised: 2001:db8::1 finds 2001:db8:0:0:0:0:0:1.
+      const ip = query.ip === undefined ? undefined : normalizeIp(query.ip);
+      if (query.ip !== undefined && ip === undefined) throw new KeygateError("VALIDATION_ERROR", { message: "ip is an IPv4 or IPv6 address", param: "ip" });
       // What was collected but not written yet belongs in the answer.
       await usage.flush();
-      return envelope.ok(await keyUsage(kg, await actorOf(kg, request), request.params.id, { limit, ip: query.ip, before }));
+      return envelope.ok(await keyUsage(kg, await actorOf(kg, request), request.params.id, { limit, ip, before }));
     },
   );
 

@@ -1,6 +1,7 @@
 import { Type as T } from "@sinclair/typebox";
 import type { FastifyRequest } from "fastify";
 import { KeygateError } from "../../core/errors.ts";
+import { parseIsoTime } from "../../core/time.ts";
 import type { Portal } from "../../store/store.ts";
 import { redactUpstream } from "../../upstream/redact.ts";
 import { sandboxRootWebhookUrl, sandboxWebhookToken, sandboxWebhookUrl } from "../../upstream/sandbox/setup.ts";
@@ -248,8 +249,10 @@ export function portalRoutes(app: App, ctx: GatewayContext): void {
       await portalForActor(kg, await actorOf(kg, request), id, "ADMIN");
       const limit = Number(query.limit ?? 50);
       if (limit < 1 || limit > 200) throw new KeygateError("VALIDATION_ERROR", { message: "limit is a whole number from 1 to 200", param: "limit" });
-      const before = query.before === undefined ? undefined : Date.parse(query.before);
-      if (Number.isNaN(before)) throw new KeygateError("VALIDATION_ERROR", { message: "before is an ISO-8601 time", param: "before" });
+      const before = query.before === undefined ? undefined : parseIsoTime(query.before);
+      if (query.before !== undefined && before === undefined) {
+        throw new KeygateError("VALIDATION_ERROR", { message: "before is an ISO-8601 date or date-time with its zone (2026-12-05T10:00:00Z)", param: "before" });
+      }
       const events = await kg.store.listAudit({ portalId: id, entityId: query.keyId, limit, before });
       return envelope.ok(events.map((e) => ({ ...e, at: new Date(e.at).toISOString() })), { count: events.length });
     },

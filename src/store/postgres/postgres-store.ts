@@ -10,6 +10,7 @@
  */
 import { type PoolClient, type QueryConfig, type QueryResultRow, Pool, types as pgTypes } from "pg";
 import {
+  addressFromRow,
   AUDIT_COLUMNS,
   DEPENDENT_COLUMNS,
   KEY_COLUMNS,
@@ -150,6 +151,7 @@ const SQL = {
     FOR KEY SHARE OF k`,
   requestsPerMinute: `SELECT (at / ${MINUTE_MS}) * ${MINUTE_MS} AS minute, COUNT(*) AS n FROM request_log
     WHERE key_id = $1 AND at >= $2 GROUP BY 1 ORDER BY 1`,
+  requestAddresses: "SELECT ip, COUNT(*) AS n, MAX(at) AS last_seen FROM request_log WHERE key_id = $1 GROUP BY ip ORDER BY last_seen DESC, ip",
   purgeRequests: "DELETE FROM request_log WHERE at < $1",
 
   insertDependent: `${insertSql("key_dependents", DEPENDENT_COLUMNS)} ON CONFLICT DO NOTHING`,
@@ -496,6 +498,10 @@ export class PostgresStore implements Store {
 
   async requestsPerMinute(keyId: string, since: number): Promise<{ minute: number; count: number }[]> {
     return (await this.#q("requestsPerMinute", [keyId, since])).rows.map(minuteCountFromRow);
+  }
+
+  async requestAddresses(keyId: string): Promise<{ ip: string; count: number; lastSeen: number }[]> {
+    return (await this.#q("requestAddresses", [keyId])).rows.map(addressFromRow);
   }
 
   async purgeRequests(olderThan: number): Promise<number> {

@@ -11,6 +11,7 @@ import { chmodSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import {
+  addressFromRow,
   AUDIT_COLUMNS,
   DEPENDENT_COLUMNS,
   KEY_COLUMNS,
@@ -144,6 +145,7 @@ function prepareStatements(db: DatabaseSync) {
       `SELECT (at / ${MINUTE_MS}) * ${MINUTE_MS} AS minute, COUNT(*) AS n FROM request_log
        WHERE key_id = ? AND at >= ? GROUP BY minute ORDER BY minute`,
     ),
+    requestAddresses: p("SELECT ip, COUNT(*) AS n, MAX(at) AS last_seen FROM request_log WHERE key_id = ? GROUP BY ip ORDER BY last_seen DESC, ip"),
     purgeRequests: p("DELETE FROM request_log WHERE at < ?"),
 
     insertDependent: p(`${insertSql("key_dependents", DEPENDENT_COLUMNS)} ON CONFLICT DO NOTHING`),
@@ -468,6 +470,10 @@ export class SqliteStore implements Store {
 
   async requestsPerMinute(keyId: string, since: number): Promise<{ minute: number; count: number }[]> {
     return this.#s.requestsPerMinute.all(keyId, since).map(minuteCountFromRow);
+  }
+
+  async requestAddresses(keyId: string): Promise<{ ip: string; count: number; lastSeen: number }[]> {
+    return this.#s.requestAddresses.all(keyId).map(addressFromRow);
   }
 
   async purgeRequests(olderThan: number): Promise<number> {

@@ -13,6 +13,7 @@ export {
   sandboxWebhookToken,
   sandboxWebhookUrl,
   seedDemoData,
+  servedByBitrix24,
 } from "./setup.ts";
 export { BitrixFault } from "./fault.ts";
 export { type SandboxServerOptions, sandboxServer } from "./server.ts";

@@ -6,6 +6,7 @@
  *     const b24 = bitrix24Client(`${baseUrl}${path}`, { timeoutMs: 10_000 });   // = sandboxWebhookUrl(baseUrl, portal.id, token)
  */
 import { createHmac, randomBytes } from "node:crypto";
+import type { Profile } from "../../core/profile/profile.ts";
 import { vibecode } from "../../profiles/vibecode.ts";
 import type { Store } from "../../store/store.ts";
 import { ENTITY, type MethodContext } from "./context.ts";
@@ -17,6 +18,11 @@ import { isoTime } from "./values.ts";
 
 /** Bitrix24's own request limit (plans other than Enterprise): a burst of 50, draining 2 per second. */
 export const DEFAULT_LIMIT = { requestBurst: 50, requestsPerSecond: 2 } as const;
+
+/** Whether a profile's upstream routes are served from Bitrix24 (VibeCode's), by keygate's Bitrix24 adapters: only then is a sandbox portal of use. */
+export function servedByBitrix24(profile: Profile): boolean {
+  return profile.id === vibecode.id;
+}
 
 /** Every Bitrix24 scope of the VibeCode profile: what a sandbox webhook gets unless told otherwise. */
 export const SANDBOX_SCOPES: readonly string[] = vibecode.groups.find((g) => g.id === "bitrix24")!.resources.map((r) => r.id);
