@@ -79,10 +79,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List the keys of a portal (admins: every key; members: their own) */
+        /** List the keys of a portal (admins: every key; members: their own), or with type=management your own management keys */
         get: operations["listKeys"];
         put?: never;
-        /** Create a key; its secret is in rawKey, shown once */
+        /** Create a key: an API key on a portal, or (type: the management key type, no portalId) a management key of your own; its secret is in rawKey, shown once */
         post: operations["createKey"];
         delete?: never;
         options?: never;
@@ -133,8 +133,25 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The key's usage: last used, requests per minute over the last hour, the addresses and the recent request log */
+        /** The key's usage: last used, requests per minute over the last hour, every address in the retained log, and a page of the request log (limit, ip, before) */
         get: operations["getKeyUsage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/keys/{id}/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The key's audit trail, newest first (its owner, its portal's admins) */
+        get: operations["listKeyAudit"];
         put?: never;
         post?: never;
         delete?: never;
@@ -186,7 +203,8 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /** The portal's members with their email, name and role (admins), oldest first */
+        get: operations["listPortalMembers"];
         put?: never;
         /** Add a member, or change a member's role (admins) */
         post: operations["addPortalMember"];
@@ -1118,7 +1136,55 @@ export interface operations {
                                 prefix: string;
                                 label?: string;
                                 description?: string;
+                                /** @description Not bound to a portal (management keys) */
+                                portalless?: boolean;
+                                /** @description Acts for the user of a session token (authorization keys) */
+                                sessionUser?: boolean;
                             }[];
+                            catalog: {
+                                groups: {
+                                    id: string;
+                                    label: string;
+                                    description: string;
+                                    /** @description Scopes of this group added to an existing key take effect only when it is reissued */
+                                    lockedAtIssue: boolean;
+                                    /** @description Coarse scopes (read, write, admin) reach this group */
+                                    coarse: boolean;
+                                    scopes: {
+                                        scope: string;
+                                        resource: string;
+                                        action: string | null;
+                                        implies: string[];
+                                        description: string;
+                                        /** @description The key types that may hold it */
+                                        keyTypes: string[];
+                                        /** @description Key types that always hold it, without choosing it */
+                                        autoGrant: string[];
+                                        /** @description Shown, not selectable */
+                                        reserved: boolean;
+                                        aliases: string[];
+                                    }[];
+                                }[];
+                                coarse: {
+                                    scope: string;
+                                    description: string;
+                                    action: string;
+                                }[];
+                                bundles: {
+                                    id: string;
+                                    description: string;
+                                    scopes: string[];
+                                }[];
+                                companions: {
+                                    scopes: string[];
+                                    note: string;
+                                }[];
+                                recipes: {
+                                    task: string;
+                                    scopes: string[];
+                                    note?: string;
+                                }[];
+                            };
                             scannerPattern: string;
                             /** @description Every error code of the profile, with its status and message */
                             errorCodes: {
@@ -1677,7 +1743,10 @@ export interface operations {
     listKeys: {
         parameters: {
             query?: {
+                /** @description The portal (required unless type is the management key type) */
                 portalId?: string;
+                /** @description Only keys of this type; the management key type: your own management keys, of no portal */
+                type?: string;
             };
             header?: never;
             path?: never;
@@ -1958,8 +2027,8 @@ export interface operations {
                 "application/json": {
                     portalId?: string | null;
                     name: string;
-                    /** @description Scopes as a list, or one comma-separated string */
-                    scopes: string[] | string;
+                    /** @description Scope strings (docs/scopes.md): a JSON list, never one string */
+                    scopes: string[];
                     type?: string;
                     accessMode?: "READWRITE" | "READONLY";
                     expiresAt?: string | null;
@@ -2789,8 +2858,8 @@ export interface operations {
             content: {
                 "application/json": {
                     name?: string;
-                    /** @description Scopes as a list, or one comma-separated string */
-                    scopes?: string[] | string;
+                    /** @description Scope strings (docs/scopes.md): a JSON list, never one string */
+                    scopes?: string[];
                     status?: "ACTIVE" | "REVOKED";
                     accessMode?: "READWRITE" | "READONLY";
                     ipWhitelist?: string[];
@@ -3438,6 +3507,226 @@ export interface operations {
                                 status: number;
                                 latencyMs: number;
                             }[];
+                        };
+                    };
+                };
+            };
+            /** @description AMBIGUOUS_CREDENTIALS, VALIDATION_ERROR */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "AMBIGUOUS_CREDENTIALS" | "VALIDATION_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description KEY_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "KEY_NOT_FOUND";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "RATE_LIMITED";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INTERNAL_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_UNAVAILABLE */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_UNAVAILABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    listKeyAudit: {
+        parameters: {
+            query?: {
+                limit?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: {
+                            id: string;
+                            /** Format: date-time */
+                            at: string;
+                            /** @description key.create, key.update, key.rotate, key.delete, portal.create, portal.update, member.add, member.remove, … */
+                            action: string;
+                            actorUserId: string | null;
+                            actorKeyId: string | null;
+                            sourceIp: string | null;
+                            entityType: string;
+                            entityId: string;
+                            portalId: string | null;
+                            before?: unknown;
+                            after?: unknown;
+                        }[];
+                        meta: {
+                            count: number;
                         };
                     };
                 };
@@ -4624,6 +4913,218 @@ export interface operations {
                         error: {
                             /** @enum {string} */
                             code: "UNSUPPORTED_MEDIA_TYPE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "RATE_LIMITED";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INTERNAL_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_UNAVAILABLE */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_UNAVAILABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    listPortalMembers: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: {
+                            portalId: string;
+                            userId: string;
+                            role: "ADMIN" | "MEMBER";
+                            /** Format: date-time */
+                            createdAt: string;
+                            email: string;
+                            name: string;
+                        }[];
+                        meta: {
+                            total: number;
+                        };
+                    };
+                };
+            };
+            /** @description AMBIGUOUS_CREDENTIALS, VALIDATION_ERROR */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "AMBIGUOUS_CREDENTIALS" | "VALIDATION_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, NOT_PORTAL_ADMIN, NOT_PORTAL_MEMBER, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "NOT_PORTAL_ADMIN" | "NOT_PORTAL_MEMBER" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description PORTAL_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "PORTAL_NOT_FOUND";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
