@@ -5,7 +5,7 @@
  */
 import { useState } from "preact/hooks";
 import { api } from "./api.js";
-import { AccessMode, ipList, ipProblems } from "./keys.js";
+import { AccessMode, ipList, ipProblems, usePeople } from "./keys.js";
 import { ScopePicker, catalogFor, chosenOnly } from "./scopes.js";
 import { Dialog, ErrorNote, html, Link, MODES, navigate, SecretOnce, STATUSES, day, shown, useAction, useDashboard, useLoad, when } from "./ui.js";
 
@@ -27,7 +27,7 @@ function UsageChart({ perMinute }) {
   </figure>`;
 }
 
-function Usage({ id }) {
+function Usage({ id, person }) {
   const usage = useLoad(() => api.get(`/v1/keys/${id}/usage`, { limit: 20 }), [id]);
   const audit = useLoad(() => api.get(`/v1/keys/${id}/audit`), [id]);
   const u = usage.data;
@@ -49,7 +49,7 @@ function Usage({ id }) {
       ${audit.data &&
       (audit.data.length === 0
         ? html`<p>No changes recorded.</p>`
-        : html`<ol class="audit">${audit.data.map((e) => html`<li><time datetime=${e.at}>${when(e.at)}</time> <code>${e.action}</code> by ${e.actorEmail ?? e.actorUserId ?? "the operator"}${e.sourceIp ? ` from ${e.sourceIp}` : ""}</li>`)}</ol>`)}
+        : html`<ol class="audit">${audit.data.map((e) => html`<li><time datetime=${e.at}>${when(e.at)}</time> <code>${e.action}</code> by ${e.actorUserId ? person(e.actorUserId) : "the operator"}${e.sourceIp ? ` from ${e.sourceIp}` : ""}</li>`)}</ol>`)}
     </section>`;
 }
 
@@ -140,11 +140,12 @@ function Confirm({ title, text, verb, onConfirm, onClose, danger }) {
 const SECTION_OF = { app: ["/authorization-keys", "Authorization Keys"], management: ["/management-keys", "Management keys"] };
 
 export function KeyCard({ id }) {
-  const { guide, types, user } = useDashboard();
+  const { guide, types, user, portals } = useDashboard();
   const loaded = useLoad(() => api.get(`/v1/keys/${id}`), [id]);
   const [record, setRecord] = useState(null);
   const [dialog, setDialog] = useState(null);
   const key = record ?? loaded.data;
+  const person = usePeople(portals.find((p) => p.id === key?.portalId));
   if (loaded.error) return html`<h1>Key</h1><${ErrorNote} error=${loaded.error} />`;
   if (!key) return html`<p class="loading">Loading…</p>`;
   const keyType = guide.keyTypes.find((t) => t.id === key.type);
@@ -163,7 +164,7 @@ export function KeyCard({ id }) {
       <dt>Access mode</dt><dd>${MODES[key.accessMode]}</dd>
       <dt>Request limit</dt><dd>${key.rateLimit === null ? "The portal's and the platform's limits" : `${key.rateLimit} requests per second`}</dd>
       <dt>Allowed IPs</dt><dd>${key.ipWhitelist.length ? key.ipWhitelist.join(", ") : "Any address"}</dd>
-      ${key.ownerId !== user.id && html`<dt>Owner</dt><dd>${key.ownerId}</dd>`}
+      ${key.ownerId !== user.id && html`<dt>Owner</dt><dd>${person(key.ownerId)}</dd>`}
       <dt>Created</dt><dd>${when(key.createdAt)}</dd>
       <dt>Last used</dt><dd>${when(key.lastUsedAt)}</dd>
     </dl>
@@ -181,7 +182,7 @@ export function KeyCard({ id }) {
       <button type="button" class="danger" onClick=${() => setDialog("delete")}>Delete</button>
     </div>
     ${active && html`<${Settings} key=${key.updatedAt} keyRecord=${key} onSaved=${setRecord} />`}
-    <${Usage} id=${key.id} />
+    <${Usage} id=${key.id} person=${person} />
     ${dialog === "reissue" && html`<${Reissue} keyRecord=${key} onClose=${() => setDialog(null)} onDone=${refresh} />`}
     ${dialog === "revoke" &&
     html`<${Confirm}

@@ -145,10 +145,12 @@ function DefaultPolicy() {
   </section>`;
 }
 
-/** Who owns each key, for an administrator's shared list. */
-function useOwners(portal, admin, user) {
-  const members = useLoad(() => (admin ? api.get(`/v1/portals/${portal.id}/members`) : Promise.resolve([])), [portal.id, admin]);
-  return (ownerId) => (ownerId === user.id ? "You" : (members.data?.find((m) => m.userId === ownerId)?.email ?? ownerId));
+/** People by user id, as an administrator sees the portal's members ("You" for the signed-in user). */
+export function usePeople(portal) {
+  const { user } = useDashboard();
+  const admin = portal?.role === "ADMIN";
+  const members = useLoad(() => (admin ? api.get(`/v1/portals/${portal.id}/members`) : Promise.resolve([])), [portal?.id, admin]);
+  return (userId) => (userId === user.id ? "You" : (members.data?.find((m) => m.userId === userId)?.email ?? userId));
 }
 
 /** A table of keys; each name opens its card. */
@@ -172,10 +174,10 @@ export function KeyTable({ keys, owner, caption }) {
 }
 
 export function ApiKeysSection() {
-  const { portal, admin, user, types } = useDashboard();
+  const { portal, admin, types } = useDashboard();
   const keyType = types.api[0].id;
   const keys = useLoad(() => api.get("/v1/keys", { portalId: portal.id }), [portal.id]);
-  const owner = useOwners(portal, admin, user);
+  const owner = usePeople(portal);
   const [creating, setCreating] = useState(false);
   const list = (keys.data ?? []).filter((k) => k.type === keyType);
   return html`<h1>API Keys</h1>

@@ -325,7 +325,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     request.verification = verification;
     request.rateLimit = spent.states;
     const origin = request.headers.origin;
-    if (origin !== undefined && verification.key !== undefined) {
+    // keygate's own pages (the dashboard) are same-origin, not CORS: only other origins are the portal's to allow.
+    if (origin !== undefined && verification.key !== undefined && origin !== `${client.protocol(request.raw)}://${client.host(request.raw)}`) {
       // A browser's page: its origin must be one its key's portal lists, or nothing is done (docs/api.md, "CORS").
       if (await originAllowed(store, cache, verification.key, origin)) allowOrigin(reply.raw, origin);
       else verification.refusal = { code: "ORIGIN_NOT_ALLOWED", details: { origin } };
