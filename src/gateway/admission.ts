@@ -4,7 +4,7 @@ import type { Limiter } from "../limits/limiter.ts";
 import { MemoryLimiter } from "../limits/memory.ts";
 import { limitPolicy } from "../limits/policy.ts";
 import type { Store } from "../store/store.ts";
-import { type Arrival, type Authenticator, type Verification, authenticator } from "./auth.ts";
+import { type Arrival, type Authenticator, type AuthenticatorOptions, type Verification, authenticator } from "./auth.ts";
 import { KeyCache } from "./key-cache.ts";
 import { type RateLimitingOptions, type Spent, rateLimiting } from "./limits.ts";
 import { Usage, type UsageOptions } from "./usage.ts";
@@ -21,6 +21,8 @@ export interface AdmissionOptions {
   usage?: UsageOptions;
   /** Which upstream requests spend the portal's budget as they arrive (default: all); see rateLimiting. */
   portalOnArrival?: RateLimitingOptions["portalOnArrival"];
+  /** Signed-in sessions on the management API (src/gateway/session.ts); none for keygate as a library. */
+  session?: AuthenticatorOptions["session"];
   now: () => number;
 }
 
@@ -57,7 +59,7 @@ export function admission(options: AdmissionOptions): Admission {
   const limiter = options.limiter ?? new MemoryLimiter({ now });
   const limits = rateLimiting({ policy: limitPolicy(profile.spec.limits), limiter, store, cache, portalOnArrival: options.portalOnArrival });
   const usage = new Usage(store, { now, ...options.usage });
-  const auth = authenticator({ profile, format, serverSecret, cache, now, touched: (id, at) => usage.touch(id, at), throttled: (ip) => limits.throttled(ip) });
+  const auth = authenticator({ profile, format, serverSecret, cache, now, touched: (id, at) => usage.touch(id, at), throttled: (ip) => limits.throttled(ip), session: options.session });
   const spend = (verification: Verification): Admitted | Promise<Admitted> => {
     // Refused by the failed-authentication throttle before the lookup: that refusal is the outcome (nothing is counted).
     if (verification.throttled) return { verification, spent: verification.throttled };

@@ -5,6 +5,7 @@ import type { KeyTypeSpec } from "../core/profile/spec.ts";
 import { decide } from "../core/verify/decide.ts";
 import type { CachedKey, KeyCache } from "./key-cache.ts";
 import type { Spent } from "./limits.ts";
+import { sessionToken } from "./session.ts";
 
 export interface Refusal {
   code: string;
@@ -47,6 +48,8 @@ export interface Verification {
   clientIp: string;
   /** Refused before its key was read: the address's failed-authentication budget is spent (docs/limits.md). */
   throttled?: Spent;
+  /** Made by a signed-in session (the cookie), not a key: `key` is the stand-in it acts as (src/gateway/session.ts). */
+  session?: { id: string; userId: string };
 }
 
 /** What verification reads of a request: its method, URL (path and query, as sent), headers and the client's address. */
@@ -72,6 +75,8 @@ export interface AuthenticatorOptions {
   touched: (keyId: string, at: number) => void;
   /** Asked before a key the cache does not hold is read from the store: a refusal it gives stands, and the store is not asked. */
   throttled: (clientIp: string) => Spent | undefined | Promise<Spent | undefined>;
+  /** Verifies a request that brings no key but a session cookie (src/gateway/session.ts); without it a cookie counts for nothing. */
+  session?: (arrival: Arrival, token: string) => Promise<Verification>;
 }
 
 export function authenticator(options: AuthenticatorOptions): Authenticator {
@@ -103,7 +108,11 @@ export function authenticator(options: AuthenticatorOptions): Authenticator {
   return {
     authenticate(arrival) {
       const credential = extractCredential(arrival.headers, format);
-      if ("code" in credential) return refuse(arrival.clientIp, credential);
+      if ("code" in credential) {
+        // No key: a signed-in browser's cookie may stand in (a key header, when sent, wins).
+        const token = credential.code === "MISSING_API_KEY" && options.session ? sessionToken(arrival.headers) : undefined;
+        return token === undefined ? refuse(arrival.clientIp, credential) : options.session!(arrival, token);
+      }
       const raw = credential.raw;
       // A key in the cache was well-formed when it was issued (the digest binds the exact string):
       // on a hit the format and checksum need no second look. Input longer than any key is not hashed.

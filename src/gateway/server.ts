@@ -5,7 +5,7 @@ import compress from "@fastify/compress";
 import swagger from "@fastify/swagger";
 import { Type } from "@sinclair/typebox";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, LogController, type RawServerDefault } from "fastify";
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, LogController, type RawServerDefault } from "fastify";
 import { KeygateError } from "../core/errors.ts";
 import { MAX_JSON_DEPTH, jsonDeeperThan } from "../core/json.ts";
 import { UpstreamError as Bitrix24Error } from "../upstream/bitrix24/index.ts";
@@ -31,6 +31,10 @@ import { entityRoutes } from "./routes/entities.ts";
 import { meRoutes } from "./routes/me.ts";
 import { portalRoutes } from "./routes/portals.ts";
 import { verifyRoutes } from "./routes/verify.ts";
+import { accountRoutes, isAccountPath } from "./routes/accounts.ts";
+import { sessionAuthenticator } from "./session.ts";
+import { SESSION_LIFETIMES, type SessionLifetimes } from "../accounts/sessions.ts";
+import { SIGN_IN_THROTTLE, type SignInThrottleSettings, signInThrottle } from "../accounts/throttle.ts";
 import type { Usage } from "./usage.ts";
 
 export interface ServerOptions {
@@ -58,6 +62,10 @@ export interface ServerOptions {
   clientLimits?: Partial<ClientLimits>;
   /** Serve HTTPS with this certificate chain and private key (PEM); default: plain HTTP. */
   tls?: { cert: string | Buffer; key: string | Buffer };
+  /** Lifetimes of signed-in sessions (docs/accounts.md); default 7 days idle, 30 days in all. */
+  sessions?: Partial<SessionLifetimes>;
+  /** Failed sign-ins allowed per account and per address (docs/accounts.md). */
+  signInThrottle?: Partial<SignInThrottleSettings>;
   /** The base URL of the sandbox served at a host root (`keygate serve --sandbox-port`), for the sandbox's webhook URL; default: the /sandbox/ path of this server. */
   sandboxUrl?: string;
   now?: () => number;
@@ -98,6 +106,8 @@ export interface AuthContext {
   route: Route;
   params: Record<string, string>;
   clientIp: string;
+  /** A signed-in session made the request (then `key` is the stand-in it acts as, src/gateway/session.ts). */
+  session?: { id: string; userId: string };
 }
 
 declare module "fastify" {
@@ -218,6 +228,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     usage: { retentionDays: options.requestLogDays, onError: (e) => app.log.error({ err: e }, "request accounting write failed") },
     // A request streamed upstream spends the portal's budget as it arrives; the data plane's handlers spend it when they call the portal.
     portalOnArrival: (v) => proxy.forwards(v),
+    session: (arrival, token) => sessions(arrival, token),
   });
   const { cache, limits, usage, limiter, format } = a;
   const outbound = outboundPolicy(options.allowUpstream);
@@ -240,6 +251,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     },
   };
   app.decorate("keygate", kg);
+  const lifetimes: SessionLifetimes = { ...SESSION_LIFETIMES, ...options.sessions };
+  const sessions = sessionAuthenticator(kg, lifetimes);
   if (options.invalidation) {
     const listening = options.invalidation.listen((change) => {
       if (change.kind === "key") cache.invalidate(change);
@@ -254,12 +267,15 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     if (code === "METHOD_NOT_ALLOWED") reply.header("allow", (extra.details?.allow as string[]).join(", "));
     return reply.code(status).send(envelope.error(errorBody(envelope, code, extra), reply.request.id));
   };
+  /** This keygate's origin as the browser sees it: the public URL's, or the request's own. */
+  const ownOrigin = (request: FastifyRequest): string => (options.publicUrl ? new URL(options.publicUrl).origin : `${client.protocol(request.raw)}://${client.host(request.raw)}`);
   const ctx: GatewayContext = { kg, envelope, publicUrl: options.publicUrl, sandboxUrl: options.sandboxUrl, usage, cache, send, responses: responsesFor(profile) };
 
   const arrive = (req: ArrivingMessage, res: ServerResponse): void => {
     const url = req.url!;
     // Anything else is not verified here: Fastify's onRequest hook looks at the route its router chose.
-    if (!url.startsWith("/v1/") && !proxy.covers(url)) return handOver(req, res);
+    // Signing in and out is not verified here either: those routes read the cookie themselves.
+    if ((!url.startsWith("/v1/") && !proxy.covers(url)) || isAccountPath(url)) return handOver(req, res);
     // A CORS preflight carries no key: never verified nor counted (Fastify's onRequest hook answers it).
     if (isPreflight(req)) return handOver(req, res);
     const started = performance.now();
@@ -318,6 +334,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     const late = admitted === undefined;
     if (admitted === undefined) {
       if (!request.url.startsWith("/v1/") && !request.routeOptions.url?.startsWith("/v1/") && !proxy.covers(request.url)) return;
+      if (isAccountPath(request.routeOptions.url ?? request.url)) return;
       if (isPreflight(request.raw)) return reply.code(204).headers(preflightHeaders(request.raw)).send();
       admitted = await a.admit({ method: request.method, url: request.url, headers: request.headers, clientIp: client.ip(request.raw) });
     }
@@ -325,8 +342,10 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     request.verification = verification;
     request.rateLimit = spent.states;
     const origin = request.headers.origin;
-    // keygate's own pages (the dashboard) are same-origin, not CORS: only other origins are the portal's to allow.
-    if (origin !== undefined && verification.key !== undefined && origin !== `${client.protocol(request.raw)}://${client.host(request.raw)}`) {
+    if (origin !== undefined && verification.session !== undefined) {
+      // The dashboard's own pages only: a signed-in session is never lent to another origin.
+      if (origin !== ownOrigin(request)) verification.refusal ??= { code: "ORIGIN_NOT_ALLOWED", details: { origin } };
+    } else if (origin !== undefined && verification.key !== undefined) {
       // A browser's page: its origin must be one its key's portal lists, or nothing is done (docs/api.md, "CORS").
       if (await originAllowed(store, cache, verification.key, origin)) allowOrigin(reply.raw, origin);
       else verification.refusal = { code: "ORIGIN_NOT_ALLOWED", details: { origin } };
@@ -352,7 +371,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     // The profile's router reads /v1/me/ and /v1//me as /v1/me, and Fastify's reads /v1/portals/
     // as /v1/portals/:id with an empty id: an endpoint is only its path as the route writes it.
     if (!canonical(request.url)) return send(reply, "ROUTE_NOT_FOUND");
-    request.auth = { key: verification.key!, route: verification.route!, params: verification.params!, clientIp: verification.clientIp };
+    request.auth = { key: verification.key!, route: verification.route!, params: verification.params!, clientIp: verification.clientIp, session: verification.session };
   });
   app.addHook("onResponse", (request, reply, done) => {
     const v = request.verification;
@@ -363,7 +382,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       cache.dataChanged();
       options.invalidation?.publish({ kind: "data" }).catch((e: Error) => app.log.error({ err: e }, "could not tell other nodes of a change"));
     }
-    usage.record({ keyId: key.record.id, ip: v.clientIp, method: request.method, target: request.url, status: reply.statusCode, latencyMs: reply.elapsedTime });
+    // A session's requests are not a key's usage.
+    if (!v.session) usage.record({ keyId: key.record.id, ip: v.clientIp, method: request.method, target: request.url, status: reply.statusCode, latencyMs: reply.elapsedTime });
     done();
   });
   app.addHook("onClose", async () => {
@@ -418,6 +438,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
         { name: "self", description: "What a key can do, and this document" },
         { name: "keys", description: "Managing API keys" },
         { name: "portals", description: "Portals, their members, policy and audit trail" },
+        { name: "accounts", description: "Signing in (cookie sessions), passwords, invitations" },
         { name: "verify", description: "Verify mode, for services that keep keygate beside them" },
         { name: "entities", description: "The portal's records (VibeCode)" },
         { name: "messaging", description: "Notifications, chat messages and Activity Stream posts (VibeCode)" },
@@ -427,9 +448,10 @@ export function buildServer(options: ServerOptions): FastifyInstance {
           apiKey: { type: "apiKey", in: "header", name: "X-Api-Key" },
           bearer: { type: "http", scheme: "bearer", description: "An API or management key as a bearer token" },
           session: { type: "http", scheme: "bearer", description: "A user's session token (the OAuth flow), sent with an authorization key in X-Api-Key" },
+          cookie: { type: "apiKey", in: "cookie", name: "keygate_session", description: "A signed-in browser's session (POST /v1/session); changes also need its X-CSRF-Token header" },
         },
       },
-      security: [{ apiKey: [] }, { bearer: [] }, { apiKey: [], session: [] }],
+      security: [{ apiKey: [] }, { bearer: [] }, { apiKey: [], session: [] }, { cookie: [] }],
     },
   });
   // keygate's own answers over 1 KiB, as the client accepts (brotli, gzip). Forwarded requests
@@ -464,6 +486,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     keyRoutes(typed, ctx);
     portalRoutes(typed, ctx);
     verifyRoutes(typed, ctx, { limits, cache });
+    accountRoutes(typed, ctx, { client, lifetimes, throttle: signInThrottle(limiter, { ...SIGN_IN_THROTTLE, ...options.signInThrottle }) });
     entityRoutes(typed, ctx, limits, () => {
       const address = app.server.address();
       return typeof address === "object" && address !== null ? `${options.tls ? "https" : "http"}://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}` : undefined;

@@ -7,9 +7,20 @@ import { createKey } from "./keys.ts";
 
 const EMAIL = /^[^\s@]+@[^\s@]+$/;
 
+/** The email trimmed and lower-cased (as the store keeps it); VALIDATION_ERROR when it is not one. */
+export function emailOrFail(input: string, param = "email"): string {
+  const email = input.trim().toLowerCase();
+  if (!EMAIL.test(email)) throw new KeygateError("VALIDATION_ERROR", { message: `"${input}" is not an email address`, param });
+  return email;
+}
+
+/** Every management scope of the profile's management key type (reserved ones aside): what the owner's first key and a signed-in session hold. */
+export function allManagementScopes(profile: Keygate["profile"], keyType: string): string[] {
+  return profile.catalog.atoms.filter((a) => a.resource.keyTypes.includes(keyType) && !a.resource.reserved).map((a) => a.scope);
+}
+
 export async function createUser(kg: Keygate, actor: Actor | null, input: { email: string; name?: string; role?: UserRole }): Promise<User> {
-  const email = input.email.trim().toLowerCase();
-  if (!EMAIL.test(email)) throw new KeygateError("VALIDATION_ERROR", { message: `"${input.email}" is not an email address`, param: "email" });
+  const email = emailOrFail(input.email);
   const user: User = { id: randomUUID(), email, name: input.name?.trim() || email.split("@")[0]!, role: input.role ?? "user", createdAt: kg.now() };
   try {
     await kg.store.createUser(user, { audit: [auditEvent(kg, actor, "user.create", { type: "user", id: user.id, portalId: null }, null, user)] });

@@ -17,12 +17,14 @@ import type {
   MemberRole,
   Membership,
   Notification,
+  OneTimeLink,
   Portal,
   PortalPatch,
   RequestLogEntry,
   Sandbox,
   SandboxItem,
   SandboxWebhook,
+  Session,
   User,
 } from "./store.ts";
 import { StoreConflictError } from "./store.ts";
@@ -105,6 +107,9 @@ export const NOTIFICATION_COLUMNS = ["id", "user_id", "at", "kind", "message", "
 /** request_log without its id (assigned by the database, in insertion order: the tie-break of equal times). */
 export const REQUEST_COLUMNS = ["key_id", "at", "ip", "method", "path", "status", "latency_ms"] as const;
 
+export const SESSION_COLUMNS = ["id", "user_id", "token_digest", "created_at", "last_seen_at", "expires_at"] as const;
+export const LINK_COLUMNS = ["id", "purpose", "token_digest", "email", "user_id", "portal_id", "role", "created_by", "created_at", "expires_at"] as const;
+
 export const SANDBOX_COLUMNS = ["portal_id", "request_burst", "requests_per_second", "created_at"] as const;
 export const SANDBOX_WEBHOOK_COLUMNS = ["portal_id", "token_digest", "user_id", "scopes", "created_at"] as const;
 export const SANDBOX_ITEM_COLUMNS = ["portal_id", "entity_type", "id", "fields", "created_at", "updated_at"] as const;
@@ -154,6 +159,32 @@ export function userFromRow(row: Row): User {
     name: str(row, "name"),
     role: str(row, "role") as User["role"],
     createdAt: num(row, "created_at"),
+  };
+}
+
+export function sessionFromRow(row: Row): Session {
+  return {
+    id: str(row, "id"),
+    userId: str(row, "user_id"),
+    tokenDigest: str(row, "token_digest"),
+    createdAt: num(row, "created_at"),
+    lastSeenAt: num(row, "last_seen_at"),
+    expiresAt: num(row, "expires_at"),
+  };
+}
+
+export function linkFromRow(row: Row): OneTimeLink {
+  return {
+    id: str(row, "id"),
+    purpose: str(row, "purpose") as OneTimeLink["purpose"],
+    tokenDigest: str(row, "token_digest"),
+    email: str(row, "email"),
+    userId: strOrNull(row, "user_id"),
+    portalId: strOrNull(row, "portal_id"),
+    role: strOrNull(row, "role") as OneTimeLink["role"],
+    createdBy: strOrNull(row, "created_by"),
+    createdAt: num(row, "created_at"),
+    expiresAt: num(row, "expires_at"),
   };
 }
 
@@ -305,6 +336,14 @@ export function sandboxItemFromRow(row: Row): SandboxItem {
 }
 
 // ---- records -> parameters (in the order of the column lists) ------------------------------------
+
+export function sessionValues(x: Session): SqlValue[] {
+  return [x.id, x.userId, x.tokenDigest, x.createdAt, x.lastSeenAt, x.expiresAt];
+}
+
+export function linkValues(l: OneTimeLink): SqlValue[] {
+  return [l.id, l.purpose, l.tokenDigest, normalizeEmail(l.email), l.userId, l.portalId, l.role, l.createdBy, l.createdAt, l.expiresAt];
+}
 
 export function userValues(u: User): SqlValue[] {
   return [u.id, normalizeEmail(u.email), u.name, u.role, u.createdAt];
@@ -496,6 +535,10 @@ const CONFLICT_FIELDS: Record<string, string> = {
   "portals.domain": "domain",
   keys_digest_key: "digest",
   "keys.digest": "digest",
+  sessions_token_digest_key: "tokenDigest",
+  "sessions.token_digest": "tokenDigest",
+  one_time_links_token_digest_key: "tokenDigest",
+  "one_time_links.token_digest": "tokenDigest",
 };
 
 export function conflictError(constraint: string): StoreConflictError | undefined {

@@ -96,7 +96,7 @@ export interface AuditEvent {
   actorUserId: string | null;
   actorKeyId: string | null;
   sourceIp: string | null;
-  entityType: "key" | "portal" | "member" | "user";
+  entityType: "key" | "portal" | "member" | "user" | "invitation";
   entityId: string;
   portalId: string | null;
   /** Any JSON value; undefined (absent) reads back as undefined, null as null. */
@@ -177,6 +177,52 @@ export interface SandboxItem {
   updatedAt: number;
 }
 
+/** A signed-in browser (docs/accounts.md): only the SHA-256 of its token is kept. */
+export interface Session {
+  id: string;
+  userId: string;
+  /** SHA-256 of the session token, base64url. */
+  tokenDigest: string;
+  createdAt: number;
+  /** The last use the store was told of (at most once a minute): the idle lifetime counts from it. */
+  lastSeenAt: number;
+  /** The end of the absolute lifetime. */
+  expiresAt: number;
+}
+
+/**
+ * A one-time link (docs/accounts.md): "password" sets a user's password (keygate init, users
+ * create, users reset-password); "invitation" makes whoever has the email a member of a portal.
+ * Only the SHA-256 of its token is kept; it is deleted when used.
+ */
+export interface OneTimeLink {
+  id: string;
+  purpose: "password" | "invitation";
+  /** SHA-256 of the link's token, base64url. */
+  tokenDigest: string;
+  /** The user's (password) or the invitee's (invitation); stored, and read back, lower-cased. */
+  email: string;
+  /** Password links: the user; invitations: null. */
+  userId: string | null;
+  /** Invitations: the portal and the role the invitee gets; null for password links. */
+  portalId: string | null;
+  role: MemberRole | null;
+  /** Who made it (an invitation's admin); null: the operator. */
+  createdBy: string | null;
+  createdAt: number;
+  expiresAt: number;
+}
+
+/** What using a one-time link does, in one transaction with deleting it. */
+export interface Redemption {
+  /** A user to create first (an invitee new to keygate). */
+  newUser?: User;
+  /** Whose password is set (every session of theirs ends): the new user's or an existing one's. */
+  password?: { userId: string; hash: string };
+  /** The membership an invitation gives. */
+  member?: Membership;
+}
+
 /** What a change writes besides itself, in the same transaction. */
 export interface Effects {
   audit: AuditEvent[];
@@ -203,6 +249,37 @@ export interface Store {
   getUser(id: string): Promise<User | undefined>;
   getUserByEmail(email: string): Promise<User | undefined>;
   countUsers(): Promise<number>;
+  /** The user's password hash; null when none is set (or there is no such user). */
+  getPasswordHash(userId: string): Promise<string | null>;
+  /** Sets (or with null clears) the user's password hash and ends every session of theirs; false when there is no such user. */
+  setPasswordHash(userId: string, hash: string | null, effects: Effects): Promise<boolean>;
+
+  createSession(session: Session): Promise<void>;
+  getSessionByDigest(tokenDigest: string): Promise<Session | undefined>;
+  /** Moves lastSeenAt forward (never back); ignores an unknown id. */
+  touchSession(id: string, at: number): Promise<void>;
+  /** False when there was no such session. */
+  deleteSession(id: string): Promise<boolean>;
+  /**
+   * Deletes the user's sessions and returns how many: every one, or with `ended` only those whose
+   * absolute lifetime ended (expiresAt <= now) or that were idle since (lastSeenAt <= idleSince).
+   */
+  deleteSessionsOf(userId: string, ended?: { now: number; idleSince: number }): Promise<number>;
+
+  /** Stores the link; a password link replaces the user's earlier password links (deleted in the same transaction). */
+  createLink(link: OneTimeLink, effects: Effects): Promise<void>;
+  getLinkByDigest(tokenDigest: string): Promise<OneTimeLink | undefined>;
+  /** A portal's invitations (expired ones too), oldest first. */
+  listInvitations(portalId: string): Promise<OneTimeLink[]>;
+  /** False, with no effects written, when there was no such link. */
+  deleteLink(id: string, effects: Effects): Promise<boolean>;
+  /**
+   * Uses a link: deletes it and applies the redemption (creates the user, sets the password and
+   * ends that user's sessions, puts the membership) with the effects, atomically. False, with
+   * nothing written, when the link was gone (used already, or withdrawn). Throws
+   * StoreConflictError("email") when newUser's email is taken.
+   */
+  redeemLink(id: string, redemption: Redemption, effects: Effects): Promise<boolean>;
 
   /** Creates the portal and its creator's ADMIN membership. Throws StoreConflictError("domain") when the domain is taken. */
   createPortal(portal: Portal, creator: Membership, effects: Effects): Promise<void>;

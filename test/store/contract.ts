@@ -15,10 +15,12 @@ import {
   type KeyRecord,
   type Membership,
   type Notification,
+  type OneTimeLink,
   type Portal,
   type RequestLogEntry,
   type Sandbox,
   type SandboxWebhook,
+  type Session,
   type Store,
   StoreConflictError,
   type User,
@@ -128,6 +130,16 @@ function makeNotification(userId: string, over: Partial<Notification> = {}): Not
 /** The effects of one change: one audit event about entityId. */
 function auditing(entityId: string, over: Partial<AuditEvent> = {}): Effects {
   return { audit: [makeAudit({ entityId, ...over })] };
+}
+
+function makeSession(userId: string, over: Partial<Session> = {}): Session {
+  const id = over.id ?? nextId("ses");
+  return { id, userId, tokenDigest: `digest-${id}`, createdAt: T0, lastSeenAt: T0, expiresAt: T0 + 30 * 86_400_000, ...over };
+}
+
+function makeLink(over: Partial<OneTimeLink> = {}): OneTimeLink {
+  const id = over.id ?? nextId("lnk");
+  return { id, purpose: "password", tokenDigest: `digest-${id}`, email: `${id}@example.com`, userId: null, portalId: null, role: null, createdBy: null, createdAt: T0, expiresAt: T0 + 86_400_000, ...over };
 }
 
 const isConflict = (field: string) => (error: unknown) => {
@@ -1045,6 +1057,122 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
         assert.deepEqual(await again.getSandboxWebhook(sb.portalId, hook.tokenDigest), hook);
         assert.deepEqual(await again.listSandboxItems(sb.portalId, "crm:4"), [item]);
         assert.equal((await again.addSandboxItem(sb.portalId, "crm:4", {}, T0)).id, 2);
+      });
+    });
+
+    describe("accounts: passwords, sessions, one-time links", () => {
+      test("issue 12: a password hash is set, read back, and cleared; setting it ends every session of the user", async () => {
+        const u = await aUser();
+        const other = await aUser();
+        assert.equal(await store.getPasswordHash(u.id), null);
+        await store.createSession(makeSession(u.id));
+        const kept = makeSession(other.id);
+        await store.createSession(kept);
+        const event = makeAudit({ action: "user.password", entityType: "user", entityId: u.id });
+        assert.equal(await store.setPasswordHash(u.id, "$scrypt$ln=15,r=8,p=1$c2FsdA$aGFzaA", { audit: [event] }), true);
+        assert.equal(await store.getPasswordHash(u.id), "$scrypt$ln=15,r=8,p=1$c2FsdA$aGFzaA");
+        assert.deepEqual(await auditOf(u.id), [event]);
+        assert.equal(await store.deleteSessionsOf(u.id), 0, "the password change ended the user's session");
+        assert.deepEqual(await store.getSessionByDigest(kept.tokenDigest), kept, "another user's session stays");
+        assert.equal(await store.setPasswordHash(u.id, null, NO_EFFECTS), true);
+        assert.equal(await store.getPasswordHash(u.id), null);
+        assert.equal(await store.setPasswordHash("nobody", "x", auditing("nobody")), false);
+        assert.deepEqual(await auditOf("nobody"), []);
+        assert.equal(await store.getPasswordHash("nobody"), null);
+      });
+
+      test("issue 12: sessions round trip by token digest; touching only moves forward; a taken digest is a conflict", async () => {
+        const u = await aUser();
+        const s = makeSession(u.id, { createdAt: T0, lastSeenAt: T0, expiresAt: FAR_FUTURE });
+        await store.createSession(s);
+        assert.deepEqual(await store.getSessionByDigest(s.tokenDigest), s);
+        assert.equal(await store.getSessionByDigest("nope"), undefined);
+        await store.touchSession(s.id, T0 + 5);
+        await store.touchSession(s.id, T0 + 2);
+        await store.touchSession("nobody", T0 + 9);
+        assert.equal((await store.getSessionByDigest(s.tokenDigest))?.lastSeenAt, T0 + 5);
+        await assert.rejects(store.createSession(makeSession(u.id, { tokenDigest: s.tokenDigest })), isConflict("tokenDigest"));
+        assert.equal(await store.deleteSession(s.id), true);
+        assert.equal(await store.deleteSession(s.id), false);
+        assert.equal(await store.getSessionByDigest(s.tokenDigest), undefined);
+      });
+
+      test("issue 12: deleteSessionsOf ends every session of one user, or only the ended ones", async () => {
+        const u = await aUser();
+        const v = await aUser();
+        const live = makeSession(u.id, { lastSeenAt: T0 + 100, expiresAt: T0 + 1000 });
+        const idle = makeSession(u.id, { lastSeenAt: T0, expiresAt: T0 + 1000 });
+        const over = makeSession(u.id, { lastSeenAt: T0 + 100, expiresAt: T0 + 50 });
+        const others = makeSession(v.id, { lastSeenAt: T0, expiresAt: T0 });
+        for (const x of [live, idle, over, others]) await store.createSession(x);
+        assert.equal(await store.deleteSessionsOf(u.id, { now: T0 + 50, idleSince: T0 + 10 }), 2);
+        assert.deepEqual(await store.getSessionByDigest(live.tokenDigest), live);
+        assert.deepEqual(await store.getSessionByDigest(others.tokenDigest), others);
+        assert.equal(await store.deleteSessionsOf(u.id), 1);
+        assert.equal(await store.getSessionByDigest(live.tokenDigest), undefined);
+        assert.deepEqual(await store.getSessionByDigest(others.tokenDigest), others);
+      });
+
+      test("issue 12: one-time links round trip (email lower-cased); a new password link replaces the user's earlier ones", async () => {
+        const u = await aUser();
+        const first = makeLink({ userId: u.id, email: "Ann@Example.com" });
+        const event = makeAudit({ action: "user.link", entityType: "user", entityId: first.id });
+        await store.createLink(first, { audit: [event] });
+        assert.deepEqual(await store.getLinkByDigest(first.tokenDigest), { ...first, email: "ann@example.com" });
+        assert.deepEqual(await auditOf(first.id), [event]);
+        const second = makeLink({ userId: u.id });
+        await store.createLink(second, NO_EFFECTS);
+        assert.equal(await store.getLinkByDigest(first.tokenDigest), undefined);
+        assert.deepEqual(await store.getLinkByDigest(second.tokenDigest), second);
+        await assert.rejects(store.createLink(makeLink({ tokenDigest: second.tokenDigest }), NO_EFFECTS), isConflict("tokenDigest"));
+      });
+
+      test("issue 12: a portal's invitations are listed oldest first and withdrawn one by one", async () => {
+        const p = await aPortal();
+        const q = await aPortal();
+        const a = makeLink({ purpose: "invitation", portalId: p.id, role: "MEMBER", createdBy: p.createdBy, createdAt: T0 + 2 });
+        const b = makeLink({ purpose: "invitation", portalId: p.id, role: "ADMIN", createdBy: p.createdBy, createdAt: T0 + 1 });
+        const elsewhere = makeLink({ purpose: "invitation", portalId: q.id, role: "MEMBER" });
+        for (const x of [a, b, elsewhere]) await store.createLink(x, NO_EFFECTS);
+        assert.deepEqual(await store.listInvitations(p.id), [b, a]);
+        assert.equal(await store.deleteLink(a.id, auditing(a.id)), true);
+        assert.equal(await store.deleteLink(a.id, auditing("again")), false);
+        assert.deepEqual(await auditOf("again"), []);
+        assert.deepEqual(await store.listInvitations(p.id), [b]);
+      });
+
+      test("issue 12: redeeming a link is atomic and works once: new user, password, membership, effects", async () => {
+        const p = await aPortal();
+        const invite = makeLink({ purpose: "invitation", portalId: p.id, role: "MEMBER", email: "new@example.com" });
+        await store.createLink(invite, NO_EFFECTS);
+        const newcomer = makeUser({ email: "new@example.com" });
+        const member: Membership = { portalId: p.id, userId: newcomer.id, role: "MEMBER", createdAt: T0 };
+        const event = makeAudit({ action: "member.add", entityType: "member", entityId: newcomer.id });
+        const redemption = { newUser: newcomer, password: { userId: newcomer.id, hash: "h1" }, member };
+        assert.equal(await store.redeemLink(invite.id, redemption, { audit: [event] }), true);
+        assert.deepEqual(await store.getUser(newcomer.id), newcomer);
+        assert.equal(await store.getPasswordHash(newcomer.id), "h1");
+        assert.deepEqual(await store.getMember(p.id, newcomer.id), member);
+        assert.deepEqual(await auditOf(newcomer.id), [event]);
+        assert.equal(await store.getLinkByDigest(invite.tokenDigest), undefined);
+        assert.equal(await store.redeemLink(invite.id, { password: { userId: newcomer.id, hash: "h2" } }, auditing("twice")), false);
+        assert.equal(await store.getPasswordHash(newcomer.id), "h1");
+        assert.deepEqual(await auditOf("twice"), []);
+      });
+
+      test("issue 12: a redemption that fails (the new user's email is taken) writes nothing and keeps the link", async () => {
+        const taken = await aUser({ email: "taken@example.com" });
+        await store.createSession(makeSession(taken.id));
+        const link = makeLink({ userId: taken.id });
+        await store.createLink(link, NO_EFFECTS);
+        const clash = makeUser({ email: "TAKEN@example.com" });
+        await assert.rejects(store.redeemLink(link.id, { newUser: clash, password: { userId: taken.id, hash: "h" } }, auditing(clash.id)), isConflict("email"));
+        assert.deepEqual(await store.getLinkByDigest(link.tokenDigest), link);
+        assert.equal(await store.getPasswordHash(taken.id), null);
+        assert.deepEqual(await auditOf(clash.id), []);
+        assert.equal(await store.redeemLink(link.id, { password: { userId: taken.id, hash: "h" } }, NO_EFFECTS), true);
+        assert.equal(await store.getPasswordHash(taken.id), "h");
+        assert.equal(await store.deleteSessionsOf(taken.id), 0, "setting the password ended the user's sessions");
       });
     });
 

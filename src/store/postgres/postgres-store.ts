@@ -15,6 +15,7 @@ import {
   DEPENDENT_COLUMNS,
   KEY_COLUMNS,
   KEY_MUTABLE_COLUMNS,
+  LINK_COLUMNS,
   MEMBERSHIP_COLUMNS,
   NOTIFICATION_COLUMNS,
   PORTAL_COLUMNS,
@@ -23,6 +24,7 @@ import {
   SANDBOX_COLUMNS,
   SANDBOX_ITEM_COLUMNS,
   SANDBOX_WEBHOOK_COLUMNS,
+  SESSION_COLUMNS,
   type SqlValue,
   USER_COLUMNS,
   auditFromRow,
@@ -34,6 +36,8 @@ import {
   keyFromRow,
   keyUpdateValues,
   keyValues,
+  linkFromRow,
+  linkValues,
   loadMigrations,
   membershipFromRow,
   membershipValues,
@@ -54,6 +58,8 @@ import {
   sandboxValues,
   sandboxWebhookFromRow,
   sandboxWebhookValues,
+  sessionFromRow,
+  sessionValues,
   definedEntries,
   encodeSandboxFields,
   sqlLimit,
@@ -71,12 +77,15 @@ import type {
   MemberRole,
   Membership,
   Notification,
+  OneTimeLink,
   Portal,
   PortalPatch,
+  Redemption,
   RequestLogEntry,
   Sandbox,
   SandboxItem,
   SandboxWebhook,
+  Session,
   Store,
   User,
 } from "../store.ts";
@@ -112,6 +121,21 @@ const SQL = {
   userById: `SELECT ${columnList(USER_COLUMNS)} FROM users WHERE id = $1`,
   userByEmail: `SELECT ${columnList(USER_COLUMNS)} FROM users WHERE email = $1`,
   countUsers: "SELECT COUNT(*) AS n FROM users",
+  passwordHash: "SELECT password_hash FROM users WHERE id = $1",
+  setPasswordHash: "UPDATE users SET password_hash = $1 WHERE id = $2",
+
+  insertSession: insertSql("sessions", SESSION_COLUMNS),
+  sessionByDigest: `SELECT ${columnList(SESSION_COLUMNS)} FROM sessions WHERE token_digest = $1`,
+  touchSession: "UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $1",
+  deleteSession: "DELETE FROM sessions WHERE id = $1",
+  deleteSessionsOf: "DELETE FROM sessions WHERE user_id = $1",
+  deleteEndedSessionsOf: "DELETE FROM sessions WHERE user_id = $1 AND (expires_at <= $2 OR last_seen_at <= $3)",
+
+  insertLink: insertSql("one_time_links", LINK_COLUMNS),
+  deletePasswordLinksOf: "DELETE FROM one_time_links WHERE purpose = 'password' AND user_id = $1",
+  linkByDigest: `SELECT ${columnList(LINK_COLUMNS)} FROM one_time_links WHERE token_digest = $1`,
+  invitationsOf: `SELECT ${columnList(LINK_COLUMNS)} FROM one_time_links WHERE purpose = 'invitation' AND portal_id = $1 ORDER BY created_at, id`,
+  deleteLink: "DELETE FROM one_time_links WHERE id = $1",
 
   insertPortal: insertSql("portals", PORTAL_COLUMNS),
   portalById: `SELECT ${columnList(PORTAL_COLUMNS)} FROM portals WHERE id = $1`,
@@ -325,6 +349,88 @@ export class PostgresStore implements Store {
 
   async countUsers(): Promise<number> {
     return (await this.#q<{ n: number }>("countUsers", [])).rows[0]!.n;
+  }
+
+  async getPasswordHash(userId: string): Promise<string | null> {
+    return (await this.#q<{ password_hash: string | null }>("passwordHash", [userId])).rows[0]?.password_hash ?? null;
+  }
+
+  async setPasswordHash(userId: string, hash: string | null, effects: Effects): Promise<boolean> {
+    return this.#tx(async (c) => {
+      if (((await this.#q("setPasswordHash", [hash, userId], c)).rowCount ?? 0) === 0) return false;
+      await this.#q("deleteSessionsOf", [userId], c);
+      await this.#writeEffects(c, effects);
+      return true;
+    });
+  }
+
+  // ---- sessions and one-time links ----
+
+  async createSession(session: Session): Promise<void> {
+    try {
+      await this.#q("insertSession", sessionValues(session));
+    } catch (error) {
+      throw mapError(error);
+    }
+  }
+
+  async getSessionByDigest(tokenDigest: string): Promise<Session | undefined> {
+    const row = (await this.#q("sessionByDigest", [tokenDigest])).rows[0];
+    return row && sessionFromRow(row);
+  }
+
+  async touchSession(id: string, at: number): Promise<void> {
+    await this.#q("touchSession", [at, id]);
+  }
+
+  async deleteSession(id: string): Promise<boolean> {
+    return ((await this.#q("deleteSession", [id])).rowCount ?? 0) > 0;
+  }
+
+  async deleteSessionsOf(userId: string, ended?: { now: number; idleSince: number }): Promise<number> {
+    const result = ended ? await this.#q("deleteEndedSessionsOf", [userId, ended.now, ended.idleSince]) : await this.#q("deleteSessionsOf", [userId]);
+    return result.rowCount ?? 0;
+  }
+
+  async createLink(link: OneTimeLink, effects: Effects): Promise<void> {
+    await this.#tx(async (c) => {
+      if (link.purpose === "password" && link.userId !== null) await this.#q("deletePasswordLinksOf", [link.userId], c);
+      await this.#q("insertLink", linkValues(link), c);
+      await this.#writeEffects(c, effects);
+    });
+  }
+
+  async getLinkByDigest(tokenDigest: string): Promise<OneTimeLink | undefined> {
+    const row = (await this.#q("linkByDigest", [tokenDigest])).rows[0];
+    return row && linkFromRow(row);
+  }
+
+  async listInvitations(portalId: string): Promise<OneTimeLink[]> {
+    return (await this.#q("invitationsOf", [portalId])).rows.map(linkFromRow);
+  }
+
+  async deleteLink(id: string, effects: Effects): Promise<boolean> {
+    return this.#tx(async (c) => {
+      if (((await this.#q("deleteLink", [id], c)).rowCount ?? 0) === 0) return false;
+      await this.#writeEffects(c, effects);
+      return true;
+    });
+  }
+
+  async redeemLink(id: string, redemption: Redemption, effects: Effects): Promise<boolean> {
+    return this.#tx(async (c) => {
+      // The delete takes the row's lock: a second redemption waits for this one, then finds nothing.
+      if (((await this.#q("deleteLink", [id], c)).rowCount ?? 0) === 0) return false;
+      if (redemption.newUser) await this.#q("insertUser", userValues(redemption.newUser), c);
+      if (redemption.password) {
+        const { userId, hash } = redemption.password;
+        if (((await this.#q("setPasswordHash", [hash, userId], c)).rowCount ?? 0) === 0) throw new Error(`no user ${userId}`);
+        await this.#q("deleteSessionsOf", [userId], c);
+      }
+      if (redemption.member) await this.#q("putMember", membershipValues(redemption.member), c);
+      await this.#writeEffects(c, effects);
+      return true;
+    });
   }
 
   // ---- portals ----

@@ -16,6 +16,7 @@ import {
   DEPENDENT_COLUMNS,
   KEY_COLUMNS,
   KEY_MUTABLE_COLUMNS,
+  LINK_COLUMNS,
   MEMBERSHIP_COLUMNS,
   NOTIFICATION_COLUMNS,
   PORTAL_COLUMNS,
@@ -24,6 +25,7 @@ import {
   SANDBOX_COLUMNS,
   SANDBOX_ITEM_COLUMNS,
   SANDBOX_WEBHOOK_COLUMNS,
+  SESSION_COLUMNS,
   type SqlValue,
   USER_COLUMNS,
   auditFromRow,
@@ -36,6 +38,8 @@ import {
   keyFromValues,
   keyUpdateValues,
   keyValues,
+  linkFromRow,
+  linkValues,
   loadMigrations,
   membershipFromRow,
   membershipValues,
@@ -57,6 +61,8 @@ import {
   sandboxValues,
   sandboxWebhookFromRow,
   sandboxWebhookValues,
+  sessionFromRow,
+  sessionValues,
   encodeSandboxFields,
   mergeSandboxFields,
   sqlLimit,
@@ -74,12 +80,15 @@ import type {
   MemberRole,
   Membership,
   Notification,
+  OneTimeLink,
   Portal,
   PortalPatch,
+  Redemption,
   RequestLogEntry,
   Sandbox,
   SandboxItem,
   SandboxWebhook,
+  Session,
   Store,
   User,
 } from "../store.ts";
@@ -111,6 +120,21 @@ function prepareStatements(db: DatabaseSync) {
     userById: p(`SELECT ${columnList(USER_COLUMNS)} FROM users WHERE id = ?`),
     userByEmail: p(`SELECT ${columnList(USER_COLUMNS)} FROM users WHERE email = ?`),
     countUsers: p("SELECT COUNT(*) AS n FROM users"),
+    passwordHash: p("SELECT password_hash FROM users WHERE id = ?"),
+    setPasswordHash: p("UPDATE users SET password_hash = ? WHERE id = ?"),
+
+    insertSession: p(insertSql("sessions", SESSION_COLUMNS)),
+    sessionByDigest: p(`SELECT ${columnList(SESSION_COLUMNS)} FROM sessions WHERE token_digest = ?`),
+    touchSession: p("UPDATE sessions SET last_seen_at = ?1 WHERE id = ?2 AND last_seen_at < ?1"),
+    deleteSession: p("DELETE FROM sessions WHERE id = ?"),
+    deleteSessionsOf: p("DELETE FROM sessions WHERE user_id = ?"),
+    deleteEndedSessionsOf: p("DELETE FROM sessions WHERE user_id = ? AND (expires_at <= ? OR last_seen_at <= ?)"),
+
+    insertLink: p(insertSql("one_time_links", LINK_COLUMNS)),
+    deletePasswordLinksOf: p("DELETE FROM one_time_links WHERE purpose = 'password' AND user_id = ?"),
+    linkByDigest: p(`SELECT ${columnList(LINK_COLUMNS)} FROM one_time_links WHERE token_digest = ?`),
+    invitationsOf: p(`SELECT ${columnList(LINK_COLUMNS)} FROM one_time_links WHERE purpose = 'invitation' AND portal_id = ? ORDER BY created_at, id`),
+    deleteLink: p("DELETE FROM one_time_links WHERE id = ?"),
 
     insertPortal: p(insertSql("portals", PORTAL_COLUMNS)),
     portalById: p(`SELECT ${columnList(PORTAL_COLUMNS)} FROM portals WHERE id = ?`),
@@ -296,6 +320,83 @@ export class SqliteStore implements Store {
 
   async countUsers(): Promise<number> {
     return (this.#s.countUsers.get() as { n: number }).n;
+  }
+
+  async getPasswordHash(userId: string): Promise<string | null> {
+    return ((this.#s.passwordHash.get(userId) as { password_hash: string | null } | undefined)?.password_hash ?? null);
+  }
+
+  async setPasswordHash(userId: string, hash: string | null, effects: Effects): Promise<boolean> {
+    return this.#tx(() => {
+      if (Number(this.#s.setPasswordHash.run(hash, userId).changes) === 0) return false;
+      this.#s.deleteSessionsOf.run(userId);
+      this.#writeEffects(effects);
+      return true;
+    });
+  }
+
+  // ---- sessions and one-time links ----
+
+  async createSession(session: Session): Promise<void> {
+    this.#tx(() => this.#s.insertSession.run(...sessionValues(session)));
+  }
+
+  async getSessionByDigest(tokenDigest: string): Promise<Session | undefined> {
+    const row = this.#s.sessionByDigest.get(tokenDigest);
+    return row && sessionFromRow(row);
+  }
+
+  async touchSession(id: string, at: number): Promise<void> {
+    this.#s.touchSession.run(at, id);
+  }
+
+  async deleteSession(id: string): Promise<boolean> {
+    return Number(this.#s.deleteSession.run(id).changes) > 0;
+  }
+
+  async deleteSessionsOf(userId: string, ended?: { now: number; idleSince: number }): Promise<number> {
+    const result = ended ? this.#s.deleteEndedSessionsOf.run(userId, ended.now, ended.idleSince) : this.#s.deleteSessionsOf.run(userId);
+    return Number(result.changes);
+  }
+
+  async createLink(link: OneTimeLink, effects: Effects): Promise<void> {
+    this.#tx(() => {
+      if (link.purpose === "password" && link.userId !== null) this.#s.deletePasswordLinksOf.run(link.userId);
+      this.#s.insertLink.run(...linkValues(link));
+      this.#writeEffects(effects);
+    });
+  }
+
+  async getLinkByDigest(tokenDigest: string): Promise<OneTimeLink | undefined> {
+    const row = this.#s.linkByDigest.get(tokenDigest);
+    return row && linkFromRow(row);
+  }
+
+  async listInvitations(portalId: string): Promise<OneTimeLink[]> {
+    return this.#s.invitationsOf.all(portalId).map(linkFromRow);
+  }
+
+  async deleteLink(id: string, effects: Effects): Promise<boolean> {
+    return this.#tx(() => {
+      if (Number(this.#s.deleteLink.run(id).changes) === 0) return false;
+      this.#writeEffects(effects);
+      return true;
+    });
+  }
+
+  async redeemLink(id: string, redemption: Redemption, effects: Effects): Promise<boolean> {
+    const s = this.#s;
+    return this.#tx(() => {
+      if (Number(s.deleteLink.run(id).changes) === 0) return false;
+      if (redemption.newUser) s.insertUser.run(...userValues(redemption.newUser));
+      if (redemption.password) {
+        if (Number(s.setPasswordHash.run(redemption.password.hash, redemption.password.userId).changes) === 0) throw new Error(`no user ${redemption.password.userId}`);
+        s.deleteSessionsOf.run(redemption.password.userId);
+      }
+      if (redemption.member) s.putMember.run(...membershipValues(redemption.member));
+      this.#writeEffects(effects);
+      return true;
+    });
   }
 
   // ---- portals ----
