@@ -58,7 +58,7 @@ function App() {
     navigate(next && next.startsWith("/") && !next.startsWith("//") ? next : "/keys");
   };
   if (session === undefined) return html`<p class="loading">Loading…</p>`;
-  if (path === "/set-password") return html`<${SetPasswordPage} onSignedIn=${signedIn} />`;
+  if (path === "/set-password") return html`<${SetPasswordPage} session=${session} onSignedIn=${signedIn} />`;
   if (session === null) {
     if (path !== "/sign-in") history.replaceState(null, "", `/sign-in${path === "/" ? "" : `?next=${encodeURIComponent(path)}`}`);
     return html`<${SignInPage} onSignedIn=${signedIn} />`;

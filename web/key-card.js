@@ -181,7 +181,7 @@ export function KeyCard({ id }) {
       <button type="button" onClick=${() => setDialog("revoke")} disabled=${key.status === "REVOKED"}>Revoke</button>
       <button type="button" class="danger" onClick=${() => setDialog("delete")}>Delete</button>
     </div>
-    ${active && html`<${Settings} key=${key.updatedAt} keyRecord=${key} onSaved=${setRecord} />`}
+    ${active && html`<${Settings} key=${key.id} keyRecord=${key} onSaved=${setRecord} />`}
     <${Usage} id=${key.id} person=${person} />
     ${dialog === "reissue" && html`<${Reissue} keyRecord=${key} onClose=${() => setDialog(null)} onDone=${refresh} />`}
     ${dialog === "revoke" &&

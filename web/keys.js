@@ -186,6 +186,6 @@ export function ApiKeysSection() {
     <div class="actions"><button type="button" onClick=${() => setCreating(true)} disabled=${!portal.linked}>Create</button></div>
     <${ErrorNote} error=${keys.error} />
     ${keys.data && html`<${KeyTable} keys=${list} owner=${admin ? owner : null} caption="API keys" />`}
-    ${admin && html`<${DefaultPolicy} key=${portal.defaultAccessMode} />`}
+    ${admin && html`<${DefaultPolicy} />`}
     ${creating && html`<${CreateApiKey} keyType=${keyType} onClose=${() => setCreating(false)} onCreated=${keys.reload} />`}`;
 }
