@@ -10,6 +10,7 @@
  */
 import { createHash } from "node:crypto";
 import { readFileSync, readdirSync } from "node:fs";
+import { brotliCompressSync, constants, gzipSync } from "node:zlib";
 import { fileURLToPath } from "node:url";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 
@@ -21,10 +22,17 @@ const TYPES: Record<string, string> = { ".js": "text/javascript; charset=utf-8",
 /** The libraries the page imports by name, as the import map calls them, and the file served for each. */
 const VENDOR: Record<string, string> = { preact: "vendor/preact.mjs", "preact/hooks": "vendor/hooks.mjs", htm: "vendor/htm.mjs" };
 
-interface Asset {
+interface Encoded {
   body: Buffer;
-  type: string;
   etag: string;
+}
+
+/** A file as served: as it is, and compressed once, at the highest levels (not per request). */
+interface Asset {
+  type: string;
+  identity: Encoded;
+  br?: Encoded;
+  gzip?: Encoded;
 }
 
 interface Dashboard {
@@ -36,6 +44,32 @@ interface Dashboard {
 
 const etag = (body: Buffer | string) => `"${createHash("sha256").update(body).digest("base64url").slice(0, 27)}"`;
 const typeOf = (name: string) => TYPES[name.slice(name.lastIndexOf("."))] ?? "application/octet-stream";
+/** keygate compresses its answers over 1 KiB (docs/api.md); these are compressed ahead, so @fastify/compress leaves them be. */
+const COMPRESS_OVER = 1024;
+
+function asset(body: Buffer, type: string): Asset {
+  const identity = { body, etag: etag(body) };
+  if (body.length <= COMPRESS_OVER) return { type, identity };
+  // One representation, one ETag: the encoding is part of it.
+  const tagged = (encoded: Buffer, suffix: string) => ({ body: encoded, etag: `${identity.etag.slice(0, -1)}-${suffix}"` });
+  return {
+    type,
+    identity,
+    br: tagged(brotliCompressSync(body, { params: { [constants.BROTLI_PARAM_QUALITY]: constants.BROTLI_MAX_QUALITY, [constants.BROTLI_PARAM_SIZE_HINT]: body.length } }), "br"),
+    gzip: tagged(gzipSync(body, { level: 9 }), "gz"),
+  };
+}
+
+/** The encodings the client accepts (Accept-Encoding, q > 0). */
+function accepted(header: string | undefined): Set<string> {
+  const names = new Set<string>();
+  for (const part of (header ?? "").split(",")) {
+    const [name, ...params] = part.trim().toLowerCase().split(";");
+    const q = params.map((p) => p.trim()).find((p) => p.startsWith("q="));
+    if (name && (q === undefined || Number(q.slice(2)) > 0)) names.add(name);
+  }
+  return names;
+}
 
 /** Reads web/ and the libraries once per process; the files do not change while keygate runs. */
 let loaded: Dashboard | undefined;
@@ -50,7 +84,9 @@ function load(): Dashboard {
   const version = hash.digest("hex").slice(0, 12);
   const base = `/assets/${version}`;
   const importMap = JSON.stringify({ imports: Object.fromEntries(Object.entries(VENDOR).map(([specifier, name]) => [specifier, `${base}/${name}`])) });
-  const html = readFileSync(new URL("index.html", WEB), "utf8").replaceAll("%ASSETS%", base).replace("%IMPORTMAP%", importMap);
+  // Every module is announced up front: the browser fetches them at once, not import by import.
+  const preload = [...files.keys()].filter((name) => name.endsWith(".js") || name.endsWith(".mjs")).map((name) => `<link rel="modulepreload" href="${base}/${name}">`).join("\n");
+  const html = readFileSync(new URL("index.html", WEB), "utf8").replaceAll("%ASSETS%", base).replace("%IMPORTMAP%", importMap).replace("%PRELOAD%", preload);
   // The import map is the page's only inline script: allowed by its hash, nothing else inline runs.
   const mapHash = createHash("sha256").update(importMap).digest("base64");
   const csp = [
@@ -65,16 +101,20 @@ function load(): Dashboard {
     "frame-ancestors 'none'",
   ].join("; ");
   const assets = new Map<string, Asset>();
-  for (const [name, body] of files) assets.set(name, { body, type: typeOf(name), etag: etag(body) });
-  const page = Buffer.from(html);
-  loaded = { version, assets, page: { body: page, type: TYPES[".html"]!, etag: etag(page) }, csp };
+  for (const [name, body] of files) assets.set(name, asset(body, typeOf(name)));
+  loaded = { version, assets, page: asset(Buffer.from(html), TYPES[".html"]!), csp };
   return loaded;
 }
 
 function send(request: FastifyRequest, reply: FastifyReply, asset: Asset, cacheControl: string): FastifyReply {
-  reply.header("etag", asset.etag).header("cache-control", cacheControl).header("x-content-type-options", "nosniff");
-  if (request.headers["if-none-match"] === asset.etag) return reply.code(304).send();
-  return reply.type(asset.type).send(asset.body);
+  const encodings = asset.br || asset.gzip ? accepted(request.headers["accept-encoding"]) : undefined;
+  const encoding = encodings?.has("br") ? "br" : encodings?.has("gzip") ? "gzip" : undefined;
+  const chosen = (encoding && asset[encoding]) ?? asset.identity;
+  if (encodings) reply.header("vary", "Accept-Encoding");
+  reply.header("etag", chosen.etag).header("cache-control", cacheControl).header("x-content-type-options", "nosniff");
+  if (request.headers["if-none-match"] === chosen.etag) return reply.code(304).send();
+  if (encoding) reply.header("content-encoding", encoding);
+  return reply.type(asset.type).send(chosen.body);
 }
 
 /** Registers the page paths and /assets/<version>/*; hidden from the OpenAPI document (they are not the API). */

@@ -23,6 +23,12 @@ export const CHROMIUM = {
 export const PASSWORD = "correct horse battery staple";
 const SCREENSHOTS = new URL("../../docs/screenshots/", import.meta.url);
 
+/** An answer of keygate's in either envelope. */
+export interface Reply {
+  status: number;
+  body: { success?: boolean; data?: unknown; error?: { code: string } | string; code?: string };
+}
+
 export interface Dashboard {
   url: string;
   kg: Keygate;
@@ -34,7 +40,7 @@ export interface Dashboard {
   /** A new browser profile (its own cookies), signed in as `email`, on the API Keys section. */
   signedIn(email: string): Promise<Page>;
   /** Calls keygate's API with a key, as a script would. */
-  api(method: string, path: string, key: string, body?: unknown): Promise<{ status: number; body: { success?: boolean; data?: unknown; error?: { code: string } | string; code?: string } }>;
+  api(method: string, path: string, key: string, body?: unknown): Promise<Reply>;
   close(): Promise<void>;
 }
 
@@ -80,7 +86,7 @@ export async function startDashboard(profileId = "vibecode"): Promise<Dashboard>
     },
     async api(method, path, key, body) {
       const response = await fetch(new URL(path, url), { method, headers: { "x-api-key": key, ...(body === undefined ? {} : { "content-type": "application/json" }) }, body: body === undefined ? undefined : JSON.stringify(body) });
-      return { status: response.status, body: await response.json() };
+      return { status: response.status, body: (await response.json()) as Reply["body"] };
     },
     async close() {
       for (const context of contexts) await context.close();
@@ -100,3 +106,7 @@ export async function screenshot(page: Page, name: string, options: { fullPage?:
 
 /** The error code of an answer in either envelope. */
 export const codeOf = (body: { error?: { code: string } | string; code?: string }): string | undefined => (typeof body.error === "object" ? body.error.code : body.code);
+
+/** What the page copied (the context has the clipboard permissions). */
+export const clipboard = (page: Page): Promise<string> =>
+  page.evaluate(() => (globalThis as unknown as { navigator: { clipboard: { readText(): Promise<string> } } }).navigator.clipboard.readText());

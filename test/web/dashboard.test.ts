@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { Page } from "playwright-core";
-import { type Dashboard, PASSWORD, codeOf, screenshot, startDashboard } from "./_dashboard.ts";
+import { type Dashboard, PASSWORD, type Reply, clipboard, codeOf, screenshot, startDashboard } from "./_dashboard.ts";
 
 describe("the dashboard [VibeCode]", () => {
   let d: Dashboard;
@@ -36,7 +36,7 @@ describe("the dashboard [VibeCode]", () => {
     assert.equal(again.status, 304);
     const missing = await fetch(new URL("/nowhere", d.url));
     assert.equal(missing.status, 404);
-    assert.equal(codeOf(await missing.json()), "ROUTE_NOT_FOUND");
+    assert.equal(codeOf((await missing.json()) as Reply["body"]), "ROUTE_NOT_FOUND");
     assert.equal((await fetch(new URL("/assets/000000000000/app.js", d.url))).status, 404);
     // The page routes are not the API: absent from the OpenAPI document.
     const paths = Object.keys(((await d.api("GET", "/v1/openapi.json", "")).body as unknown as { paths?: object }).paths ?? {});
@@ -66,7 +66,7 @@ describe("the dashboard [VibeCode]", () => {
     await owner.getByRole("button", { name: "Create" }).click();
     const form = owner.getByRole("dialog");
     // Focus is in the dialog, on its first field.
-    assert.equal(await form.getByLabel("Name").evaluate((el) => el === document.activeElement), true);
+    assert.equal(await form.getByLabel("Name").evaluate((el) => el === el.ownerDocument.activeElement), true);
     await form.getByLabel("Name").fill("CRM sync");
     // Saving without a scope is refused: at least one, and the auto-granted ones do not count.
     await form.getByRole("button", { name: "Save" }).click();
@@ -104,7 +104,7 @@ describe("the dashboard [VibeCode]", () => {
     await form.getByText("it is shown once and cannot be shown again").waitFor();
     await form.getByRole("button", { name: "Copy" }).click();
     await form.getByText("Copied").waitFor();
-    apiKey = await owner.evaluate(() => navigator.clipboard.readText());
+    apiKey = await clipboard(owner);
     assert.match(apiKey, /^vibe_api_/);
     assert.equal(await form.getByLabel("Your new key").inputValue(), apiKey);
     await screenshot(owner, "key-shown-once");
@@ -167,7 +167,7 @@ describe("the dashboard [VibeCode]", () => {
     // Escape closes the dialog and gives focus back to the button that opened it.
     await owner.keyboard.press("Escape");
     assert.equal(await owner.getByRole("dialog").count(), 0);
-    assert.equal(await owner.getByRole("button", { name: "Delete" }).evaluate((el) => el === document.activeElement), true);
+    assert.equal(await owner.getByRole("button", { name: "Delete" }).evaluate((el) => el === el.ownerDocument.activeElement), true);
   });
 
   it("seed 003: an administrator's Default portal policy binds members; the administrator changing a member's key mode tells its owner", async () => {
@@ -285,7 +285,7 @@ describe("the dashboard [VibeCode]", () => {
     await owner.setViewportSize({ width: 360, height: 740 });
     await owner.goto("/keys");
     await owner.getByRole("heading", { name: "API Keys", level: 1 }).waitFor();
-    const overflow = await owner.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    const overflow = await owner.locator("html").evaluate((html) => html.scrollWidth - html.clientWidth);
     assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow}px`);
     await screenshot(owner, "api-keys-narrow", { fullPage: true });
     // Tab reaches Create; Enter opens the form with focus inside; Escape closes it.
