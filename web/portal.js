@@ -1,5 +1,5 @@
 /**
- * Portal settings (administrators): name, upstream link, request limit,
+ * Portal settings (administrators): name, upstream link with a connection test, request limit,
  * and members — invite (a one-time link), change a role, remove.
  */
 import { useState } from "preact/hooks";
@@ -20,6 +20,12 @@ function General() {
   const [limit, setLimit] = useState(portal.requestLimit === null ? "" : String(portal.requestLimit));
   const [saved, setSaved] = useState(false);
   const action = useAction();
+  const test = useAction();
+  const [tested, setTested] = useState(null);
+  const runTest = async () => {
+    setTested(null);
+    setTested(await test.run(() => api.get(`/v1/portals/${portal.id}/connection`)));
+  };
   const save = async (event) => {
     event.preventDefault();
     setSaved(false);
@@ -50,8 +56,10 @@ function General() {
       <${ErrorNote} error=${action.error} />
       <div class="row">
         <button type="submit" disabled=${action.busy}>Save</button>
-        <span role="status">${saved ? "Saved" : ""}</span>
+        <button type="button" class="quiet" onClick=${runTest} disabled=${test.busy || !portal.linked}>Test connection</button>
+        <span role="status">${saved ? "Saved " : ""}${tested ? (tested.ok ? `Connected: ${tested.message} (${tested.latencyMs} ms)` : `Not connected: ${tested.message}`) : ""}</span>
       </div>
+      <${ErrorNote} error=${test.error} />
     </form>
   </section>`;
 }

@@ -214,6 +214,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/portals/{id}/connection": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Tests the portal's upstream now (admins): a Bitrix24 webhook answers server.time, an HTTP API its base URL */
+        get: operations["testPortalConnection"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/portals/{id}/members/{userId}": {
         parameters: {
             query?: never;
@@ -259,6 +276,111 @@ export interface paths {
         put?: never;
         /** Verify mode: the decision keygate would make for a key on a request, without forwarding it (counts toward the verified key's limits) */
         post: operations["verifyKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/session": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The signed-in session (cookie): its user, CSRF token and when it ends */
+        get: operations["getSession"];
+        put?: never;
+        /** Sign in with email and password: sets the session cookie (a new token every time) and returns the CSRF token */
+        post: operations["signIn"];
+        /** Sign out: ends this session and clears the cookie (needs X-CSRF-Token) */
+        delete: operations["signOut"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Sign out everywhere: ends every session of the signed-in user and clears the cookie (needs X-CSRF-Token) */
+        delete: operations["signOutEverywhere"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/password": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Set a password with a one-time link's token (keygate init, users create, users reset-password, an invitation); signs in */
+        post: operations["setPassword"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/portals/{id}/invitations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The portal's pending invitations (admins), without their links */
+        get: operations["listInvitations"];
+        put?: never;
+        /** Invite someone to the portal by email (admins): the one-time link is in the answer, once */
+        post: operations["createInvitation"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/portals/{id}/invitations/{invitationId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Withdraw an invitation (admins): its link stops working */
+        delete: operations["withdrawInvitation"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/invitations/accept": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Accept an invitation made for your email (signed in, or with your management key): you join the portal */
+        post: operations["acceptInvitation"];
         delete?: never;
         options?: never;
         head?: never;
@@ -963,7 +1085,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -974,7 +1096,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -988,7 +1110,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -999,7 +1121,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -1222,7 +1344,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1233,7 +1355,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -1247,7 +1369,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1258,7 +1380,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -1408,7 +1530,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1419,7 +1541,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -1433,7 +1555,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1444,7 +1566,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -1588,7 +1710,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1599,7 +1721,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -1613,7 +1735,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1624,7 +1746,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -1863,7 +1985,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1874,7 +1996,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -1888,7 +2010,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, NOT_PORTAL_MEMBER, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, NOT_PORTAL_MEMBER, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1899,7 +2021,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "NOT_PORTAL_MEMBER" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "NOT_PORTAL_MEMBER" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -2146,7 +2268,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2157,7 +2279,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -2171,7 +2293,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_POLICY_READONLY_REQUIRED, KEY_SCOPE_EXCEEDS_CALLER, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, NOT_PORTAL_MEMBER, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_POLICY_READONLY_REQUIRED, KEY_SCOPE_EXCEEDS_CALLER, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, NOT_PORTAL_MEMBER, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2182,7 +2304,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_POLICY_READONLY_REQUIRED" | "KEY_SCOPE_EXCEEDS_CALLER" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "NOT_PORTAL_MEMBER" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_POLICY_READONLY_REQUIRED" | "KEY_SCOPE_EXCEEDS_CALLER" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "NOT_PORTAL_MEMBER" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -2463,7 +2585,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2474,7 +2596,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -2488,7 +2610,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2499,7 +2621,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -2668,7 +2790,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2679,7 +2801,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -2693,7 +2815,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_SCOPE_EXCEEDS_CALLER, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, NOT_PORTAL_ADMIN, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_SCOPE_EXCEEDS_CALLER, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, NOT_PORTAL_ADMIN, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2704,7 +2826,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_SCOPE_EXCEEDS_CALLER" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "NOT_PORTAL_ADMIN" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_SCOPE_EXCEEDS_CALLER" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "NOT_PORTAL_ADMIN" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -2974,7 +3096,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2985,7 +3107,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -2999,7 +3121,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_POLICY_READONLY_REQUIRED, KEY_SCOPE_EXCEEDS_CALLER, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, NOT_PORTAL_ADMIN, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_POLICY_READONLY_REQUIRED, KEY_SCOPE_EXCEEDS_CALLER, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, NOT_PORTAL_ADMIN, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3010,7 +3132,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_POLICY_READONLY_REQUIRED" | "KEY_SCOPE_EXCEEDS_CALLER" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "NOT_PORTAL_ADMIN" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_POLICY_READONLY_REQUIRED" | "KEY_SCOPE_EXCEEDS_CALLER" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "NOT_PORTAL_ADMIN" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -3283,7 +3405,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3294,7 +3416,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -3308,7 +3430,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_OWNER_ONLY, KEY_SCOPE_EXCEEDS_CALLER, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_OWNER_ONLY, KEY_SCOPE_EXCEEDS_CALLER, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3319,7 +3441,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_OWNER_ONLY" | "KEY_SCOPE_EXCEEDS_CALLER" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_OWNER_ONLY" | "KEY_SCOPE_EXCEEDS_CALLER" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -3536,7 +3658,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3547,7 +3669,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -3561,7 +3683,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3572,7 +3694,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -3756,7 +3878,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3767,7 +3889,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -3781,7 +3903,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3792,7 +3914,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -4004,7 +4126,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4015,7 +4137,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -4029,7 +4151,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4040,7 +4162,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -4240,7 +4362,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4251,7 +4373,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -4265,7 +4387,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4276,7 +4398,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -4535,7 +4657,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4546,7 +4668,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -4560,7 +4682,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, NOT_PORTAL_ADMIN, NOT_PORTAL_MEMBER, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, NOT_PORTAL_ADMIN, NOT_PORTAL_MEMBER, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4571,7 +4693,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "NOT_PORTAL_ADMIN" | "NOT_PORTAL_MEMBER" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "NOT_PORTAL_ADMIN" | "NOT_PORTAL_MEMBER" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -4801,7 +4923,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4812,7 +4934,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -4826,7 +4948,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, NOT_PORTAL_ADMIN, NOT_PORTAL_MEMBER, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, NOT_PORTAL_ADMIN, NOT_PORTAL_MEMBER, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4837,7 +4959,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "NOT_PORTAL_ADMIN" | "NOT_PORTAL_MEMBER" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "NOT_PORTAL_ADMIN" | "NOT_PORTAL_MEMBER" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -5063,7 +5185,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5074,7 +5196,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -5088,7 +5210,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, NOT_PORTAL_ADMIN, NOT_PORTAL_MEMBER, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, NOT_PORTAL_ADMIN, NOT_PORTAL_MEMBER, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5099,7 +5221,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "NOT_PORTAL_ADMIN" | "NOT_PORTAL_MEMBER" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "NOT_PORTAL_ADMIN" | "NOT_PORTAL_MEMBER" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -5279,7 +5401,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5290,7 +5412,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -5304,7 +5426,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, NOT_PORTAL_ADMIN, NOT_PORTAL_MEMBER, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, NOT_PORTAL_ADMIN, NOT_PORTAL_MEMBER, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5315,7 +5437,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "NOT_PORTAL_ADMIN" | "NOT_PORTAL_MEMBER" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "NOT_PORTAL_ADMIN" | "NOT_PORTAL_MEMBER" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -5506,6 +5628,214 @@ export interface operations {
             };
         };
     };
+    testPortalConnection: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: {
+                            ok: boolean;
+                            kind: string;
+                            message: string;
+                            latencyMs: number;
+                            /** @description kind http: the status the base URL answered with */
+                            status?: number;
+                        };
+                    };
+                };
+            };
+            /** @description AMBIGUOUS_CREDENTIALS, PORTAL_NOT_LINKED, VALIDATION_ERROR */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "AMBIGUOUS_CREDENTIALS" | "PORTAL_NOT_LINKED" | "VALIDATION_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, NOT_PORTAL_ADMIN, NOT_PORTAL_MEMBER, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "NOT_PORTAL_ADMIN" | "NOT_PORTAL_MEMBER" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description PORTAL_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "PORTAL_NOT_FOUND";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "RATE_LIMITED";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INTERNAL_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_UNAVAILABLE */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_UNAVAILABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+        };
+    };
     removePortalMember: {
         parameters: {
             query?: never;
@@ -5561,7 +5891,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5572,7 +5902,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -5586,7 +5916,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, NOT_PORTAL_ADMIN, NOT_PORTAL_MEMBER, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, NOT_PORTAL_ADMIN, NOT_PORTAL_MEMBER, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5597,7 +5927,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "NOT_PORTAL_ADMIN" | "NOT_PORTAL_MEMBER" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "NOT_PORTAL_ADMIN" | "NOT_PORTAL_MEMBER" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -5808,7 +6138,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5819,7 +6149,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -5833,7 +6163,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, NOT_PORTAL_ADMIN, NOT_PORTAL_MEMBER, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, NOT_PORTAL_ADMIN, NOT_PORTAL_MEMBER, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5844,7 +6174,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "NOT_PORTAL_ADMIN" | "NOT_PORTAL_MEMBER" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "NOT_PORTAL_ADMIN" | "NOT_PORTAL_MEMBER" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -6079,7 +6409,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6090,7 +6420,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -6104,7 +6434,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6115,7 +6445,2023 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description PAYLOAD_TOO_LARGE */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "PAYLOAD_TOO_LARGE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description UNSUPPORTED_MEDIA_TYPE */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "UNSUPPORTED_MEDIA_TYPE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "RATE_LIMITED";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INTERNAL_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_UNAVAILABLE */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_UNAVAILABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    getSession: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: {
+                            user: {
+                                id: string;
+                                email: string;
+                                name: string;
+                                /** @description owner, staff or user */
+                                role: string;
+                            };
+                            /** @description Send it as X-CSRF-Token with every change made with the session cookie */
+                            csrfToken: string;
+                            /**
+                             * Format: date-time
+                             * @description The end of the session's absolute lifetime
+                             */
+                            expiresAt: string;
+                            /**
+                             * Format: date-time
+                             * @description When the session ends unless it is used before (each use moves it on)
+                             */
+                            idleExpiresAt: string;
+                        };
+                    };
+                };
+            };
+            /** @description AMBIGUOUS_CREDENTIALS, VALIDATION_ERROR */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "AMBIGUOUS_CREDENTIALS" | "VALIDATION_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "RATE_LIMITED";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INTERNAL_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_UNAVAILABLE */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_UNAVAILABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    signIn: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    email: string;
+                    password: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Success */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: {
+                            user: {
+                                id: string;
+                                email: string;
+                                name: string;
+                                /** @description owner, staff or user */
+                                role: string;
+                            };
+                            /** @description Send it as X-CSRF-Token with every change made with the session cookie */
+                            csrfToken: string;
+                            /**
+                             * Format: date-time
+                             * @description The end of the session's absolute lifetime
+                             */
+                            expiresAt: string;
+                            /**
+                             * Format: date-time
+                             * @description When the session ends unless it is used before (each use moves it on)
+                             */
+                            idleExpiresAt: string;
+                        };
+                    };
+                };
+            };
+            /** @description AMBIGUOUS_CREDENTIALS, INVALID_JSON, VALIDATION_ERROR */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "AMBIGUOUS_CREDENTIALS" | "INVALID_JSON" | "VALIDATION_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INVALID_API_KEY, INVALID_CREDENTIALS, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INVALID_API_KEY" | "INVALID_CREDENTIALS" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description PAYLOAD_TOO_LARGE */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "PAYLOAD_TOO_LARGE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description UNSUPPORTED_MEDIA_TYPE */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "UNSUPPORTED_MEDIA_TYPE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED, SIGN_IN_THROTTLED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "RATE_LIMITED" | "SIGN_IN_THROTTLED";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INTERNAL_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_UNAVAILABLE */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_UNAVAILABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    signOut: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: {
+                            /** @description Sessions ended */
+                            signedOut: number;
+                        };
+                    };
+                };
+            };
+            /** @description AMBIGUOUS_CREDENTIALS, VALIDATION_ERROR */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "AMBIGUOUS_CREDENTIALS" | "VALIDATION_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "RATE_LIMITED";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INTERNAL_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_UNAVAILABLE */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_UNAVAILABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    signOutEverywhere: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: {
+                            /** @description Sessions ended */
+                            signedOut: number;
+                        };
+                    };
+                };
+            };
+            /** @description AMBIGUOUS_CREDENTIALS, VALIDATION_ERROR */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "AMBIGUOUS_CREDENTIALS" | "VALIDATION_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "RATE_LIMITED";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INTERNAL_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_UNAVAILABLE */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_UNAVAILABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    setPassword: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    token: string;
+                    password: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Success */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: {
+                            user: {
+                                id: string;
+                                email: string;
+                                name: string;
+                                /** @description owner, staff or user */
+                                role: string;
+                            };
+                            /** @description Send it as X-CSRF-Token with every change made with the session cookie */
+                            csrfToken: string;
+                            /**
+                             * Format: date-time
+                             * @description The end of the session's absolute lifetime
+                             */
+                            expiresAt: string;
+                            /**
+                             * Format: date-time
+                             * @description When the session ends unless it is used before (each use moves it on)
+                             */
+                            idleExpiresAt: string;
+                        };
+                    };
+                };
+            };
+            /** @description AMBIGUOUS_CREDENTIALS, INVALID_JSON, LINK_INVALID, VALIDATION_ERROR */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "AMBIGUOUS_CREDENTIALS" | "INVALID_JSON" | "LINK_INVALID" | "VALIDATION_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INVITATION_NEEDS_SIGN_IN */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INVITATION_NEEDS_SIGN_IN";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description PAYLOAD_TOO_LARGE */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "PAYLOAD_TOO_LARGE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description UNSUPPORTED_MEDIA_TYPE */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "UNSUPPORTED_MEDIA_TYPE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "RATE_LIMITED";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INTERNAL_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_UNAVAILABLE */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_UNAVAILABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    listInvitations: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: {
+                            id: string;
+                            email: string;
+                            role: "ADMIN" | "MEMBER";
+                            /** Format: date-time */
+                            createdAt: string;
+                            /** Format: date-time */
+                            expiresAt: string;
+                        }[];
+                    };
+                };
+            };
+            /** @description AMBIGUOUS_CREDENTIALS, VALIDATION_ERROR */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "AMBIGUOUS_CREDENTIALS" | "VALIDATION_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, NOT_PORTAL_ADMIN, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "NOT_PORTAL_ADMIN" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description PORTAL_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "PORTAL_NOT_FOUND";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "RATE_LIMITED";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INTERNAL_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_UNAVAILABLE */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_UNAVAILABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    createInvitation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    email: string;
+                    role?: "ADMIN" | "MEMBER";
+                };
+            };
+        };
+        responses: {
+            /** @description Success */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: {
+                            id: string;
+                            email: string;
+                            role: "ADMIN" | "MEMBER";
+                            /** @description The one-time link: <public URL>/set-password?token=… */
+                            url: string;
+                            /** Format: date-time */
+                            createdAt: string;
+                            /** Format: date-time */
+                            expiresAt: string;
+                        };
+                    };
+                };
+            };
+            /** @description AMBIGUOUS_CREDENTIALS, INVALID_JSON, VALIDATION_ERROR */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "AMBIGUOUS_CREDENTIALS" | "INVALID_JSON" | "VALIDATION_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, NOT_PORTAL_ADMIN, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "NOT_PORTAL_ADMIN" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description PORTAL_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "PORTAL_NOT_FOUND";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description ALREADY_PORTAL_MEMBER */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "ALREADY_PORTAL_MEMBER";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description PAYLOAD_TOO_LARGE */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "PAYLOAD_TOO_LARGE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description UNSUPPORTED_MEDIA_TYPE */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "UNSUPPORTED_MEDIA_TYPE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "RATE_LIMITED";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INTERNAL_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_UNAVAILABLE */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_UNAVAILABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    withdrawInvitation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                invitationId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: {
+                            id: string;
+                            /** @enum {boolean} */
+                            withdrawn: true;
+                        };
+                    };
+                };
+            };
+            /** @description AMBIGUOUS_CREDENTIALS, VALIDATION_ERROR */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "AMBIGUOUS_CREDENTIALS" | "VALIDATION_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, NOT_PORTAL_ADMIN, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "NOT_PORTAL_ADMIN" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INVITATION_NOT_FOUND, PORTAL_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INVITATION_NOT_FOUND" | "PORTAL_NOT_FOUND";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "RATE_LIMITED";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INTERNAL_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_UNAVAILABLE */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_UNAVAILABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    acceptInvitation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    token: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: {
+                            portalId: string;
+                            role: "ADMIN" | "MEMBER";
+                        };
+                    };
+                };
+            };
+            /** @description AMBIGUOUS_CREDENTIALS, INVALID_JSON, LINK_INVALID, VALIDATION_ERROR */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "AMBIGUOUS_CREDENTIALS" | "INVALID_JSON" | "LINK_INVALID" | "VALIDATION_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, INVITATION_FOR_ANOTHER_USER, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "INVITATION_FOR_ANOTHER_USER" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -6335,7 +8681,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6346,7 +8692,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -6360,7 +8706,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6371,7 +8717,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -6603,7 +8949,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6614,7 +8960,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -6628,7 +8974,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6639,7 +8985,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -6905,7 +9251,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6916,7 +9262,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -6930,7 +9276,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6941,7 +9287,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -7168,7 +9514,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -7179,7 +9525,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -7193,7 +9539,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7204,7 +9550,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -7448,7 +9794,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -7459,7 +9805,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -7473,7 +9819,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7484,7 +9830,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -7743,7 +10089,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -7754,7 +10100,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -7768,7 +10114,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7779,7 +10125,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -8091,7 +10437,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -8102,7 +10448,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -8116,7 +10462,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8127,7 +10473,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -8402,7 +10748,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -8413,7 +10759,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -8427,7 +10773,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8438,7 +10784,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -8733,7 +11079,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -8744,7 +11090,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -8758,7 +11104,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8769,7 +11115,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -9001,7 +11347,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -9012,7 +11358,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -9026,7 +11372,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9037,7 +11383,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -9303,7 +11649,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -9314,7 +11660,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -9328,7 +11674,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9339,7 +11685,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -9566,7 +11912,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -9577,7 +11923,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -9591,7 +11937,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9602,7 +11948,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -9846,7 +12192,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -9857,7 +12203,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -9871,7 +12217,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9882,7 +12228,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -10141,7 +12487,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -10152,7 +12498,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -10166,7 +12512,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -10177,7 +12523,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -10489,7 +12835,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -10500,7 +12846,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -10514,7 +12860,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -10525,7 +12871,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -10800,7 +13146,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -10811,7 +13157,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -10825,7 +13171,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -10836,7 +13182,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -11131,7 +13477,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -11142,7 +13488,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -11156,7 +13502,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -11167,7 +13513,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -11399,7 +13745,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -11410,7 +13756,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -11424,7 +13770,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -11435,7 +13781,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -11701,7 +14047,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -11712,7 +14058,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -11726,7 +14072,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -11737,7 +14083,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -11964,7 +14310,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -11975,7 +14321,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -11989,7 +14335,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -12000,7 +14346,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -12244,7 +14590,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -12255,7 +14601,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -12269,7 +14615,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -12280,7 +14626,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -12539,7 +14885,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -12550,7 +14896,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -12564,7 +14910,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -12575,7 +14921,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -12887,7 +15233,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -12898,7 +15244,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -12912,7 +15258,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -12923,7 +15269,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -13198,7 +15544,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -13209,7 +15555,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -13223,7 +15569,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -13234,7 +15580,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -13529,7 +15875,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -13540,7 +15886,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -13554,7 +15900,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -13565,7 +15911,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -13797,7 +16143,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -13808,7 +16154,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -13822,7 +16168,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -13833,7 +16179,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -14099,7 +16445,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -14110,7 +16456,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -14124,7 +16470,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -14135,7 +16481,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -14362,7 +16708,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -14373,7 +16719,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -14387,7 +16733,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -14398,7 +16744,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -14642,7 +16988,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -14653,7 +16999,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -14667,7 +17013,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -14678,7 +17024,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -14937,7 +17283,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -14948,7 +17294,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -14962,7 +17308,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -14973,7 +17319,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -15285,7 +17631,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -15296,7 +17642,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -15310,7 +17656,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -15321,7 +17667,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -15596,7 +17942,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -15607,7 +17953,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -15621,7 +17967,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -15632,7 +17978,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -15927,7 +18273,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -15938,7 +18284,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -15952,7 +18298,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -15963,7 +18309,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -16195,7 +18541,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -16206,7 +18552,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -16220,7 +18566,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -16231,7 +18577,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -16497,7 +18843,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -16508,7 +18854,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -16522,7 +18868,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -16533,7 +18879,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -16760,7 +19106,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -16771,7 +19117,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -16785,7 +19131,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -16796,7 +19142,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -17040,7 +19386,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -17051,7 +19397,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -17065,7 +19411,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -17076,7 +19422,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -17335,7 +19681,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -17346,7 +19692,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -17360,7 +19706,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -17371,7 +19717,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -17683,7 +20029,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -17694,7 +20040,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -17708,7 +20054,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -17719,7 +20065,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -17994,7 +20340,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -18005,7 +20351,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -18019,7 +20365,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -18030,7 +20376,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -18325,7 +20671,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -18336,7 +20682,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -18350,7 +20696,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -18361,7 +20707,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -18593,7 +20939,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -18604,7 +20950,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -18618,7 +20964,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -18629,7 +20975,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -18895,7 +21241,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -18906,7 +21252,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -18920,7 +21266,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -18931,7 +21277,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -19158,7 +21504,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -19169,7 +21515,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -19183,7 +21529,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -19194,7 +21540,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -19453,7 +21799,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -19464,7 +21810,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -19478,7 +21824,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -19489,7 +21835,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -19801,7 +22147,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -19812,7 +22158,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -19826,7 +22172,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -19837,7 +22183,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -20112,7 +22458,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -20123,7 +22469,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -20137,7 +22483,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -20148,7 +22494,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -20426,7 +22772,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -20437,7 +22783,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -20451,7 +22797,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -20462,7 +22808,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -20741,7 +23087,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -20752,7 +23098,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -20766,7 +23112,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -20777,7 +23123,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -21055,7 +23401,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -21066,7 +23412,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -21080,7 +23426,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -21091,7 +23437,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -21395,7 +23741,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -21406,7 +23752,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -21420,7 +23766,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -21431,7 +23777,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -21694,7 +24040,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, TOKEN_MISSING */
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -21705,7 +24051,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "TOKEN_MISSING";
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -21719,7 +24065,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_ACCESS_DENIED, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -21730,7 +24076,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_ACCESS_DENIED" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */

@@ -104,6 +104,7 @@ describe("issue 11.1: the OpenAPI document is the contract [VibeCode]", () => {
     await call("POST /v1/portals/{id}/members", `/v1/portals/${portal.id}/members`, { body: { email: "member@example.com" } });
     await call("POST /v1/portals/{id}/members", `/v1/portals/${portal.id}/members`, { body: { email: "nobody@example.com" } }).then((r) => assert.equal(r.status, 404));
     await call("GET /v1/portals/{id}/members", `/v1/portals/${portal.id}/members`).then((r) => assert.equal(r.body.data.length, 2));
+    await call("GET /v1/portals/{id}/connection", `/v1/portals/${portal.id}/connection`).then((r) => assert.equal(r.body.data.ok, true));
     await call("GET /v1/portals/{id}/members", `/v1/portals/${portal.id}/members`, { key: member.key }).then((r) => assert.equal(r.status, 403));
     await call("DELETE /v1/portals/{id}/members/{userId}", `/v1/portals/${portal.id}/members/${member.user.id}`);
 

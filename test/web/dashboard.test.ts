@@ -255,6 +255,8 @@ describe("the dashboard [VibeCode]", () => {
     await owner.getByLabel("Request limit").fill("20");
     await owner.getByRole("region", { name: "Portal", exact: true }).getByRole("button", { name: "Save" }).click();
     await owner.getByRole("region", { name: "Portal", exact: true }).getByText("Saved").waitFor();
+    await owner.getByRole("button", { name: "Test connection" }).click();
+    await owner.getByText("Connected: The built-in sandbox portal is part of this keygate.").waitFor();
     const portal = await d.kg.store.getPortal(d.portal.id);
     assert.equal(portal?.name, "Sandbox portal");
     assert.equal(portal?.requestLimit, 20);

@@ -29,6 +29,7 @@ export function managementRoutes(keyType: string, scopes: ManagementScopes): Rou
     route("POST", "/v1/portals", scopes.portals, "Create a portal (you become its admin)"),
     route("PATCH", "/v1/portals/:id", scopes.portals, "Change a portal: default access policy, name, upstream, request limit (admins)"),
     route("POST", "/v1/portals/:id/members", scopes.portals, "Add a member or change a role (admins)"),
+    route("GET", "/v1/portals/:id/connection", scopes.portals, "Test the portal's upstream now (admins)"),
     route("GET", "/v1/portals/:id/members", scopes.portals, "The portal's members with their email and role (admins)"),
     route("DELETE", "/v1/portals/:id/members/:userId", scopes.portals, "Remove a member (admins)"),
     route("GET", "/v1/portals/:id/audit", scopes.portals, "The portal's audit trail (admins)"),

@@ -5,7 +5,7 @@ import { parseIsoTime } from "../../core/time.ts";
 import type { Portal } from "../../store/store.ts";
 import { redactUpstream } from "../../upstream/redact.ts";
 import { sandboxRootWebhookUrl, sandboxWebhookToken, sandboxWebhookUrl } from "../../upstream/sandbox/setup.ts";
-import { addMember, createPortal, listMembers, portalForActor, removeMember, updatePortal } from "../../manage/portals.ts";
+import { addMember, createPortal, listMembers, portalForActor, removeMember, testConnection, updatePortal } from "../../manage/portals.ts";
 import { BODY_CODES } from "../envelope.ts";
 import type { App, GatewayContext } from "../server.ts";
 import { actorOf } from "./actor.ts";
@@ -190,6 +190,29 @@ export function portalRoutes(app: App, ctx: GatewayContext): void {
       const member = await addMember(kg, await actorOf(kg, request), request.params.id, request.body);
       return reply.code(201).send(envelope.ok({ ...member, createdAt: new Date(member.createdAt).toISOString() }));
     },
+  );
+
+  app.get(
+    "/v1/portals/:id/connection",
+    {
+      schema: {
+        operationId: "testPortalConnection",
+        tags,
+        summary: "Tests the portal's upstream now (admins): a Bitrix24 webhook answers server.time, an HTTP API its base URL",
+        params: Id,
+        response: responses({
+          data: T.Object({
+            ok: T.Boolean(),
+            kind: T.String(),
+            message: T.String(),
+            latencyMs: T.Integer(),
+            status: T.Optional(T.Integer({ description: "kind http: the status the base URL answered with" })),
+          }),
+          codes: [...PORTAL_CODES, "PORTAL_NOT_LINKED"],
+        }),
+      },
+    },
+    async (request) => envelope.ok(await testConnection(kg, await actorOf(kg, request), request.params.id)),
   );
 
   app.get(
