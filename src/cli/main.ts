@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { type Io, UsageError } from "./io.ts";
+import { registerKeys } from "./keys.ts";
 import { registerOperator } from "./operator.ts";
 import { registerScopes } from "./scopes.ts";
 import { registerServe } from "./serve.ts";
@@ -21,6 +22,7 @@ const program = new Command("keygate")
 registerScopes(program, io);
 registerOperator(program, io);
 registerServe(program, io);
+registerKeys(program, io);
 
 try {
   await program.parseAsync(process.argv);

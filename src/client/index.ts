@@ -32,17 +32,26 @@ export function keygateClient(options: KeygateClientOptions): KeygateClient {
   return createClient<paths>({ baseUrl: options.baseUrl.replace(/\/$/, ""), headers, ...(options.fetch ? { fetch: options.fetch } : {}) });
 }
 
-/** A refusal of keygate's, with its code (docs/api.md, "Errors"). */
+/** The refusal in either envelope (docs/api.md, "Errors"): VibeCode's {success: false, error: {code, message, param}}, or the flat {error: message, code, param}. */
+function refusalOf(body: unknown): { code?: string; message?: string; param?: string } {
+  const b = body as { error?: unknown; code?: string; param?: string } | undefined;
+  if (b !== undefined && b !== null && typeof b.error === "object" && b.error !== null) return b.error as { code?: string; message?: string; param?: string };
+  return { code: b?.code, message: typeof b?.error === "string" ? b.error : undefined, param: b?.param };
+}
+
+/** A refusal of keygate's, with its code and the field at fault (docs/api.md, "Errors"), under any profile's envelope. */
 export class KeygateClientError extends Error {
   readonly status: number;
   readonly code: string;
+  readonly param: string | undefined;
   readonly body: unknown;
   constructor(status: number, body: unknown) {
-    const error = (body as { error?: { code?: string; message?: string } } | undefined)?.error;
-    super(error?.message ?? `keygate answered ${status}`);
+    const error = refusalOf(body);
+    super(error.message ?? `keygate answered ${status}`);
     this.name = "KeygateClientError";
     this.status = status;
-    this.code = error?.code ?? "UNKNOWN";
+    this.code = error.code ?? "UNKNOWN";
+    this.param = error.param;
     this.body = body;
   }
 }

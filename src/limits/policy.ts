@@ -32,7 +32,8 @@ export function limitPolicy(spec: LimitsSpec | undefined): LimitPolicy {
     portalLimitCode: spec?.portalLimitCode ?? "RATE_LIMITED",
     tier: tierOf,
     forKey(key, portalRps, upstream) {
-      const tier = tierOf(key.tier);
+      // The default tier is the API's plan, for portals' keys: a management key (no portal) has the platform limit unless given a tier.
+      const tier = key.tier === null && key.portalId === null ? undefined : tierOf(key.tier);
       const limits: Limit[] = [{ kind: "platform", bucket: `platform:key:${key.id}`, limit: tier?.perMinute ?? perMinute, windowMs: MINUTE, policy: tier ? `tier-${tier.id}` : "platform" }];
       if (tier?.perDay !== undefined) limits.push({ kind: "platform", bucket: `day:key:${key.id}`, limit: tier.perDay, windowMs: DAY, policy: `tier-${tier.id}-day` });
       if (tier?.perSecond !== undefined) limits.push({ kind: "platform", bucket: `burst:key:${key.id}`, limit: tier.perSecond, windowMs: SECOND, policy: `tier-${tier.id}-burst` });

@@ -103,7 +103,7 @@ function auditView(key: KeyRecord): Omit<KeyRecord, "digest"> {
 }
 
 function scopesOrFail(kg: Keygate, type: string, input: string[] | string): string[] {
-  const list = kg.profile.normalize(type, input);
+  const list = kg.profile.normalizeForKey(type, input);
   if (list.errors.length > 0) {
     throw new KeygateError("INVALID_SCOPES", {
       message: `Invalid scopes: ${list.errors.map((e) => (e.scope ? `${e.scope} (${e.message})` : e.message)).join("; ")}`,

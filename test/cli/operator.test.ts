@@ -53,12 +53,22 @@ describe("keygate users create", () => {
   });
 });
 
+describe("issue 12: keygate init under every profile", () => {
+  for (const [profile, prefix] of [["vibecode", "vibe_live_"], ["atender", "kg_mgmt_"], ["rogeriq", "kg_mgmt_"]] as const) {
+    it(`--profile ${profile} --json returns a non-null managementKey (${prefix}…)`, () => {
+      const init = keygateJson("init", "--data-dir", freshDir(), "--profile", profile);
+      assert.equal(init.status, 0, init.stderr);
+      assert.match(init.json.managementKey as string, new RegExp(`^${prefix}[0-9A-Za-z]{38}$`));
+    });
+  }
+});
+
 describe("a data directory set up with a profile file", () => {
   it("keeps that file as its profile: later commands open it again without --profile", () => {
     const dir = freshDir();
     const init = keygateJson("init", "--data-dir", dir, "--profile", "test/fixtures/profiles/example.json");
     assert.equal(init.status, 0, init.stderr);
-    assert.equal(init.json.managementKey, null, "the example profile has no management key type");
+    assert.match(init.json.managementKey as string, /^kg_mgmt_/, "issue 12: the example profile names no management key type: it gets keygate's own");
     const user = keygate("users", "create", "--data-dir", dir, "--email", "x@example.com");
     assert.equal(user.status, 0, user.stderr);
   });

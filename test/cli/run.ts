@@ -16,7 +16,12 @@ export interface Run {
 
 /** Runs the keygate command as a user would, on the Node running the tests. */
 export function keygate(...args: string[]): Run {
-  const r = spawnSync(process.execPath, [keygateBin, ...args], { cwd: repoRoot, encoding: "utf8" });
+  return keygateWithEnv({}, ...args);
+}
+
+/** The same, with these environment variables set over the test's own (KEYGATE_URL, KEYGATE_KEY). */
+export function keygateWithEnv(env: Record<string, string>, ...args: string[]): Run {
+  const r = spawnSync(process.execPath, [keygateBin, ...args], { cwd: repoRoot, encoding: "utf8", env: { ...process.env, ...env } });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 

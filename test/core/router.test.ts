@@ -185,7 +185,8 @@ describe("bad route tables are profile problems", () => {
 
   test("the same path with other methods, or other parameter values, is not a duplicate", () => {
     const p = compileProfileData(profileData([route("GET /a/:id"), route("POST /a/:id"), route("GET /a/:id/b")]), "ok");
-    assert.equal(p.routes.length, 3);
+    // Besides keygate's management routes, which a profile without a management key type gets.
+    assert.equal(p.routes.filter((r) => r.path.startsWith("/a/")).length, 3);
   });
 
   test("bad patterns", () => {

@@ -93,7 +93,7 @@ let users = 0;
 
 /**
  * A fresh user with a management key (only scopes given), plus a way to issue further management
- * keys to the same user — management keys cannot be created over HTTP (they are portal-less).
+ * keys to the same user as the operator does (keygate users create), whatever scopes they hold.
  */
 export async function makeUser(h: Harness, scopes?: string): Promise<{ user: User; key: string; id: string; another(scopes: string): Promise<string> }> {
   const u = await h.user(`user${++users}-${randomBytes(3).toString("hex")}@example.com`, scopes);

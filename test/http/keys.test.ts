@@ -54,9 +54,9 @@ for (const kind of await storeKinds("http: keys")) {
         assert.equal(ok(await h.call("GET", "/v1/me", { key: data.rawKey })).keyId, data.id);
       });
 
-      it("issue: every optional field (type, accessMode, expiresAt, rateLimit, ipWhitelist) is taken, and scopes may be one comma-separated string", async () => {
+      it("issue: every optional field (type, accessMode, expiresAt, rateLimit, ipWhitelist) is taken", async () => {
         const expiresAt = isoAt(h.clock.now + 30 * 24 * HOUR);
-        const data = ok(await post({ portalId, name: "App", scopes: "crm, im", type: "app", accessMode: "READONLY", expiresAt, rateLimit: 5, ipWhitelist: ["203.0.113.42"] }), 201);
+        const data = ok(await post({ portalId, name: "App", scopes: ["crm", "im"], type: "app", accessMode: "READONLY", expiresAt, rateLimit: 5, ipWhitelist: ["203.0.113.42"] }), 201);
         assert.match(data.rawKey, /^vibe_app_[0-9A-Za-z]{38}$/);
         assert.equal(data.keyPrefix, data.rawKey.slice(0, "vibe_app_".length + 6));
         assert.equal(data.type, "app");
@@ -150,7 +150,12 @@ for (const kind of await storeKinds("http: keys")) {
           [{ accessMode: "WRITE" }, "accessMode"],
           [{ ipWhitelist: "203.0.113.42" }, "ipWhitelist"],
           [{ type: "bogus" }, "type"],
-          [{ type: "management" }, "type"],
+          // Management keys are created with no portal (issue 12).
+          [{ type: "management" }, "portalId"],
+          // issue 12: scopes are a JSON list; one string is not taken for a list of one.
+          [{ scopes: "crm" }, "scopes"],
+          [{ scopes: "crm,im" }, "scopes"],
+          [{ ipWhitelist: ["203.0.113.42", 7] }, "ipWhitelist.1"],
         ];
         for (const [change, param] of cases) {
           const e = fails(await post({ ...base, ...change }), 400, "VALIDATION_ERROR");

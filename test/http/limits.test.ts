@@ -682,7 +682,11 @@ for (const kind of await storeKinds("http: limits")) {
             [isoAt(t0 + SECOND), "203.0.113.1"],
           ],
         );
-        assert.deepEqual(byIp.addresses, [{ ip: "203.0.113.1", requests: 2, lastSeen: isoAt(t0 + 3 * SECOND) }]);
+        // issue 12: the addresses are the whole log's, whatever page of requests is asked for.
+        assert.deepEqual(byIp.addresses, [
+          { ip: "203.0.113.2", requests: 3, lastSeen: isoAt(t0 + 4 * SECOND) },
+          { ip: "203.0.113.1", requests: 2, lastSeen: isoAt(t0 + 3 * SECOND) },
+        ]);
         assert.deepEqual((await usage(k.id, "?ip=192.0.2.99")).requests, []);
         assert.deepEqual(
           (await usage(k.id, "?limit=2")).requests.map((r: { at: string }) => r.at),
@@ -704,10 +708,33 @@ for (const kind of await storeKinds("http: limits")) {
           ["?limit=", "limit"],
           ["?before=yesterday", "before"],
           ["?before=", "before"],
+          // issue 12: garbage Date.parse would take (the year -5, a day that does not exist), and addresses that are none.
+          ["?before=-5", "before"],
+          ["?before=2026-02-30T00:00:00Z", "before"],
+          ["?before=5", "before"],
+          ["?ip=999.1.1.1", "ip"],
+          ["?ip=garbage", "ip"],
+          ["?ip=", "ip"],
+          ["?ip=203.0.113.0/24", "ip"],
         ] as const) {
           const e = fails(await h.call("GET", `/v1/keys/${k.id}/usage${query}`, { key: h.owner.key }), 400, "VALIDATION_ERROR");
           assert.equal(e.param, param, `${query}: ${JSON.stringify(e)}`);
         }
+      });
+
+      it("issue 12: usage addresses sum the whole retained log, not the returned page (seed 003: the compromised-key procedure checks every address)", async () => {
+        const k = await makeKey(h, portalId);
+        const t0 = h.clock.now;
+        ok(await h.call("GET", "/v1/me", { key: k.raw, ip: "198.51.100.66" }));
+        h.clock.advance(SECOND);
+        for (let i = 0; i < 120; i++) ok(await h.call("GET", "/v1/me", { key: k.raw, ip: "203.0.113.5" }));
+        const page = await usage(k.id, "?limit=10");
+        assert.equal(page.requests.length, 10);
+        assert.deepEqual(page.addresses, [
+          { ip: "203.0.113.5", requests: 120, lastSeen: isoAt(t0 + SECOND) },
+          { ip: "198.51.100.66", requests: 1, lastSeen: isoAt(t0) },
+        ]);
+        assert.deepEqual((await usage(k.id, `?before=${encodeURIComponent(isoAt(t0 + SECOND))}`)).addresses, page.addresses);
       });
 
       it("issue: the usage ip filter takes an IPv6 address as it is usually written (2001:db8::1), like the allowed-IP list", async () => {

@@ -68,3 +68,15 @@ export function harness(p: Profile) {
 export function samplePath(pattern: string): string {
   return pattern.replace(/:([A-Za-z_]+)/g, "$1-1").replace(/\/\*$/, "/x");
 }
+
+/** The profile's own API routes: without keygate's management API (portals, keys), which only its management key type calls. */
+export function apiRoutes(p: Profile): Route[] {
+  const management = p.management.keyType.id;
+  return p.routes.filter((r) => !(r.spec.keyTypes?.length === 1 && r.spec.keyTypes[0] === management));
+}
+
+/** The profile's own scopes: without the management scopes, which only its management key type holds. */
+export function apiScopes(p: Profile): string[] {
+  const management = p.management.keyType.id;
+  return p.catalog.atoms.filter((a) => !a.resource.keyTypes.every((kt) => kt === management)).map((a) => a.scope);
+}

@@ -5,7 +5,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { loadProfile } from "../../src/index.ts";
-import { type Call, harness, samplePath } from "./_helpers.ts";
+import { type Call, apiRoutes, apiScopes, harness, samplePath } from "./_helpers.ts";
 
 const p = loadProfile("atender");
 const { scopes, errorCodes, key, decide, assertAllowed, assertDenied, grants } = harness(p);
@@ -19,7 +19,7 @@ const WRITE_METHODS = ["POST", "PATCH", "DELETE"];
 const KB_READS: Call[] = ["GET /api/v1/kb/articles", "GET /api/v1/kb/articles/a-1", "GET /api/v1/kb/categories", "GET /api/v1/kb/subcategories", "GET /api/v1/kb/tags", "GET /api/v1/kb/search?q=refund"];
 const KB_WRITES: Call[] = ["POST /api/v1/kb/articles", "PATCH /api/v1/kb/articles/a-1", "DELETE /api/v1/kb/articles/a-1", "POST /api/v1/kb/categories", "DELETE /api/v1/kb/tags/t-1"];
 
-const allScopes = () => p.catalog.atoms.map((a) => a.scope);
+const allScopes = () => apiScopes(p);
 const everyOf = (action: string) => allScopes().filter((s) => s.endsWith(`:${action}`));
 const sorted = (xs: readonly string[]) => [...xs].sort();
 
@@ -172,7 +172,7 @@ describe("Atender: pre-built bundles (seed 002)", () => {
   it('seed 002: "full_access — Every scope"', () => {
     assert.deepEqual(bundle("full_access"), sorted(allScopes()));
     const k = key("api", "full_access");
-    for (const r of p.routes) assert.equal(p.checkRoute(k, r).allowed, true, `${r.method} ${r.path}`);
+    for (const r of apiRoutes(p)) assert.equal(p.checkRoute(k, r).allowed, true, `${r.method} ${r.path}`);
   });
 
   it('seed 002: "analytics_only — analytics:read, conversations:read"', () => {

@@ -177,6 +177,18 @@ export class Profile {
     return normalizeScopes(this.catalog, keyType, input);
   }
 
+  /**
+   * The scope list of a key of this type: normalised, and naming at least one scope besides the
+   * type's auto-granted ones, which are on every key of the type and do not count (docs/scopes.md).
+   */
+  normalizeForKey(keyType: string, input: string | readonly string[]): ScopeList {
+    const list = this.normalize(keyType, input);
+    if (list.errors.length > 0 || !list.scopes.every((s) => this.catalog.resources.get(s)?.autoGrant.includes(keyType))) return list;
+    const named = list.scopes.join(", ");
+    const message = `${named} ${list.scopes.length === 1 ? "is" : "are"} granted to every ${keyType} key and do${list.scopes.length === 1 ? "es" : ""} not count: name at least one other scope`;
+    return { scopes: [], errors: [{ scope: "", code: "SCOPES_REQUIRED", message }], warnings: list.warnings, sources: new Map() };
+  }
+
   issue(scopes: string[]): KeyScopes {
     return issueScopes(this.catalog, scopes);
   }

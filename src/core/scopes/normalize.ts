@@ -44,8 +44,6 @@ export function normalizeScopes(catalog: Catalog, keyType: string, input: string
   };
 
   const tokens = tokenize(input);
-  // The key type's auto-granted scopes are on every key: naming only them is naming no scope.
-  const autoNamed: string[] = [];
   for (const raw of tokens) {
     const t = raw.toLowerCase();
     const token = catalog.tokens.get(t);
@@ -62,7 +60,6 @@ export function normalizeScopes(catalog: Catalog, keyType: string, input: string
       for (const member of token.members) addSource(catalog.tokens.get(member)!.scope, raw);
     } else {
       if (token.kind === "scope" && token.atom.resource.autoGrant.includes(keyType)) {
-        autoNamed.push(raw);
         warnings.push({ scope: raw, code: "SCOPE_AUTO_GRANTED", message: `${token.scope} is granted automatically to ${keyType} keys; listing it changes nothing` });
       }
       addSource(token.scope, raw);
@@ -70,8 +67,6 @@ export function normalizeScopes(catalog: Catalog, keyType: string, input: string
   }
   if (tokens.length === 0) {
     errors.push({ scope: "", code: "SCOPES_REQUIRED", message: "at least one scope is required" });
-  } else if (errors.length === 0 && autoNamed.length === tokens.length) {
-    errors.push({ scope: "", code: "SCOPES_REQUIRED", message: `${autoNamed.join(", ")} ${autoNamed.length === 1 ? "is" : "are"} granted to every ${keyType} key and do${autoNamed.length === 1 ? "es" : ""} not count: name at least one other scope` });
   }
   if (errors.length > 0) return { scopes: [], errors, warnings, sources: new Map() };
 
