@@ -20,7 +20,7 @@ export class ApiError extends Error {
 
 let csrfToken = "";
 /** Set from the session's answer (sign-in, or GET /v1/session after a reload). */
-export function useCsrfToken(token) {
+export function setCsrfToken(token) {
   csrfToken = token ?? "";
 }
 

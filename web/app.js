@@ -6,7 +6,7 @@
  */
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
-import { api, useCsrfToken, whenSignedOut } from "./api.js";
+import { api, setCsrfToken, whenSignedOut } from "./api.js";
 import { Dashboard, html, Link, navigate } from "./ui.js";
 import { SetPasswordPage, SignInPage } from "./sign-in.js";
 import { ApiKeysSection } from "./keys.js";
@@ -45,14 +45,14 @@ function App() {
     whenSignedOut(() => setSession(null));
     api.get("/v1/session").then(
       (s) => {
-        useCsrfToken(s.csrfToken);
+        setCsrfToken(s.csrfToken);
         setSession(s);
       },
       () => setSession(null),
     );
   }, []);
   const signedIn = (s) => {
-    useCsrfToken(s.csrfToken);
+    setCsrfToken(s.csrfToken);
     setSession(s);
     const next = new URLSearchParams(location.search).get("next");
     navigate(next && next.startsWith("/") && !next.startsWith("//") ? next : "/keys");
@@ -89,7 +89,7 @@ function SignedIn({ session, path, onSignedOut }) {
   };
   const signOut = async (everywhere) => {
     await api.delete(everywhere ? "/v1/sessions" : "/v1/session").catch(() => undefined);
-    useCsrfToken("");
+    setCsrfToken("");
     onSignedOut();
     navigate("/sign-in");
   };

@@ -103,7 +103,7 @@ function Settings({ keyRecord, onSaved }) {
   </section>`;
 }
 
-function Reissue({ keyRecord, onClose, onDone }) {
+function Reissue({ keyRecord, sessionUser, onClose, onDone }) {
   const action = useAction();
   const [result, setResult] = useState(null);
   const go = async () => {
@@ -121,7 +121,8 @@ function Reissue({ keyRecord, onClose, onDone }) {
     </${Dialog}>`;
   }
   return html`<${Dialog} title="Reissue this key?" onClose=${onClose}>
-    <p>Reissuing creates a new key with the same settings${keyRecord.scopesPendingReissue.length ? ", and puts the scopes waiting for a reissue into effect" : ""}. The old key keeps working for 24 hours — time to update it in your apps — and then stops.</p>
+    <p>Reissuing creates a new key with the same settings${keyRecord.scopesPendingReissue.length && !sessionUser ? ", and puts the scopes waiting for a reissue into effect" : ""}. The old key keeps working for 24 hours — time to update it in your apps — and then stops.</p>
+    ${sessionUser && html`<p class="hint">An authorization key's new scopes do not come with a reissue: the app is created again with them, and its users authorize it again.</p>`}
     <${ErrorNote} error=${action.error} />
     <div class="actions"><button type="button" onClick=${go} disabled=${action.busy}>Reissue</button><button type="button" class="quiet" onClick=${onClose}>Cancel</button></div>
   </${Dialog}>`;
@@ -174,16 +175,16 @@ export function KeyCard({ id }) {
       ${key.scopesPendingReissue.length > 0 &&
       html`<h3>Waiting for a reissue</h3>
         <ul class="chips pending">${key.scopesPendingReissue.map((s) => html`<li class="mono">${s}</li>`)}</ul>
-        <p class="hint">${locked ? "Bitrix24 scopes are locked to the key when it is issued: these were added later and take effect once the key is reissued." : "These take effect once the key is reissued."}</p>`}
+        <p class="hint">${kind === "app" ? "Scopes are locked to an authorization key when it is issued, and a reissue does not change them: create the app again with these scopes, and its users authorize it again." : locked ? "Bitrix24 scopes are locked to the key when it is issued: these were added later and take effect once the key is reissued." : "These take effect once the key is reissued."}</p>`}
     </section>
     <div class="actions">
-      ${kind !== "app" && html`<button type="button" onClick=${() => setDialog("reissue")} disabled=${!active || key.rotatedToId !== null}>Reissue</button>`}
+      <button type="button" onClick=${() => setDialog("reissue")} disabled=${!active || key.rotatedToId !== null}>Reissue</button>
       <button type="button" onClick=${() => setDialog("revoke")} disabled=${key.status === "REVOKED"}>Revoke</button>
       <button type="button" class="danger" onClick=${() => setDialog("delete")}>Delete</button>
     </div>
     ${active && html`<${Settings} key=${key.id} keyRecord=${key} onSaved=${setRecord} />`}
     <${Usage} id=${key.id} person=${person} />
-    ${dialog === "reissue" && html`<${Reissue} keyRecord=${key} onClose=${() => setDialog(null)} onDone=${refresh} />`}
+    ${dialog === "reissue" && html`<${Reissue} keyRecord=${key} sessionUser=${kind === "app"} onClose=${() => setDialog(null)} onDone=${refresh} />`}
     ${dialog === "revoke" &&
     html`<${Confirm}
       title="Revoke this key?"

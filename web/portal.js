@@ -117,7 +117,7 @@ function Invite({ onClose, onInvited }) {
   };
   if (invitation) {
     return html`<${Dialog} title="Invitation created" onClose=${onClose}>
-      <${SecretOnce} rawKey=${invitation.url} label=${`One-time link for ${invitation.email}`} />
+      <${SecretOnce} rawKey=${invitation.url} label=${`One-time link for ${invitation.email}`} warning="Copy the link now: it is shown once and cannot be shown again (withdraw it and invite again if it is lost)." />
       <p class="hint">Send it to them: they set a password with it and join the portal. It works once, until ${when(invitation.expiresAt)}.</p>
       <div class="actions"><button type="button" onClick=${onClose}>Done</button></div>
     </${Dialog}>`;

@@ -58,8 +58,8 @@ export function Dialog({ title, onClose, children, wide }) {
   </dialog>`;
 }
 
-/** A new key's secret: shown this once, with Copy and the warning that it cannot be shown again. */
-export function SecretOnce({ rawKey, label = "Your new key" }) {
+/** A new key's secret (or a one-time link): shown this once, with Copy and the warning that it cannot be shown again. */
+export function SecretOnce({ rawKey, label = "Your new key", warning = "Copy the key now and keep it somewhere safe: it is shown once and cannot be shown again, only reissued." }) {
   const [copied, setCopied] = useState(false);
   const input = useRef(null);
   const copy = async () => {
@@ -76,7 +76,7 @@ export function SecretOnce({ rawKey, label = "Your new key" }) {
     <label>${label} <input ref=${input} readonly value=${rawKey} class="mono" onFocus=${(e) => e.currentTarget.select()} /></label>
     <button type="button" onClick=${copy}>Copy</button>
     <span role="status" class="copied">${copied ? "Copied" : ""}</span>
-    <p class="warning">Copy the key now and keep it somewhere safe: it is shown once and cannot be shown again, only reissued.</p>
+    <p class="warning">${warning}</p>
   </div>`;
 }
 
