@@ -22,7 +22,7 @@
  * http://…"); SIGTERM closes it.
  */
 import { parseArgs } from "node:util";
-import { DEFAULT_OWNER_EMAIL, type Instance, initInstance, isInitialised, openInstance } from "../../src/cli/setup.ts";
+import { DEFAULT_OWNER_EMAIL, type Instance, initInstance, isInitialised, issueOwnerCredentials, openInstance } from "../../src/cli/setup.ts";
 import { buildServer } from "../../src/gateway/server.ts";
 import { RedisInvalidation } from "../../src/gateway/invalidation.ts";
 import type { Limiter, Outcome } from "../../src/limits/limiter.ts";
@@ -50,7 +50,7 @@ if (isInitialised(opts)) instance = await openInstance(opts);
 else {
   const init = await initInstance({ ...opts, ownerEmail: DEFAULT_OWNER_EMAIL });
   instance = init.instance;
-  managementKey = init.managementKey;
+  managementKey = (await issueOwnerCredentials(instance, init.ownerId, "http://127.0.0.1")).managementKey;
 }
 
 let shared: { limiter: Limiter; invalidation?: RedisInvalidation } | undefined;

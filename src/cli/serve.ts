@@ -8,7 +8,7 @@ import type { RedisLimiter } from "../limits/redis.ts";
 import { outboundPolicy } from "../upstream/outbound.ts";
 import { sandboxRootWebhookUrl, sandboxWebhookToken, sandboxWebhookUrl } from "../upstream/sandbox/setup.ts";
 import { type Io, UsageError } from "./io.ts";
-import { DEFAULT_OWNER_EMAIL, type Instance, SANDBOX_DOMAIN, initInstance, isInitialised, openInstance } from "./setup.ts";
+import { DEFAULT_OWNER_EMAIL, type Instance, SANDBOX_DOMAIN, initInstance, isInitialised, issueOwnerCredentials, openInstance, passwordFrom, pendingOwner } from "./setup.ts";
 
 export function registerServe(program: Command, io: Io): void {
   program
@@ -31,8 +31,9 @@ export function registerServe(program: Command, io: Io): void {
     )
     .option("--tls-cert <file>", "serve HTTPS with this certificate chain (PEM), on every port; needs --tls-key")
     .option("--tls-key <file>", "the private key (PEM) of --tls-cert")
+    .option("--owner-password-file <file>", "first start: the owner's password, read from this file (default: $KEYGATE_OWNER_PASSWORD; neither: a one-time sign-in link is printed)")
     .option("--sandbox-port <port>", "also serve the sandbox portal at a host root on this port, /rest/<user id>/<token>/<method> as Bitrix24 does (0 picks a free one; default: off)")
-    .action(async (opts: { port: string; host: string; dataDir?: string; database?: string; profile?: string; trustProxy?: string; publicUrl?: string; redis?: string; deploymentId?: string; allowUpstream: string[]; tlsCert?: string; tlsKey?: string; sandboxPort?: string }) => {
+    .action(async (opts: { port: string; host: string; dataDir?: string; database?: string; profile?: string; trustProxy?: string; publicUrl?: string; redis?: string; deploymentId?: string; allowUpstream: string[]; tlsCert?: string; tlsKey?: string; sandboxPort?: string; ownerPasswordFile?: string }) => {
       const port = portOption("--port", opts.port);
       const sandboxPort = opts.sandboxPort === undefined ? undefined : portOption("--sandbox-port", opts.sandboxPort);
       const tls = tlsOptions(opts.tlsCert, opts.tlsKey);
@@ -47,12 +48,10 @@ export function registerServe(program: Command, io: Io): void {
         throw new UsageError("USAGE", [{ scope: "", code: "USAGE", message: `--allow-upstream: ${(e as Error).message}` }]);
       }
       let instance: Instance;
-      let firstStart: { managementKey: string | null; ownerId: string } | undefined;
       if (isInitialised(opts)) instance = await openInstance(opts);
       else {
-        const init = await initInstance({ ...opts, ownerEmail: DEFAULT_OWNER_EMAIL });
-        instance = init.instance;
-        firstStart = { managementKey: init.managementKey, ownerId: init.ownerId };
+        const ownerPassword = passwordFrom(opts.ownerPasswordFile, "--owner-password-file", "KEYGATE_OWNER_PASSWORD");
+        instance = (await initInstance({ ...opts, ownerEmail: DEFAULT_OWNER_EMAIL, ownerPassword })).instance;
       }
       // Loaded here so that the other commands start without the HTTP stack.
       const { CLIENT_LIMITS, buildServer } = await import("../gateway/server.ts");
@@ -113,12 +112,18 @@ export function registerServe(program: Command, io: Io): void {
         io.exit(1);
       }
       const url = baseUrl(app.server.address(), port);
-      if (firstStart) {
-        io.out(`keygate set up ${instance.dataDir} with an owner account (${DEFAULT_OWNER_EMAIL}).`);
+      // The owner's once-shown credentials are made now that they can be shown: a first start that
+      // could not listen left them to this one (docs/accounts.md, "First run").
+      const pending = pendingOwner(instance);
+      if (pending !== undefined) {
+        const firstStart = await issueOwnerCredentials(instance, pending, opts.publicUrl ?? url);
+        const owner = await instance.kg.store.getUser(pending);
+        io.out(`keygate set up ${instance.dataDir} with an owner account (${owner?.email ?? DEFAULT_OWNER_EMAIL}).`);
+        if (firstStart.signInUrl) io.out(`Sign in to the dashboard: set the owner's password at this one-time link (valid 24 hours): ${firstStart.signInUrl}`);
         if (firstStart.managementKey) {
           io.out(`Owner's management key (shown once, store it now): ${firstStart.managementKey}`);
           io.out(`Try it: curl -H "X-Api-Key: ${firstStart.managementKey}" ${url}/v1/me`);
-          const portal = (await instance.kg.store.listPortalsForUser(firstStart.ownerId)).find((p) => p.domain === SANDBOX_DOMAIN);
+          const portal = (await instance.kg.store.listPortalsForUser(pending)).find((p) => p.domain === SANDBOX_DOMAIN);
           if (portal) {
             io.out(`A sandbox portal with demo data (${SANDBOX_DOMAIN}) is linked: create an API key on it with POST ${url}/v1/keys.`);
             const token = sandboxWebhookToken(instance.kg.serverSecret, portal.id);

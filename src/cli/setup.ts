@@ -6,6 +6,8 @@ import type { Profile } from "../core/profile/profile.ts";
 import type { Keygate } from "../manage/context.ts";
 import { createPortal } from "../manage/portals.ts";
 import { createUser, issueManagementKey } from "../manage/users.ts";
+import { createPasswordLink, linkUrl, setPassword } from "../accounts/links.ts";
+import { checkPassword } from "../accounts/passwords.ts";
 import { outboundPolicy } from "../upstream/outbound.ts";
 import { seedDemoData, servedByBitrix24 } from "../upstream/sandbox/index.ts";
 import { DEFAULT_PROFILE } from "../profiles/index.ts";
@@ -39,6 +41,8 @@ function databaseOf(options: InstanceOptions): string | undefined {
 interface InstanceConfig {
   profile: string;
   createdAt: string;
+  /** Set up, but the owner's once-shown credentials are not made yet (a first start that could not listen): the owner's id. */
+  pendingOwnerCredentials?: string;
 }
 
 function readConfig(dataDir: string): InstanceConfig | undefined {
@@ -111,11 +115,46 @@ export function isInitialised(options: InstanceOptions): boolean {
 }
 
 /**
- * Sets up a data directory: the server secret, the owner account, the owner's management key
- * with every management scope, whose secret is returned once, and (VibeCode) a sandbox portal.
- * Refuses a set-up directory.
+ * A password given on the command line's terms: the file's content (one trailing newline
+ * dropped: what `echo … > file` adds), else the environment variable; undefined when neither is
+ * given. Checked here, before anything is changed: a refused password is a usage error.
  */
-export async function initInstance(options: InstanceOptions & { ownerEmail?: string }): Promise<{ instance: Instance; ownerId: string; managementKey: string }> {
+export function passwordFrom(file: string | undefined, flag: string, envVar?: string): string | undefined {
+  let password: string | undefined;
+  let source = flag;
+  if (file !== undefined) {
+    try {
+      password = readFileSync(file, "utf8").replace(/\r?\n$/, "");
+    } catch (e) {
+      throw new UsageError("USAGE", [{ scope: "", code: "USAGE", message: `${flag}: cannot read ${file}: ${(e as Error).message}` }]);
+    }
+  } else if (envVar !== undefined && process.env[envVar]) {
+    password = process.env[envVar];
+    source = envVar;
+  }
+  if (password === undefined) return undefined;
+  try {
+    checkPassword(password);
+  } catch (e) {
+    throw new UsageError("VALIDATION_ERROR", [{ scope: "", code: "VALIDATION_ERROR", message: `${source}: ${(e as Error).message}` }]);
+  }
+  return password;
+}
+
+/** Where one-time links point when no server says: $KEYGATE_PUBLIC_URL, else the default `keygate serve` address. */
+export function defaultPublicUrl(): string {
+  return process.env.KEYGATE_PUBLIC_URL ?? "http://127.0.0.1:8080";
+}
+
+/**
+ * Sets up a data directory: the server secret, the owner account (with its password when one is
+ * given), and (VibeCode) a sandbox portal with demo data. Refuses a set-up
+ * directory. The owner's credentials that are shown once — a management key, a one-time sign-in
+ * link — are not made here but by issueOwnerCredentials, when they can be shown: until then the
+ * data directory records them as pending, so a start that set up the directory but could not
+ * listen leaves them to the next start (docs/accounts.md, "First run").
+ */
+export async function initInstance(options: InstanceOptions & { ownerEmail?: string; ownerPassword?: string }): Promise<{ instance: Instance; ownerId: string }> {
   const dataDir = dataDirOf(options);
   if (readConfig(dataDir)) {
     throw new UsageError("ALREADY_INITIALISED", [{ scope: "", code: "ALREADY_INITIALISED", message: `${dataDir} is set up already; keygate init runs once per data directory` }]);
@@ -134,17 +173,44 @@ export async function initInstance(options: InstanceOptions & { ownerEmail?: str
       throw new UsageError("ALREADY_INITIALISED", [{ scope: "", code: "ALREADY_INITIALISED", message: "the database has users already: it belongs to another keygate set-up" }]);
     }
     const owner = await createUser(instance.kg, null, { email: options.ownerEmail ?? DEFAULT_OWNER_EMAIL, name: "Owner", role: "owner" });
-    const { rawKey } = await issueManagementKey(instance.kg, owner, profile.management.scopes, "Owner's management key");
+    if (options.ownerPassword !== undefined) await setPassword(instance.kg, null, owner, options.ownerPassword);
     // A portal on the built-in sandbox, with demo records, to try keys on before linking Bitrix24.
     if (servedByBitrix24(profile)) {
       const sandbox = await createPortal(instance.kg, { user: owner, keyId: null, ip: null }, { domain: SANDBOX_DOMAIN, name: "Sandbox (demo data)", upstream: { kind: "sandbox" } });
       await seedDemoData(instance.kg.store, sandbox.id);
     }
-    const config: InstanceConfig = { profile: profileSource(options.profile ?? DEFAULT_PROFILE), createdAt: new Date().toISOString() };
-    writeFileSync(join(dataDir, "keygate.json"), `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
-    return { instance, ownerId: owner.id, managementKey: rawKey };
+    writeConfig(dataDir, { profile: profileSource(options.profile ?? DEFAULT_PROFILE), createdAt: new Date().toISOString(), pendingOwnerCredentials: owner.id });
+    return { instance, ownerId: owner.id };
   } catch (e) {
     await instance.close();
     throw e;
   }
+}
+
+function writeConfig(dataDir: string, config: InstanceConfig): void {
+  writeFileSync(join(dataDir, "keygate.json"), `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+}
+
+/** The owner whose once-shown credentials are still to be made and shown, if any. */
+export function pendingOwner(instance: Instance): string | undefined {
+  return readConfig(instance.dataDir)?.pendingOwnerCredentials;
+}
+
+/**
+ * Makes the owner's once-shown credentials, for the caller to show now: a management key with
+ * every management scope and, when the owner has no password yet, a one-time sign-in link (24 hours) at `baseUrl`.
+ * Then the data directory no longer records them as pending.
+ */
+export async function issueOwnerCredentials(instance: Instance, ownerId: string, baseUrl: string): Promise<{ ownerId: string; managementKey: string; signInUrl: string | null }> {
+  const { kg } = instance;
+  const owner = await kg.store.getUser(ownerId);
+  if (!owner) throw new UsageError("NOT_INITIALISED", [{ scope: "", code: "NOT_INITIALISED", message: `the owner ${ownerId} is not in the database` }]);
+  const managementKey = (await issueManagementKey(kg, owner, kg.profile.management.scopes, "Owner's management key")).rawKey;
+  const signInUrl = (await kg.store.getPasswordHash(owner.id)) === null ? linkUrl(baseUrl, (await createPasswordLink(kg, null, owner)).token) : null;
+  const config = readConfig(instance.dataDir);
+  if (config) {
+    delete config.pendingOwnerCredentials;
+    writeConfig(instance.dataDir, config);
+  }
+  return { ownerId, managementKey, signInUrl };
 }

@@ -74,7 +74,11 @@ export const ERRORS = {
   USER_EXISTS: { status: 409, message: "A user with this email exists already." },
   NOTIFICATION_NOT_FOUND: { status: 404, message: "No such notification." },
   KEY_NOT_FOUND: { status: 404, message: "No such key." },
-  KEY_POLICY_READONLY_REQUIRED: { status: 403, message: "The portal's policy lets members create read-only keys only.", hint: "Create the key with accessMode READONLY, or ask a portal administrator." },
+  KEY_POLICY_READONLY_REQUIRED: {
+    status: 403,
+    message: "The portal's policy lets members create and keep read-only keys only: only an administrator makes a key read-write.",
+    hint: "Use accessMode READONLY, or ask a portal administrator.",
+  },
   KEY_SCOPE_EXCEEDS_CALLER: { status: 403, message: "A key cannot grant, rotate or remove management scopes it does not hold itself." },
   KEY_OWNER_ONLY: { status: 403, message: "Only the key's owner can rotate it: the new secret acts as its owner.", hint: "Revoke the key (PATCH {\"status\":\"REVOKED\"}) and ask its owner to rotate it." },
   KEY_HAS_ACTIVE_SERVERS: { status: 409, message: "The key has active servers: delete them first." },

@@ -66,7 +66,10 @@ const REALM = 'realm="keygate"';
  */
 export function wwwAuthenticate(code: string, request: FastifyRequest): string {
   switch (code) {
+    // No key came; a signed-in browser's cookie (docs/accounts.md) is no HTTP authentication scheme, so the key schemes are offered.
     case "MISSING_API_KEY":
+    case "SESSION_REQUIRED":
+    case "INVALID_CREDENTIALS":
       return `ApiKey ${REALM}, Bearer ${REALM}`;
     case "TOKEN_MISSING":
       return `Bearer ${REALM}`;

@@ -3,7 +3,6 @@ import { type SessionLifetimes, SESSION_COOKIE, resumeSession } from "../account
 import { csrfTokenOf, sameToken } from "../accounts/tokens.ts";
 import { decide } from "../core/verify/decide.ts";
 import type { Keygate } from "../manage/context.ts";
-import { allManagementScopes } from "../manage/users.ts";
 import type { Session, User } from "../store/store.ts";
 import type { Arrival, Refusal, Verification } from "./auth.ts";
 import type { CachedKey } from "./key-cache.ts";
@@ -32,15 +31,14 @@ export function csrfPassed(serverSecret: string, method: string, headers: Incomi
  */
 export function sessionAuthenticator(kg: Keygate, lifetimes: SessionLifetimes) {
   const { profile } = kg;
-  const type = profile.spec.keyTypes.find((k) => k.portalless);
-  const scopes = type ? allManagementScopes(profile, type.id) : [];
-  const compiled = type ? profile.compileKey(type.id, { scopes, issued: scopes }) : undefined;
+  const { keyType: type, scopes } = profile.management;
+  const compiled = profile.compileKey(type.id, { scopes, issued: scopes });
 
   /** The stand-in key a session acts as: never stored, no secret, no limit of its own. */
   const keyOf = (user: User, session: Session): CachedKey => ({
     record: {
       id: `session:${session.id}`,
-      type: type!.id,
+      type: type.id,
       name: "Signed-in session",
       ownerId: user.id,
       portalId: null,
@@ -62,7 +60,7 @@ export function sessionAuthenticator(kg: Keygate, lifetimes: SessionLifetimes) {
       rotatedToId: null,
       version: 1,
     },
-    verified: { id: `session:${session.id}`, name: "Signed-in session", status: "ACTIVE", expiresAt: session.expiresAt, accessMode: "READWRITE", keyType: type!, ipAllow: null, scopes: compiled! },
+    verified: { id: `session:${session.id}`, name: "Signed-in session", status: "ACTIVE", expiresAt: session.expiresAt, accessMode: "READWRITE", keyType: type, ipAllow: null, scopes: compiled },
     derived: new Map(),
   });
 
@@ -71,8 +69,6 @@ export function sessionAuthenticator(kg: Keygate, lifetimes: SessionLifetimes) {
     const refuse = (refusal: Refusal, key?: CachedKey): Verification => ({ refusal, key, route: undefined, clientIp });
     const found = await resumeSession(kg, token, lifetimes);
     if (!found) return refuse({ code: "SESSION_REQUIRED" });
-    // A profile without a management key type has no management API for a session to act on.
-    if (!type) return refuse({ code: "MISSING_API_KEY" });
     const key = keyOf(found.user, found.session);
     const match = profile.match(arrival.method, arrival.url);
     if (!match) {

@@ -14,11 +14,6 @@ export function emailOrFail(input: string, param = "email"): string {
   return email;
 }
 
-/** Every management scope of the profile's management key type (reserved ones aside): what the owner's first key and a signed-in session hold. */
-export function allManagementScopes(profile: Keygate["profile"], keyType: string): string[] {
-  return profile.catalog.atoms.filter((a) => a.resource.keyTypes.includes(keyType) && !a.resource.reserved).map((a) => a.scope);
-}
-
 export async function createUser(kg: Keygate, actor: Actor | null, input: { email: string; name?: string; role?: UserRole }): Promise<User> {
   const email = emailOrFail(input.email);
   const user: User = { id: randomUUID(), email, name: input.name?.trim() || email.split("@")[0]!, role: input.role ?? "user", createdAt: kg.now() };

@@ -8,11 +8,11 @@ import { keygate, keygateJson } from "./run.ts";
 const freshDir = () => mkdtempSync(join(tmpdir(), "keygate-cli-"));
 
 describe("keygate init", () => {
-  it('prints exactly {"ownerId", "managementKey"} with --json, and refuses to run twice on the same data directory', () => {
+  it('issue 12: prints exactly {"ownerId", "managementKey", "signInUrl"} with --json, and refuses to run twice on the same data directory', () => {
     const dir = freshDir();
     const first = keygateJson("init", "--data-dir", dir, "--owner-email", "Boss@Example.com");
     assert.equal(first.status, 0, first.stderr);
-    assert.deepEqual(Object.keys(first.json).sort(), ["managementKey", "ownerId"]);
+    assert.deepEqual(Object.keys(first.json).sort(), ["managementKey", "ownerId", "signInUrl"]);
     assert.match(first.json.managementKey as string, /^vibe_live_[0-9A-Za-z]{38}$/);
     const again = keygate("init", "--data-dir", dir);
     assert.equal(again.status, 2);
@@ -26,10 +26,10 @@ describe("keygate users create", () => {
     assert.equal(keygate("init", "--data-dir", dir).status, 0);
     const plain = keygateJson("users", "create", "--data-dir", dir, "--email", "ann@example.com");
     assert.equal(plain.status, 0, plain.stderr);
-    assert.deepEqual(Object.keys(plain.json), ["userId"]);
+    assert.deepEqual(Object.keys(plain.json), ["userId", "signInUrl"]);
     const withKey = keygateJson("users", "create", "--data-dir", dir, "--email", "bob@example.com", "--management-key-scopes", "vibe:mgmt:keys");
     assert.equal(withKey.status, 0, withKey.stderr);
-    assert.deepEqual(Object.keys(withKey.json).sort(), ["managementKey", "userId"]);
+    assert.deepEqual(Object.keys(withKey.json).sort(), ["managementKey", "signInUrl", "userId"]);
     assert.match(withKey.json.managementKey as string, /^vibe_live_/);
   });
 

@@ -12,6 +12,8 @@ import addFormats from "ajv-formats";
 import { buildServer } from "../../src/gateway/server.ts";
 import { createKey } from "../../src/manage/keys.ts";
 import { createPortal } from "../../src/manage/portals.ts";
+import { createUser } from "../../src/manage/users.ts";
+import { createPasswordLink } from "../../src/accounts/links.ts";
 import { type Harness, type Reply, startHarness } from "../support/gateway.ts";
 
 interface Operation {
@@ -80,7 +82,7 @@ describe("issue 11.1: the OpenAPI document is the contract [VibeCode]", () => {
     assert.deepEqual(doc.paths["/v1/keys"]!.post!.responses!["201"] !== undefined, true, "POST /v1/keys answers 201");
     assert.equal((doc as unknown as { servers: { url: string }[] }).servers[0]!.url, "/", "servers: relative without --public-url");
     const schemes = (doc as unknown as { components: { securitySchemes: Record<string, unknown> } }).components.securitySchemes;
-    assert.deepEqual(Object.keys(schemes).sort(), ["apiKey", "bearer", "session"]);
+    assert.deepEqual(Object.keys(schemes).sort(), ["apiKey", "bearer", "cookie", "session"]);
   });
 
   it("issue 11.1: the real response of every operation, success and refusal, is valid by the document", async () => {
@@ -138,6 +140,29 @@ describe("issue 11.1: the OpenAPI document is the contract [VibeCode]", () => {
     assert.equal(inbox.length, 1);
     await call("POST /v1/me/notifications/{id}/read", `/v1/me/notifications/${inbox[0].id}/read`, { key: member.key });
     await call("POST /v1/me/notifications/{id}/read", "/v1/me/notifications/none/read").then((r) => assert.equal(r.status, 404));
+
+    // accounts: signing in and out, one-time links, invitations (issue 12)
+    const who = await createUser(h.kg, null, { email: "signed-in@example.com" });
+    const link = await createPasswordLink(h.kg, null, who);
+    await h.call("POST", "/v1/password", { body: { token: link.token, password: "short" } }).then((r) => c.check("POST /v1/password", r));
+    await h.call("POST", "/v1/password", { body: { token: link.token, password: "a long password" } }).then((r) => c.check("POST /v1/password", r));
+    await h.call("POST", "/v1/session", { body: { email: who.email, password: "wrong password" } }).then((r) => c.check("POST /v1/session", r));
+    const signedIn = c.check("POST /v1/session", await h.call("POST", "/v1/session", { body: { email: who.email, password: "a long password" } }));
+    const cookie = { cookie: String(signedIn.headers["set-cookie"]).split(";")[0]!, "x-csrf-token": signedIn.body.data.csrfToken };
+    await h.call("GET", "/v1/session", { headers: cookie }).then((r) => c.check("GET /v1/session", r));
+    await h.call("GET", "/v1/session").then((r) => c.check("GET /v1/session", r));
+    const invited = (await call("POST /v1/portals/{id}/invitations", `/v1/portals/${portal.id}/invitations`, { body: { email: who.email } })).body.data;
+    await call("POST /v1/portals/{id}/invitations", "/v1/portals/nope/invitations", { body: { email: "x@example.com" } }).then((r) => assert.equal(r.status, 404));
+    await call("GET /v1/portals/{id}/invitations", `/v1/portals/${portal.id}/invitations`);
+    await h.call("POST", "/v1/invitations/accept", { headers: cookie, body: { token: new URL(invited.url).searchParams.get("token") } }).then((r) => c.check("POST /v1/invitations/accept", r));
+    await h.call("POST", "/v1/invitations/accept", { headers: cookie, body: { token: "used" } }).then((r) => c.check("POST /v1/invitations/accept", r));
+    const withdrawn = (await call("POST /v1/portals/{id}/invitations", `/v1/portals/${portal.id}/invitations`, { body: { email: "later@example.com" } })).body.data;
+    await call("DELETE /v1/portals/{id}/invitations/{invitationId}", `/v1/portals/${portal.id}/invitations/${withdrawn.id}`);
+    await call("DELETE /v1/portals/{id}/invitations/{invitationId}", `/v1/portals/${portal.id}/invitations/${withdrawn.id}`).then((r) => assert.equal(r.status, 404));
+    await h.call("DELETE", "/v1/session", { headers: { cookie: cookie.cookie } }).then((r) => c.check("DELETE /v1/session", r));
+    await h.call("DELETE", "/v1/sessions", { headers: cookie }).then((r) => c.check("DELETE /v1/sessions", r));
+    const again = c.check("POST /v1/session", await h.call("POST", "/v1/session", { body: { email: who.email, password: "a long password" } }));
+    await h.call("DELETE", "/v1/session", { headers: { cookie: String(again.headers["set-cookie"]).split(";")[0]!, "x-csrf-token": again.body.data.csrfToken } }).then((r) => c.check("DELETE /v1/session", r));
 
     // verify mode
     await call("POST /v1/verify", "/v1/verify", { key: api, body: { key: api, method: "GET", path: "/v1/deals" } }).then((r) => assert.equal(r.body.data.valid, true));
