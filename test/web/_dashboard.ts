@@ -37,7 +37,9 @@ export interface Dashboard {
   browser: Browser;
   /** Someone who can sign in with PASSWORD; a member of the portal with `role`, if given. */
   person(email: string, role?: "ADMIN" | "MEMBER"): Promise<User>;
-  /** A new browser profile (its own cookies), signed in as `email`, on the API Keys section. */
+  /** A new browser profile: its own cookies and cache. */
+  newContext(): Promise<BrowserContext>;
+  /** A new browser profile, signed in as `email`, on the API Keys section. */
   signedIn(email: string): Promise<Page>;
   /** Calls keygate's API with a key, as a script would. */
   api(method: string, path: string, key: string, body?: unknown): Promise<Reply>;
@@ -66,6 +68,13 @@ export async function startDashboard(profileId = "vibecode"): Promise<Dashboard>
   if (sandbox) await seedDemoData(store, portal.id);
   const browser = await chromium.launch(CHROMIUM);
   const contexts: BrowserContext[] = [];
+  const newContext = async () => {
+    const context = await browser.newContext({ baseURL: url, permissions: ["clipboard-read", "clipboard-write"] });
+    // A bound on each wait, generous: on a machine busy with other tests a step can take seconds.
+    context.setDefaultTimeout(90_000);
+    contexts.push(context);
+    return context;
+  };
   return {
     url,
     kg,
@@ -73,10 +82,9 @@ export async function startDashboard(profileId = "vibecode"): Promise<Dashboard>
     portal,
     browser,
     person,
+    newContext,
     async signedIn(email) {
-      const context = await browser.newContext({ baseURL: url, permissions: ["clipboard-read", "clipboard-write"] });
-      contexts.push(context);
-      const page = await context.newPage();
+      const page = await (await newContext()).newPage();
       await page.goto("/sign-in");
       await page.getByLabel("Email").fill(email);
       await page.getByLabel("Password").fill(PASSWORD);

@@ -44,7 +44,7 @@ describe("the dashboard [VibeCode]", () => {
   });
 
   it("seed 003: sign in with Email and Password; a wrong password is refused without saying whether the email exists", async () => {
-    const context = await d.browser.newContext({ baseURL: d.url });
+    const context = await d.newContext();
     const page = await context.newPage();
     await page.goto("/keys");
     await page.getByRole("heading", { name: "Sign in" }).waitFor();
@@ -274,7 +274,7 @@ describe("the dashboard [VibeCode]", () => {
     await screenshot(owner, "portal-settings", { fullPage: true });
 
     // The invitee opens the link, sets a password and is a member.
-    const context = await d.browser.newContext();
+    const context = await d.newContext();
     const page = await context.newPage();
     await page.goto(link);
     await page.getByLabel("Password").fill("a new long password");
