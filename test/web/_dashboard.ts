@@ -4,7 +4,7 @@
  * with exactly the launch options of issue 12. Tests find controls by label and role, as people do.
  */
 import { mkdirSync } from "node:fs";
-import { type Browser, type BrowserContext, type Page, chromium } from "playwright-core";
+import { type BrowserContext, type Page, chromium } from "playwright-core";
 import { setPassword } from "../../src/accounts/links.ts";
 import { buildServer } from "../../src/gateway/server.ts";
 import type { Keygate } from "../../src/manage/context.ts";
@@ -34,7 +34,6 @@ export interface Dashboard {
   kg: Keygate;
   owner: User;
   portal: Portal;
-  browser: Browser;
   /** Someone who can sign in with PASSWORD; a member of the portal with `role`, if given. */
   person(email: string, role?: "ADMIN" | "MEMBER"): Promise<User>;
   /** A new browser profile: its own cookies and cache. */
@@ -80,7 +79,6 @@ export async function startDashboard(profileId = "vibecode"): Promise<Dashboard>
     kg,
     owner,
     portal,
-    browser,
     person,
     newContext,
     async signedIn(email) {

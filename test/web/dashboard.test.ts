@@ -58,7 +58,6 @@ describe("the dashboard [VibeCode]", () => {
     // Back where they were going.
     await page.getByRole("heading", { name: "API Keys", level: 1 }).waitFor();
     assert.equal(new URL(page.url()).pathname, "/keys");
-    await context.close();
     owner = await d.signedIn("owner@example.com");
   });
 
@@ -280,7 +279,6 @@ describe("the dashboard [VibeCode]", () => {
     await page.getByLabel("Password").fill("a new long password");
     await page.getByRole("button", { name: "Set password" }).click();
     await page.getByRole("heading", { name: "API Keys", level: 1 }).waitFor();
-    await context.close();
   });
 
   it("issue 12: readable on a narrow screen and usable with the keyboard alone", async () => {
