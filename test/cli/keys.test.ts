@@ -34,7 +34,9 @@ for (const p of PROFILES) {
     const cli = (...args: string[]) => keygateWithEnv(env, ...args);
     /** The API's own answer, to compare the CLI's --json with. */
     const api = async (method: string, path: string, body?: unknown) => {
-      const res = await fetch(`${url}${path}`, { method, headers: { "x-api-key": managementKey, ...(body ? { "content-type": "application/json" } : {}) }, body: body === undefined ? undefined : JSON.stringify(body) });
+      // A connection of its own each time: the CLI runs take long enough between two of these for an idle one to be closed.
+      const headers = { "x-api-key": managementKey, connection: "close", ...(body ? { "content-type": "application/json" } : {}) };
+      const res = await fetch(`${url}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
       return { status: res.status, body: (await res.json()) as { data: unknown } };
     };
 
@@ -67,8 +69,9 @@ for (const p of PROFILES) {
       for (const scope of p.recipe.split(",")) assert.ok(created.scopes.includes(scope), `${scope} in ${created.scopes}`);
       const { rawKey, ...view } = created;
       assert.ok(rawKey);
-      assert.deepEqual(json(cli("keys", "get", created.id, "--json")), (await api("GET", `/v1/keys/${created.id}`)).body.data);
-      assert.deepEqual(json(cli("keys", "get", created.id, "--json")), view);
+      const got = json(cli("keys", "get", created.id, "--json"));
+      assert.deepEqual(got, view);
+      assert.deepEqual(got, (await api("GET", `/v1/keys/${created.id}`)).body.data);
       // The key works.
       const me = await fetch(`${url}/v1/me`, { headers: { "x-api-key": created.rawKey } });
       assert.equal(me.status, 200);
@@ -81,7 +84,6 @@ for (const p of PROFILES) {
       assert.equal(k.rateLimit, 5);
       const days = (Date.parse(k.expiresAt) - Date.now()) / 86_400_000;
       assert.ok(days > 29.9 && days <= 30, k.expiresAt);
-      assert.equal(json(cli("keys", "create", "dated", "--scopes", p.narrower, "--expires", "2099-01-31", "--json")).expiresAt, "2099-01-31T00:00:00.000Z");
     });
 
     it("issue 12: keys list, update, rotate, revoke and delete; portals list", async () => {
@@ -136,30 +138,33 @@ for (const p of PROFILES) {
       assert.match(denied.stderr, /\[MANAGEMENT_KEY_REQUIRED\]/);
     });
 
-    it("issue 12: a usage error exits 2: no key, a bad --expires or --rate-limit, no change, a missing --scopes, two portals and no --portal", async () => {
-      const cases: string[][] = [
-        ["keys", "create", "x", "--scopes", "a", "--expires", "7d"],
-        ["keys", "create", "x", "--scopes", "a", "--rate-limit", "fast"],
-        ["keys", "create", "x"],
-        ["keys", "create", "x", "--scopes", "a", "--read-only", "--read-write"],
-        ["keys", "update", "some-id"],
-        ["keys", "frobnicate"],
-      ];
-      for (const args of cases) assert.equal(cli(...args).status, 2, args.join(" "));
-      const noKey = keygateWithEnv({ KEYGATE_URL: url, KEYGATE_KEY: "" }, "keys", "list");
-      assert.equal(noKey.status, 2);
-      assert.match(noKey.stderr, /KEYGATE_KEY/);
+    // The same under every profile: checked once.
+    if (p.profile === "rogeriq") {
+      it("issue 12: a usage error exits 2: no key, a bad --expires or --rate-limit, no change, a missing --scopes, two portals and no --portal", async () => {
+        const cases: string[][] = [
+          ["keys", "create", "x", "--scopes", "a", "--expires", "7d"],
+          ["keys", "create", "x", "--scopes", "a", "--rate-limit", "fast"],
+          ["keys", "create", "x"],
+          ["keys", "create", "x", "--scopes", "a", "--read-only", "--read-write"],
+          ["keys", "update", "some-id"],
+          ["keys", "frobnicate"],
+        ];
+        for (const args of cases) assert.equal(cli(...args).status, 2, args.join(" "));
+        const noKey = keygateWithEnv({ KEYGATE_URL: url, KEYGATE_KEY: "" }, "keys", "list");
+        assert.equal(noKey.status, 2);
+        assert.match(noKey.stderr, /KEYGATE_KEY/);
 
-      assert.equal((await api("POST", "/v1/portals", { domain: `second-${p.profile}.example.com` })).status, 201);
-      const which = cli("keys", "create", "x", "--scopes", p.narrower);
-      assert.equal(which.status, 2);
-      assert.match(which.stderr, /2 portals: give --portal/);
-    });
+        assert.equal((await api("POST", "/v1/portals", { domain: `second-${p.profile}.example.com` })).status, 201);
+        const which = cli("keys", "create", "x", "--scopes", p.narrower);
+        assert.equal(which.status, 2);
+        assert.match(which.stderr, /2 portals: give --portal/);
+      });
 
-    it("issue 12: an unreachable keygate exits 1", () => {
-      const r = keygateWithEnv({ KEYGATE_URL: "http://127.0.0.1:9", KEYGATE_KEY: managementKey }, "portals", "list");
-      assert.equal(r.status, 1);
-      assert.match(r.stderr, /cannot reach http:\/\/127\.0\.0\.1:9.*\[UNREACHABLE\]/);
-    });
+      it("issue 12: an unreachable keygate exits 1", () => {
+        const r = keygateWithEnv({ KEYGATE_URL: "http://127.0.0.1:9", KEYGATE_KEY: managementKey }, "portals", "list");
+        assert.equal(r.status, 1);
+        assert.match(r.stderr, /cannot reach http:\/\/127\.0\.0\.1:9.*\[UNREACHABLE\]/);
+      });
+    }
   });
 }
