@@ -15,4 +15,13 @@ export default tseslint.config(
       "@typescript-eslint/no-non-null-assertion": "off",
     },
   },
+  {
+    // The dashboard runs in the browser (ES modules, no build step): the browser's globals it uses.
+    files: ["web/**/*.js"],
+    languageOptions: {
+      globals: Object.fromEntries(
+        ["addEventListener", "removeEventListener", "dispatchEvent", "document", "fetch", "history", "HTMLElement", "localStorage", "location", "navigator", "PopStateEvent", "URL", "URLSearchParams"].map((name) => [name, "readonly"]),
+      ),
+    },
+  },
 );

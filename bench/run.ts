@@ -2,13 +2,14 @@
  * `npm run bench`: runs every benchmark, prints Markdown tables and writes them to
  * bench/results/<time>.md, the raw figures to bench/results/<time>.json.
  * BENCH_ONLY=<name>[,<name>…] runs some of them: verify, scopes, http, limiter, limits, proxy,
- * scale, revocation, memory. bench/harness.ts lists the knobs of the HTTP benchmarks (http, limits,
+ * scale, revocation, memory, dashboard. bench/harness.ts lists the knobs of the HTTP benchmarks (http, limits,
  * proxy); each file says what it measures and its own knobs. About 8–9 minutes on 2 cores with
  * the defaults (docs/benchmarks.md).
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { quietBudgetFromEnv } from "./harness.ts";
+import { type DashboardBenchResult, dashboardReport, runDashboardBench } from "./dashboard.bench.ts";
 import { type HttpBenchResult, httpTable, runHttpBench } from "./http.bench.ts";
 import { type LimiterBenchResult, limiterTable, runLimiterBench } from "./limiter.bench.ts";
 import { type LimitsBenchResult, limitsTable, runLimitsBench } from "./limits.bench.ts";
@@ -19,7 +20,7 @@ import { type ScaleBenchResult, runScaleBench, scaleReport } from "./scale.bench
 import { type BenchResult, runScopeBench } from "./scopes.bench.ts";
 import { type VerifyBenchResult, runVerifyBench, verifyReport } from "./verify.bench.ts";
 
-const NAMES = ["verify", "scopes", "http", "limiter", "limits", "proxy", "scale", "revocation", "memory"] as const;
+const NAMES = ["verify", "scopes", "http", "limiter", "limits", "proxy", "scale", "revocation", "memory", "dashboard"] as const;
 const only = (process.env.BENCH_ONLY ?? "")
   .split(",")
   .map((n) => n.trim())
@@ -114,6 +115,11 @@ if (wants("memory")) {
   memory = await timed("memory", () => runMemoryBench());
   print("", ...memoryReport(memory));
 }
+let dashboard: DashboardBenchResult | undefined;
+if (wants("dashboard")) {
+  dashboard = await timed("dashboard", () => runDashboardBench());
+  print("", ...dashboardReport(dashboard));
+}
 
 const dir = new URL("./results/", import.meta.url);
 mkdirSync(dir, { recursive: true });
@@ -121,6 +127,6 @@ const stem = started.toISOString().replace(/[:.]/g, "-");
 const json = new URL(`${stem}.json`, dir);
 const markdown = new URL(`${stem}.md`, dir);
 print(`\n${Object.entries(seconds).map(([n, s]) => `${n} ${s} s`).join(", ")}; ${Math.round((Date.now() - started.getTime()) / 1000)} s in all`);
-writeFileSync(json, JSON.stringify({ started: started.toISOString(), machine, seconds, verify, scopes, http, limiter, limits, proxy, scale, revocation, memory }, null, 2));
+writeFileSync(json, JSON.stringify({ started: started.toISOString(), machine, seconds, verify, scopes, http, limiter, limits, proxy, scale, revocation, memory, dashboard }, null, 2));
 writeFileSync(markdown, `${report.join("\n")}\n`);
 console.log(`wrote ${json.pathname} and ${markdown.pathname}`);

@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import type { Profile } from "../core/profile/profile.ts";
+import { scopeCatalog } from "../core/profile/catalog.ts";
 import type { Decision } from "../core/scopes/check.ts";
 import type { KeyScopes } from "../core/scopes/grants.ts";
 import { DEFAULT_PROFILE } from "../profiles/index.ts";
@@ -20,7 +21,7 @@ export function registerScopes(program: Command, io: Io): void {
     .action((opts: { profile: string; json?: boolean }) =>
       guard(io, opts.json, () => {
         const profile = openProfile(opts.profile);
-        io.out(opts.json ? JSON.stringify(catalogJson(profile)) : catalogText(profile));
+        io.out(opts.json ? JSON.stringify(scopeCatalog(profile)) : catalogText(profile));
       }),
     );
 
@@ -162,40 +163,8 @@ function check(opts: CheckOptions, io: Io): { json: CheckJson; text: string } {
   return { json: { allowed: false, code: decision.code, missing: decision.missing, coveredBy: decision.coveredBy }, text: lines.join("\n") };
 }
 
-function catalogJson(profile: Profile) {
-  const c = profile.catalog;
-  return {
-    profile: { id: profile.id, title: profile.spec.title, description: profile.spec.description },
-    keyTypes: profile.spec.keyTypes,
-    groups: c.groups.map((g) => ({
-      id: g.id,
-      label: g.label,
-      description: g.description,
-      lockedAtIssue: g.lockedAtIssue,
-      coarse: g.coarse,
-      scopes: g.resources.flatMap((r) =>
-        r.atoms.map((a) => ({
-          scope: a.scope,
-          resource: r.id,
-          action: a.action,
-          implies: c.implied(a).map((o) => o.scope),
-          description: r.description,
-          keyTypes: r.keyTypes,
-          autoGrant: r.autoGrant,
-          reserved: r.reserved,
-          aliases: r.aliases.map((alias) => (a.action === null ? alias : `${alias}:${a.action}`)),
-        })),
-      ),
-    })),
-    coarse: c.coarse.map((t) => ({ scope: t.scope, description: t.def.description, action: t.def.action })),
-    bundles: c.bundles.map((b) => ({ id: b.scope, description: b.def.description, scopes: b.members })),
-    companions: profile.spec.companions ?? [],
-    recipes: profile.spec.recipes ?? [],
-  };
-}
-
 function catalogText(profile: Profile): string {
-  const data = catalogJson(profile);
+  const data = scopeCatalog(profile);
   const out = [`${data.profile.title} (${data.profile.id}): ${data.profile.description}`, "", "Key types:"];
   for (const kt of data.keyTypes) out.push(`  ${kt.id.padEnd(12)} ${kt.prefix.padEnd(12)} ${kt.label}${kt.description ? ` — ${kt.description}` : ""}`);
   const width = Math.max(...data.groups.flatMap((g) => g.scopes.map((s) => s.scope.length)), 10);

@@ -160,6 +160,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/keys/{id}/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The key's audit trail, newest first (its owner, its portal's admins) */
+        get: operations["listKeyAudit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/portals": {
         parameters: {
             query?: never;
@@ -203,10 +220,28 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /** The portal's members with their email, name and role (admins), oldest first */
+        get: operations["listPortalMembers"];
         put?: never;
         /** Add a member, or change a member's role (admins) */
         post: operations["addPortalMember"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/portals/{id}/connection": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Tests the portal's upstream now (admins): a Bitrix24 webhook answers server.time, an HTTP API its base URL */
+        get: operations["testPortalConnection"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1292,7 +1327,55 @@ export interface operations {
                                 prefix: string;
                                 label?: string;
                                 description?: string;
+                                /** @description Not bound to a portal (management keys) */
+                                portalless?: boolean;
+                                /** @description Acts for the user of a session token (authorization keys) */
+                                sessionUser?: boolean;
                             }[];
+                            catalog: {
+                                groups: {
+                                    id: string;
+                                    label: string;
+                                    description: string;
+                                    /** @description Scopes of this group added to an existing key take effect only when it is reissued */
+                                    lockedAtIssue: boolean;
+                                    /** @description Coarse scopes (read, write, admin) reach this group */
+                                    coarse: boolean;
+                                    scopes: {
+                                        scope: string;
+                                        resource: string;
+                                        action: string | null;
+                                        implies: string[];
+                                        description: string;
+                                        /** @description The key types that may hold it */
+                                        keyTypes: string[];
+                                        /** @description Key types that always hold it, without choosing it */
+                                        autoGrant: string[];
+                                        /** @description Shown, not selectable */
+                                        reserved: boolean;
+                                        aliases: string[];
+                                    }[];
+                                }[];
+                                coarse: {
+                                    scope: string;
+                                    description: string;
+                                    action: string;
+                                }[];
+                                bundles: {
+                                    id: string;
+                                    description: string;
+                                    scopes: string[];
+                                }[];
+                                companions: {
+                                    scopes: string[];
+                                    note: string;
+                                }[];
+                                recipes: {
+                                    task: string;
+                                    scopes: string[];
+                                    note?: string;
+                                }[];
+                            };
                             scannerPattern: string;
                             /** @description Every error code of the profile, with its status and message */
                             errorCodes: {
@@ -3796,6 +3879,226 @@ export interface operations {
             };
         };
     };
+    listKeyAudit: {
+        parameters: {
+            query?: {
+                limit?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: {
+                            id: string;
+                            /** Format: date-time */
+                            at: string;
+                            /** @description key.create, key.update, key.rotate, key.delete, portal.create, portal.update, member.add, member.remove, … */
+                            action: string;
+                            actorUserId: string | null;
+                            actorKeyId: string | null;
+                            sourceIp: string | null;
+                            entityType: string;
+                            entityId: string;
+                            portalId: string | null;
+                            before?: unknown;
+                            after?: unknown;
+                        }[];
+                        meta: {
+                            count: number;
+                        };
+                    };
+                };
+            };
+            /** @description AMBIGUOUS_CREDENTIALS, VALIDATION_ERROR */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "AMBIGUOUS_CREDENTIALS" | "VALIDATION_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description KEY_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "KEY_NOT_FOUND";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "RATE_LIMITED";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INTERNAL_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_UNAVAILABLE */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_UNAVAILABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+        };
+    };
     listPortals: {
         parameters: {
             query?: never;
@@ -4891,6 +5194,218 @@ export interface operations {
             };
         };
     };
+    listPortalMembers: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: {
+                            portalId: string;
+                            userId: string;
+                            role: "ADMIN" | "MEMBER";
+                            /** Format: date-time */
+                            createdAt: string;
+                            email: string;
+                            name: string;
+                        }[];
+                        meta: {
+                            total: number;
+                        };
+                    };
+                };
+            };
+            /** @description AMBIGUOUS_CREDENTIALS, VALIDATION_ERROR */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "AMBIGUOUS_CREDENTIALS" | "VALIDATION_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, NOT_PORTAL_ADMIN, NOT_PORTAL_MEMBER, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "NOT_PORTAL_ADMIN" | "NOT_PORTAL_MEMBER" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description PORTAL_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "PORTAL_NOT_FOUND";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "RATE_LIMITED";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INTERNAL_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_UNAVAILABLE */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_UNAVAILABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+        };
+    };
     addPortalMember: {
         parameters: {
             query?: never;
@@ -5092,6 +5607,214 @@ export interface operations {
                         error: {
                             /** @enum {string} */
                             code: "UNSUPPORTED_MEDIA_TYPE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "RATE_LIMITED";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INTERNAL_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_UNAVAILABLE */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_UNAVAILABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    testPortalConnection: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: {
+                            ok: boolean;
+                            kind: string;
+                            message: string;
+                            latencyMs: number;
+                            /** @description kind http: the status the base URL answered with */
+                            status?: number;
+                        };
+                    };
+                };
+            };
+            /** @description AMBIGUOUS_CREDENTIALS, PORTAL_NOT_LINKED, VALIDATION_ERROR */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "AMBIGUOUS_CREDENTIALS" | "PORTAL_NOT_LINKED" | "VALIDATION_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, NOT_PORTAL_ADMIN, NOT_PORTAL_MEMBER, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "NOT_PORTAL_ADMIN" | "NOT_PORTAL_MEMBER" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description PORTAL_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "PORTAL_NOT_FOUND";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */

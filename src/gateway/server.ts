@@ -10,6 +10,7 @@ import { KeygateError } from "../core/errors.ts";
 import { MAX_JSON_DEPTH, jsonDeeperThan } from "../core/json.ts";
 import { UpstreamError as Bitrix24Error } from "../upstream/bitrix24/index.ts";
 import { sandboxRoutes } from "../upstream/sandbox/index.ts";
+import { dashboardRoutes } from "../web/dashboard.ts";
 import type { Profile, Route } from "../core/profile/profile.ts";
 import type { Keygate } from "../manage/context.ts";
 import type { Limiter } from "../limits/limiter.ts";
@@ -528,6 +529,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   // The built-in sandbox portal: Bitrix24's REST protocol under /sandbox/, authenticated by its webhook tokens.
   app.register(sandboxRoutes, { store, now });
   // "limits" says whether rate limits are shared (redis), local (memory), or local for now (redis-degraded).
+  // The dashboard's pages and assets (web/); their own plugin, so no hook of theirs runs for /v1/.
+  app.register(dashboardRoutes);
   app.get("/healthz", { schema: { hide: true } }, async () => ({ status: "ok", profile: profile.id, limits: limiter.mode }));
   app.register(async (root) => jwksRoute(root.withTypeProvider<TypeBoxTypeProvider>(), signer));
   if (metrics !== undefined) {

@@ -419,6 +419,12 @@ export async function deleteKey(kg: Keygate, actor: Actor, id: string): Promise<
   kg.keyChanged(key);
 }
 
+/** The key's audit trail, newest first: for whoever may see the key (its owner, its portal's admins). */
+export async function keyAudit(kg: Keygate, actor: Actor, id: string, limit: number) {
+  await keyForActor(kg, actor, id);
+  return kg.store.listAudit({ entityId: id, limit });
+}
+
 /**
  * Seed 003: "Check the request log for requests from unknown addresses". The addresses cover the
  * whole retained log; the requests are a page of it (newest first, optionally from one address,

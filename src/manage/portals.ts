@@ -1,4 +1,6 @@
 import { randomUUID } from "node:crypto";
+import { Agent, request as httpRequest } from "undici";
+import { bitrix24Client } from "../upstream/bitrix24/index.ts";
 import { KeygateError } from "../core/errors.ts";
 import { type AccessMode, type MemberRole, type Portal, type PortalPatch, StoreConflictError, type Upstream } from "../store/store.ts";
 import type { OutboundPolicy } from "../upstream/outbound.ts";
@@ -184,6 +186,64 @@ export async function addMember(kg: Keygate, actor: Actor, portalId: string, inp
   const member = { portalId, userId: user.id, role, createdAt: before?.createdAt ?? kg.now() };
   await kg.store.putMember(member, { audit: [auditEvent(kg, actor, before ? "member.update" : "member.add", { type: "member", id: user.id, portalId }, before, member)] });
   return { ...member, email: user.email, name: user.name };
+}
+
+/** What the connection test found (Portal settings: "Test connection"). */
+export interface ConnectionTest {
+  ok: boolean;
+  kind: Upstream["kind"];
+  /** What happened, for people. */
+  message: string;
+  latencyMs: number;
+  /** kind http: the status the base URL answered with. */
+  status?: number;
+}
+
+const TEST_TIMEOUT_MS = 10_000;
+
+/**
+ * Tries the portal's upstream now (admins): a Bitrix24 webhook answers server.time, an HTTP API
+ * answers anything at its base URL; the built-in sandbox is this keygate. Through the outbound
+ * rule like every upstream call, and nothing is changed or spent.
+ */
+export async function testConnection(kg: Keygate, actor: Actor, portalId: string): Promise<ConnectionTest> {
+  const { portal } = await portalForActor(kg, actor, portalId, "ADMIN");
+  const upstream = portal.upstream;
+  if (upstream === null) throw new KeygateError("PORTAL_NOT_LINKED", { param: "id" });
+  const started = performance.now();
+  const took = () => Math.round(performance.now() - started);
+  switch (upstream.kind) {
+    case "sandbox":
+      return { ok: true, kind: upstream.kind, message: "The built-in sandbox portal is part of this keygate.", latencyMs: took() };
+    case "bitrix24":
+      try {
+        await bitrix24Client(upstream.webhookUrl, { timeoutMs: TEST_TIMEOUT_MS, outbound: kg.outbound }).call("server.time");
+        return { ok: true, kind: upstream.kind, message: "The incoming webhook answered.", latencyMs: took() };
+      } catch (e) {
+        return { ok: false, kind: upstream.kind, message: (e as Error).message, latencyMs: took() };
+      }
+    case "http": {
+      const dispatcher = new Agent({ connect: kg.outbound.connector({ timeout: TEST_TIMEOUT_MS }), headersTimeout: TEST_TIMEOUT_MS, bodyTimeout: TEST_TIMEOUT_MS });
+      try {
+        const answer = await httpRequest(upstream.baseUrl, { method: "GET", dispatcher });
+        await answer.body.dump();
+        return { ok: true, kind: upstream.kind, message: `The base URL answered ${answer.statusCode}.`, latencyMs: took(), status: answer.statusCode };
+      } catch (e) {
+        // The URL stays masked: it may hold credentials.
+        return { ok: false, kind: upstream.kind, message: `No answer from the base URL (${(e as { code?: string }).code ?? (e as Error).name}).`, latencyMs: took() };
+      } finally {
+        await dispatcher.close();
+      }
+    }
+  }
+}
+
+/** The portal's members with their email and name, oldest first (admins). */
+export async function listMembers(kg: Keygate, actor: Actor, portalId: string) {
+  await portalForActor(kg, actor, portalId, "ADMIN");
+  const members = await kg.store.listMembers(portalId);
+  const users = await Promise.all(members.map((m) => kg.store.getUser(m.userId)));
+  return members.map((m, i) => ({ ...m, email: users[i]?.email ?? "", name: users[i]?.name ?? "" }));
 }
 
 export async function removeMember(kg: Keygate, actor: Actor, portalId: string, userId: string): Promise<void> {

@@ -109,6 +109,9 @@ describe("issue 11.1: the OpenAPI document is the contract [VibeCode]", () => {
     const member = await h.user("member@example.com");
     await call("POST /v1/portals/{id}/members", `/v1/portals/${portal.id}/members`, { body: { email: "member@example.com" } });
     await call("POST /v1/portals/{id}/members", `/v1/portals/${portal.id}/members`, { body: { email: "nobody@example.com" } }).then((r) => assert.equal(r.status, 404));
+    await call("GET /v1/portals/{id}/members", `/v1/portals/${portal.id}/members`).then((r) => assert.equal(r.body.data.length, 2));
+    await call("GET /v1/portals/{id}/connection", `/v1/portals/${portal.id}/connection`).then((r) => assert.equal(r.body.data.ok, true));
+    await call("GET /v1/portals/{id}/members", `/v1/portals/${portal.id}/members`, { key: member.key }).then((r) => assert.equal(r.status, 403));
     await call("DELETE /v1/portals/{id}/members/{userId}", `/v1/portals/${portal.id}/members/${member.user.id}`);
 
     // keys
@@ -124,6 +127,8 @@ describe("issue 11.1: the OpenAPI document is the contract [VibeCode]", () => {
     await call("GET /v1/keys/{id}", "/v1/keys/nope").then((r) => assert.equal(r.status, 404));
     await call("PATCH /v1/keys/{id}", `/v1/keys/${key.id}`, { body: { name: "Renamed" } });
     await call("GET /v1/keys/{id}/usage", `/v1/keys/${key.id}/usage`);
+    await call("GET /v1/keys/{id}/audit", `/v1/keys/${key.id}/audit`).then((r) => assert.deepEqual(r.body.data.map((e: { action: string }) => e.action).sort(), ["key.create", "key.update"]));
+    await call("GET /v1/keys/{id}/audit", "/v1/keys/nope/audit").then((r) => assert.equal(r.status, 404));
     const rotated = (await call("POST /v1/keys/{id}/rotate", `/v1/keys/${key.id}/rotate`)).body.data;
     await call("POST /v1/keys/{id}/rotate", `/v1/keys/${key.id}/rotate`).then((r) => assert.equal(r.status, 409));
     const api = rotated.rawKey as string;

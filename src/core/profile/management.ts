@@ -29,6 +29,8 @@ export function managementRoutes(keyType: string, scopes: ManagementScopes): Rou
     route("POST", "/v1/portals", scopes.portals, "Create a portal (you become its admin)"),
     route("PATCH", "/v1/portals/:id", scopes.portals, "Change a portal: default access policy, name, upstream, request limit (admins)"),
     route("POST", "/v1/portals/:id/members", scopes.portals, "Add a member or change a role (admins)"),
+    route("GET", "/v1/portals/:id/connection", scopes.portals, "Test the portal's upstream now (admins)"),
+    route("GET", "/v1/portals/:id/members", scopes.portals, "The portal's members with their email and role (admins)"),
     route("DELETE", "/v1/portals/:id/members/:userId", scopes.portals, "Remove a member (admins)"),
     route("GET", "/v1/portals/:id/audit", scopes.portals, "The portal's audit trail (admins)"),
     route("POST", "/v1/portals/:id/invitations", scopes.portals, "Invite someone by email (admins); the one-time link is shown once"),
@@ -41,6 +43,7 @@ export function managementRoutes(keyType: string, scopes: ManagementScopes): Rou
     route("PATCH", "/v1/keys/:id", scopes.keys, "Update a key"),
     route("DELETE", "/v1/keys/:id", scopes.keys, "Delete a key"),
     route("POST", "/v1/keys/:id/rotate", scopes.keys, "Reissue a key; the old one works 24 more hours"),
+    route("GET", "/v1/keys/:id/audit", scopes.keys, "A key's audit trail"),
     route("GET", "/v1/keys/:id/usage", scopes.keys, "A key's usage: requests per minute, addresses, the request log"),
   ];
 }

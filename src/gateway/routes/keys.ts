@@ -2,10 +2,11 @@ import { type TSchema, Type as T } from "@sinclair/typebox";
 import { KeygateError } from "../../core/errors.ts";
 import { parseIsoTime } from "../../core/time.ts";
 import { normalizeIp } from "../../limits/ip.ts";
-import { createKey, deleteKey, keyForActor, keyUsage, keyView, listKeys, rotateKey, updateKey } from "../../manage/keys.ts";
+import { createKey, deleteKey, keyAudit, keyForActor, keyUsage, keyView, listKeys, rotateKey, updateKey } from "../../manage/keys.ts";
 import { BODY_CODES } from "../envelope.ts";
 import type { App, GatewayContext } from "../server.ts";
 import { actorOf } from "./actor.ts";
+import { AuditEventView } from "./portals.ts";
 
 const Id = T.Object({ id: T.String() });
 const AccessMode = T.Union([T.Literal("READWRITE"), T.Literal("READONLY")]);
@@ -246,6 +247,26 @@ export function keyRoutes(app: App, { kg, envelope, usage, responses }: GatewayC
       // What was collected but not written yet belongs in the answer.
       await usage.flush();
       return envelope.ok(await keyUsage(kg, await actorOf(kg, request), request.params.id, { limit, ip, before }));
+    },
+  );
+
+  app.get(
+    "/v1/keys/:id/audit",
+    {
+      schema: {
+        operationId: "listKeyAudit",
+        tags,
+        summary: "The key's audit trail, newest first (its owner, its portal's admins)",
+        params: Id,
+        querystring: T.Object({ limit: T.Optional(T.String({ pattern: "^[0-9]+$" })) }, { additionalProperties: false }),
+        response: responses({ data: T.Array(AuditEventView), meta: T.Object({ count: T.Integer() }), codes: KEY_CODES }),
+      },
+    },
+    async (request) => {
+      const limit = Number(request.query.limit ?? 50);
+      if (limit < 1 || limit > 200) throw new KeygateError("VALIDATION_ERROR", { message: "limit is a whole number from 1 to 200", param: "limit" });
+      const events = await keyAudit(kg, await actorOf(kg, request), request.params.id, limit);
+      return envelope.ok(events.map((e) => ({ ...e, at: new Date(e.at).toISOString() })), { count: events.length });
     },
   );
 }

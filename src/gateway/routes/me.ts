@@ -2,6 +2,7 @@ import { Type as T } from "@sinclair/typebox";
 import type { IncomingMessage } from "node:http";
 import type { FastifyRequest } from "fastify";
 import type { Route } from "../../core/profile/profile.ts";
+import { scopeCatalog } from "../../core/profile/catalog.ts";
 import { decide } from "../../core/verify/decide.ts";
 import { DEFAULTS, limitPolicy, rateLimitHeaders } from "../../limits/policy.ts";
 import { keyStatus } from "../../manage/keys.ts";
@@ -55,6 +56,36 @@ function describe(route: Route, keyTypeIndex: number) {
   };
 }
 
+/** The profile's scope catalog (scopeCatalog): what a person picks a key's scopes from. */
+const Catalog = T.Object({
+  groups: T.Array(
+    T.Object({
+      id: T.String(),
+      label: T.String(),
+      description: T.String(),
+      lockedAtIssue: T.Boolean({ description: "Scopes of this group added to an existing key take effect only when it is reissued" }),
+      coarse: T.Boolean({ description: "Coarse scopes (read, write, admin) reach this group" }),
+      scopes: T.Array(
+        T.Object({
+          scope: T.String(),
+          resource: T.String(),
+          action: T.Union([T.String(), T.Null()]),
+          implies: T.Array(T.String()),
+          description: T.String(),
+          keyTypes: T.Array(T.String(), { description: "The key types that may hold it" }),
+          autoGrant: T.Array(T.String(), { description: "Key types that always hold it, without choosing it" }),
+          reserved: T.Boolean({ description: "Shown, not selectable" }),
+          aliases: T.Array(T.String()),
+        }),
+      ),
+    }),
+  ),
+  coarse: T.Array(T.Object({ scope: T.String(), description: T.String(), action: T.String() })),
+  bundles: T.Array(T.Object({ id: T.String(), description: T.String(), scopes: T.Array(T.String()) }, { description: "Expanded into their scopes when a key is issued" })),
+  companions: T.Array(T.Object({ scopes: T.Array(T.String()), note: T.String() })),
+  recipes: T.Array(T.Object({ task: T.String(), scopes: T.Array(T.String()), note: T.Optional(T.String()) }, { description: "Which scopes for which task" })),
+});
+
 const ErrorCodes = T.Object({}, { additionalProperties: T.Object({ status: T.Integer(), message: T.String() }), description: "Every error code of the profile, with its status and message" });
 const Endpoint = T.Object({
   method: T.String(),
@@ -79,6 +110,8 @@ export function meRoutes(app: App, ctx: GatewayContext): void {
   // The same for every key: built once.
   const codes = Object.fromEntries(Object.entries(kg.profile.errorCodes).map(([code, d]) => [code, { status: d.status, message: d.message }]));
   const errorCodes = () => codes;
+  const { groups, coarse, bundles, companions, recipes } = scopeCatalog(kg.profile);
+  const catalog = { groups, coarse, bundles, companions, recipes };
 
   app.get(
     "/v1/me",
@@ -240,7 +273,17 @@ export function meRoutes(app: App, ctx: GatewayContext): void {
                 }),
               ]),
             ),
-            keyTypes: T.Array(T.Object({ id: T.String(), prefix: T.String(), label: T.Optional(T.String()), description: T.Optional(T.String()) })),
+            keyTypes: T.Array(
+              T.Object({
+                id: T.String(),
+                prefix: T.String(),
+                label: T.Optional(T.String()),
+                description: T.Optional(T.String()),
+                portalless: T.Optional(T.Boolean({ description: "Not bound to a portal (management keys)" })),
+                sessionUser: T.Optional(T.Boolean({ description: "Acts for the user of a session token (authorization keys)" })),
+              }),
+            ),
+            catalog: Catalog,
             scannerPattern: T.String(),
             errorCodes: ErrorCodes,
           }),
@@ -268,7 +311,8 @@ export function meRoutes(app: App, ctx: GatewayContext): void {
         forwarded: !served.has(`${e.route.method} ${e.route.path}`),
         ...served.get(`${e.route.method} ${e.route.path}`),
       })),
-      keyTypes: kg.profile.spec.keyTypes.map((k) => ({ id: k.id, prefix: k.prefix, label: k.label, description: k.description })),
+      keyTypes: kg.profile.spec.keyTypes.map((k) => ({ id: k.id, prefix: k.prefix, label: k.label, description: k.description, portalless: k.portalless, sessionUser: k.sessionUser })),
+      catalog,
       scannerPattern: kg.format.scannerPattern,
       errorCodes: errorCodes(),
     });

@@ -5,7 +5,7 @@ import { parseIsoTime } from "../../core/time.ts";
 import type { Portal } from "../../store/store.ts";
 import { redactUpstream } from "../../upstream/redact.ts";
 import { sandboxRootWebhookUrl, sandboxWebhookToken, sandboxWebhookUrl } from "../../upstream/sandbox/setup.ts";
-import { addMember, createPortal, portalForActor, removeMember, updatePortal } from "../../manage/portals.ts";
+import { addMember, createPortal, listMembers, portalForActor, removeMember, testConnection, updatePortal } from "../../manage/portals.ts";
 import { BODY_CODES } from "../envelope.ts";
 import type { App, GatewayContext } from "../server.ts";
 import { actorOf } from "./actor.ts";
@@ -55,6 +55,22 @@ const portalExample = {
   role: "ADMIN",
 };
 const PORTAL_CODES = ["PORTAL_NOT_FOUND", "NOT_PORTAL_MEMBER", "NOT_PORTAL_ADMIN"];
+/** One event of an audit trail (a portal's, a key's). */
+export const AuditEventView = T.Object({
+  id: T.String(),
+  at: Time,
+  action: T.String({ description: "key.create, key.update, key.rotate, key.delete, portal.create, portal.update, member.add, member.remove, …" }),
+  actorUserId: T.Union([T.String(), T.Null()]),
+  actorKeyId: T.Union([T.String(), T.Null()]),
+  sourceIp: T.Union([T.String(), T.Null()]),
+  entityType: T.String(),
+  entityId: T.String(),
+  portalId: T.Union([T.String(), T.Null()]),
+  before: T.Optional(T.Unknown()),
+  after: T.Optional(T.Unknown()),
+});
+const Role = T.Union([T.Literal("ADMIN"), T.Literal("MEMBER")]);
+const Member = T.Object({ portalId: T.String(), userId: T.String(), role: Role, createdAt: Time, email: T.String(), name: T.String() });
 
 export function portalView(portal: Portal) {
   return {
@@ -163,7 +179,7 @@ export function portalRoutes(app: App, ctx: GatewayContext): void {
         summary: "Add a member, or change a member's role (admins)",
         response: responses({
           status: 201,
-          data: T.Object({ portalId: T.String(), userId: T.String(), role: T.Union([T.Literal("ADMIN"), T.Literal("MEMBER")]), createdAt: Time, email: T.String(), name: T.String() }),
+          data: Member,
           codes: [...BODY_CODES, ...PORTAL_CODES, "USER_NOT_FOUND", "LAST_PORTAL_ADMIN"],
         }),
         params: Id,
@@ -173,6 +189,46 @@ export function portalRoutes(app: App, ctx: GatewayContext): void {
     async (request, reply) => {
       const member = await addMember(kg, await actorOf(kg, request), request.params.id, request.body);
       return reply.code(201).send(envelope.ok({ ...member, createdAt: new Date(member.createdAt).toISOString() }));
+    },
+  );
+
+  app.get(
+    "/v1/portals/:id/connection",
+    {
+      schema: {
+        operationId: "testPortalConnection",
+        tags,
+        summary: "Tests the portal's upstream now (admins): a Bitrix24 webhook answers server.time, an HTTP API its base URL",
+        params: Id,
+        response: responses({
+          data: T.Object({
+            ok: T.Boolean(),
+            kind: T.String(),
+            message: T.String(),
+            latencyMs: T.Integer(),
+            status: T.Optional(T.Integer({ description: "kind http: the status the base URL answered with" })),
+          }),
+          codes: [...PORTAL_CODES, "PORTAL_NOT_LINKED"],
+        }),
+      },
+    },
+    async (request) => envelope.ok(await testConnection(kg, await actorOf(kg, request), request.params.id)),
+  );
+
+  app.get(
+    "/v1/portals/:id/members",
+    {
+      schema: {
+        operationId: "listPortalMembers",
+        tags,
+        summary: "The portal's members with their email, name and role (admins), oldest first",
+        params: Id,
+        response: responses({ data: T.Array(Member), meta: T.Object({ total: T.Integer() }), codes: PORTAL_CODES }),
+      },
+    },
+    async (request) => {
+      const members = await listMembers(kg, await actorOf(kg, request), request.params.id);
+      return envelope.ok(members.map((m) => ({ ...m, createdAt: new Date(m.createdAt).toISOString() })), { total: members.length });
     },
   );
 
@@ -202,21 +258,7 @@ export function portalRoutes(app: App, ctx: GatewayContext): void {
         tags,
         summary: "The portal's audit trail (admins), newest first",
         response: responses({
-          data: T.Array(
-            T.Object({
-              id: T.String(),
-              at: Time,
-              action: T.String({ description: "key.create, key.update, key.rotate, key.delete, portal.create, portal.update, member.add, member.remove, …" }),
-              actorUserId: T.Union([T.String(), T.Null()]),
-              actorKeyId: T.Union([T.String(), T.Null()]),
-              sourceIp: T.Union([T.String(), T.Null()]),
-              entityType: T.String(),
-              entityId: T.String(),
-              portalId: T.Union([T.String(), T.Null()]),
-              before: T.Optional(T.Unknown()),
-              after: T.Optional(T.Unknown()),
-            }),
-          ),
+          data: T.Array(AuditEventView),
           meta: T.Object({ count: T.Integer() }),
           codes: PORTAL_CODES,
         }),
