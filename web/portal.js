@@ -57,7 +57,8 @@ function General() {
       <div class="row">
         <button type="submit" disabled=${action.busy}>Save</button>
         <button type="button" class="quiet" onClick=${runTest} disabled=${test.busy || !portal.linked}>Test connection</button>
-        <span role="status">${saved ? "Saved " : ""}${tested ? (tested.ok ? `Connected: ${tested.message} (${tested.latencyMs} ms)` : `Not connected: ${tested.message}`) : ""}</span>
+        <span role="status">${saved ? "Saved." : ""}</span>
+        <span role="status">${tested ? (tested.ok ? `Connected: ${tested.message} (${tested.latencyMs} ms)` : `Not connected: ${tested.message}`) : ""}</span>
       </div>
       <${ErrorNote} error=${test.error} />
     </form>
