@@ -22,7 +22,7 @@ import { rateLimitHeaders, refusing } from "../limits/policy.ts";
 import { type Admitted, admission } from "./admission.ts";
 import type { Verification } from "./auth.ts";
 import { type ClientFacts, clientFacts } from "./client.ts";
-import { COMPRESS_THRESHOLD, ENCODINGS, allowOrigin, conditionalGet, etagOf, isPreflight, originAllowed, preflightHeaders, sendKept, wwwAuthenticate } from "./conventions.ts";
+import { BROTLI_OPTIONS, COMPRESS_THRESHOLD, ENCODINGS, allowOrigin, conditionalGet, etagOf, isPreflight, originAllowed, preflightHeaders, sendKept, wwwAuthenticate } from "./conventions.ts";
 import { type ErrorBody, envelopeFor, errorBody, responsesFor } from "./envelope.ts";
 import { ChangeFeed } from "./change-feed.ts";
 import type { Change, RedisInvalidation } from "./invalidation.ts";
@@ -525,7 +525,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   // keygate's own answers over 1 KiB, as the client accepts (brotli, gzip). Forwarded requests
   // never reach Fastify's reply (`arrive` streams them, the late path hijacks): an upstream's
   // body passes as the upstream sent it. Request bodies are not decompressed.
-  app.register(compress, { global: true, globalDecompression: false, threshold: COMPRESS_THRESHOLD, encodings: ENCODINGS });
+  app.register(compress, { global: true, globalDecompression: false, threshold: COMPRESS_THRESHOLD, encodings: ENCODINGS, brotliOptions: BROTLI_OPTIONS });
   // The built-in sandbox portal: Bitrix24's REST protocol under /sandbox/, authenticated by its webhook tokens.
   app.register(sandboxRoutes, { store, now });
   // "limits" says whether rate limits are shared (redis), local (memory), or local for now (redis-degraded).
