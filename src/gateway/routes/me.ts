@@ -27,7 +27,12 @@ function base(ctx: GatewayContext, req: IncomingMessage): string {
  * (src/gateway/server.ts), with the same writer as the route.
  */
 export function keptMe(ctx: GatewayContext, key: CachedKey, req: IncomingMessage): KeptBody | undefined {
-  return ctx.cache.peek<KeptBody>(key, `me ${base(ctx, req)}`);
+  return ctx.cache.peek<KeptBody>(key, meEntry(ctx, req));
+}
+
+/** The name of GET /v1/me's answer in the key cache: one per base URL its links use. */
+function meEntry(ctx: GatewayContext, req: IncomingMessage): string {
+  return `me ${base(ctx, req)}`;
 }
 
 /**
@@ -150,7 +155,7 @@ export function meRoutes(app: App, ctx: GatewayContext): void {
       // once and kept, serialised with its ETag, until the key or anything stored changes (docs/verification.md).
       const me =
         keptMe(ctx, request.auth.key, request.raw) ??
-        (await ctx.cache.derive(request.auth.key, `me ${baseUrl(ctx, request)}`, async () => keptBody(JSON.stringify(await describeKey(request)))));
+        (await ctx.cache.derive(request.auth.key, meEntry(ctx, request.raw), async () => keptBody(JSON.stringify(await describeKey(request)))));
       // Written as kept, by the writer the server's arrival path uses too: no serialiser, no compression per request.
       reply.hijack();
       sendKept(request.raw, reply.raw, me, { "x-request-id": request.id, ...(request.rateLimit ? rateLimitHeaders(request.rateLimit) : {}) });
