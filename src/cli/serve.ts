@@ -112,9 +112,7 @@ export function registerServe(program: Command, io: Io): void {
           }
         }
       }
-      if (sandboxUrl !== undefined) io.out(`the sandbox portal listening on ${sandboxUrl} (Bitrix24 REST at /rest/<user id>/<token>/<method>)`);
-      // Last: scripts wait for this line, so everything above is ready when it comes.
-      io.out(`keygate listening on ${url} (profile ${instance.kg.profile.id}, data ${instance.dataDir})`);
+      // Before the line scripts wait for: a script that signals on seeing it must find the handler.
       // Stop accepting, let in-flight requests finish until the drain deadline (then cut their
       // connections), write the usage, close Redis, the upstream pools and the store, exit. A
       // second signal exits at once.
@@ -136,5 +134,8 @@ export function registerServe(program: Command, io: Io): void {
       };
       process.on("SIGINT", stop);
       process.on("SIGTERM", stop);
+      if (sandboxUrl !== undefined) io.out(`the sandbox portal listening on ${sandboxUrl} (Bitrix24 REST at /rest/<user id>/<token>/<method>)`);
+      // Last: scripts wait for this line, so everything above is ready when it comes.
+      io.out(`keygate listening on ${url} (profile ${instance.kg.profile.id}, data ${instance.dataDir})`);
     });
 }

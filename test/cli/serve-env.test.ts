@@ -115,8 +115,8 @@ describe("issue 14: keygate serve by environment, readiness, graceful shutdown",
     const s = await serveByEnv({ KEYGATE_PORT: "0", KEYGATE_DATA_DIR: mkdtempSync(join(tmpdir(), "keygate-env-")), KEYGATE_DRAIN_SECONDS: "1" });
     const socket = await inFlight(s.url);
     s.child.kill("SIGTERM");
-    const [code] = (await s.exited) as [number | null];
-    assert.equal(code, 0);
+    const [code, signal] = (await s.exited) as [number | null, string | null];
+    assert.equal(code, 0, `exit ${code} ${signal}\n${s.logs()}`);
     assert.match(s.logs(), /SIGTERM: draining for up to 1 s/);
     assert.match(s.logs(), /the drain deadline passed/);
     socket.destroy();
