@@ -93,6 +93,8 @@ export interface HarnessOptions {
   clientLimits?: Partial<ClientLimits>;
   /** The key generation identity assertions are signed with (`serve --identity-key-generation`). */
   identityKeyGeneration?: number;
+  /** Where the harness clock starts (default 2026-11-22T12:00:00Z): Date.now() for clients that check times against the real clock. */
+  startAt?: number;
 }
 
 /**
@@ -122,7 +124,7 @@ export async function startHarness(kind: StoreKind, options: HarnessOptions = {}
   const { store, serverSecret, drop: dropSchema } = await throwawayStore(kind, "kg_http");
   const profile = loadProfile(options.profile ?? "vibecode");
   const clock = {
-    now: Date.parse("2026-11-22T12:00:00Z"),
+    now: options.startAt ?? Date.parse("2026-11-22T12:00:00Z"),
     advance(ms: number) {
       clock.now += ms;
     },
