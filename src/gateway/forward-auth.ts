@@ -1,3 +1,4 @@
+import { routeFacts } from "./usage.ts";
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
 import { Type as T } from "@sinclair/typebox";
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from "fastify";
@@ -84,7 +85,7 @@ export function forwardAuth(options: ForwardAuthOptions): ForwardAuth {
     const { verification: v, spent } = admitted;
     const headers: Record<string, string> = { "x-request-id": id, "cache-control": "no-store", ...rateLimitHeaders(spent.states) };
     const done = (a: Answer): Answer => {
-      if (v.key) usage.record({ keyId: v.key.record.id, ip: v.clientIp, method: original.method, target: original.uri, status: a.headers["x-keygate-status"] ? Number(a.headers["x-keygate-status"]) : a.status, latencyMs: performance.now() - started });
+      if (v.key) usage.record({ keyId: v.key.record.id, ip: v.clientIp, method: original.method, target: original.uri, status: a.headers["x-keygate-status"] ? Number(a.headers["x-keygate-status"]) : a.status, latencyMs: performance.now() - started, ...routeFacts(v.route, v.refusal) });
       return a;
     };
     if (!spent.admitted) {

@@ -43,7 +43,7 @@ import { accountRoutes, isAccountPath } from "./routes/accounts.ts";
 import { sessionAuthenticator } from "./session.ts";
 import { SESSION_LIFETIMES, type SessionLifetimes } from "../accounts/sessions.ts";
 import { SIGN_IN_THROTTLE, type SignInThrottleSettings, signInThrottle } from "../accounts/throttle.ts";
-import type { Usage } from "./usage.ts";
+import { type Usage, routeFacts } from "./usage.ts";
 
 export interface ServerOptions {
   profile: Profile;
@@ -359,7 +359,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       if (me === undefined) return handOver(req, res);
       sendKept(req, res, me, { "x-request-id": arrived.id, ...rateLimitHeaders(admitted.spent.states) });
       metrics?.request("GET", "/v1/me", res.statusCode);
-      return usage.record({ keyId: v.key!.record.id, ip: v.clientIp, method: "GET", target: "/v1/me", status: res.statusCode, latencyMs: performance.now() - started });
+      return usage.record({ keyId: v.key!.record.id, ip: v.clientIp, method: "GET", target: "/v1/me", status: res.statusCode, latencyMs: performance.now() - started, ...routeFacts(v.route, undefined) });
     }
     // Authenticated answers are not cached by default; the upstream's own Cache-Control replaces this.
     res.setHeader("cache-control", "no-store");
@@ -370,7 +370,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
           const latencyMs = performance.now() - started;
           metrics?.request(req.method!, v.route!.path, res.statusCode);
           metrics?.upstream("http", latencyMs / 1000);
-          return usage.record({ keyId: v.key!.record.id, ip: v.clientIp, method: req.method!, target: req.url!, status: res.statusCode, latencyMs });
+          return usage.record({ keyId: v.key!.record.id, ip: v.clientIp, method: req.method!, target: req.url!, status: res.statusCode, latencyMs, ...routeFacts(v.route, undefined) });
         }
         v.refusal = refusal;
         handOver(req, res);
@@ -450,7 +450,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       options.invalidation?.publish({ kind: "data" }).catch((e: Error) => app.log.error({ err: e }, "could not tell other nodes of a change"));
     }
     // A session's requests are not a key's usage.
-    if (!v.session) usage.record({ keyId: key.record.id, ip: v.clientIp, method: request.method, target: request.url, status: reply.statusCode, latencyMs: reply.elapsedTime });
+    if (!v.session) usage.record({ keyId: key.record.id, ip: v.clientIp, method: request.method, target: request.url, status: reply.statusCode, latencyMs: reply.elapsedTime, ...routeFacts(v.route, v.refusal) });
     done();
   });
   app.addHook("onClose", async () => {

@@ -1,3 +1,4 @@
+import type { Route } from "../core/profile/profile.ts";
 import type { RequestLogEntry, Store } from "../store/store.ts";
 
 const DAY = 86_400_000;
@@ -9,6 +10,15 @@ export interface UsageOptions {
   retentionDays?: number;
   now?: () => number;
   onError?: (error: Error) => void;
+}
+
+/**
+ * What the scope advisor reads of a request (docs/scope-advice.md): the pattern of the route it
+ * matched, and, when it was refused for a scope the key lacks, the unmet requirement.
+ */
+export function routeFacts(route: Route | undefined, refusal: { details?: Record<string, unknown> } | undefined): Pick<RequestLogEntry, "route" | "missingScope"> {
+  const missing = refusal?.details?.missing;
+  return { route: route?.path ?? null, missingScope: Array.isArray(missing) && missing.length > 0 ? missing.join(",") : null };
 }
 
 /**

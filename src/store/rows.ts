@@ -21,6 +21,7 @@ import type {
   Portal,
   PortalPatch,
   RequestLogEntry,
+  RouteUse,
   Sandbox,
   SandboxItem,
   SandboxWebhook,
@@ -107,6 +108,8 @@ export const AUDIT_COLUMNS = [
 export const NOTIFICATION_COLUMNS = ["id", "user_id", "at", "kind", "message", "data", "read_at"] as const;
 /** request_log without its id (assigned by the database, in insertion order: the tie-break of equal times). */
 export const REQUEST_COLUMNS = ["key_id", "at", "ip", "method", "path", "status", "latency_ms"] as const;
+/** What appendRequests writes: the columns listRequests reads, and what the scope advisor reads. */
+export const REQUEST_WRITE_COLUMNS = [...REQUEST_COLUMNS, "route", "missing_scope"] as const;
 
 export const SESSION_COLUMNS = ["id", "user_id", "token_digest", "created_at", "last_seen_at", "expires_at"] as const;
 export const LINK_COLUMNS = ["id", "purpose", "token_digest", "email", "user_id", "portal_id", "role", "created_by", "created_at", "expires_at"] as const;
@@ -274,6 +277,17 @@ export function minuteCountFromRow(row: Row): { minute: number; count: number } 
   return { minute: num(row, "minute"), count: num(row, "n") };
 }
 
+export function routeUseFromRow(row: Row): RouteUse {
+  return {
+    method: str(row, "method"),
+    route: strOrNull(row, "route"),
+    missingScope: strOrNull(row, "missing_scope"),
+    count: num(row, "n"),
+    firstAt: num(row, "first_at"),
+    lastAt: num(row, "last_at"),
+  };
+}
+
 export function addressFromRow(row: Row): { ip: string; count: number; lastSeen: number } {
   return { ip: str(row, "ip"), count: num(row, "n"), lastSeen: num(row, "last_seen") };
 }
@@ -430,7 +444,7 @@ export function dependentValues(d: KeyDependent): SqlValue[] {
 }
 
 export function requestValues(r: RequestLogEntry): SqlValue[] {
-  return [r.keyId, r.at, r.ip, r.method, r.path, r.status, r.latencyMs];
+  return [r.keyId, r.at, r.ip, r.method, r.path, r.status, r.latencyMs, r.route ?? null, r.missingScope ?? null];
 }
 
 export function auditValues(e: AuditEvent): SqlValue[] {

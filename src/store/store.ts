@@ -137,6 +137,21 @@ export interface RequestLogEntry {
   path: string;
   status: number;
   latencyMs: number;
+  /** Written, not read back by listRequests: the pattern of the profile's route it matched (none: null or absent). */
+  route?: string | null;
+  /** Written, not read back by listRequests: the unmet requirement of a request refused for a scope (docs/scope-advice.md). */
+  missingScope?: string | null;
+}
+
+/** A key's logged requests of one route (method and pattern) and one refusal for a missing scope (null: not refused for one). */
+export interface RouteUse {
+  method: string;
+  /** null: requests that matched no route of the profile, or were logged before routes were. */
+  route: string | null;
+  missingScope: string | null;
+  count: number;
+  firstAt: number;
+  lastAt: number;
 }
 
 /**
@@ -349,6 +364,8 @@ export interface Store {
   requestsPerMinute(keyId: string, since: number): Promise<{ minute: number; count: number }[]>;
   /** Every address in a key's request log, with its number of requests and the time of its latest, most recent first (of equal times, by address). */
   requestAddresses(keyId: string): Promise<{ ip: string; count: number; lastSeen: number }[]>;
+  /** A key's request log summed up by method, route and missing scope (the scope advisor's input), in no particular order. */
+  requestRoutes(keyId: string): Promise<RouteUse[]>;
   /** Deletes request-log entries older than the time (at < olderThan); returns how many. */
   purgeRequests(olderThan: number): Promise<number>;
 

@@ -799,6 +799,28 @@ export function storeContract(name: string, open: () => Promise<OpenedStore>): v
         assert.deepEqual((await store.requestAddresses(k.id)).map((a) => a.ip), ["198.51.100.2", "203.0.113.7"], "purged entries are not counted");
       });
 
+      test("issue 18: requestRoutes sums a key's log by method, route pattern and missing scope; entries without a route count under null", async () => {
+        const u = await aUser();
+        const k = await aKey(u.id, null);
+        const other = await aKey(u.id, null);
+        const batch: RequestLogEntry[] = [];
+        for (let i = 0; i < 5; i++) batch.push(makeRequest(k.id, { at: T0 + i, method: "GET", path: `/v1/kb/articles?page=${i}`, route: "/v1/kb/articles" }));
+        batch.push(
+          makeRequest(k.id, { at: T0 + 10, method: "POST", path: "/v1/kb/articles", route: "/v1/kb/articles", missingScope: "kb:write", status: 403 }),
+          makeRequest(k.id, { at: T0 - 3, method: "GET", path: "/old" }),
+          makeRequest(other.id, { at: T0, method: "GET", route: "/v1/kb/articles" }),
+        );
+        await store.appendRequests(batch);
+        const byRoute = (await store.requestRoutes(k.id)).sort((a, b) => a.firstAt - b.firstAt);
+        assert.deepEqual(byRoute, [
+          { method: "GET", route: null, missingScope: null, count: 1, firstAt: T0 - 3, lastAt: T0 - 3 },
+          { method: "GET", route: "/v1/kb/articles", missingScope: null, count: 5, firstAt: T0, lastAt: T0 + 4 },
+          { method: "POST", route: "/v1/kb/articles", missingScope: "kb:write", count: 1, firstAt: T0 + 10, lastAt: T0 + 10 },
+        ]);
+        assert.deepEqual(await store.requestRoutes("nope"), []);
+        assert.deepEqual(Object.keys((await store.listRequests(k.id, { limit: 1 }))[0]!).sort(), ["at", "ip", "keyId", "latencyMs", "method", "path", "status"], "the page of the log is as before");
+      });
+
       test("purgeRequests deletes entries strictly older than the time, of every key, and says how many", async () => {
         const u = await aUser();
         const k1 = await aKey(u.id, null);

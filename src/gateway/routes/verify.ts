@@ -1,3 +1,4 @@
+import { routeFacts } from "../usage.ts";
 import { Type as T } from "@sinclair/typebox";
 import type { Route, RouteAccess } from "../../core/profile/profile.ts";
 import type { LimitState } from "../../limits/limiter.ts";
@@ -193,6 +194,8 @@ export function verifyRoutes(app: App, ctx: GatewayContext, admission: Admission
           target: body.path ?? "/v1/verify",
           status: code === undefined ? 200 : envelope.def(code).status,
           latencyMs: 0,
+          // An ad-hoc requirement is no route of the profile: only its refusal is worth advice.
+          ...routeFacts(adHoc === undefined ? route : undefined, verification.refusal),
         });
       }
       if (code !== undefined) {

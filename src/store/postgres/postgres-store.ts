@@ -21,6 +21,7 @@ import {
   PORTAL_COLUMNS,
   PORTAL_MUTABLE_COLUMNS,
   REQUEST_COLUMNS,
+  REQUEST_WRITE_COLUMNS,
   SANDBOX_COLUMNS,
   SANDBOX_ITEM_COLUMNS,
   SANDBOX_WEBHOOK_COLUMNS,
@@ -54,6 +55,7 @@ import {
   portalWithRoleFromRow,
   redactedAuditState,
   requestFromRow,
+  routeUseFromRow,
   sandboxFromRow,
   sandboxItemFromRow,
   sandboxValues,
@@ -83,6 +85,7 @@ import type {
   PortalPatch,
   Redemption,
   RequestLogEntry,
+  RouteUse,
   Sandbox,
   SandboxItem,
   SandboxWebhook,
@@ -168,16 +171,18 @@ const SQL = {
   // concurrent deleteKey waits for the batch (its FOR UPDATE conflicts) and then deletes what it
   // appended, and a key that a deleteKey committed first is skipped, so no entry outlives its key.
   // ORDER BY keeps the batch's order in the ids (the tie-break of equal times).
-  appendRequests: `INSERT INTO request_log (${columnList(REQUEST_COLUMNS)})
-    SELECT e.key_id, e.at, e.ip, e.method, e.path, e.status, e.latency_ms
-    FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::integer[], $7::double precision[])
-      WITH ORDINALITY AS e(key_id, at, ip, method, path, status, latency_ms, n)
+  appendRequests: `INSERT INTO request_log (${columnList(REQUEST_WRITE_COLUMNS)})
+    SELECT e.key_id, e.at, e.ip, e.method, e.path, e.status, e.latency_ms, e.route, e.missing_scope
+    FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::integer[], $7::double precision[], $8::text[], $9::text[])
+      WITH ORDINALITY AS e(key_id, at, ip, method, path, status, latency_ms, route, missing_scope, n)
     JOIN keys k ON k.id = e.key_id
     ORDER BY e.n
     FOR KEY SHARE OF k`,
   requestsPerMinute: `SELECT (at / ${MINUTE_MS}) * ${MINUTE_MS} AS minute, COUNT(*) AS n FROM request_log
     WHERE key_id = $1 AND at >= $2 GROUP BY 1 ORDER BY 1`,
   requestAddresses: "SELECT ip, COUNT(*) AS n, MAX(at) AS last_seen FROM request_log WHERE key_id = $1 GROUP BY ip ORDER BY last_seen DESC, ip",
+  requestRoutes: `SELECT method, route, missing_scope, COUNT(*)::integer AS n, MIN(at) AS first_at, MAX(at) AS last_at FROM request_log
+    WHERE key_id = $1 GROUP BY method, route, missing_scope`,
   purgeRequests: "DELETE FROM request_log WHERE at < $1",
 
   lastChange: "SELECT COALESCE(MAX(seq), 0) AS n FROM changes",
@@ -584,7 +589,7 @@ export class PostgresStore implements Store {
 
   async appendRequests(entries: RequestLogEntry[]): Promise<void> {
     if (entries.length === 0) return;
-    const columns: unknown[][] = [[], [], [], [], [], [], []];
+    const columns: unknown[][] = [[], [], [], [], [], [], [], [], []];
     for (const e of entries) {
       columns[0]!.push(e.keyId);
       columns[1]!.push(e.at);
@@ -593,6 +598,8 @@ export class PostgresStore implements Store {
       columns[4]!.push(e.path);
       columns[5]!.push(e.status);
       columns[6]!.push(e.latencyMs);
+      columns[7]!.push(e.route ?? null);
+      columns[8]!.push(e.missingScope ?? null);
     }
     await this.#q("appendRequests", columns);
   }
@@ -615,6 +622,10 @@ export class PostgresStore implements Store {
 
   async requestAddresses(keyId: string): Promise<{ ip: string; count: number; lastSeen: number }[]> {
     return (await this.#q("requestAddresses", [keyId])).rows.map(addressFromRow);
+  }
+
+  async requestRoutes(keyId: string): Promise<RouteUse[]> {
+    return (await this.#q("requestRoutes", [keyId])).rows.map(routeUseFromRow);
   }
 
   async purgeRequests(olderThan: number): Promise<number> {

@@ -22,6 +22,7 @@ import {
   PORTAL_COLUMNS,
   PORTAL_MUTABLE_COLUMNS,
   REQUEST_COLUMNS,
+  REQUEST_WRITE_COLUMNS,
   SANDBOX_COLUMNS,
   SANDBOX_ITEM_COLUMNS,
   SANDBOX_WEBHOOK_COLUMNS,
@@ -57,6 +58,7 @@ import {
   redactedAuditState,
   requestFromRow,
   requestValues,
+  routeUseFromRow,
   sandboxFromRow,
   sandboxItemFromRow,
   sandboxValues,
@@ -86,6 +88,7 @@ import type {
   PortalPatch,
   Redemption,
   RequestLogEntry,
+  RouteUse,
   Sandbox,
   SandboxItem,
   SandboxWebhook,
@@ -164,14 +167,18 @@ function prepareStatements(db: DatabaseSync) {
 
     // An entry of an unknown (or deleted) key selects no row: dropped, not a foreign key error.
     appendRequest: p(
-      `INSERT INTO request_log (${columnList(REQUEST_COLUMNS)})
-       SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE EXISTS (SELECT 1 FROM keys WHERE id = ?1)`,
+      `INSERT INTO request_log (${columnList(REQUEST_WRITE_COLUMNS)})
+       SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 WHERE EXISTS (SELECT 1 FROM keys WHERE id = ?1)`,
     ),
     requestsPerMinute: p(
       `SELECT (at / ${MINUTE_MS}) * ${MINUTE_MS} AS minute, COUNT(*) AS n FROM request_log
        WHERE key_id = ? AND at >= ? GROUP BY minute ORDER BY minute`,
     ),
     requestAddresses: p("SELECT ip, COUNT(*) AS n, MAX(at) AS last_seen FROM request_log WHERE key_id = ? GROUP BY ip ORDER BY last_seen DESC, ip"),
+    requestRoutes: p(
+      `SELECT method, route, missing_scope, COUNT(*) AS n, MIN(at) AS first_at, MAX(at) AS last_at FROM request_log
+       WHERE key_id = ? GROUP BY method, route, missing_scope`,
+    ),
     purgeRequests: p("DELETE FROM request_log WHERE at < ?"),
 
     lastChange: p("SELECT COALESCE(MAX(seq), 0) AS n FROM changes"),
@@ -582,6 +589,10 @@ export class SqliteStore implements Store {
 
   async requestAddresses(keyId: string): Promise<{ ip: string; count: number; lastSeen: number }[]> {
     return this.#s.requestAddresses.all(keyId).map(addressFromRow);
+  }
+
+  async requestRoutes(keyId: string): Promise<RouteUse[]> {
+    return this.#s.requestRoutes.all(keyId).map(routeUseFromRow);
   }
 
   async purgeRequests(olderThan: number): Promise<number> {
