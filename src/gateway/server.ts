@@ -35,6 +35,7 @@ import { Metrics } from "./metrics.ts";
 import { httpProxy } from "./proxy.ts";
 import { jwksRoute } from "./routes/jwks.ts";
 import { keyRoutes } from "./routes/keys.ts";
+import { scopeAdviceRoutes } from "./routes/scope-advice.ts";
 import { entityRoutes } from "./routes/entities.ts";
 import { keptMe, meRoutes } from "./routes/me.ts";
 import { portalRoutes } from "./routes/portals.ts";
@@ -574,6 +575,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     const typed: App = v1.withTypeProvider<TypeBoxTypeProvider>();
     meRoutes(typed, ctx);
     keyRoutes(typed, ctx);
+    scopeAdviceRoutes(typed, ctx);
     portalRoutes(typed, ctx);
     verifyRoutes(typed, ctx, a);
     forwardAuthRoutes(typed, ctx, fa);

@@ -127,6 +127,7 @@ describe("issue 11.1: the OpenAPI document is the contract [VibeCode]", () => {
     await call("GET /v1/keys/{id}", "/v1/keys/nope").then((r) => assert.equal(r.status, 404));
     await call("PATCH /v1/keys/{id}", `/v1/keys/${key.id}`, { body: { name: "Renamed" } });
     await call("GET /v1/keys/{id}/usage", `/v1/keys/${key.id}/usage`);
+    await call("GET /v1/keys/{id}/scope-advice", `/v1/keys/${key.id}/scope-advice`).then((r) => assert.equal(r.status, 200));
     await call("GET /v1/keys/{id}/audit", `/v1/keys/${key.id}/audit`).then((r) => assert.deepEqual(r.body.data.map((e: { action: string }) => e.action).sort(), ["key.create", "key.update"]));
     await call("GET /v1/keys/{id}/audit", "/v1/keys/nope/audit").then((r) => assert.equal(r.status, 404));
     const rotated = (await call("POST /v1/keys/{id}/rotate", `/v1/keys/${key.id}/rotate`)).body.data;

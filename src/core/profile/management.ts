@@ -45,6 +45,7 @@ export function managementRoutes(keyType: string, scopes: ManagementScopes): Rou
     route("POST", "/v1/keys/:id/rotate", scopes.keys, "Reissue a key; the old one works 24 more hours"),
     route("GET", "/v1/keys/:id/audit", scopes.keys, "A key's audit trail"),
     route("GET", "/v1/keys/:id/usage", scopes.keys, "A key's usage: requests per minute, addresses, the request log"),
+    route("GET", "/v1/keys/:id/scope-advice", scopes.keys, "The narrowest scopes that cover what a key was used for (docs/scope-advice.md)"),
   ];
 }
 
