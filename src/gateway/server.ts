@@ -215,6 +215,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   const envelope = envelopeFor(profile);
   const client = clientFacts(options.trustProxy);
   let handOver: (req: IncomingMessage, res: ServerResponse) => void = () => {};
+  /** Set once the server starts closing (SIGTERM): answers then close their connections. */
+  let closing = false;
   const app = Fastify({
     logger: options.logger ? loggerOptions(options.logLevel) : false,
     // Per-request log lines would cost the hot path; request accounting records requests instead.
@@ -237,7 +239,12 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       handOver = handler;
       const limits = { ...CLIENT_LIMITS, ...options.clientLimits };
       const serverOptions = { requestTimeout: limits.requestTimeoutMs, headersTimeout: limits.headersTimeoutMs, keepAliveTimeout: limits.keepAliveTimeoutMs, connectionsCheckingInterval: limits.checkIntervalMs };
-      const onRequest = (req: IncomingMessage, res: ServerResponse) => arrive(req, res);
+      const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+        // Draining: answered, then the connection closes, so a load balancer's kept-alive
+        // connection moves to another node instead of holding this one until the drain deadline.
+        if (closing) res.setHeader("connection", "close");
+        arrive(req, res);
+      };
       const server = options.tls ? createHttpsServer({ ...serverOptions, ...options.tls }, onRequest) : createServer(serverOptions, onRequest);
       server.maxConnections = limits.maxConnections;
       server.setTimeout(limits.idleTimeoutMs);
@@ -452,6 +459,10 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     }
     // A session's requests are not a key's usage.
     if (!v.session) usage.record({ keyId: key.record.id, ip: v.clientIp, method: request.method, target: request.url, status: reply.statusCode, latencyMs: reply.elapsedTime, ...routeFacts(v.route, v.refusal) });
+    done();
+  });
+  app.addHook("preClose", (done) => {
+    closing = true;
     done();
   });
   app.addHook("onClose", async () => {
