@@ -40,6 +40,7 @@ export function registerOperator(program: Command, io: Io): void {
     .description("add a user: with --password-file it has that password, else a one-time link to set it is printed; with --management-key-scopes a management key for them too (printed once)")
     .requiredOption("--email <email>", "the user's email")
     .option("--name <name>", "display name")
+    .option("--role <role>", "user, or staff: the instance's team, who sees and answers every feedback ticket (docs/feedback.md)", "user")
     .option("--password-file <file>", "the user's password, read from this file")
     .option("--management-key-scopes <scopes>", "comma-separated management scopes for a key acting as this user")
     .option("--public-url <url>", "the base URL the link points to (default: $KEYGATE_PUBLIC_URL or http://127.0.0.1:8080)")
@@ -47,7 +48,8 @@ export function registerOperator(program: Command, io: Io): void {
     .option("--database <url>", "PostgreSQL URL (default: $KEYGATE_DATABASE_URL)")
     .option("--json", 'print exactly {"userId", "signInUrl"}, with "managementKey" when asked for one (signInUrl is null with --password-file)')
     .action(
-      async (opts: { email: string; name?: string; passwordFile?: string; managementKeyScopes?: string; publicUrl?: string; dataDir?: string; database?: string; json?: boolean }) => {
+      async (opts: { email: string; name?: string; role: string; passwordFile?: string; managementKeyScopes?: string; publicUrl?: string; dataDir?: string; database?: string; json?: boolean }) => {
+        if (opts.role !== "user" && opts.role !== "staff") throw new UsageError("INVALID_ROLE", [{ scope: "", code: "INVALID_ROLE", message: `--role must be user or staff, not ${JSON.stringify(opts.role)}` }]);
         const password = passwordFrom(opts.passwordFile, "--password-file");
         const instance = await openInstance(opts);
         try {
@@ -57,7 +59,7 @@ export function registerOperator(program: Command, io: Io): void {
             const list = instance.kg.profile.normalize(managementType.id, opts.managementKeyScopes);
             if (list.errors.length > 0) throw new UsageError("INVALID_SCOPES", list.errors);
           }
-          const user = await createUser(instance.kg, null, { email: opts.email, name: opts.name }).catch(rethrowAsUsage);
+          const user = await createUser(instance.kg, null, { email: opts.email, name: opts.name, role: opts.role }).catch(rethrowAsUsage);
           if (password !== undefined) await setPassword(instance.kg, null, user, password);
           const signInUrl = password === undefined ? linkUrl(opts.publicUrl ?? defaultPublicUrl(), (await createPasswordLink(instance.kg, null, user)).token) : null;
           const key = opts.managementKeyScopes === undefined ? undefined : await issueManagementKey(instance.kg, user, opts.managementKeyScopes).catch(rethrowAsUsage);

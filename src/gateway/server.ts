@@ -42,6 +42,7 @@ import { portalRoutes } from "./routes/portals.ts";
 import { verifyRoutes } from "./routes/verify.ts";
 import { accountRoutes, isAccountPath } from "./routes/accounts.ts";
 import { sessionAuthenticator } from "./session.ts";
+import { feedbackRoutes } from "../feedback/routes.ts";
 import { SESSION_LIFETIMES, type SessionLifetimes } from "../accounts/sessions.ts";
 import { SIGN_IN_THROTTLE, type SignInThrottleSettings, signInThrottle } from "../accounts/throttle.ts";
 import { type Usage, routeFacts } from "./usage.ts";
@@ -522,6 +523,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
         { name: "verify", description: "Verify mode, for services that keep keygate beside them" },
         { name: "entities", description: "The portal's records (VibeCode)" },
         { name: "messaging", description: "Notifications, chat messages and Activity Stream posts (VibeCode)" },
+        { name: "feedback", description: "Feedback tickets and their threads (docs/feedback.md)" },
       ],
       components: {
         securitySchemes: {
@@ -588,6 +590,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     keyRoutes(typed, ctx);
     scopeAdviceRoutes(typed, ctx);
     portalRoutes(typed, ctx);
+    feedbackRoutes(typed, ctx);
     verifyRoutes(typed, ctx, a);
     forwardAuthRoutes(typed, ctx, fa);
     accountRoutes(typed, ctx, { client, lifetimes, throttle: signInThrottle(limiter, { ...SIGN_IN_THROTTLE, ...options.signInThrottle }) });

@@ -9,6 +9,8 @@
  * "has_dependents") writes no effects either. Lists are in a fixed order, given per method.
  */
 
+import type { Sql } from "./sql.ts";
+
 export type UserRole = "owner" | "staff" | "user";
 export type MemberRole = "ADMIN" | "MEMBER";
 export type AccessMode = "READWRITE" | "READONLY";
@@ -272,6 +274,8 @@ export class StoreConflictError extends Error {
 
 export interface Store {
   readonly dialect: "sqlite" | "postgres";
+  /** The thin dialect for store modules that write their queries once (src/store/sql.ts). */
+  readonly sql: Sql;
   /** Applies pending migrations (idempotent); called at start. */
   migrate(): Promise<void>;
   close(): Promise<void>;

@@ -11,6 +11,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { openSqliteStore } from "../../src/store/index.ts";
 import { keygate, keygateJson, startServe } from "./run.ts";
 
 const freshDir = () => mkdtempSync(join(tmpdir(), "keygate-cli-"));
@@ -75,6 +76,24 @@ describe("issue 12: keygate init and the owner's sign-in", () => {
 });
 
 describe("issue 12: keygate users", () => {
+  it("issue 17: users create --role staff makes a member of the instance's team (docs/feedback.md); another role is refused and nothing stored", async () => {
+    const dir = freshDir();
+    assert.equal(keygate("init", "--data-dir", dir).status, 0);
+    const bad = keygate("users", "create", "--data-dir", dir, "--email", "sam@example.com", "--role", "admin");
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /--role must be user or staff/);
+    const staff = keygateJson("users", "create", "--data-dir", dir, "--email", "sam@example.com", "--role", "staff");
+    assert.equal(staff.status, 0, staff.stderr);
+    const plain = keygateJson("users", "create", "--data-dir", dir, "--email", "pat@example.com");
+    const store = await openSqliteStore(dir, { serverSecret: "unused: roles are not sealed" });
+    try {
+      assert.equal((await store.getUser(staff.json.userId as string))?.role, "staff");
+      assert.equal((await store.getUser(plain.json.userId as string))?.role, "user");
+    } finally {
+      await store.close();
+    }
+  });
+
   it("issue 12: users create --password-file sets the password; without it a link is printed; reset-password prints a new link", async () => {
     const dir = freshDir();
     assert.equal(keygate("init", "--data-dir", dir).status, 0);

@@ -12,7 +12,7 @@ import addFormats from "ajv-formats";
 import { buildServer } from "../../src/gateway/server.ts";
 import { createKey } from "../../src/manage/keys.ts";
 import { createPortal } from "../../src/manage/portals.ts";
-import { createUser } from "../../src/manage/users.ts";
+import { createUser, issueManagementKey } from "../../src/manage/users.ts";
 import { createPasswordLink } from "../../src/accounts/links.ts";
 import { type Harness, type Reply, startHarness } from "../support/gateway.ts";
 
@@ -145,6 +145,19 @@ describe("issue 11.1: the OpenAPI document is the contract [VibeCode]", () => {
     assert.equal(inbox.length, 1);
     await call("POST /v1/me/notifications/{id}/read", `/v1/me/notifications/${inbox[0].id}/read`, { key: member.key });
     await call("POST /v1/me/notifications/{id}/read", "/v1/me/notifications/none/read").then((r) => assert.equal(r.status, 404));
+
+    // feedback tickets (issue 17): a portal key sends, the team (a staff user) answers
+    const sender = (await call("POST /v1/keys", "/v1/keys", { body: { portalId: portal.id, name: "Feedback", scopes: ["vibe:feedback"] } })).body.data.rawKey;
+    const staff = (await issueManagementKey(h.kg, await createUser(h.kg, null, { email: "staff@example.com", role: "staff" }), "vibe:mgmt:feedback")).rawKey;
+    const ticket = (await call("POST /v1/feedback", "/v1/feedback", { key: sender, body: { category: "BUG", title: "Contract", message: "m", context: { a: 1 } } })).body.data;
+    await call("POST /v1/feedback", "/v1/feedback", { key: sender, body: { category: "NOPE", title: "x", message: "m" } }).then((r) => assert.equal(r.status, 400));
+    await call("GET /v1/feedback", "/v1/feedback?status=NEW", { key: staff });
+    await call("GET /v1/feedback/{id}", `/v1/feedback/${ticket.id}`, { key: sender });
+    await call("GET /v1/feedback/{id}", "/v1/feedback/nope", { key: staff }).then((r) => assert.equal(r.status, 404));
+    await call("POST /v1/feedback/{id}/comments", `/v1/feedback/${ticket.id}/comments`, { key: staff, body: { message: "Which version?", status: "AWAITING_USER" } });
+    await call("POST /v1/feedback/{id}/comments", `/v1/feedback/${ticket.id}/comments`, { key: sender, body: { message: "1.0", status: "RESOLVED" } }).then((r) => assert.equal(r.status, 403));
+    await call("PATCH /v1/feedback/{id}", `/v1/feedback/${ticket.id}`, { key: staff, body: { status: "RESOLVED", resolution: "Fixed" } });
+    await call("PATCH /v1/feedback/{id}", `/v1/feedback/${ticket.id}`, { key: staff, body: { status: "NEW" } }).then((r) => assert.equal(r.status, 400));
 
     // accounts: signing in and out, one-time links, invitations (issue 12)
     const who = await createUser(h.kg, null, { email: "signed-in@example.com" });

@@ -70,6 +70,7 @@ import {
   userValues,
 } from "../rows.ts";
 import { UpstreamCipher } from "../credentials.ts";
+import { RolledBack, type Sql, numberedPlaceholders } from "../sql.ts";
 import { StoreConflictError } from "../store.ts";
 import type {
   AuditEvent,
@@ -254,6 +255,25 @@ export class PostgresStore implements Store {
     this.#schema = schema;
     this.#cipher = cipher;
   }
+
+  /** The thin dialect (src/store/sql.ts). */
+  readonly sql: Sql = {
+    all: async (sql, params) => (await this.#pool.query(numberedPlaceholders(sql), params)).rows,
+    atomically: async (statements) => {
+      try {
+        await this.#tx(async (client) => {
+          for (const { sql, params, mustChange } of statements) {
+            const { rowCount } = await client.query(numberedPlaceholders(sql), params);
+            if (mustChange !== undefined && rowCount !== mustChange) throw new RolledBack();
+          }
+        });
+        return true;
+      } catch (error) {
+        if (error instanceof RolledBack) return false;
+        throw error;
+      }
+    },
+  };
 
   #q<R extends QueryResultRow = QueryResultRow>(name: StatementName, values: unknown[], on: Queryable = this.#pool) {
     return on.query<R>(statement(name, values));

@@ -73,6 +73,7 @@ import {
   userValues,
 } from "../rows.ts";
 import { UpstreamCipher } from "../credentials.ts";
+import { RolledBack, type Sql } from "../sql.ts";
 import { StoreConflictError } from "../store.ts";
 import type {
   AuditEvent,
@@ -240,6 +241,25 @@ export class SqliteStore implements Store {
   get #s(): Statements {
     return (this.#statements ??= prepareStatements(this.#db));
   }
+
+  /** The thin dialect (src/store/sql.ts): statements prepared on every call, for the modules that share their queries. */
+  readonly sql: Sql = {
+    all: async (sql, params) => this.#db.prepare(sql).all(...params),
+    atomically: async (statements) => {
+      try {
+        this.#tx(() => {
+          for (const { sql, params, mustChange } of statements) {
+            const { changes } = this.#db.prepare(sql).run(...params);
+            if (mustChange !== undefined && Number(changes) !== mustChange) throw new RolledBack();
+          }
+        });
+        return true;
+      } catch (error) {
+        if (error instanceof RolledBack) return false;
+        throw error;
+      }
+    },
+  };
 
   /** Runs fn in BEGIN IMMEDIATE … COMMIT; rolls back and rethrows (unique violations as StoreConflictError) on error. */
   #tx<T>(fn: () => T): T {
