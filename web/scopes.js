@@ -3,7 +3,8 @@
  * group (VibeCode: Bitrix24 and VibeCode), each scope with its description; auto-granted scopes
  * shown checked and fixed, reserved ones marked and fixed; the profile's recipes ("How to choose
  * scopes for a task") as one-click presets; bundles (Atender) and coarse scopes (RogerIQ) beside
- * the granular ones.
+ * the granular ones. A platform section's scope whose section is not connected on this keygate
+ * (GET /v1/guide → sections) is marked so; it can still be chosen, for when it is connected.
  */
 import { useState } from "preact/hooks";
 import { html, useDashboard } from "./ui.js";
@@ -48,7 +49,10 @@ function ResourceRow({ prefix, resource, atoms, selected, onToggle }) {
   </tr>`;
 }
 
-function GroupPanel({ prefix, group, keyType, selected, onToggle }) {
+/** The scopes of platform sections not connected to a provider here (docs/sections.md). */
+const unconnected = (guide) => new Set(Object.values(guide?.sections ?? {}).filter((s) => !s.available).map((s) => s.scope));
+
+function GroupPanel({ prefix, group, keyType, selected, onToggle, offline }) {
   const leveled = group.scopes.some((s) => s.action !== null);
   if (leveled) {
     const resources = new Map();
@@ -66,7 +70,7 @@ function GroupPanel({ prefix, group, keyType, selected, onToggle }) {
         description=${s.description}
         checked=${auto || selected.has(s.scope)}
         fixed=${auto || s.reserved}
-        mark=${auto ? "added automatically" : s.reserved ? "reserved: not available yet" : ""}
+        mark=${[auto ? "added automatically" : s.reserved ? "reserved: not available yet" : "", offline.has(s.scope) ? "not connected on this keygate" : ""].filter(Boolean).join("; ")}
         onToggle=${onToggle}
       />`;
     })}
@@ -78,8 +82,9 @@ function GroupPanel({ prefix, group, keyType, selected, onToggle }) {
  * shown fixed either way); onChange gets the new list.
  */
 export function ScopePicker({ keyType, value, onChange, prefix = "scope" }) {
-  const { catalog } = useDashboard();
+  const { catalog, guide } = useDashboard();
   const view = catalogFor(catalog, keyType);
+  const offline = unconnected(guide);
   const [tab, setTab] = useState(view.groups[0]?.id);
   const selected = new Set(value);
   const toggle = (scope) => {
@@ -127,7 +132,7 @@ export function ScopePicker({ keyType, value, onChange, prefix = "scope" }) {
         ${group &&
         html`<div role=${tabs ? "tabpanel" : undefined} id=${uid(prefix, `panel-${group.id}`)} aria-labelledby=${tabs ? uid(prefix, `tab-${group.id}`) : undefined}>
           ${group.description && html`<p class="hint">${group.description}</p>`}
-          <${GroupPanel} prefix=${prefix} group=${group} keyType=${keyType} selected=${selected} onToggle=${toggle} />
+          <${GroupPanel} prefix=${prefix} group=${group} keyType=${keyType} selected=${selected} onToggle=${toggle} offline=${offline} />
         </div>`}
       </div>
     </div>

@@ -11,6 +11,7 @@ import { Option } from "commander";
 import { LOG_LEVELS, type LogLevel } from "../gateway/logging.ts";
 import { DEPLOYMENT_ID } from "../limits/deployment.ts";
 import { outboundPolicy } from "../upstream/outbound.ts";
+import type { PlatformOptions } from "../platform/index.ts";
 import { UsageError } from "./io.ts";
 
 /** The flags as commander reads them (strings, before checking). */
@@ -35,6 +36,11 @@ export interface ServeFlags {
   limiterSize?: string;
   ipv6Prefix?: string;
   drainSeconds: string;
+  aiBaseUrl?: string;
+  aiApiKey?: string;
+  aiDefaultModel?: string;
+  aiTimeoutSeconds?: string;
+  searchUrl?: string;
 }
 
 /** The configuration, checked. */
@@ -61,6 +67,8 @@ export interface ServeConfig {
   ipv6Prefix?: number;
   /** How long in-flight requests may finish after SIGTERM/SIGINT before their connections are cut. */
   drainSeconds: number;
+  /** The providers of the platform sections (docs/sections.md). */
+  platform: PlatformOptions;
 }
 
 const option = (flags: string, description: string, env: string, defaultValue?: string) => {
@@ -97,6 +105,11 @@ export function serveOptions(): Option[] {
     option("--limiter-size <logs>", "rate-limit logs kept in memory at most, one per limit and client or key (default: 250000)", "KEYGATE_LIMITER_SIZE"),
     option("--ipv6-prefix <bits>", "per-address limits count an IPv6 client by its network of this many bits (128: each address; default: 64)", "KEYGATE_IPV6_PREFIX"),
     option("--drain-seconds <seconds>", "on SIGTERM/SIGINT, how long in-flight requests may finish before connections are cut (a second signal exits at once)", "KEYGATE_DRAIN_SECONDS", "25"),
+    option("--ai-base-url <url>", "vibe:ai: the OpenAI-compatible API requests are forwarded to, e.g. https://api.openai.com/v1 (default: none, the section answers 503)", "KEYGATE_AI_BASE_URL"),
+    option("--ai-api-key <key>", "vibe:ai: the provider's API key, sent as Authorization: Bearer (prefer the variable: flags show in process lists)", "KEYGATE_AI_API_KEY"),
+    option("--ai-default-model <model>", "vibe:ai: the model of a request that names none or \"auto\"", "KEYGATE_AI_DEFAULT_MODEL"),
+    option("--ai-timeout-seconds <seconds>", "vibe:ai: how long the provider may take to start its answer, and between two pieces of it (default: 300)", "KEYGATE_AI_TIMEOUT_SECONDS"),
+    option("--search-url <url>", "vibe:search: the SearXNG instance searches go to, its JSON API on (default: none, the section answers 503)", "KEYGATE_SEARCH_URL"),
   ];
 }
 
@@ -144,7 +157,29 @@ export function serveConfig(flags: ServeFlags): ServeConfig {
     limiterSize: flags.limiterSize === undefined ? undefined : wholeNumber("--limiter-size", "KEYGATE_LIMITER_SIZE", flags.limiterSize, 1, 100_000_000),
     ipv6Prefix: flags.ipv6Prefix === undefined ? undefined : wholeNumber("--ipv6-prefix", "KEYGATE_IPV6_PREFIX", flags.ipv6Prefix, 1, 128),
     drainSeconds: wholeNumber("--drain-seconds", "KEYGATE_DRAIN_SECONDS", flags.drainSeconds, 0, 3600),
+    platform: platformOptions(flags),
   };
+}
+
+/** The platform sections' providers: each section the flags connect, checked (docs/sections.md). */
+function platformOptions(flags: ServeFlags): PlatformOptions {
+  const url = (flag: string, env: string, value: string) => {
+    if (!/^https?:\/\/[^/]/.test(value) || !URL.canParse(value)) throw usage(`${flag} must be an http:// or https:// URL, not "${value}" (the flag, or ${env})`);
+    return value;
+  };
+  const platform: PlatformOptions = {};
+  if (flags.aiBaseUrl !== undefined && flags.aiBaseUrl !== "") {
+    platform.ai = {
+      baseUrl: url("--ai-base-url", "KEYGATE_AI_BASE_URL", flags.aiBaseUrl),
+      apiKey: flags.aiApiKey || undefined,
+      defaultModel: flags.aiDefaultModel || undefined,
+      timeoutMs: flags.aiTimeoutSeconds === undefined ? undefined : wholeNumber("--ai-timeout-seconds", "KEYGATE_AI_TIMEOUT_SECONDS", flags.aiTimeoutSeconds, 1, 3600) * 1000,
+    };
+  } else if (flags.aiApiKey || flags.aiDefaultModel || flags.aiTimeoutSeconds) {
+    throw usage("--ai-api-key, --ai-default-model and --ai-timeout-seconds configure the provider of --ai-base-url: give it too (the flag, or KEYGATE_AI_BASE_URL)");
+  }
+  if (flags.searchUrl !== undefined && flags.searchUrl !== "") platform.search = { url: url("--search-url", "KEYGATE_SEARCH_URL", flags.searchUrl) };
+  return platform;
 }
 
 /** The certificate and key, read and checked now: a wrong file is a usage error at start, not a failed handshake later. */

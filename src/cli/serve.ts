@@ -75,6 +75,7 @@ export function registerServe(program: Command, io: Io): void {
         tls,
         sandboxUrl,
         identityKeyGeneration,
+        platform: opts.platform,
         ...shared,
       });
       log = (message) => app.log.warn(message);

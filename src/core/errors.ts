@@ -113,6 +113,11 @@ export const ERRORS = {
   NOT_IMPLEMENTED: { status: 501, message: "This endpoint is in the profile's route table, but this keygate does not serve it yet." },
   UPSTREAM_UNAVAILABLE: { status: 502, message: "The upstream could not be reached: the connection was refused or reset, or its address does not resolve.", hint: "Retry with an increasing pause; if it persists, the portal's upstream is down." },
   UPSTREAM_TIMEOUT: { status: 504, message: "The upstream did not answer in time.", hint: "Retry with an increasing pause; a write may or may not have been applied upstream." },
+  SECTION_NOT_CONFIGURED: {
+    status: 503,
+    message: "This platform section is not connected to a provider on this keygate.",
+    hint: "The operator connects it with the keygate serve flag in details.setting (or the variable in details.env); docs/sections.md.",
+  },
   PAYLOAD_TOO_LARGE: { status: 413, message: "The request body is too large." },
   INTERNAL_ERROR: { status: 500, message: "Something went wrong inside keygate; the request id identifies it in the logs." },
 } as const satisfies Record<string, ErrorDef>;

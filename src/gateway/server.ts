@@ -46,6 +46,7 @@ import { feedbackRoutes } from "../feedback/routes.ts";
 import { SESSION_LIFETIMES, type SessionLifetimes } from "../accounts/sessions.ts";
 import { SIGN_IN_THROTTLE, type SignInThrottleSettings, signInThrottle } from "../accounts/throttle.ts";
 import { type Usage, routeFacts } from "./usage.ts";
+import { AiUsage, type PlatformOptions, Sections, platformRoutes } from "../platform/index.ts";
 
 export interface ServerOptions {
   profile: Profile;
@@ -82,6 +83,8 @@ export interface ServerOptions {
   changePollMs?: number;
   /** How long and how many clients may hold the server (docs/operations.md); the defaults suit production. */
   clientLimits?: Partial<ClientLimits>;
+  /** The providers of the platform sections (AI, search; docs/sections.md); a section left out answers 503 SECTION_NOT_CONFIGURED. */
+  platform?: PlatformOptions;
   /** Serve HTTPS with this certificate chain and private key (PEM); default: plain HTTP. */
   tls?: { cert: string | Buffer; key: string | Buffer };
   /** Lifetimes of signed-in sessions (docs/accounts.md); default 7 days idle, 30 days in all. */
@@ -162,6 +165,10 @@ export interface GatewayContext {
   send(reply: FastifyReply, code: string, extra?: Partial<ErrorBody>): FastifyReply;
   /** A route's response schemas in the profile's envelope. */
   responses: ReturnType<typeof responsesFor>;
+  /** The platform sections and which are available (src/platform/sections.ts). */
+  sections: Sections;
+  /** AI tokens per key, counted in memory (src/platform/ai/usage.ts). */
+  aiUsage: AiUsage;
 }
 
 /**
@@ -321,7 +328,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   /** This keygate's origin as the browser sees it: the public URL's, or the request's own. */
   const ownOrigin = (request: FastifyRequest): string => (options.publicUrl ? new URL(options.publicUrl).origin : `${client.protocol(request.raw)}://${client.host(request.raw)}`);
   const fa = forwardAuth({ admission: a, envelope, client, assertions, store, log: app.log });
-  const ctx: GatewayContext = { kg, envelope, publicUrl: options.publicUrl, sandboxUrl: options.sandboxUrl, usage, cache, client, send, responses: responsesFor(profile) };
+  const ctx: GatewayContext = { kg, envelope, publicUrl: options.publicUrl, sandboxUrl: options.sandboxUrl, usage, cache, client, send, responses: responsesFor(profile), sections: new Sections(profile, options.platform ?? {}), aiUsage: new AiUsage() };
 
   const arrive = (req: ArrivingMessage, res: ServerResponse): void => {
     const url = req.url!;
@@ -524,6 +531,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
         { name: "entities", description: "The portal's records (VibeCode)" },
         { name: "messaging", description: "Notifications, chat messages and Activity Stream posts (VibeCode)" },
         { name: "feedback", description: "Feedback tickets and their threads (docs/feedback.md)" },
+        { name: "platform", description: "The platform sections: AI models, web search (docs/sections.md)" },
       ],
       components: {
         securitySchemes: {
@@ -592,6 +600,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     portalRoutes(typed, ctx);
     feedbackRoutes(typed, ctx);
     verifyRoutes(typed, ctx, a);
+    platformRoutes(typed, ctx, ctx.sections, options.platform ?? {}, ctx.aiUsage, metrics?.registry);
     forwardAuthRoutes(typed, ctx, fa);
     accountRoutes(typed, ctx, { client, lifetimes, throttle: signInThrottle(limiter, { ...SIGN_IN_THROTTLE, ...options.signInThrottle }) });
     entityRoutes(typed, ctx, limits, () => {

@@ -222,6 +222,7 @@ export const vibecode: ProfileSpec = {
     platform("GET", "/v1/infra/servers", "vibe:infra", "List servers"),
     platform("POST", "/v1/infra/servers", "vibe:infra", "Create a server (needs a user: app keys need a session)", { userContext: true }),
     platform("POST", "/v1/chat/completions", "vibe:ai", "AI models (OpenAI-compatible)", { class: "read" }),
+    platform("GET", "/v1/models", "vibe:ai", "The AI models offered (OpenAI-compatible)"),
     platform("POST", "/v1/search", "vibe:search", "Web search via the platform", { class: "read" }),
     platform("POST", "/v1/verify", "vibe:verify", "Verify mode: the decision for another key of the portal on a request, without forwarding it", { keyTypes: ["api"], class: "read" }),
 

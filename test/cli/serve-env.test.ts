@@ -51,6 +51,11 @@ const VARIABLES = [
   "KEYGATE_DRAIN_SECONDS",
   "KEYGATE_OWNER_PASSWORD_FILE",
   "KEYGATE_IDENTITY_KEY_GENERATION",
+  "KEYGATE_AI_BASE_URL",
+  "KEYGATE_AI_API_KEY",
+  "KEYGATE_AI_DEFAULT_MODEL",
+  "KEYGATE_AI_TIMEOUT_SECONDS",
+  "KEYGATE_SEARCH_URL",
 ];
 
 describe("issue 14: keygate serve by environment, readiness, graceful shutdown", () => {

@@ -15,6 +15,7 @@ import { createPortal } from "../../src/manage/portals.ts";
 import { createUser, issueManagementKey } from "../../src/manage/users.ts";
 import { createPasswordLink } from "../../src/accounts/links.ts";
 import { type Harness, type Reply, startHarness } from "../support/gateway.ts";
+import { FAKE_AI_KEY, fakeOpenAi, fakeSearxng } from "../support/platform.ts";
 
 interface Operation {
   operationId?: string;
@@ -58,12 +59,19 @@ describe("issue 11.1: the OpenAPI document is the contract [VibeCode]", () => {
   let h: Harness;
   let doc: Doc;
   let c: ReturnType<typeof contract>;
+  let providers: { close(): Promise<void> }[];
   before(async () => {
-    h = await startHarness("sqlite", { listen: true });
+    // The platform sections' providers, so their operations answer a success too.
+    const [ai, search] = await Promise.all([fakeOpenAi(), fakeSearxng()]);
+    providers = [ai, search];
+    h = await startHarness("sqlite", { listen: true, platform: { ai: { baseUrl: ai.url, apiKey: FAKE_AI_KEY }, search: { url: search.url } } });
     doc = (await h.call("GET", "/v1/openapi.json", { key: h.owner.key })).body;
     c = contract(doc);
   });
-  after(() => h.close());
+  after(async () => {
+    await h.close();
+    await Promise.all(providers.map((p) => p.close()));
+  });
 
   it("issue 11.1: every operation has an operationId (unique, camelCase), tags, a summary, a success response schema and its error responses in the envelope", () => {
     const ids = new Set<string>();
@@ -227,6 +235,13 @@ describe("issue 11.1: the OpenAPI document is the contract [VibeCode]", () => {
     await call("POST /v1/posts", "/v1/posts", { key: api, body: { title: "no message" } }).then((r) => assert.equal(r.status, 400));
     await call("POST /v1/batch", "/v1/batch", { key: api, body: { calls: [{ entity: "deals", action: "list", params: { limit: 1 } }, { entity: "deals", action: "get", entityId: 999999 }] } });
     await call("POST /v1/batch", "/v1/batch", { key: api, body: { calls: [] } }).then((r) => assert.equal(r.status, 400));
+
+    // the platform sections
+    await call("POST /v1/chat/completions", "/v1/chat/completions", { key: api, body: { model: "echo-1", messages: [{ role: "user", content: "Hello" }] } });
+    await call("POST /v1/chat/completions", "/v1/chat/completions", { key: api, body: { messages: [] } }).then((r) => assert.equal(r.status, 400));
+    await call("GET /v1/models", "/v1/models", { key: api });
+    await call("POST /v1/search", "/v1/search", { key: api, body: { query: "keygate", limit: 2 } }).then((r) => assert.equal(r.body.data.results.length, 2));
+    await call("POST /v1/search", "/v1/search", { key: api, body: { query: "" } }).then((r) => assert.equal(r.status, 400));
 
     const missing = [...c.operations.keys()].filter((op) => !c.reached.has(op));
     assert.deepEqual(missing, [], "every operation of the document was called and its response validated");

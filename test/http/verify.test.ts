@@ -393,7 +393,6 @@ for (const kind of await storeKinds("http: verify")) {
           ["GET", "/v1/deals/42"],
           ["GET", "/v1/tasks"],
           ["POST", "/v1/leads"],
-          ["POST", "/v1/chat/completions"],
         ] as const) {
           fails(await h.call(method, path, { key: k.raw, body: method === "POST" ? {} : undefined }), 501, "NOT_IMPLEMENTED");
         }

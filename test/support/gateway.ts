@@ -23,6 +23,7 @@ import pg from "pg";
 import { type ClientLimits, buildServer } from "../../src/gateway/server.ts";
 import type { Limiter } from "../../src/limits/limiter.ts";
 import type { HttpUpstreamOptions } from "../../src/upstream/http/proxy.ts";
+import type { PlatformOptions } from "../../src/platform/index.ts";
 import type { Keygate } from "../../src/manage/context.ts";
 import { createUser, issueManagementKey } from "../../src/manage/users.ts";
 import { loadProfile } from "../../src/profiles/index.ts";
@@ -95,6 +96,8 @@ export interface HarnessOptions {
   identityKeyGeneration?: number;
   /** Where the harness clock starts (default 2026-11-22T12:00:00Z): Date.now() for clients that check times against the real clock. */
   startAt?: number;
+  /** The platform sections' providers (`serve --ai-base-url`, `--search-url`): fakes from test/support/platform.ts. */
+  platform?: PlatformOptions;
 }
 
 /**
@@ -131,7 +134,7 @@ export async function startHarness(kind: StoreKind, options: HarnessOptions = {}
   };
   const now = () => clock.now;
   const limiter = await options.limiter?.(now);
-  const app = buildServer({ profile, store, serverSecret, now, trustProxy: options.trustProxy, limiter, httpUpstream: options.httpUpstream, clientLimits: options.clientLimits, allowUpstream: options.allowUpstream, identityKeyGeneration: options.identityKeyGeneration });
+  const app = buildServer({ profile, store, serverSecret, now, trustProxy: options.trustProxy, limiter, httpUpstream: options.httpUpstream, clientLimits: options.clientLimits, allowUpstream: options.allowUpstream, identityKeyGeneration: options.identityKeyGeneration, platform: options.platform });
   await app.ready();
   const url = options.listen ? await app.listen({ host: "127.0.0.1", port: 0 }) : undefined;
   // The server's own management operations: changes made through them reach its caches.

@@ -81,6 +81,10 @@ describe("the dashboard [VibeCode]", () => {
       assert.equal(await form.getByRole("checkbox", { name: scope, exact: true }).isDisabled(), true, scope);
       assert.match(await form.getByRole("checkbox", { name: scope, exact: true }).getAttribute("aria-describedby").then((id) => owner.locator(`#${id}`).innerText()), /reserved/);
     }
+    // Issue 17 §2: this keygate connects no AI provider nor search engine; the picker says so (vibe:infra is no section of keygate's).
+    const description = (scope: string) => form.getByRole("checkbox", { name: scope, exact: true }).getAttribute("aria-describedby").then((id) => owner.locator(`#${id}`).innerText());
+    for (const scope of ["vibe:ai", "vibe:search"]) assert.match(await description(scope), /not connected on this keygate/, scope);
+    assert.doesNotMatch(await description("vibe:infra"), /not connected/);
     await screenshot(owner, "create-key-vibecode-tab");
     // A recipe of "How to choose scopes for a task" is one click.
     await form.getByRole("button", { name: "Dashboard over deals, contacts, companies" }).click();

@@ -68,7 +68,7 @@ const keyExample = {
   rotatedToId: null,
 };
 
-export function keyRoutes(app: App, { kg, envelope, usage, responses }: GatewayContext): void {
+export function keyRoutes(app: App, { kg, envelope, usage, responses, aiUsage }: GatewayContext): void {
   const KEY_CODES = ["KEY_NOT_FOUND", "MANAGEMENT_KEY_REQUIRED"];
   app.get(
     "/v1/keys",
@@ -228,6 +228,10 @@ export function keyRoutes(app: App, { kg, envelope, usage, responses }: GatewayC
             requestsPerMinute: T.Array(T.Object({ minute: Time, requests: T.Integer() })),
             addresses: T.Array(T.Object({ ip: T.String(), requests: T.Integer(), lastSeen: Time })),
             requests: T.Array(T.Object({ at: Time, ip: T.String(), method: T.String(), path: T.String(), status: T.Integer(), latencyMs: T.Number() })),
+            ai: T.Object(
+              { requests: T.Integer(), promptTokens: T.Integer(), completionTokens: T.Integer(), totalTokens: T.Integer() },
+              { description: "Chat completions (vibe:ai) the provider answered for the key, and the tokens it reported: counted in memory by the node that answers, since it started (docs/sections.md)" },
+            ),
           }),
           codes: KEY_CODES,
         }),
@@ -246,7 +250,7 @@ export function keyRoutes(app: App, { kg, envelope, usage, responses }: GatewayC
       if (query.ip !== undefined && ip === undefined) throw new KeygateError("VALIDATION_ERROR", { message: "ip is an IPv4 or IPv6 address", param: "ip" });
       // What was collected but not written yet belongs in the answer.
       await usage.flush();
-      return envelope.ok(await keyUsage(kg, await actorOf(kg, request), request.params.id, { limit, ip, before }));
+      return envelope.ok({ ...(await keyUsage(kg, await actorOf(kg, request), request.params.id, { limit, ip, before })), ai: aiUsage.of(request.params.id) });
     },
   );
 

@@ -91,6 +91,17 @@ const Catalog = T.Object({
   recipes: T.Array(T.Object({ task: T.String(), scopes: T.Array(T.String()), note: T.Optional(T.String()) }, { description: "Which scopes for which task" })),
 });
 
+/** The platform sections (src/platform/sections.ts): which are available on this keygate. */
+const SectionsSchema = T.Record(
+  T.String(),
+  T.Object({
+    scope: T.String(),
+    available: T.Boolean({ description: "Connected to a provider; otherwise its endpoints answer 503 SECTION_NOT_CONFIGURED" }),
+    setting: T.Optional(T.String({ description: "When not available: the keygate serve flag (and variable) that connects it" })),
+  }),
+  { description: "The platform sections (ai, search, …) and whether each is available here (docs/sections.md)" },
+);
+
 const ErrorCodes = T.Object({}, { additionalProperties: T.Object({ status: T.Integer(), message: T.String() }), description: "Every error code of the profile, with its status and message" });
 const Endpoint = T.Object({
   method: T.String(),
@@ -142,6 +153,7 @@ export function meRoutes(app: App, ctx: GatewayContext): void {
               scopesPendingReissue: T.Array(T.String()),
               owner: T.Object({ name: T.String(), userId: T.String() }),
               errorCodes: ErrorCodes,
+              sections: SectionsSchema,
               currentUser: T.Null(),
             },
             // The rest depends on the key type (portals and quickstart for management keys; portal, rateLimit, auth, capabilities, api for portal keys).
@@ -169,7 +181,8 @@ export function meRoutes(app: App, ctx: GatewayContext): void {
     const actor = await actorOf(kg, request);
     const base = baseUrl(ctx, request);
     const endpoints = endpointsFor(ctx, request);
-    const allowed = endpoints.filter((e) => e.denial === undefined);
+    // A section not connected answers 503: not something the key can do.
+    const allowed = endpoints.filter((e) => e.denial === undefined && !ctx.sections.unavailableRoute(`${e.route.method} ${e.route.path}`));
     const line = (r: Route) => `${r.method} ${base}${r.path}${r.description ? ` — ${r.description}` : ""}`;
     const common = {
       type: keyType.selfType ?? keyType.id,
@@ -186,6 +199,7 @@ export function meRoutes(app: App, ctx: GatewayContext): void {
       scopesPendingReissue: kg.profile.pending({ scopes: record.scopes, issued: record.issuedScopes }),
       owner: { name: actor.user.name, userId: actor.user.id },
       errorCodes: errorCodes(),
+      sections: ctx.sections.states,
       currentUser: null,
     };
 
@@ -291,6 +305,7 @@ export function meRoutes(app: App, ctx: GatewayContext): void {
             catalog: Catalog,
             scannerPattern: T.String(),
             errorCodes: ErrorCodes,
+            sections: SectionsSchema,
           }),
         }),
       },
@@ -305,7 +320,9 @@ export function meRoutes(app: App, ctx: GatewayContext): void {
     // management key any portal — forwarded there.
     const portal = key.record.portalId === null ? undefined : await kg.store.getPortal(key.record.portalId);
     const forwards = full || portal?.upstream?.kind === "http";
-    const endpoints = endpointsFor(ctx, request, true).filter((e) => (full || e.denial === undefined) && (served.has(`${e.route.method} ${e.route.path}`) || (e.route.upstream && forwards)));
+    const endpoints = endpointsFor(ctx, request, true).filter(
+      (e) => (full || e.denial === undefined) && (served.has(`${e.route.method} ${e.route.path}`) || (e.route.upstream && forwards)) && !ctx.sections.unavailableRoute(`${e.route.method} ${e.route.path}`),
+    );
     return envelope.ok({
       profile: { id: kg.profile.id, title: kg.profile.spec.title, description: kg.profile.spec.description },
       baseUrl: `${baseUrl(ctx, request)}/v1`,
@@ -320,6 +337,7 @@ export function meRoutes(app: App, ctx: GatewayContext): void {
       catalog,
       scannerPattern: kg.format.scannerPattern,
       errorCodes: errorCodes(),
+      sections: ctx.sections.states,
     });
     },
   );
