@@ -35,6 +35,8 @@ export interface ServeFlags {
   limiterSize?: string;
   ipv6Prefix?: string;
   drainSeconds: string;
+  smtpUrl?: string;
+  smtpFrom?: string;
 }
 
 /** The configuration, checked. */
@@ -61,6 +63,8 @@ export interface ServeConfig {
   ipv6Prefix?: number;
   /** How long in-flight requests may finish after SIGTERM/SIGINT before their connections are cut. */
   drainSeconds: number;
+  /** SMTP for the emails keygate sends (docs/feedback.md); none: in-app notifications only. */
+  mail?: { url: string; from: string };
 }
 
 const option = (flags: string, description: string, env: string, defaultValue?: string) => {
@@ -97,6 +101,8 @@ export function serveOptions(): Option[] {
     option("--limiter-size <logs>", "rate-limit logs kept in memory at most, one per limit and client or key (default: 250000)", "KEYGATE_LIMITER_SIZE"),
     option("--ipv6-prefix <bits>", "per-address limits count an IPv6 client by its network of this many bits (128: each address; default: 64)", "KEYGATE_IPV6_PREFIX"),
     option("--drain-seconds <seconds>", "on SIGTERM/SIGINT, how long in-flight requests may finish before connections are cut (a second signal exits at once)", "KEYGATE_DRAIN_SECONDS", "25"),
+    option("--smtp-url <url>", "SMTP server for the emails keygate sends (feedback tickets' authors): smtp://host:587 or smtps://user:password@host:465; needs --smtp-from (default: none, in-app notifications only)", "KEYGATE_SMTP_URL"),
+    option("--smtp-from <address>", "the From address of those emails, e.g. \"keygate <keygate@example.com>\"", "KEYGATE_SMTP_FROM"),
   ];
 }
 
@@ -144,7 +150,17 @@ export function serveConfig(flags: ServeFlags): ServeConfig {
     limiterSize: flags.limiterSize === undefined ? undefined : wholeNumber("--limiter-size", "KEYGATE_LIMITER_SIZE", flags.limiterSize, 1, 100_000_000),
     ipv6Prefix: flags.ipv6Prefix === undefined ? undefined : wholeNumber("--ipv6-prefix", "KEYGATE_IPV6_PREFIX", flags.ipv6Prefix, 1, 128),
     drainSeconds: wholeNumber("--drain-seconds", "KEYGATE_DRAIN_SECONDS", flags.drainSeconds, 0, 3600),
+    mail: mailOptions(flags.smtpUrl, flags.smtpFrom),
   };
+}
+
+/** SMTP is configured with both flags or neither: a URL without a sender (or the reverse) stops keygate at start. */
+function mailOptions(url: string | undefined, from: string | undefined): { url: string; from: string } | undefined {
+  if (!url && !from) return undefined;
+  if (!url || !from) throw usage("--smtp-url and --smtp-from go together: give both (the flags, or KEYGATE_SMTP_URL and KEYGATE_SMTP_FROM)");
+  if (!/^smtps?:\/\/[^/]/.test(url)) throw usage(`--smtp-url must be an smtp:// or smtps:// URL, not "${url.replace(/\/\/[^@/]*@/, "//***@")}" (the flag, or KEYGATE_SMTP_URL)`);
+  if (!/^[^\s@<>]+@[^\s@<>]+$|<[^\s@<>]+@[^\s@<>]+>$/.test(from)) throw usage(`--smtp-from must be an email address, not "${from}" (the flag, or KEYGATE_SMTP_FROM)`);
+  return { url, from };
 }
 
 /** The certificate and key, read and checked now: a wrong file is a usage error at start, not a failed handshake later. */

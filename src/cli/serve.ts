@@ -75,6 +75,7 @@ export function registerServe(program: Command, io: Io): void {
         tls,
         sandboxUrl,
         identityKeyGeneration,
+        mail: opts.mail,
         ...shared,
       });
       log = (message) => app.log.warn(message);

@@ -42,6 +42,7 @@ import { verifyRoutes } from "./routes/verify.ts";
 import { accountRoutes, isAccountPath } from "./routes/accounts.ts";
 import { sessionAuthenticator } from "./session.ts";
 import { feedbackRoutes } from "../feedback/routes.ts";
+import { type MailSettings, OutboxSender } from "../mail/outbox-sender.ts";
 import { SESSION_LIFETIMES, type SessionLifetimes } from "../accounts/sessions.ts";
 import { SIGN_IN_THROTTLE, type SignInThrottleSettings, signInThrottle } from "../accounts/throttle.ts";
 import type { Usage } from "./usage.ts";
@@ -89,6 +90,8 @@ export interface ServerOptions {
   signInThrottle?: Partial<SignInThrottleSettings>;
   /** The key generation identity assertions are signed with (default 1): raised on every node to rotate the keys (docs/upstreams.md, "The identity assertion"). */
   identityKeyGeneration?: number;
+  /** SMTP for the emails keygate sends (feedback tickets' authors, docs/feedback.md); default: none, in-app notifications only. */
+  mail?: MailSettings;
   /** The base URL of the sandbox served at a host root (`keygate serve --sandbox-port`), for the sandbox's webhook URL; default: the /sandbox/ path of this server. */
   sandboxUrl?: string;
   now?: () => number;
@@ -302,6 +305,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     const listening = options.invalidation.listen(changed);
     app.addHook("onReady", () => listening);
   }
+  const mail = options.mail && new OutboxSender(store, options.mail, now, (e) => app.log.warn({ err: e }, "email outbox"));
   const feed = new ChangeFeed(store, { pollMs: options.changePollMs, onRead: metrics && ((seconds) => metrics.store("change_feed_read", seconds)), onError: (e) => app.log.warn({ err: e }, "could not read the store's change feed") });
   app.addHook("onReady", () => feed.start((changes) => changes.forEach(changed)));
   const send = (reply: FastifyReply, code: string, extra: Partial<ErrorBody> = {}) => {
@@ -456,6 +460,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   });
   app.addHook("onClose", async () => {
     await feed.close();
+    await mail?.close();
     await a.close();
     await options.invalidation?.close();
     await proxy.close();
@@ -577,7 +582,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     meRoutes(typed, ctx);
     keyRoutes(typed, ctx);
     portalRoutes(typed, ctx);
-    feedbackRoutes(typed, ctx);
+    feedbackRoutes(typed, ctx, mail);
     verifyRoutes(typed, ctx, a);
     forwardAuthRoutes(typed, ctx, fa);
     accountRoutes(typed, ctx, { client, lifetimes, throttle: signInThrottle(limiter, { ...SIGN_IN_THROTTLE, ...options.signInThrottle }) });

@@ -176,6 +176,7 @@ for (const kind of await storeKinds("http: feedback")) {
         const w = await world();
         const t = await send(w.memberKey);
         ok(await as(w.staff, "POST", `/v1/feedback/${t.id}/comments`, { body: { message: "Which node?", status: "AWAITING_USER" } }), 201);
+        h.clock.advance(1000);
         ok(await as(w.memberKey, "POST", `/v1/feedback/${t.id}/comments`, { body: { message: "node 24" } }), 201);
         const read = ok(await as(w.memberKey, "GET", `/v1/feedback/${t.id}`));
         assert.equal(read.title, t.title);
