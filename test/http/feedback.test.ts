@@ -290,6 +290,37 @@ for (const kind of await storeKinds("http: feedback")) {
       });
     });
 
+    describe("GET /v1/me: the feedback object (seed 001)", () => {
+      it('seed 001: "The response also contains a feedback object with a reference of endpoints, statuses, and filters" — enough for an agent to work the queue', async () => {
+        const staff = await person("me-staff", "staff", "vibe:mgmt:feedback");
+        const f = ok(await as(staff, "GET", "/v1/me")).feedback;
+        assert.equal(f.team, true);
+        assert.deepEqual(Object.keys(f.endpoints).sort(), ["comment", "create", "get", "list", "update"]);
+        assert.match(f.endpoints.list, /^GET http:\/\/localhost(:\d+)?\/v1\/feedback\?status=&category=&portalId=&page=&limit=/);
+        assert.match(f.endpoints.update, /^PATCH .*\/v1\/feedback\/:id \{status\?, resolution\?\}/);
+        assert.match(f.endpoints.comment, /\{message, status\?\}/);
+        assert.deepEqual(f.statuses.map((s: { status: string }) => s.status), ["NEW", "REVIEWING", "AWAITING_USER", "NEEDS_REVIEW", "RESOLVED", "ARCHIVED"]);
+        for (const s of f.statuses) assert.ok(s.meaning.length > 20, s.status);
+        assert.deepEqual(f.statuses.find((s: { status: string }) => s.status === "RESOLVED").teamMovesTo, ["REVIEWING"]);
+        assert.deepEqual(f.categories, ["BUG", "SUGGESTION", "DOCS", "CHAT", "BOTS", "OTHER"]);
+        assert.deepEqual(Object.keys(f.filters).sort(), ["category", "example", "limit", "page", "portalId", "status"]);
+        assert.match(f.filters.limit, /default 50, capped at 100/);
+        assert.ok(f.workflow.length >= 3);
+      });
+
+      it("a management key outside the team gets its narrower view and no PATCH; a key without vibe:mgmt:feedback, and portal keys, get no feedback object", async () => {
+        const user = await person("me-user", "user", "vibe:mgmt:feedback");
+        const f = ok(await as(user, "GET", "/v1/me")).feedback;
+        assert.equal(f.team, false);
+        assert.match(f.sees, /portals you administer, plus your own/);
+        assert.equal(f.endpoints.update, undefined);
+        assert.equal(f.workflow, undefined);
+        assert.equal(ok(await as(await person("me-keys", "staff", "vibe:mgmt:keys"), "GET", "/v1/me")).feedback, undefined);
+        const w = await world();
+        assert.equal(ok(await as(w.memberKey, "GET", "/v1/me")).feedback, undefined);
+      });
+    });
+
     it("issue 17: none of the five feedback endpoints answers 501, and /v1/guide lists them", async () => {
       const w = await world();
       const t = await send(w.memberKey);
