@@ -30,7 +30,7 @@ export function whenSignedOut(handler) {
   onSignedOut = handler;
 }
 
-async function call(method, path, { query, body } = {}) {
+async function call(method, path, { query, body, withMeta } = {}) {
   const url = new URL(path, location.origin);
   for (const [name, value] of Object.entries(query ?? {})) if (value !== undefined && value !== null && value !== "") url.searchParams.set(name, String(value));
   const headers = { accept: "application/json" };
@@ -43,11 +43,13 @@ async function call(method, path, { query, body } = {}) {
     if (response.status === 401 && !path.startsWith("/v1/session") && path !== "/v1/password") onSignedOut();
     throw error;
   }
-  return payload?.data;
+  return withMeta ? { data: payload?.data, meta: payload?.meta } : payload?.data;
 }
 
 export const api = {
   get: (path, query) => call("GET", path, { query }),
+  /** A list with its meta (total, page, limit, hasMore): {data, meta}. */
+  getWithMeta: (path, query) => call("GET", path, { query, withMeta: true }),
   post: (path, body) => call("POST", path, { body: body ?? {} }),
   patch: (path, body) => call("PATCH", path, { body }),
   delete: (path) => call("DELETE", path),

@@ -15,6 +15,7 @@ import { AuthorizationKeysSection } from "./authorization-keys.js";
 import { ManagementKeysSection } from "./management-keys.js";
 import { PortalSettingsSection } from "./portal.js";
 import { NotificationsSection } from "./notifications.js";
+import { FeedbackSection, TicketPage } from "./feedback.js";
 
 /** The key types of each section, as the profile names them. */
 function keyTypesOf(guide) {
@@ -101,8 +102,9 @@ function SignedIn({ session, path, onSignedOut }) {
     types.management.length && { path: "/management-keys", label: "Management keys" },
     ctx.admin && { path: "/portal", label: "Portal settings" },
     { path: "/notifications", label: "Notifications" },
+    { path: "/feedback", label: "Feedback" },
   ].filter(Boolean);
-  const current = path.startsWith("/keys/") ? "/keys" : path;
+  const current = path.startsWith("/keys/") ? "/keys" : path.startsWith("/feedback/") ? "/feedback" : path;
   return html`<${Dashboard.Provider} value=${ctx}>
     <header class="top">
       <a class="skip" href="#main">Skip to the section</a>
@@ -125,6 +127,9 @@ function SignedIn({ session, path, onSignedOut }) {
 function page(path, ctx) {
   const card = /^\/keys\/([^/]+)$/.exec(path);
   if (card) return html`<${KeyCard} id=${decodeURIComponent(card[1])} key=${card[1]} />`;
+  const ticket = /^\/feedback\/([^/]+)$/.exec(path);
+  if (ticket) return html`<${TicketPage} id=${decodeURIComponent(ticket[1])} key=${ticket[1]} />`;
+  if (path === "/feedback") return html`<${FeedbackSection} />`;
   if (!ctx.portal && path !== "/management-keys" && path !== "/notifications") {
     return html`<h1>No portal yet</h1><p>You are not a member of any portal. An administrator invites you to one; the operator creates portals (<code>POST /v1/portals</code>).</p>`;
   }

@@ -41,6 +41,8 @@ export interface ServeFlags {
   aiDefaultModel?: string;
   aiTimeoutSeconds?: string;
   searchUrl?: string;
+  smtpUrl?: string;
+  smtpFrom?: string;
 }
 
 /** The configuration, checked. */
@@ -69,6 +71,8 @@ export interface ServeConfig {
   drainSeconds: number;
   /** The providers of the platform sections (docs/sections.md). */
   platform: PlatformOptions;
+  /** SMTP for the emails keygate sends (docs/feedback.md); none: in-app notifications only. */
+  mail?: { url: string; from: string };
 }
 
 const option = (flags: string, description: string, env: string, defaultValue?: string) => {
@@ -110,6 +114,8 @@ export function serveOptions(): Option[] {
     option("--ai-default-model <model>", "vibe:ai: the model of a request that names none or \"auto\"", "KEYGATE_AI_DEFAULT_MODEL"),
     option("--ai-timeout-seconds <seconds>", "vibe:ai: how long the provider may take to start its answer, and between two pieces of it (default: 300)", "KEYGATE_AI_TIMEOUT_SECONDS"),
     option("--search-url <url>", "vibe:search: the SearXNG instance searches go to, its JSON API on (default: none, the section answers 503)", "KEYGATE_SEARCH_URL"),
+    option("--smtp-url <url>", "SMTP server for the emails keygate sends (feedback tickets' authors): smtp://host:587 or smtps://user:password@host:465; needs --smtp-from (default: none, in-app notifications only)", "KEYGATE_SMTP_URL"),
+    option("--smtp-from <address>", "the From address of those emails, e.g. \"keygate <keygate@example.com>\"", "KEYGATE_SMTP_FROM"),
   ];
 }
 
@@ -158,6 +164,7 @@ export function serveConfig(flags: ServeFlags): ServeConfig {
     ipv6Prefix: flags.ipv6Prefix === undefined ? undefined : wholeNumber("--ipv6-prefix", "KEYGATE_IPV6_PREFIX", flags.ipv6Prefix, 1, 128),
     drainSeconds: wholeNumber("--drain-seconds", "KEYGATE_DRAIN_SECONDS", flags.drainSeconds, 0, 3600),
     platform: platformOptions(flags),
+    mail: mailOptions(flags.smtpUrl, flags.smtpFrom),
   };
 }
 
@@ -180,6 +187,15 @@ function platformOptions(flags: ServeFlags): PlatformOptions {
   }
   if (flags.searchUrl !== undefined && flags.searchUrl !== "") platform.search = { url: url("--search-url", "KEYGATE_SEARCH_URL", flags.searchUrl) };
   return platform;
+}
+
+/** SMTP is configured with both flags or neither: a URL without a sender (or the reverse) stops keygate at start. */
+function mailOptions(url: string | undefined, from: string | undefined): { url: string; from: string } | undefined {
+  if (!url && !from) return undefined;
+  if (!url || !from) throw usage("--smtp-url and --smtp-from go together: give both (the flags, or KEYGATE_SMTP_URL and KEYGATE_SMTP_FROM)");
+  if (!/^smtps?:\/\/[^/]/.test(url)) throw usage(`--smtp-url must be an smtp:// or smtps:// URL, not "${url.replace(/\/\/[^@/]*@/, "//***@")}" (the flag, or KEYGATE_SMTP_URL)`);
+  if (!/^[^\s@<>]+@[^\s@<>]+$|<[^\s@<>]+@[^\s@<>]+>$/.test(from)) throw usage(`--smtp-from must be an email address, not "${from}" (the flag, or KEYGATE_SMTP_FROM)`);
+  return { url, from };
 }
 
 /** The certificate and key, read and checked now: a wrong file is a usage error at start, not a failed handshake later. */

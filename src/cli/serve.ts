@@ -76,6 +76,7 @@ export function registerServe(program: Command, io: Io): void {
         sandboxUrl,
         identityKeyGeneration,
         platform: opts.platform,
+        mail: opts.mail,
         ...shared,
       });
       log = (message) => app.log.warn(message);

@@ -9,13 +9,15 @@ import { Type as T } from "@sinclair/typebox";
 import type { FastifyRequest } from "fastify";
 import { KeygateError } from "../core/errors.ts";
 import type { Actor } from "../manage/context.ts";
+import type { OutboxSender } from "../mail/outbox-sender.ts";
+import type { OutgoingEmail } from "../store/outbox.ts";
 import type { Notification } from "../store/store.ts";
 import {
   TICKET_CATEGORIES,
   TICKET_STATUSES,
   type CommentWithAuthor,
-  type OutgoingEmail,
   type Ticket,
+  type TicketChange,
   type TicketStatus,
   type TicketWithAuthor,
   changeTicket,
@@ -120,7 +122,8 @@ function text(value: string, param: string): string {
   return trimmed;
 }
 
-export function feedbackRoutes(app: App, ctx: GatewayContext): void {
+/** `mail`: the outbox sender when SMTP is configured; without it the author is told in the app only. */
+export function feedbackRoutes(app: App, ctx: GatewayContext, mail: OutboxSender | undefined): void {
   const { kg, envelope, responses } = ctx;
 
   async function viewerOf(request: FastifyRequest): Promise<{ actor: Actor; viewer: Viewer }> {
@@ -146,22 +149,36 @@ export function feedbackRoutes(app: App, ctx: GatewayContext): void {
     return { ...ticketView(ticket), comments: (await listComments(kg.store, id)).map(commentView) };
   }
 
-  /** What the author is told when the team moves their ticket to `to` (seed 001: AWAITING_USER and RESOLVED). */
-  function tellings(ticket: Ticket, from: TicketStatus, to: TicketStatus, said: string | undefined): { notifications: Notification[]; emails: OutgoingEmail[] } {
+  /** What the author is told when the team moves their ticket to `to` (seed 001: AWAITING_USER and RESOLVED): in the app, and by email where SMTP is configured. */
+  async function tellings(ticket: Ticket, from: TicketStatus, to: TicketStatus, said: string | undefined): Promise<{ notifications: Notification[]; emails: OutgoingEmail[] }> {
     if (!tellsAuthor(from, to)) return { notifications: [], emails: [] };
-    const message =
-      to === "AWAITING_USER"
-        ? `The team asks about your feedback "${ticket.title}"${said ? `: ${said}` : ""}`
-        : `Your feedback "${ticket.title}" is resolved${ticket.resolution ? `: ${ticket.resolution}` : ""}`;
-    const kind = to === "AWAITING_USER" ? "feedback.awaiting_user" : "feedback.resolved";
-    return { notifications: [{ id: randomUUID(), userId: ticket.authorId, at: kg.now(), kind, message, data: { ticketId: ticket.id, status: to }, readAt: null }], emails: [] };
+    const asked = to === "AWAITING_USER";
+    const message = asked
+      ? `The team asks about your feedback "${ticket.title}"${said ? `: ${said}` : ""}`
+      : `Your feedback "${ticket.title}" is resolved${ticket.resolution ? `: ${ticket.resolution}` : ""}`;
+    const at = kg.now();
+    const notifications: Notification[] = [{ id: randomUUID(), userId: ticket.authorId, at, kind: asked ? "feedback.awaiting_user" : "feedback.resolved", message, data: { ticketId: ticket.id, status: to }, readAt: null }];
+    const author = mail === undefined ? undefined : await kg.store.getUser(ticket.authorId);
+    if (author === undefined) return { notifications, emails: [] };
+    const subject = asked ? `A question about your feedback "${ticket.title}"` : `Your feedback "${ticket.title}" is resolved`;
+    const body = [
+      message,
+      "",
+      asked ? "Reply in the ticket's thread: POST /v1/feedback/:id/comments {message}, or in the dashboard's Feedback section." : "Thank you for the report.",
+      `Ticket: ${ticket.id}${ctx.publicUrl ? ` (${ctx.publicUrl.replace(/\/$/, "")}/feedback/${ticket.id})` : ""}`,
+    ].join("\n");
+    return { notifications, emails: [{ id: randomUUID(), to: author.email, subject, body, createdAt: at }] };
   }
 
   /** Applies a change worked out from the ticket as read, again on a fresh read when another request changed it in between. */
-  async function change(viewer: Viewer, id: string, work: (ticket: TicketWithAuthor) => Parameters<typeof changeTicket>[1]): Promise<void> {
+  async function change(viewer: Viewer, id: string, work: (ticket: TicketWithAuthor) => Promise<TicketChange>): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       const ticket = await visibleTicket(viewer, id);
-      if (await changeTicket(kg.store, work(ticket))) return;
+      const planned = await work(ticket);
+      if (await changeTicket(kg.store, planned)) {
+        if (planned.emails.length > 0) mail?.kick();
+        return;
+      }
       if (attempt === ATTEMPTS) throw new Error(`feedback ticket ${id} kept changing under ${ATTEMPTS} attempts to change it`);
     }
   }
@@ -286,7 +303,7 @@ export function feedbackRoutes(app: App, ctx: GatewayContext): void {
       const message = text(request.body.message, "message");
       const asked = request.body.status;
       const team = isTeam(viewer);
-      await change(viewer, id, (ticket) => {
+      await change(viewer, id, async (ticket) => {
         if (!canComment(viewer, ticket)) throw new KeygateError("NOT_TICKET_AUTHOR");
         if (asked !== undefined && !team) throw new KeygateError("FEEDBACK_TEAM_ONLY", { param: "status" });
         const to = team ? (asked ?? ticket.status) : statusAfterAuthorReply(ticket.status);
@@ -310,7 +327,7 @@ export function feedbackRoutes(app: App, ctx: GatewayContext): void {
             statusTo: moved ? to : null,
             createdAt: now,
           },
-          ...tellings(ticket, ticket.status, to, message),
+          ...(await tellings(ticket, ticket.status, to, message)),
         };
       });
       return reply.code(201).send(envelope.ok(await withThread(id)));
@@ -338,12 +355,12 @@ export function feedbackRoutes(app: App, ctx: GatewayContext): void {
       await visibleTicket(viewer, id);
       if (!isTeam(viewer)) throw new KeygateError("FEEDBACK_TEAM_ONLY");
       const { status: asked, resolution } = request.body;
-      await change(viewer, id, (ticket) => {
+      await change(viewer, id, async (ticket) => {
         const to = asked ?? ticket.status;
         const refusal = teamMoveRefusal(ticket.status, to);
         if (refusal !== undefined) throw new KeygateError("INVALID_STATUS_TRANSITION", { message: `status: ${refusal}`, param: "status", details: { from: ticket.status, to } });
         const kept = resolution === undefined ? ticket.resolution : resolution === null ? null : resolution.trim() || null;
-        return { ticket, status: to, resolution: kept, at: kg.now(), ...tellings({ ...ticket, resolution: kept }, ticket.status, to, undefined) };
+        return { ticket, status: to, resolution: kept, at: kg.now(), ...(await tellings({ ...ticket, resolution: kept }, ticket.status, to, undefined)) };
       });
       return envelope.ok(await withThread(id));
     },

@@ -53,13 +53,23 @@ export function canComment(viewer: Viewer, ticket: Pick<Ticket, "authorId" | "po
  * sent; NEEDS_REVIEW only the author's reply to AWAITING_USER sets; RESOLVED and ARCHIVED are
  * closed, reopened by taking them into work again (REVIEWING).
  */
-const TEAM_MOVES: Record<TicketStatus, readonly TicketStatus[]> = {
+export const TEAM_MOVES: Record<TicketStatus, readonly TicketStatus[]> = {
   NEW: ["REVIEWING", "AWAITING_USER", "RESOLVED", "ARCHIVED"],
   REVIEWING: ["AWAITING_USER", "RESOLVED", "ARCHIVED"],
   AWAITING_USER: ["REVIEWING", "RESOLVED", "ARCHIVED"],
   NEEDS_REVIEW: ["REVIEWING", "AWAITING_USER", "RESOLVED", "ARCHIVED"],
   RESOLVED: ["REVIEWING"],
   ARCHIVED: ["REVIEWING"],
+};
+
+/** What each status means (seed 001), for people and for the agents that work the queue (GET /v1/me). */
+export const STATUS_MEANINGS: Record<TicketStatus, string> = {
+  NEW: "The user has just submitted the ticket, no one has looked at it yet",
+  REVIEWING: "The team has taken the ticket into work, the user is not yet receiving updates",
+  AWAITING_USER: "The team asked the user a clarifying question — awaiting a reply (the user is notified, and emailed where SMTP is configured)",
+  NEEDS_REVIEW: "The user replied to the clarification — the team reads the new comment and decides the next step",
+  RESOLVED: "The fix is published in the production environment, the user has been notified",
+  ARCHIVED: "Closed without a code change (duplicate, off-topic, not reproducible)",
 };
 
 /** Why the team cannot move a ticket from one status to another; undefined when it can (staying where it is is no change, and allowed). */

@@ -43,6 +43,7 @@ import { verifyRoutes } from "./routes/verify.ts";
 import { accountRoutes, isAccountPath } from "./routes/accounts.ts";
 import { sessionAuthenticator } from "./session.ts";
 import { feedbackRoutes } from "../feedback/routes.ts";
+import { type MailSettings, OutboxSender } from "../mail/outbox-sender.ts";
 import { SESSION_LIFETIMES, type SessionLifetimes } from "../accounts/sessions.ts";
 import { SIGN_IN_THROTTLE, type SignInThrottleSettings, signInThrottle } from "../accounts/throttle.ts";
 import { type Usage, routeFacts } from "./usage.ts";
@@ -93,6 +94,8 @@ export interface ServerOptions {
   signInThrottle?: Partial<SignInThrottleSettings>;
   /** The key generation identity assertions are signed with (default 1): raised on every node to rotate the keys (docs/upstreams.md, "The identity assertion"). */
   identityKeyGeneration?: number;
+  /** SMTP for the emails keygate sends (feedback tickets' authors, docs/feedback.md); default: none, in-app notifications only. */
+  mail?: MailSettings;
   /** The base URL of the sandbox served at a host root (`keygate serve --sandbox-port`), for the sandbox's webhook URL; default: the /sandbox/ path of this server. */
   sandboxUrl?: string;
   now?: () => number;
@@ -317,6 +320,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     const listening = options.invalidation.listen(changed);
     app.addHook("onReady", () => listening);
   }
+  const mail = options.mail && new OutboxSender(store, options.mail, now, (e) => app.log.warn({ err: e }, "email outbox"));
   const feed = new ChangeFeed(store, { pollMs: options.changePollMs, onRead: metrics && ((seconds) => metrics.store("change_feed_read", seconds)), onError: (e) => app.log.warn({ err: e }, "could not read the store's change feed") });
   app.addHook("onReady", () => feed.start((changes) => changes.forEach(changed)));
   const send = (reply: FastifyReply, code: string, extra: Partial<ErrorBody> = {}) => {
@@ -475,6 +479,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   });
   app.addHook("onClose", async () => {
     await feed.close();
+    await mail?.close();
     await a.close();
     await options.invalidation?.close();
     await proxy.close();
@@ -598,7 +603,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     keyRoutes(typed, ctx);
     scopeAdviceRoutes(typed, ctx);
     portalRoutes(typed, ctx);
-    feedbackRoutes(typed, ctx);
+    feedbackRoutes(typed, ctx, mail);
     verifyRoutes(typed, ctx, a);
     platformRoutes(typed, ctx, ctx.sections, options.platform ?? {}, ctx.aiUsage, metrics?.registry);
     forwardAuthRoutes(typed, ctx, fa);

@@ -186,7 +186,7 @@ export const vibecode: ProfileSpec = {
 
     ...managementRoutes("management", { keys: "vibe:mgmt:keys", portals: "vibe:mgmt:portals" }),
 
-    feedback("GET", "/v1/feedback", "Feedback tickets (management keys: all; portal keys: their own)"),
+    feedback("GET", "/v1/feedback", "Feedback tickets (the team's management keys: all; other management keys: their portals' and own; portal keys: their own)"),
     feedback("POST", "/v1/feedback", "Send feedback"),
     feedback("GET", "/v1/feedback/:id", "One ticket with its comment thread"),
     { ...feedback("PATCH", "/v1/feedback/:id", "Update a ticket's status and resolution", ["management"]), keyTypeError: { default: "MANAGEMENT_KEY_REQUIRED" } },

@@ -1,6 +1,5 @@
 /**
- * Feedback tickets (migration 009, docs/feedback.md): tickets, their comment threads, and the
- * emails waiting to be sent. The queries are written once, for both dialects, through the store's
+ * Feedback tickets (migration 009, docs/feedback.md): tickets and their comment threads. The queries are written once, for both dialects, through the store's
  * thin dialect (src/store/sql.ts).
  *
  * A change of a ticket is made against the version it was read at: its comment, the
@@ -8,6 +7,7 @@
  * (changeTicket answers false when the ticket changed in between).
  */
 import { NOTIFICATION_COLUMNS, type Row, type SqlValue, columnList, notificationValues } from "./rows.ts";
+import { type OutgoingEmail, emailStatements } from "./outbox.ts";
 import type { SqlStatement } from "./sql.ts";
 import type { Notification, Store } from "./store.ts";
 
@@ -54,15 +54,6 @@ export interface TicketComment {
 
 export type CommentWithAuthor = TicketComment & { authorName: string };
 
-/** An email waiting in the outbox. */
-export interface OutgoingEmail {
-  id: string;
-  to: string;
-  subject: string;
-  body: string;
-  createdAt: number;
-}
-
 /** Whose tickets a list may hold (src/feedback/rules.ts decides it). */
 export type TicketScope =
   | { kind: "all" }
@@ -93,7 +84,6 @@ const TICKET_COLUMNS = [
   "version",
 ] as const;
 const COMMENT_COLUMNS = ["id", "ticket_id", "author_id", "author_key_id", "by_staff", "message", "status_from", "status_to", "created_at"] as const;
-const EMAIL_COLUMNS = ["id", "to_address", "subject", "body", "created_at", "attempts", "next_attempt_at"] as const;
 
 const insert = (table: string, columns: readonly string[], params: SqlValue[]): SqlStatement => ({
   sql: `INSERT INTO ${table} (${columnList(columns)}) VALUES (${columns.map(() => "?").join(", ")})`,
@@ -138,8 +128,6 @@ function commentFromRow(row: Row): CommentWithAuthor {
   };
 }
 
-const emailStatements = (emails: OutgoingEmail[]): SqlStatement[] =>
-  emails.map((e) => insert("email_outbox", EMAIL_COLUMNS, [e.id, e.to, e.subject, e.body, e.createdAt, 0, e.createdAt]));
 const notificationStatements = (notifications: Notification[]): SqlStatement[] =>
   notifications.map((n) => insert("notifications", NOTIFICATION_COLUMNS, notificationValues(n)));
 

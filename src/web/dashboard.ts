@@ -15,7 +15,7 @@ import { fileURLToPath } from "node:url";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 
 /** The dashboard's pages (web/app.js routes the same paths). */
-export const DASHBOARD_PAGES = ["/", "/sign-in", "/set-password", "/keys", "/keys/:id", "/authorization-keys", "/management-keys", "/portal", "/notifications"];
+export const DASHBOARD_PAGES = ["/", "/sign-in", "/set-password", "/keys", "/keys/:id", "/authorization-keys", "/management-keys", "/portal", "/notifications", "/feedback", "/feedback/:id"];
 
 const WEB = new URL("../../web/", import.meta.url);
 const TYPES: Record<string, string> = { ".js": "text/javascript; charset=utf-8", ".mjs": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".html": "text/html; charset=utf-8" };

@@ -56,6 +56,8 @@ const VARIABLES = [
   "KEYGATE_AI_DEFAULT_MODEL",
   "KEYGATE_AI_TIMEOUT_SECONDS",
   "KEYGATE_SEARCH_URL",
+  "KEYGATE_SMTP_URL",
+  "KEYGATE_SMTP_FROM",
 ];
 
 describe("issue 14: keygate serve by environment, readiness, graceful shutdown", () => {
@@ -99,6 +101,9 @@ describe("issue 14: keygate serve by environment, readiness, graceful shutdown",
       }),
       run({ KEYGATE_LOG_LEVEL: "loud", KEYGATE_DATA_DIR: dataDir }).then((r) => assert.match(r.err, /--log-level must be one of fatal, error, warn, info, debug, trace, silent, not "loud"/)),
       run({ KEYGATE_IPV6_PREFIX: "129", KEYGATE_DATA_DIR: dataDir }).then((r) => assert.match(r.err, /--ipv6-prefix must be a whole number from 1 to 128/)),
+      run({ KEYGATE_SMTP_URL: "smtp://127.0.0.1:25", KEYGATE_DATA_DIR: dataDir }).then((r) => assert.match(r.err, /--smtp-url and --smtp-from go together/)),
+      run({ KEYGATE_SMTP_URL: "http://mail.example.com", KEYGATE_SMTP_FROM: "k@example.com", KEYGATE_DATA_DIR: dataDir }).then((r) => assert.match(r.err, /--smtp-url must be an smtp:\/\/ or smtps:\/\/ URL, not "http:\/\/mail\.example\.com" \(the flag, or KEYGATE_SMTP_URL\)/)),
+      run({ KEYGATE_SMTP_URL: "smtp://127.0.0.1:25", KEYGATE_SMTP_FROM: "keygate", KEYGATE_DATA_DIR: dataDir }).then((r) => assert.match(r.err, /--smtp-from must be an email address, not "keygate"/)),
       run({ KEYGATE_PORT: "eighty", KEYGATE_DRAIN_SECONDS: "x", KEYGATE_DATA_DIR: dataDir }, "--port", "0", "--drain-seconds", "-1").then((r) => {
         assert.doesNotMatch(r.err, /--port/, "the flag wins over KEYGATE_PORT");
         assert.match(r.err, /--drain-seconds must be a whole number from 0 to 3600, not "-1"/);

@@ -176,6 +176,7 @@ for (const kind of await storeKinds("http: feedback")) {
         const w = await world();
         const t = await send(w.memberKey);
         ok(await as(w.staff, "POST", `/v1/feedback/${t.id}/comments`, { body: { message: "Which node?", status: "AWAITING_USER" } }), 201);
+        h.clock.advance(1000);
         ok(await as(w.memberKey, "POST", `/v1/feedback/${t.id}/comments`, { body: { message: "node 24" } }), 201);
         const read = ok(await as(w.memberKey, "GET", `/v1/feedback/${t.id}`));
         assert.equal(read.title, t.title);
@@ -286,6 +287,37 @@ for (const kind of await storeKinds("http: feedback")) {
         fails(await as(w.staff, "PATCH", "/v1/feedback/nope", { body: { status: "REVIEWING" } }), 404, "TICKET_NOT_FOUND");
         const read = ok(await as(w.staff, "GET", `/v1/feedback/${t.id}`));
         assert.deepEqual([read.status, read.resolution, read.updatedAt], ["REVIEWING", null, taken.updatedAt]);
+      });
+    });
+
+    describe("GET /v1/me: the feedback object (seed 001)", () => {
+      it('seed 001: "The response also contains a feedback object with a reference of endpoints, statuses, and filters" — enough for an agent to work the queue', async () => {
+        const staff = await person("me-staff", "staff", "vibe:mgmt:feedback");
+        const f = ok(await as(staff, "GET", "/v1/me")).feedback;
+        assert.equal(f.team, true);
+        assert.deepEqual(Object.keys(f.endpoints).sort(), ["comment", "create", "get", "list", "update"]);
+        assert.match(f.endpoints.list, /^GET http:\/\/localhost(:\d+)?\/v1\/feedback\?status=&category=&portalId=&page=&limit=/);
+        assert.match(f.endpoints.update, /^PATCH .*\/v1\/feedback\/:id \{status\?, resolution\?\}/);
+        assert.match(f.endpoints.comment, /\{message, status\?\}/);
+        assert.deepEqual(f.statuses.map((s: { status: string }) => s.status), ["NEW", "REVIEWING", "AWAITING_USER", "NEEDS_REVIEW", "RESOLVED", "ARCHIVED"]);
+        for (const s of f.statuses) assert.ok(s.meaning.length > 20, s.status);
+        assert.deepEqual(f.statuses.find((s: { status: string }) => s.status === "RESOLVED").teamMovesTo, ["REVIEWING"]);
+        assert.deepEqual(f.categories, ["BUG", "SUGGESTION", "DOCS", "CHAT", "BOTS", "OTHER"]);
+        assert.deepEqual(Object.keys(f.filters).sort(), ["category", "example", "limit", "page", "portalId", "status"]);
+        assert.match(f.filters.limit, /default 50, capped at 100/);
+        assert.ok(f.workflow.length >= 3);
+      });
+
+      it("a management key outside the team gets its narrower view and no PATCH; a key without vibe:mgmt:feedback, and portal keys, get no feedback object", async () => {
+        const user = await person("me-user", "user", "vibe:mgmt:feedback");
+        const f = ok(await as(user, "GET", "/v1/me")).feedback;
+        assert.equal(f.team, false);
+        assert.match(f.sees, /portals you administer, plus your own/);
+        assert.equal(f.endpoints.update, undefined);
+        assert.equal(f.workflow, undefined);
+        assert.equal(ok(await as(await person("me-keys", "staff", "vibe:mgmt:keys"), "GET", "/v1/me")).feedback, undefined);
+        const w = await world();
+        assert.equal(ok(await as(w.memberKey, "GET", "/v1/me")).feedback, undefined);
       });
     });
 

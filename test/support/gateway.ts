@@ -20,7 +20,7 @@ import { randomBytes } from "node:crypto";
 import type { Server } from "node:http";
 import type { FastifyInstance } from "fastify";
 import pg from "pg";
-import { type ClientLimits, buildServer } from "../../src/gateway/server.ts";
+import { type ClientLimits, type ServerOptions, buildServer } from "../../src/gateway/server.ts";
 import type { Limiter } from "../../src/limits/limiter.ts";
 import type { HttpUpstreamOptions } from "../../src/upstream/http/proxy.ts";
 import type { PlatformOptions } from "../../src/platform/index.ts";
@@ -94,6 +94,8 @@ export interface HarnessOptions {
   clientLimits?: Partial<ClientLimits>;
   /** The key generation identity assertions are signed with (`serve --identity-key-generation`). */
   identityKeyGeneration?: number;
+  /** SMTP for the emails keygate sends (`serve --smtp-url --smtp-from`). */
+  mail?: ServerOptions["mail"];
   /** Where the harness clock starts (default 2026-11-22T12:00:00Z): Date.now() for clients that check times against the real clock. */
   startAt?: number;
   /** The platform sections' providers (`serve --ai-base-url`, `--search-url`): fakes from test/support/platform.ts. */
@@ -134,7 +136,7 @@ export async function startHarness(kind: StoreKind, options: HarnessOptions = {}
   };
   const now = () => clock.now;
   const limiter = await options.limiter?.(now);
-  const app = buildServer({ profile, store, serverSecret, now, trustProxy: options.trustProxy, limiter, httpUpstream: options.httpUpstream, clientLimits: options.clientLimits, allowUpstream: options.allowUpstream, identityKeyGeneration: options.identityKeyGeneration, platform: options.platform });
+  const app = buildServer({ profile, store, serverSecret, now, trustProxy: options.trustProxy, limiter, httpUpstream: options.httpUpstream, clientLimits: options.clientLimits, allowUpstream: options.allowUpstream, identityKeyGeneration: options.identityKeyGeneration, platform: options.platform, mail: options.mail });
   await app.ready();
   const url = options.listen ? await app.listen({ host: "127.0.0.1", port: 0 }) : undefined;
   // The server's own management operations: changes made through them reach its caches.

@@ -10,6 +10,7 @@ import { type KeptBody, conditionalGet, keptBody, sendKept } from "../convention
 import type { CachedKey } from "../key-cache.ts";
 import type { App, GatewayContext } from "../server.ts";
 import { actorOf } from "./actor.ts";
+import { feedbackGuide } from "../../feedback/guide.ts";
 
 
 function baseUrl(ctx: GatewayContext, request: FastifyRequest): string {
@@ -221,6 +222,8 @@ export function meRoutes(app: App, ctx: GatewayContext): void {
           step4: "Use the APP key for entity API calls (deals, tasks, etc.)",
         },
         docs: `${base}/v1/guide`,
+        // Seed 001: what an agent needs to work the feedback queue, for keys that may list tickets.
+        ...(allowed.some((e) => e.route.method === "GET" && e.route.path === "/v1/feedback") ? { feedback: feedbackGuide(base, actor.user.role) } : {}),
       });
     }
 
