@@ -85,6 +85,26 @@ describe("issue 17 §2: vibe:ai, the OpenAI-compatible AI section", () => {
     assert.ok(got.equals(fake.streamed.at(-1)!), "the same bytes the provider sent");
   });
 
+  it("stream: true — each event reaches the client as the provider sends it, not once the stream has ended", async () => {
+    fake.eventGapMs = 100;
+    try {
+      const ended = fake.streamed.length;
+      const r = await fetch(`${h.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-api-key": api },
+        body: JSON.stringify({ model: "echo-1", messages: [{ role: "user", content: "hi" }], stream: true }),
+      });
+      const reader = r.body!.getReader();
+      const first = await reader.read();
+      assert.match(Buffer.from(first.value!).toString(), /^data: \{/);
+      assert.equal(fake.streamed.length, ended, "the provider is still sending (7 events, 100 ms apart)");
+      while (!(await reader.read()).done);
+      assert.equal(fake.streamed.length, ended + 1);
+    } finally {
+      fake.eventGapMs = 5;
+    }
+  });
+
   it("usage is counted per key where the provider reports it: JSON answers and streams that carry usage (GET /v1/keys/:id/usage, /metrics)", async () => {
     const k = await makeKey(h, portalId);
     const c = new OpenAI({ apiKey: k.raw, baseURL: `${h.url}/v1`, maxRetries: 0 });

@@ -45,11 +45,13 @@ export const STREAM_WORDS = ["Hello", " from", " the", " fake", " model"];
  * An OpenAI-compatible server. Wants `Authorization: Bearer FAKE_AI_KEY` (else 401, as OpenAI).
  * Models: "echo-1" answers "echo: <last message>" with usage {7, 3, 10}; "slow" never answers;
  * "no-usage" answers without usage; any other → 404 model_not_found (OpenAI's error format).
- * `streamed` holds the exact bytes of each streamed answer, to compare with what the client got.
+ * `streamed` holds the exact bytes of each streamed answer once it has ended, to compare with what
+ * the client got; `eventGapMs` is the pause between two events (default 5).
  */
-export async function fakeOpenAi(): Promise<Fake & { streamed: Buffer[] }> {
+export async function fakeOpenAi(): Promise<Fake & { streamed: Buffer[]; eventGapMs: number }> {
   const received: Fake["received"] = [];
   const streamed: Buffer[] = [];
+  const fake = { eventGapMs: 5 };
   const server = createServer(async (req, res) => {
     const body = (await read(req)) as { model?: string; messages?: { content?: unknown }[]; stream?: boolean; stream_options?: { include_usage?: boolean } } | undefined;
     received.push({ method: req.method!, url: req.url!, headers: req.headers, body });
@@ -75,7 +77,7 @@ export async function fakeOpenAi(): Promise<Fake & { streamed: Buffer[] }> {
       sent.push(b);
       res.write(b);
       // One event at a time, as a model produces them.
-      await new Promise((r) => setTimeout(r, 5));
+      await new Promise((r) => setTimeout(r, fake.eventGapMs));
     };
     const chunk = (delta: object, finish: string | null) => ({ ...base, object: "chat.completion.chunk", choices: [{ index: 0, delta, finish_reason: finish }] });
     await send(`data: ${JSON.stringify(chunk({ role: "assistant", content: "" }, null))}\n\n`);
@@ -87,7 +89,7 @@ export async function fakeOpenAi(): Promise<Fake & { streamed: Buffer[] }> {
     res.end();
   });
   const url = await listen(server);
-  return { url: `${url}/v1`, received, streamed, close: closer(server) };
+  return Object.assign(fake, { url: `${url}/v1`, received, streamed, close: closer(server) });
 }
 
 /**
