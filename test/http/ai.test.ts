@@ -105,6 +105,26 @@ describe("issue 17 §2: vibe:ai, the OpenAI-compatible AI section", () => {
     }
   });
 
+  it("a client that leaves mid-stream closes the provider's request too", async () => {
+    fake.eventGapMs = 100;
+    try {
+      const closed = fake.closedEarly;
+      const controller = new AbortController();
+      const r = await fetch(`${h.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-api-key": api },
+        body: JSON.stringify({ model: "echo-1", messages: [{ role: "user", content: "hi" }], stream: true }),
+        signal: controller.signal,
+      });
+      await r.body!.getReader().read();
+      controller.abort();
+      for (let i = 0; i < 50 && fake.closedEarly === closed; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.equal(fake.closedEarly, closed + 1, "the provider saw its client go");
+    } finally {
+      fake.eventGapMs = 5;
+    }
+  });
+
   it("usage is counted per key where the provider reports it: JSON answers and streams that carry usage (GET /v1/keys/:id/usage, /metrics)", async () => {
     const k = await makeKey(h, portalId);
     const c = new OpenAI({ apiKey: k.raw, baseURL: `${h.url}/v1`, maxRetries: 0 });
@@ -241,6 +261,23 @@ describe("issue 17 §2: a section without a provider answers 503 SECTION_NOT_CON
       const e = fails(await h.call(method, path, { key: api, body: method === "POST" ? {} : undefined }), 503, "SECTION_NOT_CONFIGURED");
       assert.deepEqual(e.details, { section: "ai", scope: "vibe:ai", setting: "--ai-base-url", env: "KEYGATE_AI_BASE_URL" });
       assert.match(e.hint, /details\.setting/);
+    }
+  });
+
+  it("the openai client gets the 503 once, with the message: X-Should-Retry: false stops its retries (only the operator can mend it)", async () => {
+    const server = await startHarness("sqlite", { listen: true });
+    try {
+      const key = (await makeKey(server, await makePortal(server))).raw;
+      let calls = 0;
+      const client = new OpenAI({ apiKey: key, baseURL: `${server.url}/v1`, fetch: (url, init) => (calls++, fetch(url, init)) });
+      await assert.rejects(client.chat.completions.create({ model: "m", messages: [{ role: "user", content: "x" }] }), (e: InstanceType<typeof OpenAI.APIError>) => {
+        assert.equal(e.status, 503);
+        assert.match(e.message, /not connected to a provider/);
+        return true;
+      });
+      assert.equal(calls, 1, "not retried");
+    } finally {
+      await server.close();
     }
   });
 

@@ -46,12 +46,13 @@ export const STREAM_WORDS = ["Hello", " from", " the", " fake", " model"];
  * Models: "echo-1" answers "echo: <last message>" with usage {7, 3, 10}; "slow" never answers;
  * "no-usage" answers without usage; any other → 404 model_not_found (OpenAI's error format).
  * `streamed` holds the exact bytes of each streamed answer once it has ended, to compare with what
- * the client got; `eventGapMs` is the pause between two events (default 5).
+ * the client got; `eventGapMs` is the pause between two events (default 5); `closedEarly` counts
+ * streams whose client (keygate) went away before the end.
  */
-export async function fakeOpenAi(): Promise<Fake & { streamed: Buffer[]; eventGapMs: number }> {
+export async function fakeOpenAi(): Promise<Fake & { streamed: Buffer[]; eventGapMs: number; closedEarly: number }> {
   const received: Fake["received"] = [];
   const streamed: Buffer[] = [];
-  const fake = { eventGapMs: 5 };
+  const fake = { eventGapMs: 5, closedEarly: 0 };
   const server = createServer(async (req, res) => {
     const body = (await read(req)) as { model?: string; messages?: { content?: unknown }[]; stream?: boolean; stream_options?: { include_usage?: boolean } } | undefined;
     received.push({ method: req.method!, url: req.url!, headers: req.headers, body });
@@ -71,8 +72,12 @@ export async function fakeOpenAi(): Promise<Fake & { streamed: Buffer[]; eventGa
       return json(200, { ...base, object: "chat.completion", choices: [{ index: 0, message: { role: "assistant", content: `echo: ${String(last)}` }, finish_reason: "stop" }], ...(usage ? { usage } : {}) });
     }
     res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" });
+    res.on("close", () => {
+      if (!res.writableFinished) fake.closedEarly++;
+    });
     const sent: Buffer[] = [];
     const send = async (text: string) => {
+      if (res.destroyed) return;
       const b = Buffer.from(text);
       sent.push(b);
       res.write(b);

@@ -37,7 +37,7 @@ const Raw = (description: string, fields: Record<string, ReturnType<typeof T.Str
 export function aiRoutes(app: App, ctx: GatewayContext, sections: Sections, options: AiOptions | undefined, usage: AiUsage): void {
   const provider = options && new AiProvider(options);
   if (provider) app.addHook("onClose", () => provider.close());
-  const connected = (_request: FastifyRequest, _reply: FastifyReply, done: (e?: Error) => void) => done(provider ? undefined : sections.notConfigured("ai"));
+  const connected = sections.guard("ai");
   const codes = ["SECTION_NOT_CONFIGURED", "UPSTREAM_UNAVAILABLE", "UPSTREAM_TIMEOUT"];
 
   /** Sends the provider's answer on as it arrives (status, body, the headers in PASSED), reading its usage on the way. */
