@@ -13,8 +13,11 @@ import { type AiUsage, UsageReader } from "./usage.ts";
 /** The largest chat request keygate takes (images inlined as data: URLs make them big). */
 export const AI_BODY_LIMIT = 16 * 1024 * 1024;
 
-/** Headers of the provider's answer the client gets; the rest (its cookies, its servers' names) stay behind. */
-const PASSED = ["content-type", "retry-after", "deprecation", "x-model-replacement"];
+/**
+ * Headers of the provider's answer the client gets; the rest (its cookies, its servers' names) stay
+ * behind. The body passes unchanged, so its length and encoding stay true.
+ */
+const PASSED = ["content-type", "content-length", "content-encoding", "retry-after", "deprecation", "x-model-replacement"];
 
 const ChatRequest = T.Object(
   {
