@@ -75,8 +75,10 @@ export function aiRoutes(app: App, ctx: GatewayContext, sections: Sections, opti
     try {
       await pipeline(answer.body, tap, reply.raw);
     } catch (e) {
-      // The provider stopped mid-answer, or the client left: the connection is cut, there is nothing more to say.
-      request.log.warn({ err: e }, "an AI answer was cut off");
+      // Cut off midway: the connection is closed, there is nothing more to say. The provider
+      // failing (undici's codes) is the operator's concern; a client leaving (a stopped stream) is routine.
+      const byProvider = String((e as { code?: unknown }).code ?? "").startsWith("UND_ERR");
+      request.log[byProvider ? "warn" : "debug"]({ err: e }, byProvider ? "the AI provider stopped mid-answer" : "the client left mid-answer");
     }
     if (method === "POST" && answer.status < 400) usage.add(request.auth.key.record.id, reader.end());
   };
