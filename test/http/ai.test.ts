@@ -125,6 +125,13 @@ describe("issue 17 §2: vibe:ai, the OpenAI-compatible AI section", () => {
     }
   });
 
+  it("a provider dropping the stream midway cuts the client's answer off: it errors, it does not hang or end as if complete", async () => {
+    const stream = await client.chat.completions.create({ model: "cut", messages: [{ role: "user", content: "x" }], stream: true });
+    await assert.rejects(async () => {
+      for await (const _ of stream) void _;
+    }, /terminated/, "the connection ends without the stream's end");
+  });
+
   it("usage is counted per key where the provider reports it: JSON answers and streams that carry usage (GET /v1/keys/:id/usage, /metrics)", async () => {
     const k = await makeKey(h, portalId);
     const c = new OpenAI({ apiKey: k.raw, baseURL: `${h.url}/v1`, maxRetries: 0 });

@@ -44,7 +44,7 @@ export const STREAM_WORDS = ["Hello", " from", " the", " fake", " model"];
 /**
  * An OpenAI-compatible server. Wants `Authorization: Bearer FAKE_AI_KEY` (else 401, as OpenAI).
  * Models: "echo-1" answers "echo: <last message>" with usage {7, 3, 10}; "slow" never answers;
- * "no-usage" answers without usage; any other → 404 model_not_found (OpenAI's error format).
+ * "no-usage" answers without usage; "cut" streams one event and drops the connection; any other → 404 model_not_found (OpenAI's error format).
  * `streamed` holds the exact bytes of each streamed answer once it has ended, to compare with what
  * the client got; `eventGapMs` is the pause between two events (default 5); `closedEarly` counts
  * streams whose client (keygate) went away before the end.
@@ -64,6 +64,11 @@ export async function fakeOpenAi(): Promise<Fake & { streamed: Buffer[]; eventGa
     if (req.method !== "POST" || req.url !== "/v1/chat/completions") return json(404, { error: { message: "not found", type: "invalid_request_error" } });
     const model = body?.model;
     if (model === "slow") return;
+    if (model === "cut") {
+      // One event, then the connection drops: a provider failing mid-stream.
+      res.writeHead(200, { "content-type": "text/event-stream" }).write('data: {"id":"chatcmpl-cut","object":"chat.completion.chunk","choices":[]}\n\n');
+      return setTimeout(() => res.destroy(), 20);
+    }
     if (model !== "echo-1" && model !== "no-usage") return json(404, { error: { message: `The model \`${model}\` does not exist`, type: "invalid_request_error", param: "model", code: "model_not_found" } });
     const last = body?.messages?.at(-1)?.content;
     const usage = model === "echo-1" ? { prompt_tokens: 7, completion_tokens: 3, total_tokens: 10 } : undefined;
