@@ -8,6 +8,7 @@
  * A section is one entry of SECTIONS: its name, the scope that opens it, the `serve` flag and
  * variable that connect it, its routes, and whether the options connect it.
  */
+import type { FastifyReply, FastifyRequest } from "fastify";
 import { KeygateError } from "../core/errors.ts";
 import type { Profile } from "../core/profile/profile.ts";
 import type { AiOptions } from "./ai/provider.ts";
@@ -87,6 +88,18 @@ export class Sections {
   /** Whether the profile has the section (its route table has its routes): only then are they served. */
   has(name: string): boolean {
     return this.#defs.some((s) => s.name === name);
+  }
+
+  /**
+   * A route hook refusing the section's requests while it is not connected. The refusal says
+   * `X-Should-Retry: false`: OpenAI's clients retry a 503 otherwise, and only the operator changes this.
+   */
+  guard(name: string): (request: FastifyRequest, reply: FastifyReply, done: (e?: Error) => void) => void {
+    if (this.available(name)) return (_request, _reply, done) => done();
+    return (_request, reply, done) => {
+      reply.header("x-should-retry", "false");
+      done(this.notConfigured(name));
+    };
   }
 
   /** The refusal of a request for a section that is not connected. */

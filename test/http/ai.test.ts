@@ -85,6 +85,53 @@ describe("issue 17 §2: vibe:ai, the OpenAI-compatible AI section", () => {
     assert.ok(got.equals(fake.streamed.at(-1)!), "the same bytes the provider sent");
   });
 
+  it("stream: true — each event reaches the client as the provider sends it, not once the stream has ended", async () => {
+    fake.eventGapMs = 100;
+    try {
+      const ended = fake.streamed.length;
+      const r = await fetch(`${h.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-api-key": api },
+        body: JSON.stringify({ model: "echo-1", messages: [{ role: "user", content: "hi" }], stream: true }),
+      });
+      const reader = r.body!.getReader();
+      const first = await reader.read();
+      assert.match(Buffer.from(first.value!).toString(), /^data: \{/);
+      assert.equal(fake.streamed.length, ended, "the provider is still sending (7 events, 100 ms apart)");
+      while (!(await reader.read()).done);
+      assert.equal(fake.streamed.length, ended + 1);
+    } finally {
+      fake.eventGapMs = 5;
+    }
+  });
+
+  it("a client that leaves mid-stream closes the provider's request too", async () => {
+    fake.eventGapMs = 100;
+    try {
+      const closed = fake.closedEarly;
+      const controller = new AbortController();
+      const r = await fetch(`${h.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-api-key": api },
+        body: JSON.stringify({ model: "echo-1", messages: [{ role: "user", content: "hi" }], stream: true }),
+        signal: controller.signal,
+      });
+      await r.body!.getReader().read();
+      controller.abort();
+      for (let i = 0; i < 50 && fake.closedEarly === closed; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.equal(fake.closedEarly, closed + 1, "the provider saw its client go");
+    } finally {
+      fake.eventGapMs = 5;
+    }
+  });
+
+  it("a provider dropping the stream midway cuts the client's answer off: it errors, it does not hang or end as if complete", async () => {
+    const stream = await client.chat.completions.create({ model: "cut", messages: [{ role: "user", content: "x" }], stream: true });
+    await assert.rejects(async () => {
+      for await (const _ of stream) void _;
+    }, /terminated/, "the connection ends without the stream's end");
+  });
+
   it("usage is counted per key where the provider reports it: JSON answers and streams that carry usage (GET /v1/keys/:id/usage, /metrics)", async () => {
     const k = await makeKey(h, portalId);
     const c = new OpenAI({ apiKey: k.raw, baseURL: `${h.url}/v1`, maxRetries: 0 });
@@ -221,6 +268,23 @@ describe("issue 17 §2: a section without a provider answers 503 SECTION_NOT_CON
       const e = fails(await h.call(method, path, { key: api, body: method === "POST" ? {} : undefined }), 503, "SECTION_NOT_CONFIGURED");
       assert.deepEqual(e.details, { section: "ai", scope: "vibe:ai", setting: "--ai-base-url", env: "KEYGATE_AI_BASE_URL" });
       assert.match(e.hint, /details\.setting/);
+    }
+  });
+
+  it("the openai client gets the 503 once, with the message: X-Should-Retry: false stops its retries (only the operator can mend it)", async () => {
+    const server = await startHarness("sqlite", { listen: true });
+    try {
+      const key = (await makeKey(server, await makePortal(server))).raw;
+      let calls = 0;
+      const client = new OpenAI({ apiKey: key, baseURL: `${server.url}/v1`, fetch: (url, init) => (calls++, fetch(url, init)) });
+      await assert.rejects(client.chat.completions.create({ model: "m", messages: [{ role: "user", content: "x" }] }), (e: InstanceType<typeof OpenAI.APIError>) => {
+        assert.equal(e.status, 503);
+        assert.match(e.message, /not connected to a provider/);
+        return true;
+      });
+      assert.equal(calls, 1, "not retried");
+    } finally {
+      await server.close();
     }
   });
 

@@ -44,12 +44,15 @@ export const STREAM_WORDS = ["Hello", " from", " the", " fake", " model"];
 /**
  * An OpenAI-compatible server. Wants `Authorization: Bearer FAKE_AI_KEY` (else 401, as OpenAI).
  * Models: "echo-1" answers "echo: <last message>" with usage {7, 3, 10}; "slow" never answers;
- * "no-usage" answers without usage; any other → 404 model_not_found (OpenAI's error format).
- * `streamed` holds the exact bytes of each streamed answer, to compare with what the client got.
+ * "no-usage" answers without usage; "cut" streams one event and drops the connection; any other → 404 model_not_found (OpenAI's error format).
+ * `streamed` holds the exact bytes of each streamed answer once it has ended, to compare with what
+ * the client got; `eventGapMs` is the pause between two events (default 5); `closedEarly` counts
+ * streams whose client (keygate) went away before the end.
  */
-export async function fakeOpenAi(): Promise<Fake & { streamed: Buffer[] }> {
+export async function fakeOpenAi(): Promise<Fake & { streamed: Buffer[]; eventGapMs: number; closedEarly: number }> {
   const received: Fake["received"] = [];
   const streamed: Buffer[] = [];
+  const fake = { eventGapMs: 5, closedEarly: 0 };
   const server = createServer(async (req, res) => {
     const body = (await read(req)) as { model?: string; messages?: { content?: unknown }[]; stream?: boolean; stream_options?: { include_usage?: boolean } } | undefined;
     received.push({ method: req.method!, url: req.url!, headers: req.headers, body });
@@ -61,6 +64,11 @@ export async function fakeOpenAi(): Promise<Fake & { streamed: Buffer[] }> {
     if (req.method !== "POST" || req.url !== "/v1/chat/completions") return json(404, { error: { message: "not found", type: "invalid_request_error" } });
     const model = body?.model;
     if (model === "slow") return;
+    if (model === "cut") {
+      // One event, then the connection drops: a provider failing mid-stream.
+      res.writeHead(200, { "content-type": "text/event-stream" }).write('data: {"id":"chatcmpl-cut","object":"chat.completion.chunk","choices":[]}\n\n');
+      return setTimeout(() => res.destroy(), 20);
+    }
     if (model !== "echo-1" && model !== "no-usage") return json(404, { error: { message: `The model \`${model}\` does not exist`, type: "invalid_request_error", param: "model", code: "model_not_found" } });
     const last = body?.messages?.at(-1)?.content;
     const usage = model === "echo-1" ? { prompt_tokens: 7, completion_tokens: 3, total_tokens: 10 } : undefined;
@@ -69,13 +77,17 @@ export async function fakeOpenAi(): Promise<Fake & { streamed: Buffer[] }> {
       return json(200, { ...base, object: "chat.completion", choices: [{ index: 0, message: { role: "assistant", content: `echo: ${String(last)}` }, finish_reason: "stop" }], ...(usage ? { usage } : {}) });
     }
     res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" });
+    res.on("close", () => {
+      if (!res.writableFinished) fake.closedEarly++;
+    });
     const sent: Buffer[] = [];
     const send = async (text: string) => {
+      if (res.destroyed) return;
       const b = Buffer.from(text);
       sent.push(b);
       res.write(b);
       // One event at a time, as a model produces them.
-      await new Promise((r) => setTimeout(r, 5));
+      await new Promise((r) => setTimeout(r, fake.eventGapMs));
     };
     const chunk = (delta: object, finish: string | null) => ({ ...base, object: "chat.completion.chunk", choices: [{ index: 0, delta, finish_reason: finish }] });
     await send(`data: ${JSON.stringify(chunk({ role: "assistant", content: "" }, null))}\n\n`);
@@ -87,7 +99,7 @@ export async function fakeOpenAi(): Promise<Fake & { streamed: Buffer[] }> {
     res.end();
   });
   const url = await listen(server);
-  return { url: `${url}/v1`, received, streamed, close: closer(server) };
+  return Object.assign(fake, { url: `${url}/v1`, received, streamed, close: closer(server) });
 }
 
 /**

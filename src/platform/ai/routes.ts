@@ -13,8 +13,11 @@ import { type AiUsage, UsageReader } from "./usage.ts";
 /** The largest chat request keygate takes (images inlined as data: URLs make them big). */
 export const AI_BODY_LIMIT = 16 * 1024 * 1024;
 
-/** Headers of the provider's answer the client gets; the rest (its cookies, its servers' names) stay behind. */
-const PASSED = ["content-type", "retry-after", "deprecation", "x-model-replacement"];
+/**
+ * Headers of the provider's answer the client gets; the rest (its cookies, its servers' names) stay
+ * behind. The body passes unchanged, so its length and encoding stay true.
+ */
+const PASSED = ["content-type", "content-length", "content-encoding", "retry-after", "deprecation", "x-model-replacement"];
 
 const ChatRequest = T.Object(
   {
@@ -37,7 +40,7 @@ const Raw = (description: string, fields: Record<string, ReturnType<typeof T.Str
 export function aiRoutes(app: App, ctx: GatewayContext, sections: Sections, options: AiOptions | undefined, usage: AiUsage): void {
   const provider = options && new AiProvider(options);
   if (provider) app.addHook("onClose", () => provider.close());
-  const connected = (_request: FastifyRequest, _reply: FastifyReply, done: (e?: Error) => void) => done(provider ? undefined : sections.notConfigured("ai"));
+  const connected = sections.guard("ai");
   const codes = ["SECTION_NOT_CONFIGURED", "UPSTREAM_UNAVAILABLE", "UPSTREAM_TIMEOUT"];
 
   /** Sends the provider's answer on as it arrives (status, body, the headers in PASSED), reading its usage on the way. */
@@ -72,8 +75,10 @@ export function aiRoutes(app: App, ctx: GatewayContext, sections: Sections, opti
     try {
       await pipeline(answer.body, tap, reply.raw);
     } catch (e) {
-      // The provider stopped mid-answer, or the client left: the connection is cut, there is nothing more to say.
-      request.log.warn({ err: e }, "an AI answer was cut off");
+      // Cut off midway: the connection is closed, there is nothing more to say. The provider
+      // failing (undici's codes) is the operator's concern; a client leaving (a stopped stream) is routine.
+      const byProvider = String((e as { code?: unknown }).code ?? "").startsWith("UND_ERR");
+      request.log[byProvider ? "warn" : "debug"]({ err: e }, byProvider ? "the AI provider stopped mid-answer" : "the client left mid-answer");
     }
     if (method === "POST" && answer.status < 400) usage.add(request.auth.key.record.id, reader.end());
   };

@@ -15,7 +15,7 @@ export function searchRoutes(app: App, ctx: GatewayContext, sections: Sections, 
   app.post(
     "/v1/search",
     {
-      onRequest: (_request, _reply, done) => done(adapter ? undefined : sections.notConfigured("search")),
+      onRequest: sections.guard("search"),
       schema: {
         operationId: "search",
         tags: ["platform"],
