@@ -22,13 +22,16 @@ export function ScopeAdvice({ keyRecord, onNarrowed }) {
     <${ErrorNote} error=${advice.error} />
     ${a &&
     html`<p class="hint">From ${a.window.requests} logged request${a.window.requests === 1 ? "" : "s"}${a.window.from ? ` between ${when(a.window.from)} and ${when(a.window.to)}` : ""}.${a.confidence.note ? ` ${a.confidence.note}` : ""}</p>
-      ${a.suggestedScopes.length === 0
+      ${a.window.requests === 0
+        ? html`<p>Not used yet: the advice comes from the key's requests.</p>`
+        : a.suggestedScopes.length === 0
         ? html`<p>No request of this key needed a scope yet.</p>`
         : html`<h3>Suggested scopes</h3>
             <ul class="advice">${a.suggestedScopes.map(
               (s) => html`<li><code>${s.scope}</code> — ${s.reason === "covers" ? `covers ${s.covers.join(", ")}` : REASONS[s.reason]}${s.held ? "" : html` <span class="badge expired">not held</span>`}</li>`,
             )}</ul>`}
-      ${a.unusedScopes.length > 0 &&
+      ${a.window.requests > 0 &&
+      a.unusedScopes.length > 0 &&
       html`<h3>Never used</h3>
         <ul class="chips unused">${a.unusedScopes.map((s) => html`<li class="mono">${s}</li>`)}</ul>`}
       ${a.neededNotHeld.length > 0 &&
@@ -45,9 +48,9 @@ export function ScopeAdvice({ keyRecord, onNarrowed }) {
   </section>`;
 }
 
-/** Whether a key holds scopes it never used, for the API Keys list: null while unknown. */
+/** The scopes each used key never used, for the API Keys list (a key not used yet is not marked): null while unknown. */
 export function useUnusedScopes(keys) {
   const active = keys.filter((k) => k.status === "ACTIVE");
-  const advice = useLoad(() => Promise.all(active.map((k) => api.get(`/v1/keys/${k.id}/scope-advice`).then((a) => [k.id, a.unusedScopes], () => [k.id, []]))).then((pairs) => new Map(pairs)), [active.map((k) => `${k.id}@${k.updatedAt}`).join(",")]);
+  const advice = useLoad(() => Promise.all(active.map((k) => api.get(`/v1/keys/${k.id}/scope-advice`).then((a) => [k.id, a.window.requests > 0 ? a.unusedScopes : []], () => [k.id, []]))).then((pairs) => new Map(pairs)), [active.map((k) => `${k.id}@${k.updatedAt}`).join(",")]);
   return advice.data ?? null;
 }

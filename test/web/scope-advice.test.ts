@@ -25,17 +25,19 @@ describe("scope advice in the dashboard [RogerIQ]", () => {
     };
     broad = await make("KB lister", ["admin"]);
     spare = await make("Spare scopes", ["kb:read", "contacts:read"]);
+    await make("Not used yet", ["contacts:read"]);
     for (const key of [broad, spare, broad]) await d.api("GET", "/v1/projects/p1/kb/articles", key.raw);
     owner = await d.signedIn("owner@example.com");
   });
   after(() => d?.close());
 
-  it("issue 18: the API Keys list marks the key holding a scope it never used, and only that one", async () => {
+  it("issue 18: the API Keys list marks the used key holding a scope it never used, and only that one (a key not used yet is not marked)", async () => {
     const spareRow = owner.getByRole("row").filter({ hasText: "Spare scopes" });
     const mark = spareRow.getByText("Unused scopes");
     await mark.waitFor();
     assert.equal(await mark.getAttribute("title"), "Never used: contacts:read");
     assert.equal(await owner.getByRole("row").filter({ hasText: "KB lister" }).getByText("Unused scopes").count(), 0, "admin was used (broader than needed, but used)");
+    assert.equal(await owner.getByRole("row").filter({ hasText: "Not used yet" }).getByText("Unused scopes").count(), 0);
   });
 
   it("issue 18: the key card shows the advice — kb:read covers what the admin key did — and Narrow to suggested scopes leaves only it", async () => {
