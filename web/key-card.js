@@ -1,11 +1,13 @@
 /**
  * The key card (seed 003): what the key is, the scopes in effect and those waiting for a reissue,
  * its settings (Access mode, Request limit, Allowed IPs, scopes updated in place), Reissue, Revoke,
- * Delete, and its usage — requests per minute, addresses, recent requests — and audit trail.
+ * Delete, its scope advice (scope-advice.js), and its usage — requests per minute, addresses,
+ * recent requests — and audit trail.
  */
 import { useState } from "preact/hooks";
 import { api } from "./api.js";
 import { AccessMode, ipList, ipProblems, usePeople } from "./keys.js";
+import { ScopeAdvice } from "./scope-advice.js";
 import { ScopePicker, catalogFor, chosenOnly } from "./scopes.js";
 import { Dialog, ErrorNote, html, Link, MODES, navigate, SecretOnce, STATUSES, day, shown, useAction, useDashboard, useLoad, when } from "./ui.js";
 
@@ -145,6 +147,8 @@ export function KeyCard({ id }) {
   const loaded = useLoad(() => api.get(`/v1/keys/${id}`), [id]);
   const [record, setRecord] = useState(null);
   const [dialog, setDialog] = useState(null);
+  // Narrowing changes the scopes under the Settings form: it starts again from the key's new ones.
+  const [narrowings, setNarrowings] = useState(0);
   const key = record ?? loaded.data;
   const person = usePeople(portals.find((p) => p.id === key?.portalId));
   if (loaded.error) return html`<h1>Key</h1><${ErrorNote} error=${loaded.error} />`;
@@ -182,7 +186,15 @@ export function KeyCard({ id }) {
       <button type="button" onClick=${() => setDialog("revoke")} disabled=${key.status === "REVOKED"}>Revoke</button>
       <button type="button" class="danger" onClick=${() => setDialog("delete")}>Delete</button>
     </div>
-    ${active && html`<${Settings} key=${key.id} keyRecord=${key} onSaved=${setRecord} />`}
+    ${active &&
+    html`<${ScopeAdvice}
+      keyRecord=${key}
+      onNarrowed=${(updated) => {
+        setRecord(updated);
+        setNarrowings(narrowings + 1);
+      }}
+    />`}
+    ${active && html`<${Settings} key=${`${key.id}-${narrowings}`} keyRecord=${key} onSaved=${setRecord} />`}
     <${Usage} id=${key.id} person=${person} />
     ${dialog === "reissue" && html`<${Reissue} keyRecord=${key} sessionUser=${kind === "app"} onClose=${() => setDialog(null)} onDone=${refresh} />`}
     ${dialog === "revoke" &&

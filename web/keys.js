@@ -6,6 +6,7 @@
 import { useState } from "preact/hooks";
 import { api } from "./api.js";
 import { ScopePicker, catalogFor, chosenOnly } from "./scopes.js";
+import { useUnusedScopes } from "./scope-advice.js";
 import { Dialog, ErrorNote, html, Link, MODES, SecretOnce, STATUSES, day, shown, useAction, useDashboard, useLoad, when } from "./ui.js";
 
 const EXPIRATIONS = [
@@ -153,15 +154,15 @@ export function usePeople(portal) {
   return (userId) => (userId === user.id ? "You" : (members.data?.find((m) => m.userId === userId)?.email ?? userId));
 }
 
-/** A table of keys; each name opens its card. */
-export function KeyTable({ keys, owner, caption }) {
+/** A table of keys; each name opens its card. `unused` (API Keys): per key id, the scopes it never used. */
+export function KeyTable({ keys, owner, caption, unused }) {
   if (keys.length === 0) return html`<p>No keys yet.</p>`;
   return html`<div class="table-wrap"><table>
     <caption class="visually-hidden">${caption}</caption>
     <thead><tr><th scope="col">Name</th>${owner && html`<th scope="col">Owner</th>`}<th scope="col">Key</th><th scope="col">Status</th><th scope="col">Access mode</th><th scope="col">Expires</th><th scope="col">Last used</th></tr></thead>
     <tbody>${keys.map(
       (k) => html`<tr>
-        <td><${Link} href=${`/keys/${k.id}`}>${k.name}</${Link}></td>
+        <td><${Link} href=${`/keys/${k.id}`}>${k.name}</${Link}>${unused?.get(k.id)?.length > 0 && html` <span class="badge expired" title=${`Never used: ${unused.get(k.id).join(", ")}`}>Unused scopes</span>`}</td>
         ${owner && html`<td>${owner(k.ownerId)}</td>`}
         <td class="mono">${shown(k)}</td>
         <td><span class=${`badge ${k.status.toLowerCase()}`}>${STATUSES[k.status] ?? k.status}</span></td>
@@ -180,12 +181,13 @@ export function ApiKeysSection() {
   const owner = usePeople(portal);
   const [creating, setCreating] = useState(false);
   const list = (keys.data ?? []).filter((k) => k.type === keyType);
+  const unused = useUnusedScopes(list);
   return html`<h1>API Keys</h1>
     <p class="lead">${admin ? "Every member's keys on" : "Your keys on"} ${portal.name || portal.domain}. ${types.api[0].description ?? ""}</p>
     ${!portal.linked && html`<p class="error">This portal is not linked to its data yet: keys cannot be created until an administrator sets its upstream (Portal settings).</p>`}
     <div class="actions"><button type="button" onClick=${() => setCreating(true)} disabled=${!portal.linked}>Create</button></div>
     <${ErrorNote} error=${keys.error} />
-    ${keys.data && html`<${KeyTable} keys=${list} owner=${admin ? owner : null} caption="API keys" />`}
+    ${keys.data && html`<${KeyTable} keys=${list} owner=${admin ? owner : null} caption="API keys" unused=${unused} />`}
     ${admin && html`<${DefaultPolicy} />`}
     ${creating && html`<${CreateApiKey} keyType=${keyType} onClose=${() => setCreating(false)} onCreated=${keys.reload} />`}`;
 }

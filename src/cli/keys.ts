@@ -11,6 +11,8 @@ import { type Io, UsageError } from "./io.ts";
 
 type CreateBody = operations["createKey"]["requestBody"]["content"]["application/json"];
 type UpdateBody = operations["updateKey"]["requestBody"]["content"]["application/json"];
+/** GET /v1/keys/:id/scope-advice (docs/scope-advice.md). */
+type ScopeAdvice = operations["getKeyScopeAdvice"]["responses"][200]["content"]["application/json"]["data"];
 /** A key as the API shows it (GET /v1/keys/:id). */
 type KeyView = operations["getKey"]["responses"][200]["content"]["application/json"]["data"];
 
@@ -106,6 +108,23 @@ function keyLines(k: KeyView): string[] {
     `  expires:     ${k.expiresAt ?? "never"}`,
     `  last used:   ${k.lastUsedAt ?? "never"}`,
   ];
+}
+
+function adviceLines(a: ScopeAdvice): string[] {
+  const lines = [`Scope advice for key ${a.keyId}, over ${a.window.requests} logged request${a.window.requests === 1 ? "" : "s"}${a.window.from === null ? "" : ` from ${a.window.from} to ${a.window.to}`}`];
+  if (a.confidence.note !== null) lines.push(`  note: ${a.confidence.note}`);
+  lines.push(`  holds:     ${a.scopes.join(", ")}`);
+  lines.push(a.suggestedScopes.length === 0 ? "  suggested: nothing (no request needed a scope)" : "  suggested:");
+  for (const s of a.suggestedScopes) {
+    const why = s.reason === "covers" ? `covers ${s.covers.join(", ")}` : s.reason;
+    lines.push(`    ${s.scope}  (${why})${s.held ? "" : "  NOT HELD"}`);
+  }
+  lines.push(`  unused:    ${a.unusedScopes.length === 0 ? "none" : a.unusedScopes.join(", ")}`);
+  for (const n of a.neededNotHeld) lines.push(`  refused:   ${n.method} ${n.route ?? "(no route)"} needs ${n.missing.join(", ")} (${n.count}×, last ${n.lastAt})`);
+  if (a.observedRoutes.length > 0) lines.push("  routes:");
+  for (const r of a.observedRoutes) lines.push(`    ${String(r.count).padStart(8)}  ${r.method} ${r.route}  [${r.requires === null ? "never allowed for this key type" : r.requires.join(", ") || "no scope"}]`);
+  if (a.narrowTo !== null) lines.push(`To narrow the key: keygate keys update ${a.keyId} --scopes ${a.narrowTo.join(",")}`);
+  return lines;
 }
 
 function connection(command: Command): Command {
@@ -211,6 +230,17 @@ export function registerKeys(program: Command, io: Io): void {
       print(opts.json, key, () => [...created(key), `The old key ${key.previousKey.id} works until ${key.previousKey.validUntil}.`]);
     },
   );
+
+  connection(
+    keys
+      .command("advise")
+      .description("the narrowest scopes that cover what the key was used for, its unused scopes and the requests refused for a scope (docs/scope-advice.md)")
+      .argument("<id>", "the key's id"),
+  ).action(async (id: string, opts: Connection) => {
+    const api = connect(opts);
+    const advice = await ask(io, opts, async () => unwrap(await api.GET("/v1/keys/{id}/scope-advice", { params: { path: { id } } })));
+    print(opts.json, advice, () => adviceLines(advice));
+  });
 
   connection(keys.command("revoke").description("revoke a key: its next request gets KEY_INACTIVE").argument("<id>", "the key's id")).action(async (id: string, opts: Connection) => {
     const api = connect(opts);
