@@ -35,6 +35,7 @@ export interface ServeFlags {
   limiterSize?: string;
   ipv6Prefix?: string;
   drainSeconds: string;
+  storageMaxObjectBytes?: string;
 }
 
 /** The configuration, checked. */
@@ -61,6 +62,8 @@ export interface ServeConfig {
   ipv6Prefix?: number;
   /** How long in-flight requests may finish after SIGTERM/SIGINT before their connections are cut. */
   drainSeconds: number;
+  /** The largest object PUT /v1/storage/objects/<key> stores (docs/storage.md). */
+  storageMaxObjectBytes?: number;
 }
 
 const option = (flags: string, description: string, env: string, defaultValue?: string) => {
@@ -97,6 +100,7 @@ export function serveOptions(): Option[] {
     option("--limiter-size <logs>", "rate-limit logs kept in memory at most, one per limit and client or key (default: 250000)", "KEYGATE_LIMITER_SIZE"),
     option("--ipv6-prefix <bits>", "per-address limits count an IPv6 client by its network of this many bits (128: each address; default: 64)", "KEYGATE_IPV6_PREFIX"),
     option("--drain-seconds <seconds>", "on SIGTERM/SIGINT, how long in-flight requests may finish before connections are cut (a second signal exits at once)", "KEYGATE_DRAIN_SECONDS", "25"),
+    option("--storage-max-object-bytes <bytes>", "the largest object PUT /v1/storage/objects/<key> stores (default: 104857600, 100 MiB)", "KEYGATE_STORAGE_MAX_OBJECT_BYTES"),
   ];
 }
 
@@ -144,6 +148,7 @@ export function serveConfig(flags: ServeFlags): ServeConfig {
     limiterSize: flags.limiterSize === undefined ? undefined : wholeNumber("--limiter-size", "KEYGATE_LIMITER_SIZE", flags.limiterSize, 1, 100_000_000),
     ipv6Prefix: flags.ipv6Prefix === undefined ? undefined : wholeNumber("--ipv6-prefix", "KEYGATE_IPV6_PREFIX", flags.ipv6Prefix, 1, 128),
     drainSeconds: wholeNumber("--drain-seconds", "KEYGATE_DRAIN_SECONDS", flags.drainSeconds, 0, 3600),
+    storageMaxObjectBytes: flags.storageMaxObjectBytes === undefined ? undefined : wholeNumber("--storage-max-object-bytes", "KEYGATE_STORAGE_MAX_OBJECT_BYTES", flags.storageMaxObjectBytes, 0, Number.MAX_SAFE_INTEGER),
   };
 }
 

@@ -75,6 +75,7 @@ export function registerServe(program: Command, io: Io): void {
         tls,
         sandboxUrl,
         identityKeyGeneration,
+        storageMaxObjectBytes: opts.storageMaxObjectBytes,
         ...shared,
       });
       log = (message) => app.log.warn(message);

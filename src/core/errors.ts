@@ -107,6 +107,10 @@ export const ERRORS = {
   UPSTREAM_TIMEOUT: { status: 504, message: "The upstream did not answer in time.", hint: "Retry with an increasing pause; a write may or may not have been applied upstream." },
   PAYLOAD_TOO_LARGE: { status: 413, message: "The request body is too large." },
   INTERNAL_ERROR: { status: 500, message: "Something went wrong inside keygate; the request id identifies it in the logs." },
+  INVALID_OBJECT_KEY: { status: 400, message: "The object key is not valid.", hint: "1 to 1024 bytes of segments separated by /, none empty, . or .., no control characters." },
+  OBJECT_NOT_FOUND: { status: 404, message: "No such object in the portal's storage." },
+  OBJECT_TOO_LARGE: { status: 413, message: "The object is larger than this keygate stores.", hint: "details.maxBytes is the limit (serve --storage-max-object-bytes)." },
+  RANGE_NOT_SATISFIABLE: { status: 416, message: "The range is outside the object.", hint: "Content-Range: bytes */<size> gives the object's size." },
 } as const satisfies Record<string, ErrorDef>;
 
 export type ErrorCode = keyof typeof ERRORS;

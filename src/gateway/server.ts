@@ -39,6 +39,7 @@ import { entityRoutes } from "./routes/entities.ts";
 import { keptMe, meRoutes } from "./routes/me.ts";
 import { portalRoutes } from "./routes/portals.ts";
 import { verifyRoutes } from "./routes/verify.ts";
+import { DEFAULT_MAX_OBJECT_BYTES, storageRoutes } from "./routes/storage.ts";
 import { accountRoutes, isAccountPath } from "./routes/accounts.ts";
 import { sessionAuthenticator } from "./session.ts";
 import { SESSION_LIFETIMES, type SessionLifetimes } from "../accounts/sessions.ts";
@@ -88,6 +89,8 @@ export interface ServerOptions {
   signInThrottle?: Partial<SignInThrottleSettings>;
   /** The key generation identity assertions are signed with (default 1): raised on every node to rotate the keys (docs/upstreams.md, "The identity assertion"). */
   identityKeyGeneration?: number;
+  /** The largest object PUT /v1/storage/objects/<key> stores, in bytes (default 100 MiB; docs/storage.md). */
+  storageMaxObjectBytes?: number;
   /** The base URL of the sandbox served at a host root (`keygate serve --sandbox-port`), for the sandbox's webhook URL; default: the /sandbox/ path of this server. */
   sandboxUrl?: string;
   now?: () => number;
@@ -435,7 +438,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     }
     // The profile's router reads /v1/me/ and /v1//me as /v1/me, and Fastify's reads /v1/portals/
     // as /v1/portals/:id with an empty id: an endpoint is only its path as the route writes it.
-    if (!canonical(request.url)) return send(reply, "ROUTE_NOT_FOUND");
+    // A route ending in * takes the rest of the path as it is: its handler judges it (a storage object key).
+    if (!canonical(request.url) && !verification.route!.path.endsWith("/*")) return send(reply, "ROUTE_NOT_FOUND");
     request.auth = { key: verification.key!, route: verification.route!, params: verification.params!, clientIp: verification.clientIp, session: verification.session };
   });
   app.addHook("onResponse", (request, reply, done) => {
@@ -510,6 +514,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
         { name: "verify", description: "Verify mode, for services that keep keygate beside them" },
         { name: "entities", description: "The portal's records (VibeCode)" },
         { name: "messaging", description: "Notifications, chat messages and Activity Stream posts (VibeCode)" },
+        { name: "storage", description: "Object storage of the key's portal (VibeCode vibe:storage)" },
       ],
       components: {
         securitySchemes: {
@@ -582,6 +587,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       const address = app.server.address();
       return typeof address === "object" && address !== null ? `${options.tls ? "https" : "http"}://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}` : undefined;
     });
+    // Its own context: request bodies are the objects' bytes, not JSON.
+    v1.register(async (storage) => storageRoutes(storage.withTypeProvider<TypeBoxTypeProvider>(), ctx, { maxObjectBytes: options.storageMaxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES }));
     typed.get(
       "/v1/openapi.json",
       {

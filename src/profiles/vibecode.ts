@@ -223,6 +223,10 @@ export const vibecode: ProfileSpec = {
     platform("POST", "/v1/infra/servers", "vibe:infra", "Create a server (needs a user: app keys need a session)", { userContext: true }),
     platform("POST", "/v1/chat/completions", "vibe:ai", "AI models (OpenAI-compatible)", { class: "read" }),
     platform("POST", "/v1/search", "vibe:search", "Web search via the platform", { class: "read" }),
+    platform("GET", "/v1/storage/objects", "vibe:storage", "List the portal's stored objects (prefix, cursor, limit)"),
+    platform("GET", "/v1/storage/objects/*", "vibe:storage", "Read a stored object (ETag, byte ranges; HEAD for its headers)"),
+    platform("PUT", "/v1/storage/objects/*", "vibe:storage", "Store an object under a key (streamed, size-capped)"),
+    platform("DELETE", "/v1/storage/objects/*", "vibe:storage", "Delete a stored object"),
     platform("POST", "/v1/verify", "vibe:verify", "Verify mode: the decision for another key of the portal on a request, without forwarding it", { keyTypes: ["api"], class: "read" }),
 
     ...["GET /v1/oauth/authorize", "POST /v1/oauth/token", "GET /v1/oauth/poll", "POST /v1/oauth/revoke"].map((line): RouteSpec => {

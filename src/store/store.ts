@@ -9,6 +9,8 @@
  * "has_dependents") writes no effects either. Lists are in a fixed order, given per method.
  */
 
+import type { ObjectStore } from "./objects.ts";
+
 export type UserRole = "owner" | "staff" | "user";
 export type MemberRole = "ADMIN" | "MEMBER";
 export type AccessMode = "READWRITE" | "READONLY";
@@ -257,6 +259,8 @@ export class StoreConflictError extends Error {
 
 export interface Store {
   readonly dialect: "sqlite" | "postgres";
+  /** Portals' stored objects (vibe:storage): files in the data directory with SQLite, chunks in the database with PostgreSQL (objects.ts). */
+  readonly objects: ObjectStore;
   /** Applies pending migrations (idempotent); called at start. */
   migrate(): Promise<void>;
   close(): Promise<void>;

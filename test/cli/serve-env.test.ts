@@ -51,6 +51,7 @@ const VARIABLES = [
   "KEYGATE_DRAIN_SECONDS",
   "KEYGATE_OWNER_PASSWORD_FILE",
   "KEYGATE_IDENTITY_KEY_GENERATION",
+  "KEYGATE_STORAGE_MAX_OBJECT_BYTES",
 ];
 
 describe("issue 14: keygate serve by environment, readiness, graceful shutdown", () => {

@@ -214,6 +214,17 @@ describe("issue 11.1: the OpenAPI document is the contract [VibeCode]", () => {
     await call("POST /v1/batch", "/v1/batch", { key: api, body: { calls: [{ entity: "deals", action: "list", params: { limit: 1 } }, { entity: "deals", action: "get", entityId: 999999 }] } });
     await call("POST /v1/batch", "/v1/batch", { key: api, body: { calls: [] } }).then((r) => assert.equal(r.status, 400));
 
+    // object storage: the API key holds vibe:storage (auto-granted)
+    const object = "/v1/storage/objects/contract/a.txt";
+    await call("PUT /v1/storage/objects/{*}", object, { key: api, body: "hello", headers: { "content-type": "text/plain" } }).then((r) => assert.equal(r.status, 201));
+    await call("PUT /v1/storage/objects/{*}", "/v1/storage/objects/contract//b", { key: api, body: "x", headers: { "content-type": "text/plain" } }).then((r) => assert.equal(r.status, 400));
+    await call("GET /v1/storage/objects/{*}", object, { key: api }).then((r) => assert.equal(r.body, "hello"));
+    await call("GET /v1/storage/objects/{*}", object, { key: api, headers: { range: "bytes=9-" } }).then((r) => assert.equal(r.status, 416));
+    await call("GET /v1/storage/objects", "/v1/storage/objects?prefix=contract/", { key: api }).then((r) => assert.equal(r.body.data.length, 1));
+    await call("GET /v1/storage/objects", "/v1/storage/objects?limit=0", { key: api }).then((r) => assert.equal(r.status, 400));
+    await call("DELETE /v1/storage/objects/{*}", object, { key: api });
+    await call("DELETE /v1/storage/objects/{*}", object, { key: api }).then((r) => assert.equal(r.status, 404));
+
     const missing = [...c.operations.keys()].filter((op) => !c.reached.has(op));
     assert.deepEqual(missing, [], "every operation of the document was called and its response validated");
     for (const [op, statuses] of c.reached) assert.ok([...statuses].some((s) => s >= 200 && s < 300), `${op} answered a success at least once: ${[...statuses].join(", ")}`);

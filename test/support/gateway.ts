@@ -93,6 +93,8 @@ export interface HarnessOptions {
   clientLimits?: Partial<ClientLimits>;
   /** The key generation identity assertions are signed with (`serve --identity-key-generation`). */
   identityKeyGeneration?: number;
+  /** The largest object the server stores (`serve --storage-max-object-bytes`). */
+  storageMaxObjectBytes?: number;
   /** Where the harness clock starts (default 2026-11-22T12:00:00Z): Date.now() for clients that check times against the real clock. */
   startAt?: number;
 }
@@ -131,7 +133,7 @@ export async function startHarness(kind: StoreKind, options: HarnessOptions = {}
   };
   const now = () => clock.now;
   const limiter = await options.limiter?.(now);
-  const app = buildServer({ profile, store, serverSecret, now, trustProxy: options.trustProxy, limiter, httpUpstream: options.httpUpstream, clientLimits: options.clientLimits, allowUpstream: options.allowUpstream, identityKeyGeneration: options.identityKeyGeneration });
+  const app = buildServer({ profile, store, serverSecret, now, trustProxy: options.trustProxy, limiter, httpUpstream: options.httpUpstream, clientLimits: options.clientLimits, allowUpstream: options.allowUpstream, identityKeyGeneration: options.identityKeyGeneration, storageMaxObjectBytes: options.storageMaxObjectBytes });
   await app.ready();
   const url = options.listen ? await app.listen({ host: "127.0.0.1", port: 0 }) : undefined;
   // The server's own management operations: changes made through them reach its caches.

@@ -68,6 +68,7 @@ import {
   userValues,
 } from "../rows.ts";
 import { UpstreamCipher } from "../credentials.ts";
+import { PostgresObjects } from "../objects.ts";
 import { StoreConflictError } from "../store.ts";
 import type {
   AuditEvent,
@@ -244,8 +245,11 @@ export class PostgresStore implements Store {
   readonly #cipher: UpstreamCipher;
   #closed = false;
 
+  readonly objects: PostgresObjects;
+
   constructor(pool: Pool, schema: string | undefined, cipher: UpstreamCipher) {
     this.#pool = pool;
+    this.objects = new PostgresObjects(pool);
     this.#schema = schema;
     this.#cipher = cipher;
   }
