@@ -40,6 +40,8 @@ import { keptMe, meRoutes } from "./routes/me.ts";
 import { portalRoutes } from "./routes/portals.ts";
 import { verifyRoutes } from "./routes/verify.ts";
 import { DEFAULT_MAX_OBJECT_BYTES, storageRoutes } from "./routes/storage.ts";
+import { botRoutes } from "./routes/bots.ts";
+import { portalConnection } from "./portal-connection.ts";
 import { accountRoutes, isAccountPath } from "./routes/accounts.ts";
 import { sessionAuthenticator } from "./session.ts";
 import { SESSION_LIFETIMES, type SessionLifetimes } from "../accounts/sessions.ts";
@@ -514,6 +516,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
         { name: "verify", description: "Verify mode, for services that keep keygate beside them" },
         { name: "entities", description: "The portal's records (VibeCode)" },
         { name: "messaging", description: "Notifications, chat messages and Activity Stream posts (VibeCode)" },
+        { name: "bots", description: "Chatbots of the key's portal, through Bitrix24's imbot methods (VibeCode imbot)" },
         { name: "storage", description: "Object storage of the key's portal (VibeCode vibe:storage)" },
       ],
       components: {
@@ -583,10 +586,12 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     verifyRoutes(typed, ctx, a);
     forwardAuthRoutes(typed, ctx, fa);
     accountRoutes(typed, ctx, { client, lifetimes, throttle: signInThrottle(limiter, { ...SIGN_IN_THROTTLE, ...options.signInThrottle }) });
-    entityRoutes(typed, ctx, limits, () => {
+    const ownBaseUrl = () => {
       const address = app.server.address();
       return typeof address === "object" && address !== null ? `${options.tls ? "https" : "http"}://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}` : undefined;
-    });
+    };
+    entityRoutes(typed, ctx, limits, ownBaseUrl);
+    botRoutes(typed, ctx, portalConnection(ctx, limits, ownBaseUrl));
     // Its own context: request bodies are the objects' bytes, not JSON.
     v1.register(async (storage) => storageRoutes(storage.withTypeProvider<TypeBoxTypeProvider>(), ctx, { maxObjectBytes: options.storageMaxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES }));
     typed.get(
