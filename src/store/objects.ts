@@ -100,12 +100,10 @@ export class FileObjects implements ObjectStore {
     this.#throwaway = throwaway;
   }
 
-  /** `<dataDir>/objects`, or for an in-memory database a temporary directory of its own. */
+  /** `<dataDir>/objects` (made 0700 by the first upload), or for an in-memory database a temporary directory of its own. */
   static async open(db: DatabaseSync, dataDir: string): Promise<FileObjects> {
     if (dataDir === ":memory:") return new FileObjects(db, await mkdtemp(join(tmpdir(), "keygate-objects-")), true);
-    const dir = join(dataDir, "objects");
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    return new FileObjects(db, dir, false);
+    return new FileObjects(db, join(dataDir, "objects"), false);
   }
 
   #row(portalId: string, key: string): Row | undefined {
@@ -116,6 +114,7 @@ export class FileObjects implements ObjectStore {
     const blob = randomUUID();
     const path = join(this.#dir, blob);
     const tally = { size: 0, hash: createHash("sha256") };
+    await mkdir(this.#dir, { recursive: true, mode: 0o700 });
     try {
       await pipeline(Readable.from(measured(body, upload.maxBytes, tally)), createWriteStream(path, { mode: 0o600 }));
     } catch (e) {
