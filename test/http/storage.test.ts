@@ -291,6 +291,22 @@ for (const kind of await storeKinds("http: storage")) {
       assert.ok((await call("GET", "/v1/storage/objects/cap/exact.bin")).body.equals(Buffer.alloc(MAX, 1)));
     });
 
+    it("a client that goes away in the middle of its upload leaves nothing stored, and an object already under the key stays", async () => {
+      await put("gone/midway.bin", "before");
+      for (const key of ["gone/midway.bin", "gone/new.bin"]) {
+        await new Promise<void>((resolve) => {
+          const req = httpRequest({ host: new URL(base).hostname, port: new URL(base).port, method: "PUT", path: `/v1/storage/objects/${key}`, headers: { "x-api-key": api, "content-length": String(MAX) } });
+          req.on("error", () => resolve());
+          req.on("close", () => resolve());
+          req.write(Buffer.alloc(MAX / 2, 9), () => setTimeout(() => req.destroy(), 50));
+        });
+      }
+      // Time for the server to see the connection close and finish with the upload (a partial object would be stored by then).
+      await new Promise((r) => setTimeout(r, 300));
+      assert.deepEqual((await listed("?prefix=gone/")).data.map((o) => [o.key, o.size]), [["gone/midway.bin", 6]]);
+      assert.equal((await call("GET", "/v1/storage/objects/gone/midway.bin")).body.toString(), "before");
+    });
+
     it("a Content-Type with control characters or over 255 characters is a 400 naming content-type", async () => {
       const r = await put("ct/long", "x", { type: `text/${"x".repeat(260)}` });
       refused(r, 400, "VALIDATION_ERROR");
