@@ -43,6 +43,7 @@ export interface ServeFlags {
   searchUrl?: string;
   smtpUrl?: string;
   smtpFrom?: string;
+  storageMaxObjectBytes?: string;
 }
 
 /** The configuration, checked. */
@@ -73,6 +74,8 @@ export interface ServeConfig {
   platform: PlatformOptions;
   /** SMTP for the emails keygate sends (docs/feedback.md); none: in-app notifications only. */
   mail?: { url: string; from: string };
+  /** The largest object PUT /v1/storage/objects/<key> stores (docs/storage.md). */
+  storageMaxObjectBytes?: number;
 }
 
 const option = (flags: string, description: string, env: string, defaultValue?: string) => {
@@ -116,6 +119,7 @@ export function serveOptions(): Option[] {
     option("--search-url <url>", "vibe:search: the SearXNG instance searches go to, its JSON API on (default: none, the section answers 503)", "KEYGATE_SEARCH_URL"),
     option("--smtp-url <url>", "SMTP server for the emails keygate sends (feedback tickets' authors): smtp://host:587 or smtps://user:password@host:465; needs --smtp-from (default: none, in-app notifications only)", "KEYGATE_SMTP_URL"),
     option("--smtp-from <address>", "the From address of those emails, e.g. \"keygate <keygate@example.com>\"", "KEYGATE_SMTP_FROM"),
+    option("--storage-max-object-bytes <bytes>", "the largest object PUT /v1/storage/objects/<key> stores (default: 104857600, 100 MiB)", "KEYGATE_STORAGE_MAX_OBJECT_BYTES"),
   ];
 }
 
@@ -165,6 +169,7 @@ export function serveConfig(flags: ServeFlags): ServeConfig {
     drainSeconds: wholeNumber("--drain-seconds", "KEYGATE_DRAIN_SECONDS", flags.drainSeconds, 0, 3600),
     platform: platformOptions(flags),
     mail: mailOptions(flags.smtpUrl, flags.smtpFrom),
+    storageMaxObjectBytes: flags.storageMaxObjectBytes === undefined ? undefined : wholeNumber("--storage-max-object-bytes", "KEYGATE_STORAGE_MAX_OBJECT_BYTES", flags.storageMaxObjectBytes, 0, Number.MAX_SAFE_INTEGER),
   };
 }
 

@@ -77,6 +77,7 @@ export function registerServe(program: Command, io: Io): void {
         identityKeyGeneration,
         platform: opts.platform,
         mail: opts.mail,
+        storageMaxObjectBytes: opts.storageMaxObjectBytes,
         ...shared,
       });
       log = (message) => app.log.warn(message);

@@ -120,6 +120,12 @@ export const ERRORS = {
   },
   PAYLOAD_TOO_LARGE: { status: 413, message: "The request body is too large." },
   INTERNAL_ERROR: { status: 500, message: "Something went wrong inside keygate; the request id identifies it in the logs." },
+  INVALID_OBJECT_KEY: { status: 400, message: "The object key is not valid.", hint: "1 to 1024 bytes of segments separated by /, none empty, . or .., no control characters." },
+  OBJECT_NOT_FOUND: { status: 404, message: "No such object in the portal's storage." },
+  OBJECT_TOO_LARGE: { status: 413, message: "The object is larger than this keygate stores.", hint: "details.maxBytes is the limit (serve --storage-max-object-bytes)." },
+  BOT_NOT_FOUND: { status: 404, message: "No such chatbot in the portal." },
+  BOT_ALREADY_EXISTS: { status: 409, message: "The portal has a chatbot with this code already.", hint: "details.botId is its id: use it, or choose another code." },
+  RANGE_NOT_SATISFIABLE: { status: 416, message: "The range is outside the object.", hint: "Content-Range: bytes */<size> gives the object's size." },
 } as const satisfies Record<string, ErrorDef>;
 
 export type ErrorCode = keyof typeof ERRORS;

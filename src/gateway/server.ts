@@ -40,6 +40,9 @@ import { entityRoutes } from "./routes/entities.ts";
 import { keptMe, meRoutes } from "./routes/me.ts";
 import { portalRoutes } from "./routes/portals.ts";
 import { verifyRoutes } from "./routes/verify.ts";
+import { DEFAULT_MAX_OBJECT_BYTES, storageRoutes } from "./routes/storage.ts";
+import { botRoutes } from "./routes/bots.ts";
+import { portalConnection } from "./portal-connection.ts";
 import { accountRoutes, isAccountPath } from "./routes/accounts.ts";
 import { sessionAuthenticator } from "./session.ts";
 import { feedbackRoutes } from "../feedback/routes.ts";
@@ -96,6 +99,8 @@ export interface ServerOptions {
   identityKeyGeneration?: number;
   /** SMTP for the emails keygate sends (feedback tickets' authors, docs/feedback.md); default: none, in-app notifications only. */
   mail?: MailSettings;
+  /** The largest object PUT /v1/storage/objects/<key> stores, in bytes (default 100 MiB; docs/storage.md). */
+  storageMaxObjectBytes?: number;
   /** The base URL of the sandbox served at a host root (`keygate serve --sandbox-port`), for the sandbox's webhook URL; default: the /sandbox/ path of this server. */
   sandboxUrl?: string;
   now?: () => number;
@@ -455,7 +460,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     }
     // The profile's router reads /v1/me/ and /v1//me as /v1/me, and Fastify's reads /v1/portals/
     // as /v1/portals/:id with an empty id: an endpoint is only its path as the route writes it.
-    if (!canonical(request.url)) return send(reply, "ROUTE_NOT_FOUND");
+    // A route ending in * takes the rest of the path as it is: its handler judges it (a storage object key).
+    if (!canonical(request.url) && !verification.route!.path.endsWith("/*")) return send(reply, "ROUTE_NOT_FOUND");
     request.auth = { key: verification.key!, route: verification.route!, params: verification.params!, clientIp: verification.clientIp, session: verification.session };
   });
   app.addHook("onResponse", (request, reply, done) => {
@@ -537,6 +543,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
         { name: "messaging", description: "Notifications, chat messages and Activity Stream posts (VibeCode)" },
         { name: "feedback", description: "Feedback tickets and their threads (docs/feedback.md)" },
         { name: "platform", description: "The platform sections: AI models, web search (docs/sections.md)" },
+        { name: "bots", description: "Chatbots of the key's portal, through Bitrix24's imbot methods (VibeCode imbot)" },
+        { name: "storage", description: "Object storage of the key's portal (VibeCode vibe:storage)" },
       ],
       components: {
         securitySchemes: {
@@ -608,10 +616,14 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     platformRoutes(typed, ctx, ctx.sections, options.platform ?? {}, ctx.aiUsage, metrics?.registry);
     forwardAuthRoutes(typed, ctx, fa);
     accountRoutes(typed, ctx, { client, lifetimes, throttle: signInThrottle(limiter, { ...SIGN_IN_THROTTLE, ...options.signInThrottle }) });
-    entityRoutes(typed, ctx, limits, () => {
+    const ownBaseUrl = () => {
       const address = app.server.address();
       return typeof address === "object" && address !== null ? `${options.tls ? "https" : "http"}://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}` : undefined;
-    });
+    };
+    entityRoutes(typed, ctx, limits, ownBaseUrl);
+    botRoutes(typed, ctx, portalConnection(ctx, limits, ownBaseUrl));
+    // Its own context: request bodies are the objects' bytes, not JSON.
+    v1.register(async (storage) => storageRoutes(storage.withTypeProvider<TypeBoxTypeProvider>(), ctx, { maxObjectBytes: options.storageMaxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES }));
     typed.get(
       "/v1/openapi.json",
       {

@@ -204,7 +204,11 @@ export const vibecode: ProfileSpec = {
     platform("POST", "/v1/notifications", "im", "Send a notification", { userContext: true, upstreamMethod: "im.notify.system.add", upstream: true }),
     platform("POST", "/v1/chats/:dialogId/messages", "im", "Send a chat message", { userContext: true, upstreamMethod: "im.message.add", upstream: true }),
     platform("POST", "/v1/posts", "log", "Post to the Activity Stream", { userContext: true, upstreamMethod: "log.blogpost.add", upstream: true }),
-    platform("GET", "/v1/bots", "imbot", "List chatbots"),
+    // A bot speaks as itself, not as a user: an authorization key needs no session (seen in VibeCode's clients).
+    platform("GET", "/v1/bots", "imbot", "List the portal's chatbots", { upstreamMethod: "imbot.bot.list", upstream: true }),
+    platform("POST", "/v1/bots", "imbot", "Register a chatbot", { upstreamMethod: "imbot.register", upstream: true }),
+    platform("DELETE", "/v1/bots/:id", "imbot", "Unregister a chatbot", { upstreamMethod: "imbot.unregister", upstream: true }),
+    platform("POST", "/v1/bots/:id/messages", "imbot", "Send a message as a chatbot", { upstreamMethod: "imbot.message.add", upstream: true }),
     platform("GET", "/v1/placements/available", "placement", "Places an app can be embedded in", {
       keyTypes: ["app"],
       keyTypeError: { api: "OAUTH_REQUIRED" },
@@ -224,6 +228,10 @@ export const vibecode: ProfileSpec = {
     platform("POST", "/v1/chat/completions", "vibe:ai", "AI models (OpenAI-compatible)", { class: "read" }),
     platform("GET", "/v1/models", "vibe:ai", "The AI models offered (OpenAI-compatible)"),
     platform("POST", "/v1/search", "vibe:search", "Web search via the platform", { class: "read" }),
+    platform("GET", "/v1/storage/objects", "vibe:storage", "List the portal's stored objects (prefix, cursor, limit)"),
+    platform("GET", "/v1/storage/objects/*", "vibe:storage", "Read a stored object (ETag, byte ranges; HEAD for its headers)"),
+    platform("PUT", "/v1/storage/objects/*", "vibe:storage", "Store an object under a key (streamed, size-capped)"),
+    platform("DELETE", "/v1/storage/objects/*", "vibe:storage", "Delete a stored object"),
     platform("POST", "/v1/verify", "vibe:verify", "Verify mode: the decision for another key of the portal on a request, without forwarding it", { keyTypes: ["api"], class: "read" }),
 
     ...["GET /v1/oauth/authorize", "POST /v1/oauth/token", "GET /v1/oauth/poll", "POST /v1/oauth/revoke"].map((line): RouteSpec => {

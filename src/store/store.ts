@@ -10,6 +10,7 @@
  */
 
 import type { Sql } from "./sql.ts";
+import type { ObjectStore } from "./objects.ts";
 
 export type UserRole = "owner" | "staff" | "user";
 export type MemberRole = "ADMIN" | "MEMBER";
@@ -276,6 +277,8 @@ export interface Store {
   readonly dialect: "sqlite" | "postgres";
   /** The thin dialect for store modules that write their queries once (src/store/sql.ts). */
   readonly sql: Sql;
+  /** Portals' stored objects (vibe:storage): files in the data directory with SQLite, chunks in the database with PostgreSQL (objects.ts). */
+  readonly objects: ObjectStore;
   /** Applies pending migrations (idempotent); called at start. */
   migrate(): Promise<void>;
   close(): Promise<void>;

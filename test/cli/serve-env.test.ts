@@ -58,6 +58,7 @@ const VARIABLES = [
   "KEYGATE_SEARCH_URL",
   "KEYGATE_SMTP_URL",
   "KEYGATE_SMTP_FROM",
+  "KEYGATE_STORAGE_MAX_OBJECT_BYTES",
 ];
 
 describe("issue 14: keygate serve by environment, readiness, graceful shutdown", () => {

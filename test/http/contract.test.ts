@@ -123,7 +123,7 @@ describe("issue 11.1: the OpenAPI document is the contract [VibeCode]", () => {
     await call("DELETE /v1/portals/{id}/members/{userId}", `/v1/portals/${portal.id}/members/${member.user.id}`);
 
     // keys
-    const scopes = ["crm", "task", "tasks", "user", "im", "log", "vibe:verify"];
+    const scopes = ["crm", "task", "tasks", "user", "im", "log", "imbot", "vibe:verify"];
     const created = await call("POST /v1/keys", "/v1/keys", { body: { portalId: portal.id, name: "Contract key", scopes } });
     assert.equal(created.status, 201);
     const key = created.body.data;
@@ -242,6 +242,26 @@ describe("issue 11.1: the OpenAPI document is the contract [VibeCode]", () => {
     await call("GET /v1/models", "/v1/models", { key: api });
     await call("POST /v1/search", "/v1/search", { key: api, body: { query: "keygate", limit: 2 } }).then((r) => assert.equal(r.body.data.results.length, 2));
     await call("POST /v1/search", "/v1/search", { key: api, body: { query: "" } }).then((r) => assert.equal(r.status, 400));
+    // chatbots (imbot)
+    h.clock.advance(60_000);
+    const bot = (await call("POST /v1/bots", "/v1/bots", { key: api, body: { code: "contract", name: "Contract", eventHandler: "https://bots.example.com/events" } })).body.data;
+    await call("POST /v1/bots", "/v1/bots", { key: api, body: { code: "contract", name: "Contract", eventHandler: "https://bots.example.com/events" } }).then((r) => assert.equal(r.status, 409));
+    await call("POST /v1/bots", "/v1/bots", { key: api, body: { code: "x", name: "x" } }).then((r) => assert.equal(r.status, 400));
+    await call("GET /v1/bots", "/v1/bots", { key: api }).then((r) => assert.equal(r.body.data.length, 1));
+    await call("POST /v1/bots/{id}/messages", `/v1/bots/${bot.id}/messages`, { key: api, body: { dialogId: "1", message: "Hello" } }).then((r) => assert.equal(r.status, 201));
+    await call("DELETE /v1/bots/{id}", `/v1/bots/${bot.id}`, { key: api });
+    await call("DELETE /v1/bots/{id}", `/v1/bots/${bot.id}`, { key: api }).then((r) => assert.equal(r.status, 404));
+
+    // object storage: the API key holds vibe:storage (auto-granted)
+    const object = "/v1/storage/objects/contract/a.txt";
+    await call("PUT /v1/storage/objects/{*}", object, { key: api, body: "hello", headers: { "content-type": "text/plain" } }).then((r) => assert.equal(r.status, 201));
+    await call("PUT /v1/storage/objects/{*}", "/v1/storage/objects/contract//b", { key: api, body: "x", headers: { "content-type": "text/plain" } }).then((r) => assert.equal(r.status, 400));
+    await call("GET /v1/storage/objects/{*}", object, { key: api }).then((r) => assert.equal(r.body, "hello"));
+    await call("GET /v1/storage/objects/{*}", object, { key: api, headers: { range: "bytes=9-" } }).then((r) => assert.equal(r.status, 416));
+    await call("GET /v1/storage/objects", "/v1/storage/objects?prefix=contract/", { key: api }).then((r) => assert.equal(r.body.data.length, 1));
+    await call("GET /v1/storage/objects", "/v1/storage/objects?limit=0", { key: api }).then((r) => assert.equal(r.status, 400));
+    await call("DELETE /v1/storage/objects/{*}", object, { key: api });
+    await call("DELETE /v1/storage/objects/{*}", object, { key: api }).then((r) => assert.equal(r.status, 404));
 
     const missing = [...c.operations.keys()].filter((op) => !c.reached.has(op));
     assert.deepEqual(missing, [], "every operation of the document was called and its response validated");

@@ -342,7 +342,7 @@ for (const kind of await storeKinds("http: self-description")) {
         const doc = (await as(who, "GET", "/v1/openapi.json")).body;
         const operations = new Map<string, { operationId: string; summary: string }>();
         for (const [path, methods] of Object.entries(doc.paths as Record<string, Record<string, { operationId: string; summary: string }>>)) {
-          for (const [method, op] of Object.entries(methods)) operations.set(`${method.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ":$1")}`, op);
+          for (const [method, op] of Object.entries(methods)) operations.set(`${method.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ":$1").replace("{*}", "*")}`, op);
         }
         const lines = routeLines(g.endpoints);
         assert.ok(!lines.includes("GET /v1/infra/servers"), "a route of the table without a handler (501) is left out");

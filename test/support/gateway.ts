@@ -96,6 +96,8 @@ export interface HarnessOptions {
   identityKeyGeneration?: number;
   /** SMTP for the emails keygate sends (`serve --smtp-url --smtp-from`). */
   mail?: ServerOptions["mail"];
+  /** The largest object the server stores (`serve --storage-max-object-bytes`). */
+  storageMaxObjectBytes?: number;
   /** Where the harness clock starts (default 2026-11-22T12:00:00Z): Date.now() for clients that check times against the real clock. */
   startAt?: number;
   /** The platform sections' providers (`serve --ai-base-url`, `--search-url`): fakes from test/support/platform.ts. */
@@ -136,7 +138,7 @@ export async function startHarness(kind: StoreKind, options: HarnessOptions = {}
   };
   const now = () => clock.now;
   const limiter = await options.limiter?.(now);
-  const app = buildServer({ profile, store, serverSecret, now, trustProxy: options.trustProxy, limiter, httpUpstream: options.httpUpstream, clientLimits: options.clientLimits, allowUpstream: options.allowUpstream, identityKeyGeneration: options.identityKeyGeneration, platform: options.platform, mail: options.mail });
+  const app = buildServer({ profile, store, serverSecret, now, trustProxy: options.trustProxy, limiter, httpUpstream: options.httpUpstream, clientLimits: options.clientLimits, allowUpstream: options.allowUpstream, identityKeyGeneration: options.identityKeyGeneration, platform: options.platform, mail: options.mail, storageMaxObjectBytes: options.storageMaxObjectBytes });
   await app.ready();
   const url = options.listen ? await app.listen({ host: "127.0.0.1", port: 0 }) : undefined;
   // The server's own management operations: changes made through them reach its caches.

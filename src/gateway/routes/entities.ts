@@ -7,15 +7,11 @@ import { type BatchAction, type Plan, notBatchable, plan, runBatch } from "../..
 import { ENTITIES } from "../../dataplane/entities.ts";
 import { DEFAULT_LIMIT, MAX_LIMIT, queryFromBody, queryFromSearchParams } from "../../dataplane/query.ts";
 import * as data from "../../dataplane/service.ts";
-import { type Bitrix24Client, bitrix24Client } from "../../upstream/bitrix24/index.ts";
-import { INTERNAL } from "../../upstream/outbound.ts";
-import { sandboxWebhookToken, sandboxWebhookUrl } from "../../upstream/sandbox/index.ts";
-import { LimitRefusal, type rateLimiting } from "../limits.ts";
+import type { rateLimiting } from "../limits.ts";
+import { portalConnection } from "../portal-connection.ts";
 import { BODY_CODES } from "../envelope.ts";
 import type { App, GatewayContext } from "../server.ts";
 
-/** How long a Bitrix24 call may take before keygate answers BITRIX_UNAVAILABLE. */
-const UPSTREAM_TIMEOUT_MS = 15_000;
 const MAX_BATCH = 50;
 
 /** A record: its fields pass through as the portal has them (GET /v1/<entity>/fields lists them). */
@@ -61,44 +57,7 @@ export function entityRoutes(app: App, ctx: GatewayContext, limits: ReturnType<t
   const responses = (data: TSchema, o: { status?: number; meta?: TSchema; codes?: string[]; examples?: unknown[] } = {}) =>
     ctx.responses({ data, ...o, codes: [...ENTITY_CODES, ...(o.codes ?? [])] });
 
-  /** The Bitrix24 client of the key's portal, kept with the key until its portal changes. */
-  const clientFor = async (request: FastifyRequest): Promise<Bitrix24Client> => {
-    const key = request.auth.key;
-    const portalId = key.record.portalId;
-    return (
-      ctx.cache.peek<Bitrix24Client>(key, "bitrix24") ??
-      ctx.cache.derive(key, "bitrix24", async () => {
-        const portal = portalId === null ? undefined : await kg.store.getPortal(portalId);
-        if (portal?.upstream?.kind === "bitrix24") return bitrix24Client(portal.upstream.webhookUrl, { timeoutMs: UPSTREAM_TIMEOUT_MS, outbound: kg.outbound });
-        if (portal?.upstream?.kind === "sandbox") {
-          const base = ownBaseUrl();
-          if (base === undefined) throw new KeygateError("NOT_IMPLEMENTED", { message: "The sandbox portal is served by this keygate over HTTP, and it is not listening." });
-          // keygate's own listening address: internal, so the outbound rule does not apply.
-          return bitrix24Client(sandboxWebhookUrl(base, portal.id, sandboxWebhookToken(kg.serverSecret, portal.id)), { timeoutMs: UPSTREAM_TIMEOUT_MS, outbound: INTERNAL });
-        }
-        throw new KeygateError("PORTAL_NOT_LINKED", { message: "The key's portal is not linked to Bitrix24 (or the sandbox): there is no data to reach." });
-      })
-    );
-  };
-  /**
-   * The key's portal for one request, paid for on first use: the first call spends one unit of
-   * the portal's budget (docs/limits.md) and later calls of the request (pages, a get after a
-   * write) spend nothing more. Handlers check the request's content before they call it.
-   */
-  const portalOf = (request: FastifyRequest): data.Portal => {
-    let ready: Promise<Bitrix24Client> | undefined;
-    const connect = () =>
-      (ready ??= (async () => {
-        const spent = await limits.spendPortal(request.verification!);
-        request.rateLimit = [...(request.rateLimit ?? []), ...spent.states];
-        if (!spent.admitted) throw new LimitRefusal(spent);
-        return clientFor(request);
-      })());
-    return {
-      call: async (method, params) => (await connect()).call(method, params),
-      batch: async (cmd, halt) => (await connect()).batch(cmd, halt),
-    };
-  };
+  const portalOf = portalConnection(ctx, limits, ownBaseUrl);
   const id = (request: FastifyRequest) => (request.params as { id: string }).id;
   const searchParams = (request: FastifyRequest) => new URLSearchParams(request.url.includes("?") ? request.url.slice(request.url.indexOf("?") + 1) : "");
 

@@ -71,6 +71,7 @@ import {
 } from "../rows.ts";
 import { UpstreamCipher } from "../credentials.ts";
 import { RolledBack, type Sql, numberedPlaceholders } from "../sql.ts";
+import { PostgresObjects } from "../objects.ts";
 import { StoreConflictError } from "../store.ts";
 import type {
   AuditEvent,
@@ -250,8 +251,11 @@ export class PostgresStore implements Store {
   readonly #cipher: UpstreamCipher;
   #closed = false;
 
+  readonly objects: PostgresObjects;
+
   constructor(pool: Pool, schema: string | undefined, cipher: UpstreamCipher) {
     this.#pool = pool;
+    this.objects = new PostgresObjects(pool);
     this.#schema = schema;
     this.#cipher = cipher;
   }

@@ -10,6 +10,7 @@
 import { chmodSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { FileObjects } from "../objects.ts";
 import {
   addressFromRow,
   AUDIT_COLUMNS,
@@ -233,9 +234,12 @@ export class SqliteStore implements Store {
   readonly #listAudit = new Map<number, StatementSync>();
   readonly #listRequests = new Map<number, StatementSync>();
 
-  constructor(db: DatabaseSync, cipher: UpstreamCipher) {
+  readonly objects: FileObjects;
+
+  constructor(db: DatabaseSync, cipher: UpstreamCipher, objects: FileObjects) {
     this.#db = db;
     this.#cipher = cipher;
+    this.objects = objects;
   }
 
   get #s(): Statements {
@@ -330,6 +334,7 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
+    await this.objects.close();
     if (this.#db.isOpen) this.#db.close();
   }
 
@@ -816,5 +821,5 @@ export async function openSqliteStore(dataDir: string, options: SqliteStoreOptio
     db.close();
     throw error;
   }
-  return new SqliteStore(db, cipher);
+  return new SqliteStore(db, cipher, await FileObjects.open(db, dataDir));
 }

@@ -34,4 +34,6 @@ export const ENTITY = {
   message: "im.message",
   post: "log.blogpost",
   placement: "placement",
+  bot: "imbot",
+  botMessage: "imbot.message",
 } as const;

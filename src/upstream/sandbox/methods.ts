@@ -5,13 +5,14 @@
  */
 import type { MethodDef } from "./context.ts";
 import { crmLegacyMethods } from "./crm-legacy.ts";
+import { botMethods } from "./bots.ts";
 import { crmMethods } from "./crm.ts";
 import { miscMethods } from "./misc.ts";
 import { taskMethods } from "./tasks.ts";
 import { userMethods } from "./users.ts";
 import { toFlag, toText } from "./values.ts";
 
-const SERVED: Record<string, MethodDef> = { ...crmMethods, ...crmLegacyMethods, ...taskMethods, ...userMethods, ...miscMethods };
+const SERVED: Record<string, MethodDef> = { ...crmMethods, ...crmLegacyMethods, ...taskMethods, ...userMethods, ...miscMethods, ...botMethods };
 
 /** Every scope some method of the sandbox needs. */
 const ALL_SCOPES = [...new Set(Object.values(SERVED).flatMap((m) => m.scopes))].sort();

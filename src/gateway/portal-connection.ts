@@ -1,0 +1,57 @@
+import type { FastifyRequest } from "fastify";
+import { KeygateError } from "../core/errors.ts";
+import type { Portal } from "../dataplane/service.ts";
+import { type Bitrix24Client, bitrix24Client } from "../upstream/bitrix24/index.ts";
+import { INTERNAL } from "../upstream/outbound.ts";
+import { sandboxWebhookToken, sandboxWebhookUrl } from "../upstream/sandbox/index.ts";
+import { LimitRefusal, type rateLimiting } from "./limits.ts";
+import type { GatewayContext } from "./server.ts";
+
+/** How long a Bitrix24 call may take before keygate answers BITRIX_UNAVAILABLE. */
+const UPSTREAM_TIMEOUT_MS = 15_000;
+
+/**
+ * The connection of a request to its key's portal — Bitrix24 through the portal's webhook, or the
+ * built-in sandbox over HTTP at keygate's own address — for the routes answered from the portal
+ * (the data plane, bots).
+ */
+export function portalConnection(ctx: GatewayContext, limits: ReturnType<typeof rateLimiting>, ownBaseUrl: () => string | undefined): (request: FastifyRequest) => Portal {
+  /** The Bitrix24 client of the key's portal, kept with the key until its portal changes. */
+  const clientFor = async (request: FastifyRequest): Promise<Bitrix24Client> => {
+    const key = request.auth.key;
+    const portalId = key.record.portalId;
+    return (
+      ctx.cache.peek<Bitrix24Client>(key, "bitrix24") ??
+      ctx.cache.derive(key, "bitrix24", async () => {
+        const portal = portalId === null ? undefined : await ctx.kg.store.getPortal(portalId);
+        if (portal?.upstream?.kind === "bitrix24") return bitrix24Client(portal.upstream.webhookUrl, { timeoutMs: UPSTREAM_TIMEOUT_MS, outbound: ctx.kg.outbound });
+        if (portal?.upstream?.kind === "sandbox") {
+          const base = ownBaseUrl();
+          if (base === undefined) throw new KeygateError("NOT_IMPLEMENTED", { message: "The sandbox portal is served by this keygate over HTTP, and it is not listening." });
+          // keygate's own listening address: internal, so the outbound rule does not apply.
+          return bitrix24Client(sandboxWebhookUrl(base, portal.id, sandboxWebhookToken(ctx.kg.serverSecret, portal.id)), { timeoutMs: UPSTREAM_TIMEOUT_MS, outbound: INTERNAL });
+        }
+        throw new KeygateError("PORTAL_NOT_LINKED", { message: "The key's portal is not linked to Bitrix24 (or the sandbox): there is no data to reach." });
+      })
+    );
+  };
+  /**
+   * The key's portal for one request, paid for on first use: the first call spends one unit of
+   * the portal's budget (docs/limits.md) and later calls of the request (pages, a get after a
+   * write) spend nothing more. Handlers check the request's content before they call it.
+   */
+  return (request: FastifyRequest): Portal => {
+    let ready: Promise<Bitrix24Client> | undefined;
+    const connect = () =>
+      (ready ??= (async () => {
+        const spent = await limits.spendPortal(request.verification!);
+        request.rateLimit = [...(request.rateLimit ?? []), ...spent.states];
+        if (!spent.admitted) throw new LimitRefusal(spent);
+        return clientFor(request);
+      })());
+    return {
+      call: async (method, params) => (await connect()).call(method, params),
+      batch: async (cmd, halt) => (await connect()).batch(cmd, halt),
+    };
+  };
+}
