@@ -106,6 +106,7 @@ export const ERRORS = {
   UPSTREAM_UNAVAILABLE: { status: 502, message: "The upstream could not be reached: the connection was refused or reset, or its address does not resolve.", hint: "Retry with an increasing pause; if it persists, the portal's upstream is down." },
   UPSTREAM_TIMEOUT: { status: 504, message: "The upstream did not answer in time.", hint: "Retry with an increasing pause; a write may or may not have been applied upstream." },
   PAYLOAD_TOO_LARGE: { status: 413, message: "The request body is too large." },
+  STORE_UNAVAILABLE: { status: 503, message: "keygate's database does not answer: nothing was changed.", hint: "Retry with an increasing pause (another node may answer); a key this node has seen keeps working meanwhile." },
   INTERNAL_ERROR: { status: 500, message: "Something went wrong inside keygate; the request id identifies it in the logs." },
 } as const satisfies Record<string, ErrorDef>;
 

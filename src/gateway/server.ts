@@ -31,6 +31,7 @@ import { LimitRefusal } from "./limits.ts";
 import { forwardAuth, forwardAuthRoutes } from "./forward-auth.ts";
 import { identityAssertions } from "./identity.ts";
 import { type LogLevel, loggerOptions } from "./logging.ts";
+import { isStoreUnavailable } from "../store/unavailable.ts";
 import { Metrics } from "./metrics.ts";
 import { httpProxy } from "./proxy.ts";
 import { jwksRoute } from "./routes/jwks.ts";
@@ -498,6 +499,10 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     if (request.raw.destroyed) {
       request.log.debug({ err: error }, "the client went away before its request was read");
       return reply;
+    }
+    if (isStoreUnavailable(error)) {
+      request.log.warn({ err: error }, "the store does not answer");
+      return send(reply, "STORE_UNAVAILABLE");
     }
     request.log.error({ err: error }, "unhandled error");
     return send(reply, "INTERNAL_ERROR");
