@@ -19,6 +19,7 @@ export class RedisInvalidation {
   readonly #subscriber: Redis;
   readonly #channel: string;
   readonly #node = randomUUID();
+  #timing: ((operation: string, seconds: number) => void) | undefined;
 
   /** `deployment`: the deployment's id (src/limits/deployment.ts): its nodes hear each other on kg:<id>:changes, and no one else. */
   constructor(url: string, deployment: string) {
@@ -38,9 +39,18 @@ export class RedisInvalidation {
     await this.#subscriber.subscribe(this.#channel);
   }
 
+  /** Tells `timing` how long each publish took, for /metrics. */
+  observe(timing: (operation: string, seconds: number) => void): void {
+    this.#timing = timing;
+  }
+
   /** Tells the other nodes; a failure is reported, the local change stands. */
   publish(change: Change): Promise<void> {
-    return this.#publisher.publish(this.#channel, JSON.stringify({ node: this.#node, change })).then(() => undefined);
+    const started = performance.now();
+    return this.#publisher
+      .publish(this.#channel, JSON.stringify({ node: this.#node, change }))
+      .then(() => undefined)
+      .finally(() => this.#timing?.("publish", (performance.now() - started) / 1000));
   }
 
   async close(): Promise<void> {

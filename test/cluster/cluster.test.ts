@@ -261,6 +261,11 @@ if (
       console.log(`# cluster: platform limit: ${admitted} of 420 admitted over three nodes, ${statuses.filter((s) => s === 429).length} refused with 429`);
       assert.equal(admitted, 300);
       assert.equal(statuses.filter((s) => s === 429).length, 120);
+      // Every decision was a Redis round trip, timed; node A also published the keys it created.
+      const metrics = await (await fetch(`${nodes[0]!.url}/metrics`)).text();
+      const count = (operation: string) => Number(new RegExp(`^keygate_redis_seconds_count\\{operation="${operation}"\\} (\\d+)`, "m").exec(metrics)?.[1] ?? 0);
+      assert.ok(count("consume") >= 140, `keygate_redis_seconds consume: ${count("consume")}`);
+      assert.ok(count("publish") >= 1, `keygate_redis_seconds publish: ${count("publish")}`);
     });
 
     it("issue 14 §1: a node whose Redis subscription silently went deaf still refuses a revoked key, from the change feed", async (t) => {
