@@ -30,13 +30,22 @@ export class RedisInvalidation {
     for (const client of [this.#publisher, this.#subscriber]) client.on("error", () => {});
   }
 
-  /** Resolves once this node listens for others' changes. */
+  /**
+   * Resolves once this node listens for others' changes, or once Redis turned out unreachable: a
+   * node starting during a Redis outage starts all the same (the store's change feed tells it of
+   * changes meanwhile) and subscribes when Redis answers.
+   */
   async listen(onChange: (change: Change) => void): Promise<void> {
     this.#subscriber.on("message", (_channel: string, message: string) => {
       const { node, change } = JSON.parse(message) as { node: string; change: Change };
       if (node !== this.#node) onChange(change);
     });
-    await this.#subscriber.subscribe(this.#channel);
+    const subscribe = (): Promise<void> =>
+      this.#subscriber.subscribe(this.#channel).then(
+        () => undefined,
+        () => void this.#subscriber.once("ready", () => void subscribe()),
+      );
+    await subscribe();
   }
 
   /** Tells `timing` how long each publish took, for /metrics. */
