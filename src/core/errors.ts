@@ -119,6 +119,7 @@ export const ERRORS = {
     hint: "The operator connects it with the keygate serve flag in details.setting (or the variable in details.env); docs/sections.md.",
   },
   PAYLOAD_TOO_LARGE: { status: 413, message: "The request body is too large." },
+  STORE_UNAVAILABLE: { status: 503, message: "keygate's database does not answer: nothing was changed.", hint: "Retry with an increasing pause (another node may answer); a key this node has seen keeps working meanwhile." },
   INTERNAL_ERROR: { status: 500, message: "Something went wrong inside keygate; the request id identifies it in the logs." },
   INVALID_OBJECT_KEY: { status: 400, message: "The object key is not valid.", hint: "1 to 1024 bytes of segments separated by /, none empty, . or .., no control characters." },
   OBJECT_NOT_FOUND: { status: 404, message: "No such object in the portal's storage." },

@@ -19,6 +19,7 @@ export class RedisInvalidation {
   readonly #subscriber: Redis;
   readonly #channel: string;
   readonly #node = randomUUID();
+  #timing: ((operation: string, seconds: number) => void) | undefined;
 
   /** `deployment`: the deployment's id (src/limits/deployment.ts): its nodes hear each other on kg:<id>:changes, and no one else. */
   constructor(url: string, deployment: string) {
@@ -29,18 +30,36 @@ export class RedisInvalidation {
     for (const client of [this.#publisher, this.#subscriber]) client.on("error", () => {});
   }
 
-  /** Resolves once this node listens for others' changes. */
+  /**
+   * Resolves once this node listens for others' changes, or once Redis turned out unreachable: a
+   * node starting during a Redis outage starts all the same (the store's change feed tells it of
+   * changes meanwhile) and subscribes when Redis answers.
+   */
   async listen(onChange: (change: Change) => void): Promise<void> {
     this.#subscriber.on("message", (_channel: string, message: string) => {
       const { node, change } = JSON.parse(message) as { node: string; change: Change };
       if (node !== this.#node) onChange(change);
     });
-    await this.#subscriber.subscribe(this.#channel);
+    const subscribe = (): Promise<void> =>
+      this.#subscriber.subscribe(this.#channel).then(
+        () => undefined,
+        () => void this.#subscriber.once("ready", () => void subscribe()),
+      );
+    await subscribe();
+  }
+
+  /** Tells `timing` how long each publish took, for /metrics. */
+  observe(timing: (operation: string, seconds: number) => void): void {
+    this.#timing = timing;
   }
 
   /** Tells the other nodes; a failure is reported, the local change stands. */
   publish(change: Change): Promise<void> {
-    return this.#publisher.publish(this.#channel, JSON.stringify({ node: this.#node, change })).then(() => undefined);
+    const started = performance.now();
+    return this.#publisher
+      .publish(this.#channel, JSON.stringify({ node: this.#node, change }))
+      .then(() => undefined)
+      .finally(() => this.#timing?.("publish", (performance.now() - started) / 1000));
   }
 
   async close(): Promise<void> {

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { Store } from "../store/store.ts";
 import type { KeyCache } from "./key-cache.ts";
 
 /**
@@ -18,7 +19,12 @@ export class Metrics {
   /** Kind of limit (platform, key, portal, auth) → requests it refused. */
   readonly #refusals = new Map<string, number>();
   readonly #storeSeconds: Histogram<"operation">;
-  readonly #upstreamSeconds: Histogram<"kind">;
+  readonly #redisSeconds: Histogram<"operation">;
+  readonly #upstreamSeconds: Histogram<"portal">;
+  /** Portal id (or "other") → upstream calls that failed, by code: "<portal> <code>" → calls. */
+  readonly #upstreamErrors = new Map<string, number>();
+  /** The portals that have a label of their own: the first PORTAL_LABELS seen; later ones are "other". */
+  readonly #portals = new Set<string>();
 
   constructor(cache: KeyCache) {
     const registry = this.registry;
@@ -76,13 +82,21 @@ export class Metrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 2.5],
       registers: [registry],
     });
+    this.#redisSeconds = new Histogram({
+      name: "keygate_redis_seconds",
+      help: "Redis round trips: rate-limit decisions (consume, peek) and change messages (publish)",
+      labelNames: ["operation"],
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+      registers: [registry],
+    });
     this.#upstreamSeconds = new Histogram({
       name: "keygate_upstream_seconds",
-      help: "Requests forwarded to an HTTP upstream, until its answer was sent",
-      labelNames: ["kind"],
+      help: `Calls to a portal's upstream (an HTTP upstream until its answer was sent; a Bitrix24 REST call), by portal id: the first ${PORTAL_LABELS} portals, then "other"`,
+      labelNames: ["portal"],
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers: [registry],
     });
+    copied("keygate_upstream_errors_total", `Calls to a portal's upstream that failed, by portal id (the first ${PORTAL_LABELS}, then "other") and error code`, ["portal", "code"], this.#upstreamErrors);
     collectDefaultMetrics({ register: registry, prefix: "keygate_" });
   }
 
@@ -104,7 +118,40 @@ export class Metrics {
     this.#storeSeconds.observe({ operation }, seconds);
   }
 
-  upstream(kind: string, seconds: number): void {
-    this.#upstreamSeconds.observe({ kind }, seconds);
+  redis(operation: string, seconds: number): void {
+    this.#redisSeconds.observe({ operation }, seconds);
   }
+
+  /** A call to the portal's upstream took `seconds`; `error`: the code it failed with. */
+  upstream(portalId: string, seconds: number, error?: string): void {
+    const portal = this.#portals.has(portalId) || (this.#portals.size < PORTAL_LABELS && this.#portals.add(portalId)) ? portalId : "other";
+    this.#upstreamSeconds.observe({ portal }, seconds);
+    if (error !== undefined) {
+      const key = `${portal} ${error}`;
+      this.#upstreamErrors.set(key, (this.#upstreamErrors.get(key) ?? 0) + 1);
+    }
+  }
+}
+
+/** Portals with a label of their own in the upstream metrics: past them, "other" keeps the series bounded. */
+export const PORTAL_LABELS = 500;
+
+/**
+ * The store with every call timed into `observe` (operation: the method's name, a bounded set).
+ * Calls on the verification hot path reach the store only on a key-cache miss.
+ */
+export function timedStore(store: Store, observe: (operation: string, seconds: number) => void): Store {
+  return new Proxy(store, {
+    get(target, name, receiver) {
+      const value = Reflect.get(target, name, receiver) as unknown;
+      if (typeof value !== "function" || typeof name !== "string") return value;
+      return (...args: unknown[]) => {
+        const started = performance.now();
+        const result = (value as (...a: unknown[]) => unknown).apply(target, args);
+        if (result instanceof Promise) return result.finally(() => observe(name, (performance.now() - started) / 1000));
+        observe(name, (performance.now() - started) / 1000);
+        return result;
+      };
+    },
+  });
 }

@@ -49,9 +49,23 @@ export function portalConnection(ctx: GatewayContext, limits: ReturnType<typeof 
         if (!spent.admitted) throw new LimitRefusal(spent);
         return clientFor(request);
       })());
+    /** The call to Bitrix24 itself, timed for /metrics (spending the budget is not). */
+    const timed = async <T>(call: (b24: Bitrix24Client) => Promise<T>): Promise<T> => {
+      const b24 = await connect();
+      const portalId = request.auth.key.record.portalId ?? "none";
+      const started = performance.now();
+      try {
+        const result = await call(b24);
+        ctx.upstreamCalled?.(portalId, (performance.now() - started) / 1000);
+        return result;
+      } catch (e) {
+        ctx.upstreamCalled?.(portalId, (performance.now() - started) / 1000, (e as { code?: string }).code ?? "error");
+        throw e;
+      }
+    };
     return {
-      call: async (method, params) => (await connect()).call(method, params),
-      batch: async (cmd, halt) => (await connect()).batch(cmd, halt),
+      call: (method, params) => timed((b24) => b24.call(method, params)),
+      batch: (cmd, halt) => timed((b24) => b24.batch(cmd, halt)),
     };
   };
 }

@@ -31,7 +31,8 @@ import { LimitRefusal } from "./limits.ts";
 import { forwardAuth, forwardAuthRoutes } from "./forward-auth.ts";
 import { identityAssertions } from "./identity.ts";
 import { type LogLevel, loggerOptions } from "./logging.ts";
-import { Metrics } from "./metrics.ts";
+import { isStoreUnavailable } from "../store/unavailable.ts";
+import { Metrics, timedStore } from "./metrics.ts";
 import { httpProxy } from "./proxy.ts";
 import { jwksRoute } from "./routes/jwks.ts";
 import { keyRoutes } from "./routes/keys.ts";
@@ -177,6 +178,8 @@ export interface GatewayContext {
   sections: Sections;
   /** AI tokens per key, counted in memory (src/platform/ai/usage.ts). */
   aiUsage: AiUsage;
+  /** A call to a portal's upstream took `seconds` (failed with `error`, a code), for /metrics. */
+  upstreamCalled?: (portalId: string, seconds: number, error?: string) => void;
 }
 
 /**
@@ -226,7 +229,10 @@ const requestId = () => `req_${randomUUID()}`;
  * included, is answered by Fastify's routes and hooks, which find the request already admitted.
  */
 export function buildServer(options: ServerOptions): FastifyInstance {
-  const { profile, store, serverSecret } = options;
+  const { profile, serverSecret } = options;
+  /** Store round trips for /metrics (keygate_store_seconds), told to the metrics once they exist. */
+  let storeTimed = (_operation: string, _seconds: number): void => {};
+  const store = options.metrics === false ? options.store : timedStore(options.store, (operation, seconds) => storeTimed(operation, seconds));
   const now = options.now ?? Date.now;
   const envelope = envelopeFor(profile);
   const client = clientFacts(options.trustProxy);
@@ -283,6 +289,11 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   });
   const { cache, limits, usage, limiter, format } = a;
   const metrics = options.metrics === false ? undefined : new Metrics(cache);
+  if (metrics !== undefined) {
+    storeTimed = (operation, seconds) => metrics.store(operation, seconds);
+    options.limiter?.observe?.((operation, seconds) => metrics.redis(operation, seconds));
+    options.invalidation?.observe((operation, seconds) => metrics.redis(operation, seconds));
+  }
   /** A request verified and counted: its outcome, and the limit that refused it, for /metrics. */
   const measured = (admitted: Admitted): void => {
     if (metrics === undefined) return;
@@ -326,7 +337,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     app.addHook("onReady", () => listening);
   }
   const mail = options.mail && new OutboxSender(store, options.mail, now, (e) => app.log.warn({ err: e }, "email outbox"));
-  const feed = new ChangeFeed(store, { pollMs: options.changePollMs, onRead: metrics && ((seconds) => metrics.store("change_feed_read", seconds)), onError: (e) => app.log.warn({ err: e }, "could not read the store's change feed") });
+  const feed = new ChangeFeed(options.store, { pollMs: options.changePollMs, onRead: metrics && ((seconds) => metrics.store("change_feed_read", seconds)), onError: (e) => app.log.warn({ err: e }, "could not read the store's change feed") });
   app.addHook("onReady", () => feed.start((changes) => changes.forEach(changed)));
   const send = (reply: FastifyReply, code: string, extra: Partial<ErrorBody> = {}) => {
     const status = envelope.def(code).status;
@@ -337,7 +348,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   /** This keygate's origin as the browser sees it: the public URL's, or the request's own. */
   const ownOrigin = (request: FastifyRequest): string => (options.publicUrl ? new URL(options.publicUrl).origin : `${client.protocol(request.raw)}://${client.host(request.raw)}`);
   const fa = forwardAuth({ admission: a, envelope, client, assertions, store, log: app.log });
-  const ctx: GatewayContext = { kg, envelope, publicUrl: options.publicUrl, sandboxUrl: options.sandboxUrl, usage, cache, client, send, responses: responsesFor(profile), sections: new Sections(profile, options.platform ?? {}), aiUsage: new AiUsage() };
+  const ctx: GatewayContext = { kg, envelope, publicUrl: options.publicUrl, sandboxUrl: options.sandboxUrl, usage, cache, client, send, responses: responsesFor(profile), sections: new Sections(profile, options.platform ?? {}), aiUsage: new AiUsage(), upstreamCalled: metrics && ((portalId, seconds, error) => metrics.upstream(portalId, seconds, error)) };
 
   const arrive = (req: ArrivingMessage, res: ServerResponse): void => {
     const url = req.url!;
@@ -394,9 +405,10 @@ export function buildServer(options: ServerOptions): FastifyInstance {
         if (refusal === undefined) {
           const latencyMs = performance.now() - started;
           metrics?.request(req.method!, v.route!.path, res.statusCode);
-          metrics?.upstream("http", latencyMs / 1000);
+          metrics?.upstream(v.key!.record.portalId ?? "none", latencyMs / 1000);
           return usage.record({ keyId: v.key!.record.id, ip: v.clientIp, method: req.method!, target: req.url!, status: res.statusCode, latencyMs, ...routeFacts(v.route, undefined) });
         }
+        if (refusal.code.startsWith("UPSTREAM_")) metrics?.upstream(v.key!.record.portalId ?? "none", (performance.now() - started) / 1000, refusal.code);
         v.refusal = refusal;
         handOver(req, res);
       },
@@ -518,6 +530,10 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     if (request.raw.destroyed) {
       request.log.debug({ err: error }, "the client went away before its request was read");
       return reply;
+    }
+    if (isStoreUnavailable(error)) {
+      request.log.warn({ err: error }, "the store does not answer");
+      return send(reply, "STORE_UNAVAILABLE");
     }
     request.log.error({ err: error }, "unhandled error");
     return send(reply, "INTERNAL_ERROR");

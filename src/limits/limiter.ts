@@ -56,6 +56,8 @@ export interface Limiter {
   peekNow?(limits: readonly Limit[], cost: number): Outcome;
   /** "memory", "redis", or "redis-degraded" while Redis is unreachable and local limits stand in. */
   readonly mode: string;
+  /** Tells `timing` how long each round trip to a shared backend took (operation: consume, peek), for /metrics. */
+  observe?(timing: (operation: string, seconds: number) => void): void;
   close(): Promise<void>;
 }
 

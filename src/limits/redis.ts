@@ -142,6 +142,7 @@ export class RedisLimiter implements Limiter {
   readonly #now: (() => number) | undefined;
   #degraded = false;
   #closing = false;
+  #timing: ((operation: string, seconds: number) => void) | undefined;
 
   constructor(options: RedisLimiterOptions) {
     this.#prefix = `${redisNamespace(options.deployment)}rl:`;
@@ -180,6 +181,10 @@ export class RedisLimiter implements Limiter {
     });
   }
 
+  observe(timing: (operation: string, seconds: number) => void): void {
+    this.#timing = timing;
+  }
+
   consume(limits: readonly Limit[], cost: number): Promise<Outcome> {
     return this.#decide(limits, cost, true);
   }
@@ -197,11 +202,14 @@ export class RedisLimiter implements Limiter {
     const args: (string | number)[] = [limits.length, ...limits.map((l) => this.#prefix + l.bucket), this.#now ? this.#now() : "", cost, count ? 1 : 0];
     for (const l of limits) args.push(l.limit, logShape(l.limit).group, l.windowMs);
     let reply: number[];
+    const started = performance.now();
     try {
       reply = await this.#redis.kgConsume(...args);
     } catch (e) {
       this.#setDegraded(true, (e as Error).message);
       return local();
+    } finally {
+      this.#timing?.(count ? "consume" : "peek", (performance.now() - started) / 1000);
     }
     if (this.#degraded) this.#setDegraded(false, "answering");
     const admitted = reply[0] === 1;
