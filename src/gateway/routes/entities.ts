@@ -9,7 +9,7 @@ import { DEFAULT_LIMIT, MAX_LIMIT, queryFromBody, queryFromSearchParams } from "
 import * as data from "../../dataplane/service.ts";
 import { type Bitrix24Client, bitrix24Client } from "../../upstream/bitrix24/index.ts";
 import { INTERNAL } from "../../upstream/outbound.ts";
-import { sandboxWebhookToken, sandboxWebhookUrl } from "../../upstream/sandbox/index.ts";
+import { sandboxMemberWebhookToken, sandboxWebhookToken, sandboxWebhookUrl } from "../../upstream/sandbox/index.ts";
 import { LimitRefusal, type rateLimiting } from "../limits.ts";
 import { BODY_CODES } from "../envelope.ts";
 import type { App, GatewayContext } from "../server.ts";
@@ -61,14 +61,25 @@ export function entityRoutes(app: App, ctx: GatewayContext, limits: ReturnType<t
   const responses = (data: TSchema, o: { status?: number; meta?: TSchema; codes?: string[]; examples?: unknown[] } = {}) =>
     ctx.responses({ data, ...o, codes: [...ENTITY_CODES, ...(o.codes ?? [])] });
 
-  /** The Bitrix24 client of the key's portal, kept with the key until its portal changes. */
+  /**
+   * The Bitrix24 client of the key's portal, kept with the key until its portal changes; with an
+   * app session, the client acting as the session's user (docs/oauth.md).
+   */
   const clientFor = async (request: FastifyRequest): Promise<Bitrix24Client> => {
     const key = request.auth.key;
     const portalId = key.record.portalId;
+    const user = request.auth.appSession?.bitrixUserId;
+    const name = user === undefined ? "bitrix24" : `bitrix24 user ${user}`;
     return (
-      ctx.cache.peek<Bitrix24Client>(key, "bitrix24") ??
-      ctx.cache.derive(key, "bitrix24", async () => {
+      ctx.cache.peek<Bitrix24Client>(key, name) ??
+      ctx.cache.derive(key, name, async () => {
         const portal = portalId === null ? undefined : await kg.store.getPortal(portalId);
+        if (user !== undefined) {
+          if (portal?.upstream?.kind !== "sandbox") throw new KeygateError("PORTAL_NOT_LINKED", { message: "The session's user can be acted for on sandbox portals only: this portal is no longer one (docs/oauth.md)." });
+          const base = ownBaseUrl();
+          if (base === undefined) throw new KeygateError("NOT_IMPLEMENTED", { message: "The sandbox portal is served by this keygate over HTTP, and it is not listening." });
+          return bitrix24Client(sandboxWebhookUrl(base, portal.id, sandboxMemberWebhookToken(kg.serverSecret, portal.id, user), user), { timeoutMs: UPSTREAM_TIMEOUT_MS, outbound: INTERNAL });
+        }
         if (portal?.upstream?.kind === "bitrix24") return bitrix24Client(portal.upstream.webhookUrl, { timeoutMs: UPSTREAM_TIMEOUT_MS, outbound: kg.outbound });
         if (portal?.upstream?.kind === "sandbox") {
           const base = ownBaseUrl();
@@ -288,7 +299,7 @@ export function entityRoutes(app: App, ctx: GatewayContext, limits: ReturnType<t
     const ids = new Map<string, string>();
     for (const call of batchCalls(request.body, (method, path) => kg.profile.match(method, path)?.value)) {
       // Each call meets the same checks as the request it stands for: type, mode, scopes.
-      const denial = decide(kg.profile, request.auth.key.verified, { method: call.route.method, route: call.route, clientIp: request.auth.clientIp, hasSession: false, now: kg.now() });
+      const denial = decide(kg.profile, request.auth.key.verified, { method: call.route.method, route: call.route, clientIp: request.auth.clientIp, hasSession: request.auth.appSession !== undefined, now: kg.now() });
       if (denial) errors[call.id] = { code: denial.code, message: envelope.def(denial.code).message, ...(denial.details ? { details: denial.details } : {}) };
       else {
         admitted.set(call.command, call.plan);
