@@ -1,7 +1,8 @@
 /**
  * The pages of the OAuth flow a browser sees (docs/oauth.md): the consent page and /oauth/complete.
  * Plain HTML, no script; the headers (pageHeaders) forbid framing (clickjacking, RFC 9700 §4.16)
- * and let the form post only to keygate and the app's redirect URI.
+ * and let the form post only to keygate and the app's redirect URI; the authorize URL (it holds
+ * the app key) is not sent on as a referrer to other origins.
  */
 const escape = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
@@ -22,7 +23,8 @@ export function pageHeaders(redirectOrigin: string | null): Record<string, strin
     "content-type": "text/html; charset=utf-8",
     "content-security-policy": `default-src 'none'; style-src 'unsafe-inline'; form-action ${formAction}; frame-ancestors 'none'; base-uri 'none'`,
     "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",
+    // same-origin, not no-referrer: with no-referrer Chromium sends the form post with Origin: null.
+    "referrer-policy": "same-origin",
     "cache-control": "no-store",
     "x-content-type-options": "nosniff",
   };
