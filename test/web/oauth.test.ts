@@ -55,6 +55,20 @@ describe("issue 15: OAuth sessions in a browser", () => {
     return { status: r.status, body: (await r.json()) as Record<string, unknown> & { data?: Record<string, unknown> } };
   };
 
+  it("the key card of an authorization key edits its redirect URIs (the dashboard's Authorization Keys section)", async () => {
+    const page = await d.signedIn("owner@example.com");
+    const keys = await page.evaluate(async (portalId) => (await (await fetch(`/v1/keys?portalId=${portalId}`)).json()) as { data: { id: string; name: string }[] }, d.portal.id);
+    const id = keys.data.find((k) => k.name === "CRM Dashboard")!.id;
+    await page.goto(`/keys/${id}`);
+    const field = page.getByLabel("Redirect URIs");
+    assert.equal(await field.inputValue(), `${appUrl}/callback`);
+    await field.fill(`${appUrl}/callback\n${appUrl}/other`);
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.getByRole("status").filter({ hasText: "Saved" }).waitFor();
+    const manage = (await issueManagementKey(d.kg, d.owner, d.kg.profile.management.scopes)).rawKey;
+    assert.deepEqual(((await d.api("GET", `/v1/keys/${id}`, manage)).body.data as { redirectUris: string[] }).redirectUris, [`${appUrl}/callback`, `${appUrl}/other`]);
+  });
+
   it("sign-in, consent, Allow → the app's callback with code and state → token (PKCE) → a data call as the user → revoke", async () => {
     const state = randomBytes(16).toString("hex");
     const verifier = randomBytes(32).toString("base64url");
