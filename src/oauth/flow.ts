@@ -22,6 +22,12 @@ export const STATE_MAX = 512;
 const VERIFIER = /^[A-Za-z0-9\-._~]{43,128}$/;
 /** A S256 challenge: the base64url SHA-256 of a verifier, 43 characters. */
 const CHALLENGE = /^[A-Za-z0-9_-]{43}$/;
+/** Expired sessions keep answering TOKEN_EXPIRED this long before they are deleted; used and expired codes go after an hour. */
+export const EXPIRED_SESSIONS_KEPT_MS = 7 * 86_400_000;
+const EXPIRED_GRANTS_KEPT_MS = 3_600_000;
+/** How often a node deletes them, at most (on the next grant after that). */
+const PRUNE_EVERY_MS = 60_000;
+const lastPrune = new WeakMap<object, number>();
 /** Redirect URIs an app registers at most, and their length. */
 export const MAX_REDIRECT_URIS = 20;
 const MAX_URI_LENGTH = 2_000;
@@ -112,8 +118,11 @@ export async function checkUser(kg: Keygate, request: AuthorizeRequest, user: Us
   }
 }
 
-/** The user allowed the app: a grant (code) bound to the app, the user, the redirect URI and the PKCE challenge; returns the code. */
-export async function allow(kg: Keygate, request: AuthorizeRequest, user: User): Promise<string> {
+/**
+ * The user allowed the app: a grant (code) bound to the app, the user, the redirect URI and the
+ * PKCE challenge; returns the code. `revoked` is called when ended sessions were deleted meanwhile.
+ */
+export async function allow(kg: Keygate, request: AuthorizeRequest, user: User, revoked: () => void): Promise<string> {
   const now = kg.now();
   const bitrixUserId = await sandboxUserFor(kg.store, request.portal.id, user, kg.serverSecret, now);
   const code = randomBytes(32).toString("base64url");
@@ -132,6 +141,11 @@ export async function allow(kg: Keygate, request: AuthorizeRequest, user: User):
     usedAt: null,
   };
   await kg.store.createGrant(grant);
+  // Ended grants and sessions do not pile up: deleted now and then, by whichever node issues a grant.
+  if (now - (lastPrune.get(kg.store) ?? -Infinity) >= PRUNE_EVERY_MS) {
+    lastPrune.set(kg.store, now);
+    if ((await kg.store.pruneOAuth(now - EXPIRED_GRANTS_KEPT_MS, now - EXPIRED_SESSIONS_KEPT_MS)).sessions > 0) revoked();
+  }
   return code;
 }
 

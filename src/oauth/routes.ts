@@ -183,7 +183,7 @@ export function oauthRoutes(app: App, ctx: GatewayContext, options: OAuthRouteOp
       if (form.csrf === undefined || !sameToken(form.csrf, csrfTokenOf(kg.serverSecret, who.token))) return send(reply, "CSRF_TOKEN_INVALID");
       await checkUser(kg, checked, who.user);
       if (form.decision !== "allow" && form.decision !== "deny") throw new KeygateError("INVALID_REQUEST", { message: "decision: must be allow or deny", param: "decision" });
-      const answer: Record<string, string> = form.decision === "allow" ? { code: await allow(kg, checked, who.user) } : { error: "access_denied" };
+      const answer: Record<string, string> = form.decision === "allow" ? { code: await allow(kg, checked, who.user, revoked) } : { error: "access_denied" };
       return reply.header("cache-control", "no-store").redirect(redirectTarget(checked, answer, completeUrl(request)), 302);
     },
   );

@@ -15,7 +15,7 @@ import { setPassword } from "../../src/accounts/links.ts";
 import { createUser } from "../../src/manage/users.ts";
 import { seedDemoData } from "../../src/upstream/sandbox/index.ts";
 import { type Harness, type Reply, startHarness, storeKinds } from "../support/gateway.ts";
-import { HOUR, type IssuedKey, addMember, fails, makeKey, makePortal, ok } from "./_fixtures.ts";
+import { HOUR, type IssuedKey, MINUTE, addMember, fails, makeKey, makePortal, ok } from "./_fixtures.ts";
 
 const PASSWORD = "correct horse battery staple";
 const CALLBACK = "https://app.example/callback";
@@ -289,11 +289,16 @@ for (const kind of await storeKinds("http: oauth")) {
 
       h.clock.advance(24 * HOUR);
       fails(await h.call("GET", "/v1/deals", { key: app.raw, bearer: session }), 401, "TOKEN_EXPIRED");
+      // A week after it ended, the next grant of any app deletes it: it is then unknown.
+      h.clock.advance(7 * 24 * HOUR + MINUTE);
+      // (The member's own sign-in has ended meanwhile, idle for a week: someone signs in anew.)
+      await sessionFor(await person(h, portalId));
+      fails(await h.call("GET", "/v1/deals", { key: app.raw, bearer: session }), 401, "INVALID_SESSION");
     });
 
     it("revoking or deleting the app key ends its sessions; removing the user from the portal ends the user's sessions there", async () => {
       const key = await makeKey(h, portalId, { type: "app", name: "Short-lived app", scopes: ["crm"], redirectUris: [CALLBACK] });
-      const session = await sessionFor(member, key.raw);
+      const session = await sessionFor(await person(h, portalId), key.raw);
       ok(await h.call("GET", "/v1/deals", { key: key.raw, bearer: session }));
       ok(await h.call("PATCH", `/v1/keys/${key.id}`, { key: h.owner.key, body: { status: "REVOKED" } }));
       fails(await h.call("GET", "/v1/deals", { key: key.raw, bearer: session }), 401, "INVALID_SESSION");
