@@ -2,7 +2,7 @@
  * `npm run bench`: runs every benchmark, prints Markdown tables and writes them to
  * bench/results/<time>.md, the raw figures to bench/results/<time>.json.
  * BENCH_ONLY=<name>[,<name>…] runs some of them: verify, scopes, http, limiter, limits, proxy,
- * scale, revocation, memory, dashboard, sections, advice. bench/harness.ts lists the knobs of the HTTP benchmarks (http, limits,
+ * scale, revocation, memory, dashboard, sections, advice, session. bench/harness.ts lists the knobs of the HTTP benchmarks (http, limits,
  * proxy); each file says what it measures and its own knobs. About 8–9 minutes on 2 cores with
  * the defaults (docs/benchmarks.md).
  */
@@ -16,13 +16,14 @@ import { type LimitsBenchResult, limitsTable, runLimitsBench } from "./limits.be
 import { type MemoryBenchResult, memoryReport, runMemoryBench } from "./memory.bench.ts";
 import { type ProxyBenchResult, proxyTable, runProxyBench } from "./proxy.bench.ts";
 import { type RevocationBenchResult, revocationReport, runRevocationBench } from "./revocation.bench.ts";
+import { type SessionBenchResult, runSessionBench, sessionReport } from "./session.bench.ts";
 import { type ScaleBenchResult, runScaleBench, scaleReport } from "./scale.bench.ts";
 import { type ScopeAdviceBenchResult, runScopeAdviceBench, scopeAdviceReport } from "./scope-advice.bench.ts";
 import { type BenchResult, runScopeBench } from "./scopes.bench.ts";
 import { type VerifyBenchResult, runVerifyBench, verifyReport } from "./verify.bench.ts";
 import { type SectionsBenchResult, runSectionsBench, sectionsReport } from "./sections.bench.ts";
 
-const NAMES = ["verify", "scopes", "http", "limiter", "limits", "proxy", "scale", "revocation", "memory", "dashboard", "sections", "advice"] as const;
+const NAMES = ["verify", "scopes", "http", "limiter", "limits", "proxy", "scale", "revocation", "memory", "dashboard", "sections", "advice", "session"] as const;
 const only = (process.env.BENCH_ONLY ?? "")
   .split(",")
   .map((n) => n.trim())
@@ -106,6 +107,12 @@ if (wants("scale")) {
   print("", ...scaleReport(scale));
 }
 
+let session: SessionBenchResult | undefined;
+if (wants("session")) {
+  session = await timed("session", () => runSessionBench());
+  print("", ...sessionReport(session));
+}
+
 let revocation: RevocationBenchResult | undefined;
 if (wants("revocation")) {
   revocation = await timed("revocation", () => runRevocationBench());
@@ -140,6 +147,6 @@ const stem = started.toISOString().replace(/[:.]/g, "-");
 const json = new URL(`${stem}.json`, dir);
 const markdown = new URL(`${stem}.md`, dir);
 print(`\n${Object.entries(seconds).map(([n, s]) => `${n} ${s} s`).join(", ")}; ${Math.round((Date.now() - started.getTime()) / 1000)} s in all`);
-writeFileSync(json, JSON.stringify({ started: started.toISOString(), machine, seconds, verify, scopes, http, limiter, limits, proxy, scale, revocation, memory, dashboard, sections, advice }, null, 2));
+writeFileSync(json, JSON.stringify({ started: started.toISOString(), machine, seconds, verify, scopes, http, limiter, limits, proxy, scale, revocation, memory, dashboard, sections, advice, session }, null, 2));
 writeFileSync(markdown, `${report.join("\n")}\n`);
 console.log(`wrote ${json.pathname} and ${markdown.pathname}`);

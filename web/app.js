@@ -56,6 +56,8 @@ function App() {
     setCsrfToken(s.csrfToken);
     setSession(s);
     const next = new URLSearchParams(location.search).get("next");
+    // An app's authorization request (docs/oauth.md) is keygate's own page, not the dashboard's: loaded, not routed.
+    if (next && next.startsWith("/v1/oauth/authorize?")) return location.assign(next);
     navigate(next && next.startsWith("/") && !next.startsWith("//") ? next : "/keys");
   };
   if (session === undefined) return html`<p class="loading">Loading…</p>`;

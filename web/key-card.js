@@ -64,6 +64,8 @@ function Settings({ keyRecord, onSaved }) {
   const [mode, setMode] = useState(keyRecord.accessMode);
   const [rateLimit, setRateLimit] = useState(keyRecord.rateLimit === null ? "" : String(keyRecord.rateLimit));
   const [ips, setIps] = useState(keyRecord.ipWhitelist.join("\n"));
+  // Authorization keys only: the app's OAuth callbacks (docs/oauth.md), one a line.
+  const [redirects, setRedirects] = useState((keyRecord.redirectUris ?? []).join("\n"));
   const [saved, setSaved] = useState(false);
   const action = useAction();
   const { catalog } = useDashboard();
@@ -82,6 +84,8 @@ function Settings({ keyRecord, onSaved }) {
     if (limit !== keyRecord.rateLimit) patch.rateLimit = limit;
     const list = ipList(ips);
     if (list.join(",") !== keyRecord.ipWhitelist.join(",")) patch.ipWhitelist = list;
+    const uris = redirects.split("\n").map((line) => line.trim()).filter(Boolean);
+    if (keyRecord.redirectUris !== undefined && uris.join("\n") !== keyRecord.redirectUris.join("\n")) patch.redirectUris = uris;
     if (issues.length || Object.keys(patch).length === 0) return;
     const updated = await action.run(() => api.patch(`/v1/keys/${keyRecord.id}`, patch));
     if (updated) {
@@ -99,6 +103,9 @@ function Settings({ keyRecord, onSaved }) {
       <label>Request limit <input type="number" min="1" step="1" inputmode="numeric" value=${rateLimit} onInput=${(e) => setRateLimit(e.currentTarget.value)} /></label>
       <label>Allowed IPs <textarea rows="3" class="mono" aria-invalid=${issues.length ? "true" : "false"} value=${ips} onInput=${(e) => setIps(e.currentTarget.value)}></textarea></label>
       <div aria-live="polite">${issues.map((p) => html`<p class="error">${p}</p>`)}</div>
+      ${keyRecord.redirectUris !== undefined &&
+      html`<label>Redirect URIs <textarea rows="3" class="mono" value=${redirects} onInput=${(e) => setRedirects(e.currentTarget.value)}></textarea></label>
+        <p class="hint">Where users return after authorizing the app, one a line, matched exactly: https, or http on localhost. Without one, the app polls (GET /v1/oauth/poll).</p>`}
       <${ErrorNote} error=${action.error} />
       <div class="row"><button type="submit" disabled=${action.busy}>Save</button><span role="status">${saved ? "Saved: in effect from the next request" : ""}</span></div>
     </form>
@@ -169,6 +176,7 @@ export function KeyCard({ id }) {
       <dt>Access mode</dt><dd>${MODES[key.accessMode]}</dd>
       <dt>Request limit</dt><dd>${key.rateLimit === null ? "The portal's and the platform's limits" : `${key.rateLimit} requests per second`}</dd>
       <dt>Allowed IPs</dt><dd>${key.ipWhitelist.length ? key.ipWhitelist.join(", ") : "Any address"}</dd>
+      ${key.redirectUris !== undefined && html`<dt>Redirect URIs</dt><dd class="mono">${key.redirectUris.length ? key.redirectUris.join(", ") : "None: the app polls"}</dd>`}
       ${key.ownerId !== user.id && html`<dt>Owner</dt><dd>${person(key.ownerId)}</dd>`}
       <dt>Created</dt><dd>${when(key.createdAt)}</dd>
       <dt>Last used</dt><dd>${when(key.lastUsedAt)}</dd>

@@ -83,7 +83,8 @@ const scopesOf = (value: string) =>
     .map((s) => s.trim())
     .filter((s) => s !== "");
 
-const collect = (value: string, previous: string[]) => [...previous, value];
+// previous is undefined for an option without a default (keys update): its first value starts the list.
+const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
 
 /** --portal, or the caller's only portal; several: they must say which. */
 async function portalOf(io: Io, opts: Connection & { portal?: string }, api: KeygateClient): Promise<string> {
@@ -104,6 +105,7 @@ function keyLines(k: KeyView): string[] {
     `  access mode: ${k.accessMode}`,
     `  scopes:      ${k.scopes.join(", ")}${pending}`,
     `  allowed IPs: ${k.ipWhitelist.length > 0 ? k.ipWhitelist.join(", ") : "any"}`,
+    ...(k.redirectUris === undefined ? [] : [`  redirects:   ${k.redirectUris.length > 0 ? k.redirectUris.join(", ") : "none (the app polls)"}`]),
     `  rate limit:  ${k.rateLimit === null ? "none" : `${k.rateLimit}/s`}`,
     `  expires:     ${k.expiresAt ?? "never"}`,
     `  last used:   ${k.lastUsedAt ?? "never"}`,
@@ -155,9 +157,11 @@ export function registerKeys(program: Command, io: Io): void {
       .addOption(new Option("--read-only", "read-only: writes are refused").conflicts("readWrite"))
       .addOption(new Option("--read-write", "read and write (default: the portal's policy)"))
       .addOption(new Option("--ip <address>", "an allowed IP address, exact IPv4 or IPv6 (repeat for more)").argParser(collect).default([] as string[], "any address"))
-      .option("--rate-limit <n>", "requests per second for this key (default: the portal's)"),
-  ).action(async (name: string, opts: Connection & { scopes: string; portal?: string; type?: string; expires?: string; readOnly?: boolean; readWrite?: boolean; ip: string[]; rateLimit?: string }) => {
+      .option("--rate-limit <n>", "requests per second for this key (default: the portal's)")
+      .addOption(new Option("--redirect-uri <url>", "an authorization key's OAuth redirect URI, exact (repeat for more; docs/oauth.md)").argParser(collect).default([] as string[], "none")),
+  ).action(async (name: string, opts: Connection & { scopes: string; portal?: string; type?: string; expires?: string; readOnly?: boolean; readWrite?: boolean; ip: string[]; rateLimit?: string; redirectUri: string[] }) => {
     const body: CreateBody = { name, scopes: scopesOf(opts.scopes) };
+    if (opts.redirectUri.length > 0) body.redirectUris = opts.redirectUri;
     if (opts.type !== undefined) body.type = opts.type;
     if (opts.expires !== undefined) body.expiresAt = expiresAt(opts.expires, false);
     if (opts.readOnly) body.accessMode = "READONLY";
@@ -206,8 +210,10 @@ export function registerKeys(program: Command, io: Io): void {
       .option("--expires <when>", "30d, 90d, 180d, 365d from now, an ISO-8601 date, or never")
       .addOption(new Option("--ip <address>", "the allowed IP addresses from now on (repeat for more)").argParser(collect).conflicts("anyIp"))
       .addOption(new Option("--any-ip", "allow every address (clear the list)"))
-      .option("--rate-limit <n>", "requests per second, or none"),
-  ).action(async (id: string, opts: Connection & { name?: string; scopes?: string; readOnly?: boolean; readWrite?: boolean; expires?: string; ip?: string[]; anyIp?: boolean; rateLimit?: string }) => {
+      .option("--rate-limit <n>", "requests per second, or none")
+      .addOption(new Option("--redirect-uri <url>", "an authorization key's OAuth redirect URIs from now on (repeat for more)").argParser(collect).conflicts("redirectUris"))
+      .addOption(new Option("--no-redirect-uris", "clear an authorization key's redirect URIs (its app polls)")),
+  ).action(async (id: string, opts: Connection & { name?: string; scopes?: string; readOnly?: boolean; readWrite?: boolean; expires?: string; ip?: string[]; anyIp?: boolean; rateLimit?: string; redirectUri?: string[]; redirectUris?: boolean }) => {
     const body: UpdateBody = {};
     if (opts.name !== undefined) body.name = opts.name;
     if (opts.scopes !== undefined) body.scopes = scopesOf(opts.scopes);
@@ -217,7 +223,9 @@ export function registerKeys(program: Command, io: Io): void {
     if (opts.ip !== undefined) body.ipWhitelist = opts.ip;
     if (opts.anyIp) body.ipWhitelist = [];
     if (opts.rateLimit !== undefined) body.rateLimit = rateLimit(opts.rateLimit, true);
-    if (Object.keys(body).length === 0) throw usage("give at least one change: --name, --scopes, --read-only, --read-write, --expires, --ip, --any-ip or --rate-limit");
+    if (opts.redirectUri !== undefined) body.redirectUris = opts.redirectUri;
+    if (opts.redirectUris === false) body.redirectUris = [];
+    if (Object.keys(body).length === 0) throw usage("give at least one change: --name, --scopes, --read-only, --read-write, --expires, --ip, --any-ip, --rate-limit, --redirect-uri or --no-redirect-uris");
     const api = connect(opts);
     const key = await ask(io, opts, async () => unwrap(await api.PATCH("/v1/keys/{id}", { params: { path: { id } }, body })));
     print(opts.json, key, () => keyLines(key));

@@ -122,7 +122,7 @@ export interface paths {
         delete: operations["deleteKey"];
         options?: never;
         head?: never;
-        /** Change a key: name, scopes, status, accessMode, ipWhitelist, rateLimit, expiresAt */
+        /** Change a key: name, scopes, status, accessMode, ipWhitelist, rateLimit, expiresAt, redirectUris (authorization keys) */
         patch: operations["updateKey"];
         trace?: never;
     };
@@ -1206,6 +1206,92 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/oauth/authorize": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Opened by a browser (no key header): the user signs in, sees the consent page (Allow / Deny) and is sent to redirect_uri?code=…&state=… (or ?error=access_denied) */
+        get: operations["authorizeApp"];
+        put?: never;
+        /** The consent page's form (signed in, with its CSRF token): Allow sends the browser to redirect_uri?code=…&state=…, Deny to ?error=access_denied&state=… */
+        post: operations["decideAuthorization"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/oauth/complete": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Where the zero-config flow (no redirect_uri) ends: tells the user the app may continue (it polls GET /v1/oauth/poll) */
+        get: operations["oauthComplete"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/oauth/token": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Exchange a code for a session (JSON or application/x-www-form-urlencoded); answers at the top level, errors as RFC 6749 §5.2 */
+        post: operations["exchangeCode"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/oauth/poll": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The zero-config flow (X-Api-Key: the app key): pending until the user allowed, then once complete with the session */
+        get: operations["pollAuthorization"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/oauth/revoke": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** End a session (RFC 7009): the same answer whether or not the token was a live session */
+        post: operations["revokeSession"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/storage/objects/{*}": {
         parameters: {
             query?: never;
@@ -1341,7 +1427,11 @@ export interface operations {
                                     setting?: string;
                                 };
                             };
-                            currentUser: null;
+                            currentUser: null | {
+                                /** @description The Bitrix24 user the session acts for */
+                                bitrixUserId: number;
+                                _note: string;
+                            };
                         } & {
                             [key: string]: unknown;
                         };
@@ -2251,6 +2341,8 @@ export interface operations {
                             lastUsedAt: string | null;
                             rotatedFromId: string | null;
                             rotatedToId: string | null;
+                            /** @description Authorization keys: the app's registered OAuth redirect URIs, exact strings (docs/oauth.md); not in lists */
+                            redirectUris?: string[];
                         }[];
                         meta: {
                             total: number;
@@ -2455,6 +2547,8 @@ export interface operations {
                     rateLimit?: number | null;
                     tier?: string | null;
                     ipWhitelist?: string[];
+                    /** @description Authorization keys: the app's OAuth redirect URIs (https, or http on the loopback; no fragment), matched exactly (docs/oauth.md) */
+                    redirectUris?: string[];
                 };
             };
         };
@@ -2535,6 +2629,8 @@ export interface operations {
                             lastUsedAt: string | null;
                             rotatedFromId: string | null;
                             rotatedToId: string | null;
+                            /** @description Authorization keys: the app's registered OAuth redirect URIs, exact strings (docs/oauth.md); not in lists */
+                            redirectUris?: string[];
                             /** @description The key's secret: shown once, never again */
                             rawKey: string;
                         };
@@ -2854,6 +2950,8 @@ export interface operations {
                             lastUsedAt: string | null;
                             rotatedFromId: string | null;
                             rotatedToId: string | null;
+                            /** @description Authorization keys: the app's registered OAuth redirect URIs, exact strings (docs/oauth.md); not in lists */
+                            redirectUris?: string[];
                         };
                     };
                 };
@@ -3286,6 +3384,8 @@ export interface operations {
                     rateLimit?: number | null;
                     tier?: string | null;
                     expiresAt?: string | null;
+                    /** @description Authorization keys: the app's OAuth redirect URIs (https, or http on the loopback; no fragment), matched exactly (docs/oauth.md) */
+                    redirectUris?: string[];
                 };
             };
         };
@@ -3365,6 +3465,8 @@ export interface operations {
                             lastUsedAt: string | null;
                             rotatedFromId: string | null;
                             rotatedToId: string | null;
+                            /** @description Authorization keys: the app's registered OAuth redirect URIs, exact strings (docs/oauth.md); not in lists */
+                            redirectUris?: string[];
                         };
                     };
                 };
@@ -3667,6 +3769,8 @@ export interface operations {
                             lastUsedAt: string | null;
                             rotatedFromId: string | null;
                             rotatedToId: string | null;
+                            /** @description Authorization keys: the app's registered OAuth redirect URIs, exact strings (docs/oauth.md); not in lists */
+                            redirectUris?: string[];
                             /** @description The key's secret: shown once, never again */
                             rawKey: string;
                             previousKey: {
@@ -28021,6 +28125,989 @@ export interface operations {
                         error: {
                             /** @enum {string} */
                             code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "RATE_LIMITED";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INTERNAL_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_UNAVAILABLE */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_UNAVAILABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    authorizeApp: {
+        parameters: {
+            query?: {
+                /** @description The authorization key (vibe_app_…) */
+                app_key?: string;
+                /** @description 16–512 random characters the app checks on return (CSRF, RFC 6749 §10.12): required */
+                state?: string;
+                /** @description One of the app's registered redirectUris, exactly; without it the flow ends on keygate's /oauth/complete page (then poll) */
+                redirect_uri?: string;
+                /** @description Scopes among the app's, space- or comma-separated; the session carries the app's scopes */
+                scope?: string;
+                /** @description PKCE (RFC 7636): base64url SHA-256 of the code verifier */
+                code_challenge?: string;
+                /** @description S256 (plain is refused) */
+                code_challenge_method?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The consent page (text/html): the app, the portal, the scopes, Allow and Deny */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description Not signed in: to /sign-in?next=…, back here afterwards */
+            302: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description AMBIGUOUS_CREDENTIALS, INVALID_REDIRECT_URI, INVALID_REQUEST, PORTAL_NOT_LINKED, VALIDATION_ERROR */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "AMBIGUOUS_CREDENTIALS" | "INVALID_REDIRECT_URI" | "INVALID_REQUEST" | "PORTAL_NOT_LINKED" | "VALIDATION_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, NOT_PORTAL_MEMBER, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "NOT_PORTAL_MEMBER" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "RATE_LIMITED";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INTERNAL_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_UNAVAILABLE */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_UNAVAILABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    decideAuthorization: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/x-www-form-urlencoded": {
+                    /** @description As in the query */
+                    app_key?: string;
+                    /** @description As in the query */
+                    state?: string;
+                    /** @description As in the query */
+                    redirect_uri?: string;
+                    /** @description As in the query */
+                    scope?: string;
+                    /** @description As in the query */
+                    code_challenge?: string;
+                    /** @description As in the query */
+                    code_challenge_method?: string;
+                    /** @description The signed-in session's CSRF token, from the consent page */
+                    csrf?: string;
+                    decision?: "allow" | "deny";
+                } & {
+                    [key: string]: unknown;
+                };
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: unknown;
+                    };
+                };
+            };
+            /** @description To the redirect URI (or /oauth/complete) with code and state, or error=access_denied and state */
+            302: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description AMBIGUOUS_CREDENTIALS, INVALID_JSON, INVALID_REDIRECT_URI, INVALID_REQUEST, PORTAL_NOT_LINKED, VALIDATION_ERROR */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "AMBIGUOUS_CREDENTIALS" | "INVALID_JSON" | "INVALID_REDIRECT_URI" | "INVALID_REQUEST" | "PORTAL_NOT_LINKED" | "VALIDATION_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, NOT_PORTAL_MEMBER, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "NOT_PORTAL_MEMBER" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description PAYLOAD_TOO_LARGE */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "PAYLOAD_TOO_LARGE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description UNSUPPORTED_MEDIA_TYPE */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "UNSUPPORTED_MEDIA_TYPE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "RATE_LIMITED";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INTERNAL_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_UNAVAILABLE */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_UNAVAILABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    oauthComplete: {
+        parameters: {
+            query?: {
+                /** @description Present when the user allowed */
+                code?: string;
+                /** @description access_denied when they denied */
+                error?: string;
+                /** @description The app's state */
+                state?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page (text/html) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+        };
+    };
+    exchangeCode: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description authorization_code (the only grant: no refresh_token) */
+                    grant_type?: string;
+                    /** @description The authorization key (vibe_app_…); client_id is accepted as its OAuth name */
+                    app_key?: string;
+                    /** @description Same as app_key */
+                    client_id?: string;
+                    /** @description The code from the redirect */
+                    code?: string;
+                    /** @description The redirect_uri the code was issued for */
+                    redirect_uri?: string;
+                    /** @description PKCE verifier, when the authorization request had a code_challenge */
+                    code_verifier?: string;
+                } & {
+                    [key: string]: unknown;
+                };
+                "application/x-www-form-urlencoded": {
+                    /** @description authorization_code (the only grant: no refresh_token) */
+                    grant_type?: string;
+                    /** @description The authorization key (vibe_app_…); client_id is accepted as its OAuth name */
+                    app_key?: string;
+                    /** @description Same as app_key */
+                    client_id?: string;
+                    /** @description The code from the redirect */
+                    code?: string;
+                    /** @description The redirect_uri the code was issued for */
+                    redirect_uri?: string;
+                    /** @description PKCE verifier, when the authorization request had a code_challenge */
+                    code_verifier?: string;
+                } & {
+                    [key: string]: unknown;
+                };
+            };
+        };
+        responses: {
+            /** @description A session (top level, as OAuth clients expect; no refresh_token) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description The session token: vibe_session_… */
+                        access_token: string;
+                        /** @enum {string} */
+                        token_type: "Bearer";
+                        /** @description Seconds: 86400 (24 hours); never refreshed */
+                        expires_in: number;
+                    };
+                };
+            };
+            /** @description RFC 6749 §5.2 */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: "invalid_request" | "invalid_client" | "invalid_grant" | "unsupported_grant_type";
+                        error_description: string;
+                    };
+                };
+            };
+            /** @description RFC 6749 §5.2 */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: "invalid_request" | "invalid_client" | "invalid_grant" | "unsupported_grant_type";
+                        error_description: string;
+                    };
+                };
+            };
+        };
+    };
+    pollAuthorization: {
+        parameters: {
+            query?: {
+                /** @description The app key, as in X-Api-Key */
+                app_key?: string;
+                /** @description The state of the authorization request */
+                state?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description pending, or (once) complete with the session */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        status: "pending" | "complete";
+                        /** @description Once, with status complete */
+                        access_token?: string;
+                        /** @enum {string} */
+                        token_type?: "Bearer";
+                        expires_in?: number;
+                    };
+                };
+            };
+            /** @description AMBIGUOUS_CREDENTIALS, INVALID_REQUEST, VALIDATION_ERROR */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "AMBIGUOUS_CREDENTIALS" | "INVALID_REQUEST" | "VALIDATION_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "RATE_LIMITED";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INTERNAL_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_UNAVAILABLE */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_UNAVAILABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    revokeSession: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The session token (vibe_session_…) */
+                    token: string;
+                    /** @description access_token */
+                    token_type_hint?: string;
+                    /** @description The app key; given, only its sessions are ended */
+                    app_key?: string;
+                    /** @description Same as app_key */
+                    client_id?: string;
+                } & {
+                    [key: string]: unknown;
+                };
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: Record<string, never>;
+                    };
+                };
+            };
+            /** @description AMBIGUOUS_CREDENTIALS, INVALID_JSON, VALIDATION_ERROR */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "AMBIGUOUS_CREDENTIALS" | "INVALID_JSON" | "VALIDATION_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description PAYLOAD_TOO_LARGE */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "PAYLOAD_TOO_LARGE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description UNSUPPORTED_MEDIA_TYPE */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "UNSUPPORTED_MEDIA_TYPE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */

@@ -21,8 +21,20 @@ export const ERRORS = {
   },
   INVALID_SESSION: {
     status: 401,
-    message: "The session token is not valid or has expired.",
+    message: "The session token is not valid: unknown, or revoked.",
     hint: "Authorization keys (vibe_app_) go in X-Api-Key; Authorization: Bearer carries a session token from the OAuth flow.",
+  },
+  TOKEN_EXPIRED: {
+    status: 401,
+    message: "The session token has expired: sessions live 24 hours and are never refreshed.",
+    hint: "Send the user through the OAuth flow again (GET /v1/oauth/authorize → POST /v1/oauth/token).",
+  },
+  SESSION_APP_MISMATCH: { status: 401, message: "The session token belongs to another app: send it with the authorization key it was issued to." },
+  INVALID_REQUEST: { status: 400, message: "The OAuth request is missing a parameter or has one that is not valid." },
+  INVALID_REDIRECT_URI: {
+    status: 400,
+    message: "redirect_uri is not one of the app's registered redirect URIs (compared as exact strings).",
+    hint: "Register it: PATCH /v1/keys/:id {\"redirectUris\": [\"https://…/callback\"]}, or leave redirect_uri out to use keygate's /oauth/complete page.",
   },
   AMBIGUOUS_CREDENTIALS: { status: 400, message: "X-Api-Key and Authorization: Bearer carry two different keys: send one." },
   IP_NOT_ALLOWED: { status: 403, message: "The request comes from an address outside the key's allowed-IP list." },

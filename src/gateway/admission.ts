@@ -1,4 +1,5 @@
 import { type KeyFormat, keyFormat } from "../core/keys/format.ts";
+import { AppSessionCache } from "../oauth/sessions.ts";
 import type { Profile } from "../core/profile/profile.ts";
 import type { Limiter } from "../limits/limiter.ts";
 import { MemoryLimiter } from "../limits/memory.ts";
@@ -49,6 +50,8 @@ export interface Admission {
   readonly limiter: Limiter;
   readonly limits: ReturnType<typeof rateLimiting>;
   readonly auth: Authenticator;
+  /** The app sessions (vibe_session_…) checked with authorization keys (docs/oauth.md). */
+  readonly appSessions: AppSessionCache;
   /** Last-used times and the request log, written off the hot path. */
   readonly usage: Usage;
   /**
@@ -67,7 +70,8 @@ export function admission(options: AdmissionOptions): Admission {
   const limiter = options.limiter ?? new MemoryLimiter({ now, maxLogs: options.limiterSize });
   const limits = rateLimiting({ policy: limitPolicy(profile.spec.limits, { ipv6Prefix: options.ipv6Prefix }), limiter, store, cache, portalOnArrival: options.portalOnArrival });
   const usage = new Usage(store, { now, ...options.usage });
-  const auth = authenticator({ profile, format, serverSecret, cache, now, touched: (id, at) => usage.touch(id, at), throttled: (ip) => limits.throttled(ip), session: options.session });
+  const appSessions = new AppSessionCache(store, () => cache.dataGeneration);
+  const auth = authenticator({ profile, format, serverSecret, cache, now, touched: (id, at) => usage.touch(id, at), throttled: (ip) => limits.throttled(ip), session: options.session, appSessions });
   const spend = (verification: Verification, wholeBudget: boolean): Admitted | Promise<Admitted> => {
     // Refused by the failed-authentication throttle before the lookup: that refusal is the outcome (nothing is counted).
     if (verification.throttled) return { verification, spent: verification.throttled };
@@ -80,6 +84,7 @@ export function admission(options: AdmissionOptions): Admission {
     limiter,
     limits,
     auth,
+    appSessions,
     usage,
     admit(arrival, options) {
       const whole = options?.wholeBudget ?? false;

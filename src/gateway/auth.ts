@@ -6,6 +6,8 @@ import { decide } from "../core/verify/decide.ts";
 import type { CachedKey, KeyCache } from "./key-cache.ts";
 import type { Spent } from "./limits.ts";
 import { sessionToken } from "./session.ts";
+import type { AppSessionCache, SessionCheck } from "../oauth/sessions.ts";
+import type { AppSession } from "../store/store.ts";
 
 export interface Refusal {
   code: string;
@@ -51,6 +53,8 @@ export interface Verification {
   throttled?: Spent;
   /** Made by a signed-in session (the cookie), not a key: `key` is the stand-in it acts as (src/gateway/session.ts). */
   session?: { id: string; userId: string };
+  /** The user session (vibe_session_…) an authorization key's request acts for (docs/oauth.md). */
+  appSession?: AppSession;
 }
 
 /** What verification reads of a request: its method, URL (path and query, as sent), headers and the client's address. */
@@ -84,6 +88,8 @@ export interface AuthenticatorOptions {
   throttled: (clientIp: string) => Spent | undefined | Promise<Spent | undefined>;
   /** Verifies a request that brings no key but a session cookie (src/gateway/session.ts); without it a cookie counts for nothing. */
   session?: (arrival: Arrival, token: string) => Promise<Verification>;
+  /** Checks the session tokens sent with authorization keys (docs/oauth.md); without it every one is INVALID_SESSION. */
+  appSessions?: AppSessionCache;
 }
 
 export function authenticator(options: AuthenticatorOptions): Authenticator {
@@ -92,7 +98,7 @@ export function authenticator(options: AuthenticatorOptions): Authenticator {
   const refuse = (clientIp: string, refusal: Refusal, key?: CachedKey, route?: Route): Verification => ({ refusal, key, route, clientIp });
 
   /** The steps after the key is known: route, session, then the decision of src/core/verify/decide.ts. */
-  const decideFor = (arrival: Arrival, key: CachedKey | undefined, keyType: KeyTypeSpec, session: string | undefined): Verification => {
+  const decideFor = (arrival: Arrival, key: CachedKey | undefined, keyType: KeyTypeSpec, session: string | undefined): Verification | Promise<Verification> => {
     const ip = arrival.countedAt ?? arrival.clientIp;
     if (!key || (arrival.accepts !== undefined && !arrival.accepts(key))) return refuse(ip, { code: "INVALID_API_KEY" });
     const match = arrival.route !== undefined ? { value: arrival.route, params: {} } : profile.match(arrival.method, arrival.url);
@@ -101,15 +107,18 @@ export function authenticator(options: AuthenticatorOptions): Authenticator {
       const allow = profile.methodsAt(arrival.url);
       return refuse(ip, allow.length === 0 ? { code: "ROUTE_NOT_FOUND" } : { code: "METHOD_NOT_ALLOWED", message: `${arrival.method} is not allowed here: ${allow.join(", ")}.`, details: { allow } }, key);
     }
-    if (keyType.sessionUser && session !== undefined) {
-      // No session token is valid until keygate issues sessions (OAuth for authorization keys).
-      return refuse(ip, { code: "INVALID_SESSION" }, key, match.value);
-    }
     const at = now();
-    const denial = decide(profile, key.verified, { method: arrival.method, route: match.value, clientIp: arrival.clientIp, hasSession: false, now: at });
-    if (denial) return refuse(ip, denial, key, match.value);
-    options.touched(key.record.id, at);
-    return { refusal: undefined, key, route: match.value, params: match.params, clientIp: ip };
+    const finish = (appSession?: AppSession): Verification => {
+      const denial = decide(profile, key.verified, { method: arrival.method, route: match.value, clientIp: arrival.clientIp, hasSession: appSession !== undefined, now: at });
+      if (denial) return refuse(ip, denial, key, match.value);
+      options.touched(key.record.id, at);
+      return { refusal: undefined, key, route: match.value, params: match.params, clientIp: ip, appSession };
+    };
+    if (keyType.sessionUser !== true || session === undefined) return finish();
+    // Step 5 (docs/verification.md): the session token, before the key's status.
+    const checked = (check: SessionCheck): Verification => ("refusal" in check ? refuse(ip, { code: check.refusal }, key, match.value) : finish(check.session));
+    const check = options.appSessions ? options.appSessions.check(key.record, session, at) : { refusal: "INVALID_SESSION" as const };
+    return check instanceof Promise ? check.then(checked) : checked(check);
   };
 
   return {

@@ -125,6 +125,11 @@ export class KeyCache {
     return entry;
   }
 
+  /** Moves on with every stored change (dataChanged): what was read of the store before may be stale (app sessions compare it). */
+  get dataGeneration(): number {
+    return this.#dataGeneration;
+  }
+
   /**
    * A value worked out from a key and the data around it (portals, members, other keys), kept
    * until the key or any stored data changes.

@@ -3,7 +3,7 @@ import { KeygateError } from "../core/errors.ts";
 import type { Portal } from "../dataplane/service.ts";
 import { type Bitrix24Client, bitrix24Client } from "../upstream/bitrix24/index.ts";
 import { INTERNAL } from "../upstream/outbound.ts";
-import { sandboxWebhookToken, sandboxWebhookUrl } from "../upstream/sandbox/index.ts";
+import { sandboxMemberWebhookToken, sandboxWebhookToken, sandboxWebhookUrl } from "../upstream/sandbox/index.ts";
 import { LimitRefusal, type rateLimiting } from "./limits.ts";
 import type { GatewayContext } from "./server.ts";
 
@@ -16,14 +16,25 @@ const UPSTREAM_TIMEOUT_MS = 15_000;
  * (the data plane, bots).
  */
 export function portalConnection(ctx: GatewayContext, limits: ReturnType<typeof rateLimiting>, ownBaseUrl: () => string | undefined): (request: FastifyRequest) => Portal {
-  /** The Bitrix24 client of the key's portal, kept with the key until its portal changes. */
+  /**
+   * The Bitrix24 client of the key's portal, kept with the key until its portal changes; with an
+   * app session, the client acting as the session's user (docs/oauth.md).
+   */
   const clientFor = async (request: FastifyRequest): Promise<Bitrix24Client> => {
     const key = request.auth.key;
     const portalId = key.record.portalId;
+    const user = request.auth.appSession?.bitrixUserId;
+    const name = user === undefined ? "bitrix24" : `bitrix24 user ${user}`;
     return (
-      ctx.cache.peek<Bitrix24Client>(key, "bitrix24") ??
-      ctx.cache.derive(key, "bitrix24", async () => {
+      ctx.cache.peek<Bitrix24Client>(key, name) ??
+      ctx.cache.derive(key, name, async () => {
         const portal = portalId === null ? undefined : await ctx.kg.store.getPortal(portalId);
+        if (user !== undefined) {
+          if (portal?.upstream?.kind !== "sandbox") throw new KeygateError("PORTAL_NOT_LINKED", { message: "The session's user can be acted for on sandbox portals only: this portal is no longer one (docs/oauth.md)." });
+          const base = ownBaseUrl();
+          if (base === undefined) throw new KeygateError("NOT_IMPLEMENTED", { message: "The sandbox portal is served by this keygate over HTTP, and it is not listening." });
+          return bitrix24Client(sandboxWebhookUrl(base, portal.id, sandboxMemberWebhookToken(ctx.kg.serverSecret, portal.id, user), user), { timeoutMs: UPSTREAM_TIMEOUT_MS, outbound: INTERNAL });
+        }
         if (portal?.upstream?.kind === "bitrix24") return bitrix24Client(portal.upstream.webhookUrl, { timeoutMs: UPSTREAM_TIMEOUT_MS, outbound: ctx.kg.outbound });
         if (portal?.upstream?.kind === "sandbox") {
           const base = ownBaseUrl();

@@ -52,6 +52,8 @@ import { SESSION_LIFETIMES, type SessionLifetimes } from "../accounts/sessions.t
 import { SIGN_IN_THROTTLE, type SignInThrottleSettings, signInThrottle } from "../accounts/throttle.ts";
 import { type Usage, routeFacts } from "./usage.ts";
 import { AiUsage, type PlatformOptions, Sections, platformRoutes } from "../platform/index.ts";
+import { isOAuthPath, oauthRoutes } from "../oauth/routes.ts";
+import type { AppSession } from "../store/store.ts";
 
 export interface ServerOptions {
   profile: Profile;
@@ -144,6 +146,8 @@ export interface AuthContext {
   clientIp: string;
   /** A signed-in session made the request (then `key` is the stand-in it acts as, src/gateway/session.ts). */
   session?: { id: string; userId: string };
+  /** The user session an authorization key's request acts for (docs/oauth.md). */
+  appSession?: AppSession;
 }
 
 declare module "fastify" {
@@ -347,6 +351,11 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   };
   /** This keygate's origin as the browser sees it: the public URL's, or the request's own. */
   const ownOrigin = (request: FastifyRequest): string => (options.publicUrl ? new URL(options.publicUrl).origin : `${client.protocol(request.raw)}://${client.host(request.raw)}`);
+  /** Sessions were deleted here: this node's cached ones are read again now, other nodes' at once over Redis (or from the change feed). */
+  const sessionsRevoked = () => {
+    cache.dataChanged();
+    options.invalidation?.publish({ kind: "data" }).catch((e: Error) => app.log.error({ err: e }, "could not tell other nodes of a revoked session"));
+  };
   const fa = forwardAuth({ admission: a, envelope, client, assertions, store, log: app.log });
   const ctx: GatewayContext = { kg, envelope, publicUrl: options.publicUrl, sandboxUrl: options.sandboxUrl, usage, cache, client, send, responses: responsesFor(profile), sections: new Sections(profile, options.platform ?? {}), aiUsage: new AiUsage(), upstreamCalled: metrics && ((portalId, seconds, error) => metrics.upstream(portalId, seconds, error)) };
 
@@ -354,7 +363,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     const url = req.url!;
     // Anything else is not verified here: Fastify's onRequest hook looks at the route its router chose.
     // Signing in and out is not verified here either: those routes read the cookie themselves.
-    if ((!url.startsWith("/v1/") && !proxy.covers(url)) || isAccountPath(url)) return handOver(req, res);
+    if ((!url.startsWith("/v1/") && !proxy.covers(url)) || isAccountPath(url) || isOAuthPath(url)) return handOver(req, res);
     // A proxy's question about a request it received: answered here, as the proxy's hot path (docs/upstreams.md, "Forward-auth").
     if (fa.handles(url)) return fa.serve(req, res, requestId());
     // A CORS preflight carries no key: never verified nor counted (Fastify's onRequest hook answers it).
@@ -391,7 +400,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     if (!admitted.spent.admitted || req.headers.origin !== undefined) return handOver(req, res);
     if (!proxy.forwards(v)) {
       // The answer every client polls, worked out once per key by the route (docs/verification.md): sent with no framework.
-      const me = v.refusal === undefined && v.session === undefined && req.method === "GET" && req.url === "/v1/me" ? keptMe(ctx, v.key!, req) : undefined;
+      const me = v.refusal === undefined && v.session === undefined && v.appSession === undefined && req.method === "GET" && req.url === "/v1/me" ? keptMe(ctx, v.key!, req) : undefined;
       if (me === undefined) return handOver(req, res);
       sendKept(req, res, me, { "x-request-id": arrived.id, ...rateLimitHeaders(admitted.spent.states) });
       metrics?.request("GET", "/v1/me", res.statusCode);
@@ -433,7 +442,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     const late = admitted === undefined;
     if (admitted === undefined) {
       if (!request.url.startsWith("/v1/") && !request.routeOptions.url?.startsWith("/v1/") && !proxy.covers(request.url)) return;
-      if (isAccountPath(request.routeOptions.url ?? request.url)) return;
+      if (isAccountPath(request.routeOptions.url ?? request.url) || isOAuthPath(request.routeOptions.url ?? request.url)) return;
       // Forward-auth's route admits the request the proxy describes, not its own.
       if (fa.handles(request.url)) return;
       if (isPreflight(request.raw)) return reply.code(204).headers(preflightHeaders(request.raw)).send();
@@ -474,7 +483,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     // as /v1/portals/:id with an empty id: an endpoint is only its path as the route writes it.
     // A route ending in * takes the rest of the path as it is: its handler judges it (a storage object key).
     if (!canonical(request.url) && !verification.route!.path.endsWith("/*")) return send(reply, "ROUTE_NOT_FOUND");
-    request.auth = { key: verification.key!, route: verification.route!, params: verification.params!, clientIp: verification.clientIp, session: verification.session };
+    request.auth = { key: verification.key!, route: verification.route!, params: verification.params!, clientIp: verification.clientIp, session: verification.session, appSession: verification.appSession };
   });
   app.addHook("onResponse", (request, reply, done) => {
     const v = request.verification;
@@ -561,6 +570,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
         { name: "platform", description: "The platform sections: AI models, web search (docs/sections.md)" },
         { name: "bots", description: "Chatbots of the key's portal, through Bitrix24's imbot methods (VibeCode imbot)" },
         { name: "storage", description: "Object storage of the key's portal (VibeCode vibe:storage)" },
+        { name: "oauth", description: "Authorization keys' OAuth flow: users sign in to apps, which get session tokens (docs/oauth.md)" },
       ],
       components: {
         securitySchemes: {
@@ -632,6 +642,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     platformRoutes(typed, ctx, ctx.sections, options.platform ?? {}, ctx.aiUsage, metrics?.registry);
     forwardAuthRoutes(typed, ctx, fa);
     accountRoutes(typed, ctx, { client, lifetimes, throttle: signInThrottle(limiter, { ...SIGN_IN_THROTTLE, ...options.signInThrottle }) });
+    // Its own plugin: the consent form and the token endpoint take form bodies, no other route does.
+    typed.register(async (oauth) => oauthRoutes(oauth.withTypeProvider<TypeBoxTypeProvider>(), ctx, { lifetimes, revoked: sessionsRevoked }));
     const ownBaseUrl = () => {
       const address = app.server.address();
       return typeof address === "object" && address !== null ? `${options.tls ? "https" : "http"}://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}` : undefined;

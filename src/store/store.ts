@@ -249,13 +249,47 @@ export interface Redemption {
 export interface StoredChange {
   /** Increasing, but on PostgreSQL not in commit order: a lower number may appear later, or never (a rolled-back change). */
   seq: number;
-  kind: "key" | "portal" | "member" | "user";
+  kind: "key" | "portal" | "member" | "user" | "session";
   /** The key's, portal's or user's id; a membership's portal id. */
   entityId: string;
   /** A key's digest; null for the other kinds. */
   digest: string | null;
   /** The version the change brought a key to (a deleted key: one past its last), so a copy read since is known to be current; null for the other kinds. */
   version: number | null;
+}
+
+/** An authorization code of the OAuth flow of an authorization key (docs/oauth.md): only its SHA-256 is kept. */
+export interface OAuthGrant {
+  id: string;
+  codeDigest: string;
+  keyId: string;
+  /** The keygate user who allowed the app. */
+  userId: string;
+  portalId: string;
+  /** The Bitrix24 (sandbox) user the sessions it issues act as. */
+  bitrixUserId: number;
+  /** null: the zero-config flow, redeemed by GET /v1/oauth/poll. */
+  redirectUri: string | null;
+  stateDigest: string;
+  /** The PKCE S256 challenge; null when none was sent. */
+  codeChallenge: string | null;
+  createdAt: number;
+  expiresAt: number;
+  usedAt: number | null;
+}
+
+/** A user's session of an authorization key (vibe_session_…): only the SHA-256 of its token is kept. */
+export interface AppSession {
+  id: string;
+  tokenDigest: string;
+  keyId: string;
+  userId: string;
+  portalId: string;
+  bitrixUserId: number;
+  /** The grant (code) it was issued for. */
+  grantId: string;
+  createdAt: number;
+  expiresAt: number;
 }
 
 /** What a change writes besides itself, in the same transaction. */
@@ -422,4 +456,23 @@ export interface Store {
   deleteSandboxItem(portalId: string, entityType: string, id: number): Promise<boolean>;
   /** Every record of the portal and entity type, by id ascending. */
   listSandboxItems(portalId: string, entityType: string): Promise<SandboxItem[]>;
+
+  /** An authorization key's registered redirect URIs (empty when none were set). */
+  getRedirectUris(keyId: string): Promise<string[]>;
+  /** Replaces them, with the effects; the key must exist (else it throws). */
+  setRedirectUris(keyId: string, uris: string[], now: number, effects: Effects): Promise<void>;
+  createGrant(grant: OAuthGrant): Promise<void>;
+  getGrantByCode(codeDigest: string): Promise<OAuthGrant | undefined>;
+  /** The newest grant of the key with this state digest. */
+  getGrantByState(keyId: string, stateDigest: string): Promise<OAuthGrant | undefined>;
+  /**
+   * Redeems a grant, atomically: its first redemption marks it used and stores the session
+   * ("issued"); any later one stores nothing and deletes the sessions the first issued ("replayed").
+   */
+  redeemGrant(grantId: string, session: AppSession, now: number): Promise<"issued" | "replayed">;
+  getAppSessionByDigest(tokenDigest: string): Promise<AppSession | undefined>;
+  /** False when there was no such session. */
+  deleteAppSession(id: string): Promise<boolean>;
+  /** Deletes grants that expired before `grantsBefore` and sessions that expired before `sessionsBefore`; returns how many of each. */
+  pruneOAuth(grantsBefore: number, sessionsBefore: number): Promise<{ grants: number; sessions: number }>;
 }

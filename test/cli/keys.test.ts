@@ -86,6 +86,20 @@ for (const p of PROFILES) {
       assert.ok(days > 29.9 && days <= 30, k.expiresAt);
     });
 
+    if (p.profile === "vibecode") {
+      it("issue 15: keys create --type app --redirect-uri (repeated), keys update --redirect-uri / --no-redirect-uris (docs/oauth.md)", () => {
+        const app = json(cli("keys", "create", "crm-app", "--type", "app", "--scopes", "crm", "--redirect-uri", "https://app.example/cb", "--redirect-uri", "http://localhost:5173/cb", "--json"));
+        assert.deepEqual(app.redirectUris, ["https://app.example/cb", "http://localhost:5173/cb"]);
+        assert.deepEqual(json(cli("keys", "update", app.id, "--redirect-uri", "https://app.example/other", "--json")).redirectUris, ["https://app.example/other"]);
+        const text = cli("keys", "get", app.id);
+        assert.match(text.stdout, /redirects: {3}https:\/\/app\.example\/other/);
+        assert.deepEqual(json(cli("keys", "update", app.id, "--no-redirect-uris", "--json")).redirectUris, []);
+        const refused = cli("keys", "update", app.id, "--redirect-uri", "http://app.example/cb");
+        assert.equal(refused.status, 1);
+        assert.match(refused.stderr, /VALIDATION_ERROR/);
+      });
+    }
+
     it("issue 12: keys list, update, rotate, revoke and delete; portals list", async () => {
       const k = json(cli("keys", "create", "lifecycle", "--scopes", p.narrower, "--json"));
       const listed = json(cli("keys", "list", "--json"));

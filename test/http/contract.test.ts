@@ -39,7 +39,9 @@ function contract(doc: Doc) {
     check(operation: string, r: Reply): Reply {
       const op = operations.get(operation);
       assert.ok(op, `${operation} is in the document`);
-      const schema = op.responses?.[String(r.status)]?.content?.["application/json"]?.schema;
+      const content = op.responses?.[String(r.status)]?.content;
+      // The OAuth flow's pages are HTML (docs/oauth.md).
+      const schema = content?.["application/json"]?.schema ?? content?.["text/html"]?.schema;
       assert.ok(schema, `${operation} documents its ${r.status} response (got ${JSON.stringify(r.body).slice(0, 300)})`);
       const validate = ajv.compile(schema);
       assert.ok(validate(r.body), `${operation} ${r.status}: ${ajv.errorsText(validate.errors)}\n${JSON.stringify(r.body).slice(0, 600)}`);
@@ -86,8 +88,9 @@ describe("issue 11.1: the OpenAPI document is the contract [VibeCode]", () => {
       if (name === "GET /v1/forward-auth") assert.ok(o.responses!["200"] && !o.responses!["200"].content, `${name} documents its success without a body`);
       else assert.ok(statuses.some((s) => /^2\d\d$/.test(s) && o.responses![s]!.content), `${name} documents its success`);
       // The document itself and the JWKS are public: nothing to authenticate or count.
-      if (name !== "GET /v1/openapi.json" && name !== "GET /.well-known/jwks.json") {
-        for (const s of ["401", "429"]) assert.ok(o.responses![s]?.content, `${name} documents its ${s}`);
+      if (name !== "GET /v1/openapi.json" && name !== "GET /.well-known/jwks.json" && name !== "GET /oauth/complete") {
+        // The token endpoint checks the app key itself and is not counted (docs/oauth.md): its 401 is OAuth's invalid_client.
+        for (const s of name === "POST /v1/oauth/token" ? ["401"] : ["401", "429"]) assert.ok(o.responses![s]?.content, `${name} documents its ${s}`);
       }
     }
     assert.deepEqual(doc.paths["/v1/keys"]!.post!.responses!["201"] !== undefined, true, "POST /v1/keys answers 201");
@@ -263,9 +266,37 @@ describe("issue 11.1: the OpenAPI document is the contract [VibeCode]", () => {
     await call("DELETE /v1/storage/objects/{*}", object, { key: api });
     await call("DELETE /v1/storage/objects/{*}", object, { key: api }).then((r) => assert.equal(r.status, 404));
 
+    // OAuth sessions of an authorization key (docs/oauth.md): authorize, consent, token, poll, revoke
+    const callback = "https://app.example/cb";
+    const appKey = (await call("POST /v1/keys", "/v1/keys", { body: { portalId: portal.id, type: "app", name: "Contract app", scopes: ["crm"], redirectUris: [callback] } })).body.data;
+    const state = "contract-state-0123456789";
+    const query = new URLSearchParams({ app_key: appKey.rawKey, state, redirect_uri: callback }).toString();
+    await call("GET /v1/oauth/authorize", "/v1/oauth/authorize?app_key=x", { key: undefined }).then((r) => assert.equal(r.status, 400));
+    await call("GET /v1/oauth/authorize", `/v1/oauth/authorize?${query}`, { key: undefined }).then((r) => assert.equal(r.status, 302));
+    const signedInMember = c.check("POST /v1/session", await h.call("POST", "/v1/session", { body: { email: who.email, password: "a long password" } }));
+    const browser = { cookie: String(signedInMember.headers["set-cookie"]).split(";")[0]! };
+    const page = await call("GET /v1/oauth/authorize", `/v1/oauth/authorize?${query}`, { key: undefined, headers: browser });
+    assert.equal(page.status, 200, String(page.body));
+    const csrf = /name="csrf" value="([^"]+)"/.exec(String(page.body))![1]!;
+    const consent = (fields: Record<string, string>) => call("POST /v1/oauth/authorize", "/v1/oauth/authorize", { key: undefined, headers: { ...browser, "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams(fields).toString() });
+    await consent({ app_key: appKey.rawKey, state, redirect_uri: callback, decision: "allow" }).then((r) => assert.equal(r.status, 403));
+    const allowed = await consent({ app_key: appKey.rawKey, state, redirect_uri: callback, csrf, decision: "allow" });
+    assert.equal(allowed.status, 302);
+    const code = new URL(String(allowed.headers.location)).searchParams.get("code")!;
+    await call("POST /v1/oauth/token", "/v1/oauth/token", { key: undefined, body: { grant_type: "refresh_token" } }).then((r) => assert.equal(r.status, 400));
+    await call("POST /v1/oauth/token", "/v1/oauth/token", { key: undefined, body: { grant_type: "authorization_code", app_key: "vibe_app_nope", code } }).then((r) => assert.equal(r.status, 401));
+    const session = (await call("POST /v1/oauth/token", "/v1/oauth/token", { key: undefined, body: { grant_type: "authorization_code", app_key: appKey.rawKey, code, redirect_uri: callback } })).body.access_token;
+    await call("GET /v1/me", "/v1/me", { key: appKey.rawKey, headers: { authorization: `Bearer ${session}` } }).then((r) => assert.equal(typeof r.body.data.currentUser.bitrixUserId, "number"));
+    await call("GET /v1/oauth/poll", `/v1/oauth/poll?state=${state}`, { key: appKey.rawKey }).then((r) => assert.equal(r.body.status, "pending"));
+    await call("GET /v1/oauth/poll", "/v1/oauth/poll", { key: appKey.rawKey }).then((r) => assert.equal(r.status, 400));
+    await call("POST /v1/oauth/revoke", "/v1/oauth/revoke", { key: undefined, body: { token: session } });
+    await call("POST /v1/oauth/revoke", "/v1/oauth/revoke", { key: undefined, body: {} }).then((r) => assert.equal(r.status, 400));
+    await call("GET /oauth/complete", "/oauth/complete?error=access_denied&state=x", { key: undefined });
+
     const missing = [...c.operations.keys()].filter((op) => !c.reached.has(op));
     assert.deepEqual(missing, [], "every operation of the document was called and its response validated");
-    for (const [op, statuses] of c.reached) assert.ok([...statuses].some((s) => s >= 200 && s < 300), `${op} answered a success at least once: ${[...statuses].join(", ")}`);
+    // The consent form's success is a redirect (docs/oauth.md).
+    for (const [op, statuses] of c.reached) assert.ok([...statuses].some((s) => s >= 200 && s < (op === "POST /v1/oauth/authorize" ? 400 : 300)), `${op} answered a success at least once: ${[...statuses].join(", ")}`);
   });
 });
 

@@ -77,11 +77,16 @@ for (const kind of await storeKinds("http: verify")) {
         assert.equal(me.currentUser, null);
         assert.deepEqual(me.capabilities.servers.create, { available: false, reason: "SESSION_REQUIRED" });
         fails(await h.call("GET", "/v1/infra/servers", { key: k.raw }), 501, "NOT_IMPLEMENTED");
-        fails(await h.call("GET", "/v1/oauth/authorize", { key: k.raw }), 501, "NOT_IMPLEMENTED");
-        fails(await h.call("POST", "/v1/oauth/token", { key: k.raw, body: {} }), 501, "NOT_IMPLEMENTED");
+        // The OAuth flow answers its own refusals (docs/oauth.md), never TOKEN_MISSING.
+        const authorize = fails(await h.call("GET", `/v1/oauth/authorize?app_key=${k.raw}`, { key: k.raw }), 400, "INVALID_REQUEST");
+        assert.equal(authorize.message, "state: Required");
+        const token = await h.call("POST", "/v1/oauth/token", { key: k.raw, body: {} });
+        assert.equal(token.status, 400);
+        assert.equal(token.body.error, "invalid_request");
+        assert.deepEqual((await h.call("GET", "/v1/oauth/poll?state=aAbBcCdDeEfFgGhH", { key: k.raw })).body, { success: true, status: "pending" });
       });
 
-      it("issue: a Bearer next to an app key is a session token; keygate issues none yet → 401 INVALID_SESSION", async () => {
+      it("issue: a Bearer next to an app key is a session token; one keygate did not issue → 401 INVALID_SESSION", async () => {
         const k = await appKey();
         const session = { key: k.raw, headers: { authorization: "Bearer vibe_session_0123456789abcdef" } };
         fails(await h.call("GET", "/v1/me", session), 401, "INVALID_SESSION");

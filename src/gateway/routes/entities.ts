@@ -247,7 +247,7 @@ export function entityRoutes(app: App, ctx: GatewayContext, limits: ReturnType<t
     const ids = new Map<string, string>();
     for (const call of batchCalls(request.body, (method, path) => kg.profile.match(method, path)?.value)) {
       // Each call meets the same checks as the request it stands for: type, mode, scopes.
-      const denial = decide(kg.profile, request.auth.key.verified, { method: call.route.method, route: call.route, clientIp: request.auth.clientIp, hasSession: false, now: kg.now() });
+      const denial = decide(kg.profile, request.auth.key.verified, { method: call.route.method, route: call.route, clientIp: request.auth.clientIp, hasSession: request.auth.appSession !== undefined, now: kg.now() });
       if (denial) errors[call.id] = { code: denial.code, message: envelope.def(denial.code).message, ...(denial.details ? { details: denial.details } : {}) };
       else {
         admitted.set(call.command, call.plan);

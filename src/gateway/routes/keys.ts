@@ -6,6 +6,7 @@ import { createKey, deleteKey, keyAudit, keyForActor, keyUsage, keyView, listKey
 import { BODY_CODES } from "../envelope.ts";
 import type { App, GatewayContext } from "../server.ts";
 import { actorOf } from "./actor.ts";
+import { redirectUrisAllowed, redirectUrisView, setRedirectUris } from "../../oauth/apps.ts";
 import { AuditEventView } from "./portals.ts";
 
 const Id = T.Object({ id: T.String() });
@@ -15,6 +16,7 @@ const Expiry = T.Union([T.String({ description: "ISO-8601 date-time" }), T.Null(
 const RateLimit = T.Union([T.Integer({ minimum: 1, description: "Requests per second" }), T.Null()]);
 const Tier = T.Union([T.String({ description: "A rate-limit tier of the profile" }), T.Null()]);
 const tags = ["keys"];
+const RedirectUris = T.Array(T.String(), { description: "Authorization keys: the app's OAuth redirect URIs (https, or http on the loopback; no fragment), matched exactly (docs/oauth.md)" });
 const Time = T.String({ format: "date-time" });
 const Nullable = <S extends TSchema>(s: S) => T.Union([s, T.Null()]);
 const KeyView = T.Object(
@@ -40,6 +42,7 @@ const KeyView = T.Object(
     lastUsedAt: Nullable(Time),
     rotatedFromId: Nullable(T.String()),
     rotatedToId: Nullable(T.String()),
+    redirectUris: T.Optional(T.Array(T.String(), { description: "Authorization keys: the app's registered OAuth redirect URIs, exact strings (docs/oauth.md); not in lists" })),
   },
   { additionalProperties: false },
 );
@@ -118,14 +121,19 @@ export function keyRoutes(app: App, { kg, envelope, usage, responses, aiUsage }:
             rateLimit: T.Optional(RateLimit),
             tier: T.Optional(Tier),
             ipWhitelist: T.Optional(T.Array(T.String())),
+            redirectUris: T.Optional(RedirectUris),
           },
           { additionalProperties: false },
         ),
       },
     },
     async (request, reply) => {
-      const { key, rawKey } = await createKey(kg, await actorOf(kg, request), request.body);
-      return reply.code(201).send(envelope.ok({ ...keyView(kg, key), rawKey }));
+      const { redirectUris: asked, ...input } = request.body;
+      const redirectUris = redirectUrisAllowed(kg, input.type, asked);
+      const actor = await actorOf(kg, request);
+      const { key, rawKey } = await createKey(kg, actor, input);
+      if (redirectUris !== undefined) await setRedirectUris(kg, actor, key, redirectUris);
+      return reply.code(201).send(envelope.ok({ ...keyView(kg, key), ...(await redirectUrisView(kg, key)), rawKey }));
     },
   );
 
@@ -134,7 +142,7 @@ export function keyRoutes(app: App, { kg, envelope, usage, responses, aiUsage }:
     { schema: { operationId: "getKey", tags, summary: "One key, without its secret", params: Id, response: responses({ data: KeyView, examples: [keyExample], codes: KEY_CODES }) } },
     async (request) => {
       const { key } = await keyForActor(kg, await actorOf(kg, request), request.params.id);
-      return envelope.ok(keyView(kg, key));
+      return envelope.ok({ ...keyView(kg, key), ...(await redirectUrisView(kg, key)) });
     },
   );
 
@@ -144,7 +152,7 @@ export function keyRoutes(app: App, { kg, envelope, usage, responses, aiUsage }:
       schema: {
         operationId: "updateKey",
         tags,
-        summary: "Change a key: name, scopes, status, accessMode, ipWhitelist, rateLimit, expiresAt",
+        summary: "Change a key: name, scopes, status, accessMode, ipWhitelist, rateLimit, expiresAt, redirectUris (authorization keys)",
         params: Id,
         response: responses({
           data: KeyView,
@@ -161,14 +169,20 @@ export function keyRoutes(app: App, { kg, envelope, usage, responses, aiUsage }:
             rateLimit: T.Optional(RateLimit),
             tier: T.Optional(Tier),
             expiresAt: T.Optional(Expiry),
+            redirectUris: T.Optional(RedirectUris),
           },
           { additionalProperties: false },
         ),
       },
     },
     async (request) => {
-      const key = await updateKey(kg, await actorOf(kg, request), request.params.id, request.body);
-      return envelope.ok(keyView(kg, key));
+      const { redirectUris: asked, ...input } = request.body;
+      const actor = await actorOf(kg, request);
+      let key = (await keyForActor(kg, actor, request.params.id)).key;
+      const redirectUris = redirectUrisAllowed(kg, key.type, asked);
+      if (Object.keys(input).length > 0 || redirectUris === undefined) key = await updateKey(kg, actor, request.params.id, input);
+      if (redirectUris !== undefined) await setRedirectUris(kg, actor, key, redirectUris);
+      return envelope.ok({ ...keyView(kg, key), ...(await redirectUrisView(kg, key)) });
     },
   );
 

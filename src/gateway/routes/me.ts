@@ -155,7 +155,10 @@ export function meRoutes(app: App, ctx: GatewayContext): void {
               owner: T.Object({ name: T.String(), userId: T.String() }),
               errorCodes: ErrorCodes,
               sections: SectionsSchema,
-              currentUser: T.Null(),
+              currentUser: T.Union([
+                T.Null(),
+                T.Object({ bitrixUserId: T.Integer({ description: "The Bitrix24 user the session acts for" }), _note: T.String() }, { description: "With Authorization: Bearer vibe_session_… (docs/oauth.md)" }),
+              ]),
             },
             // The rest depends on the key type (portals and quickstart for management keys; portal, rateLimit, auth, capabilities, api for portal keys).
             { additionalProperties: true },
@@ -166,9 +169,12 @@ export function meRoutes(app: App, ctx: GatewayContext): void {
     async (request, reply) => {
       // The answer depends on the key and the data around it, not on the request: it is worked out
       // once and kept, serialised with its ETag, until the key or anything stored changes (docs/verification.md).
+      // With an app session, kept per session user: only currentUser and what needs a session differ.
+      const user = request.auth.appSession?.bitrixUserId;
+      const entry = user === undefined ? meEntry(ctx, request.raw) : `${meEntry(ctx, request.raw)} user ${user}`;
       const me =
-        keptMe(ctx, request.auth.key, request.raw) ??
-        (await ctx.cache.derive(request.auth.key, meEntry(ctx, request.raw), async () => keptBody(JSON.stringify(await describeKey(request)))));
+        (user === undefined ? keptMe(ctx, request.auth.key, request.raw) : undefined) ??
+        (await ctx.cache.derive(request.auth.key, entry, async () => keptBody(JSON.stringify(await describeKey(request)))));
       // Written as kept, by the writer the server's arrival path uses too: no serialiser, no compression per request.
       reply.hijack();
       sendKept(request.raw, reply.raw, me, { "x-request-id": request.id, ...(request.rateLimit ? rateLimitHeaders(request.rateLimit) : {}) });
@@ -181,7 +187,8 @@ export function meRoutes(app: App, ctx: GatewayContext): void {
     const keyType = key.verified.keyType;
     const actor = await actorOf(kg, request);
     const base = baseUrl(ctx, request);
-    const endpoints = endpointsFor(ctx, request);
+    const appSession = request.auth.appSession;
+    const endpoints = endpointsFor(ctx, request, appSession !== undefined);
     // A section not connected answers 503: not something the key can do.
     const allowed = endpoints.filter((e) => e.denial === undefined && !ctx.sections.unavailableRoute(`${e.route.method} ${e.route.path}`));
     const line = (r: Route) => `${r.method} ${base}${r.path}${r.description ? ` — ${r.description}` : ""}`;
@@ -201,7 +208,10 @@ export function meRoutes(app: App, ctx: GatewayContext): void {
       owner: { name: actor.user.name, userId: actor.user.id },
       errorCodes: errorCodes(),
       sections: ctx.sections.states,
-      currentUser: null,
+      currentUser:
+        appSession === undefined
+          ? null
+          : { bitrixUserId: appSession.bitrixUserId, _note: "The Bitrix24 user this session acts for: the user who authorized the app (24 hours from then)." },
     };
 
     if (keyType.portalless) {

@@ -73,7 +73,9 @@ import { UpstreamCipher } from "../credentials.ts";
 import { RolledBack, type Sql, numberedPlaceholders } from "../sql.ts";
 import { PostgresObjects } from "../objects.ts";
 import { StoreConflictError } from "../store.ts";
+import { APP_SESSION_COLUMNS, GRANT_COLUMNS, appSessionFromRow, appSessionValues, grantFromRow, grantValues } from "../oauth-rows.ts";
 import type {
+  AppSession,
   AuditEvent,
   Effects,
   KeyDependent,
@@ -82,6 +84,7 @@ import type {
   MemberRole,
   Membership,
   Notification,
+  OAuthGrant,
   OneTimeLink,
   Portal,
   PortalPatch,
@@ -753,6 +756,65 @@ export class PostgresStore implements Store {
 
   async listSandboxItems(portalId: string, entityType: string): Promise<SandboxItem[]> {
     return (await this.#q("sandboxItems", [portalId, entityType])).rows.map(sandboxItemFromRow);
+  }
+
+  // ---- OAuth of authorization keys (migration 008) ----
+
+  async getRedirectUris(keyId: string): Promise<string[]> {
+    const row = (await this.#pool.query<{ redirect_uris: string }>("SELECT redirect_uris FROM app_redirect_uris WHERE key_id = $1", [keyId])).rows[0];
+    return row ? (JSON.parse(row.redirect_uris) as string[]) : [];
+  }
+
+  async setRedirectUris(keyId: string, uris: string[], now: number, effects: Effects): Promise<void> {
+    await this.#tx(async (c) => {
+      await c.query(
+        "INSERT INTO app_redirect_uris (key_id, redirect_uris, updated_at) VALUES ($1, $2, $3) ON CONFLICT (key_id) DO UPDATE SET redirect_uris = $2, updated_at = $3",
+        [keyId, JSON.stringify(uris), now],
+      );
+      await this.#writeEffects(c, effects);
+    });
+  }
+
+  async createGrant(grant: OAuthGrant): Promise<void> {
+    await this.#pool.query(`INSERT INTO oauth_grants (${GRANT_COLUMNS.join(", ")}) VALUES (${GRANT_COLUMNS.map((_, i) => `$${i + 1}`).join(", ")})`, grantValues(grant));
+  }
+
+  async getGrantByCode(codeDigest: string): Promise<OAuthGrant | undefined> {
+    const row = (await this.#pool.query(`SELECT ${GRANT_COLUMNS.join(", ")} FROM oauth_grants WHERE code_digest = $1`, [codeDigest])).rows[0];
+    return row && grantFromRow(row);
+  }
+
+  async getGrantByState(keyId: string, stateDigest: string): Promise<OAuthGrant | undefined> {
+    const sql = `SELECT ${GRANT_COLUMNS.join(", ")} FROM oauth_grants WHERE key_id = $1 AND state_digest = $2 ORDER BY created_at DESC, id DESC LIMIT 1`;
+    const row = (await this.#pool.query(sql, [keyId, stateDigest])).rows[0];
+    return row && grantFromRow(row);
+  }
+
+  async redeemGrant(grantId: string, session: AppSession, now: number): Promise<"issued" | "replayed"> {
+    return this.#tx(async (c) => {
+      if (((await c.query("UPDATE oauth_grants SET used_at = $1 WHERE id = $2 AND used_at IS NULL", [now, grantId])).rowCount ?? 0) === 0) {
+        await c.query("DELETE FROM app_sessions WHERE grant_id = $1", [grantId]);
+        return "replayed";
+      }
+      await c.query(`INSERT INTO app_sessions (${APP_SESSION_COLUMNS.join(", ")}) VALUES (${APP_SESSION_COLUMNS.map((_, i) => `$${i + 1}`).join(", ")})`, appSessionValues(session));
+      return "issued";
+    });
+  }
+
+  async getAppSessionByDigest(tokenDigest: string): Promise<AppSession | undefined> {
+    const row = (await this.#pool.query(`SELECT ${APP_SESSION_COLUMNS.join(", ")} FROM app_sessions WHERE token_digest = $1`, [tokenDigest])).rows[0];
+    return row && appSessionFromRow(row);
+  }
+
+  async deleteAppSession(id: string): Promise<boolean> {
+    return ((await this.#pool.query("DELETE FROM app_sessions WHERE id = $1", [id])).rowCount ?? 0) > 0;
+  }
+
+  async pruneOAuth(grantsBefore: number, sessionsBefore: number): Promise<{ grants: number; sessions: number }> {
+    return this.#tx(async (c) => ({
+      grants: (await c.query("DELETE FROM oauth_grants WHERE expires_at < $1", [grantsBefore])).rowCount ?? 0,
+      sessions: (await c.query("DELETE FROM app_sessions WHERE expires_at < $1", [sessionsBefore])).rowCount ?? 0,
+    }));
   }
 }
 

@@ -76,7 +76,9 @@ import {
 import { UpstreamCipher } from "../credentials.ts";
 import { RolledBack, type Sql } from "../sql.ts";
 import { StoreConflictError } from "../store.ts";
+import { APP_SESSION_COLUMNS, GRANT_COLUMNS, appSessionFromRow, appSessionValues, grantFromRow, grantValues } from "../oauth-rows.ts";
 import type {
+  AppSession,
   AuditEvent,
   Effects,
   KeyDependent,
@@ -85,6 +87,7 @@ import type {
   MemberRole,
   Membership,
   Notification,
+  OAuthGrant,
   OneTimeLink,
   Portal,
   PortalPatch,
@@ -741,6 +744,71 @@ export class SqliteStore implements Store {
 
   async listSandboxItems(portalId: string, entityType: string): Promise<SandboxItem[]> {
     return this.#s.sandboxItems.all(portalId, entityType).map(sandboxItemFromRow);
+  }
+
+  // ---- OAuth of authorization keys (migration 008) ----
+
+  readonly #oauth = new Map<string, StatementSync>();
+  /** A statement of the OAuth tables, prepared on first use. */
+  #o(sql: string): StatementSync {
+    let statement = this.#oauth.get(sql);
+    if (statement === undefined) this.#oauth.set(sql, (statement = this.#db.prepare(sql)));
+    return statement;
+  }
+
+  async getRedirectUris(keyId: string): Promise<string[]> {
+    const row = this.#o("SELECT redirect_uris FROM app_redirect_uris WHERE key_id = ?").get(keyId) as { redirect_uris: string } | undefined;
+    return row ? (JSON.parse(row.redirect_uris) as string[]) : [];
+  }
+
+  async setRedirectUris(keyId: string, uris: string[], now: number, effects: Effects): Promise<void> {
+    this.#tx(() => {
+      this.#o(
+        "INSERT INTO app_redirect_uris (key_id, redirect_uris, updated_at) VALUES (?1, ?2, ?3) ON CONFLICT (key_id) DO UPDATE SET redirect_uris = ?2, updated_at = ?3",
+      ).run(keyId, JSON.stringify(uris), now);
+      this.#writeEffects(effects);
+    });
+  }
+
+  async createGrant(grant: OAuthGrant): Promise<void> {
+    this.#tx(() => this.#o(`INSERT INTO oauth_grants (${GRANT_COLUMNS.join(", ")}) VALUES (${placeholders(GRANT_COLUMNS.length)})`).run(...grantValues(grant)));
+  }
+
+  async getGrantByCode(codeDigest: string): Promise<OAuthGrant | undefined> {
+    const row = this.#o(`SELECT ${GRANT_COLUMNS.join(", ")} FROM oauth_grants WHERE code_digest = ?`).get(codeDigest);
+    return row && grantFromRow(row);
+  }
+
+  async getGrantByState(keyId: string, stateDigest: string): Promise<OAuthGrant | undefined> {
+    const row = this.#o(`SELECT ${GRANT_COLUMNS.join(", ")} FROM oauth_grants WHERE key_id = ? AND state_digest = ? ORDER BY created_at DESC, id DESC LIMIT 1`).get(keyId, stateDigest);
+    return row && grantFromRow(row);
+  }
+
+  async redeemGrant(grantId: string, session: AppSession, now: number): Promise<"issued" | "replayed"> {
+    return this.#tx(() => {
+      if (Number(this.#o("UPDATE oauth_grants SET used_at = ? WHERE id = ? AND used_at IS NULL").run(now, grantId).changes) === 0) {
+        this.#o("DELETE FROM app_sessions WHERE grant_id = ?").run(grantId);
+        return "replayed";
+      }
+      this.#o(`INSERT INTO app_sessions (${APP_SESSION_COLUMNS.join(", ")}) VALUES (${placeholders(APP_SESSION_COLUMNS.length)})`).run(...appSessionValues(session));
+      return "issued";
+    });
+  }
+
+  async getAppSessionByDigest(tokenDigest: string): Promise<AppSession | undefined> {
+    const row = this.#o(`SELECT ${APP_SESSION_COLUMNS.join(", ")} FROM app_sessions WHERE token_digest = ?`).get(tokenDigest);
+    return row && appSessionFromRow(row);
+  }
+
+  async deleteAppSession(id: string): Promise<boolean> {
+    return this.#tx(() => Number(this.#o("DELETE FROM app_sessions WHERE id = ?").run(id).changes) > 0);
+  }
+
+  async pruneOAuth(grantsBefore: number, sessionsBefore: number): Promise<{ grants: number; sessions: number }> {
+    return this.#tx(() => ({
+      grants: Number(this.#o("DELETE FROM oauth_grants WHERE expires_at < ?").run(grantsBefore).changes),
+      sessions: Number(this.#o("DELETE FROM app_sessions WHERE expires_at < ?").run(sessionsBefore).changes),
+    }));
   }
 
   /**

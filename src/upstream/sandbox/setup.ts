@@ -205,3 +205,27 @@ export async function seedDemoData(store: Store, portalId: string, options: { no
   }
   return added;
 }
+
+/** The webhook token of a portal member's own sandbox user (docs/oauth.md): derived per user, like the portal's. */
+export function sandboxMemberWebhookToken(secret: string, portalId: string, userId: number): string {
+  return createHmac("sha256", secret).update(`keygate sandbox member webhook\u0000${portalId}\u0000${userId}`).digest("hex").slice(0, 32);
+}
+
+/**
+ * The sandbox user a keygate user acts as on the portal (an app session's user, docs/oauth.md):
+ * the one with their email, added as an employee when there is none; with a webhook of their own
+ * (token: sandboxMemberWebhookToken), so what an app does for them is authored by them.
+ */
+export async function sandboxUserFor(store: Store, portalId: string, person: { email: string; name: string }, secret: string, now = Date.now()): Promise<number> {
+  await ensureSandbox(store, portalId, now);
+  await ensureAdmin(store, portalId, now);
+  const users = await store.listSandboxItems(portalId, ENTITY.user);
+  const email = person.email.toLowerCase();
+  let userId = users.find((u) => String(u.fields["EMAIL"] ?? "").toLowerCase() === email)?.id;
+  if (userId === undefined) {
+    const [first, ...rest] = person.name.trim().split(/\s+/);
+    userId = await addUser(context(store, portalId, 1, now), { NAME: first || email, LAST_NAME: rest.join(" "), EMAIL: email, UF_DEPARTMENT: [1] });
+  }
+  await createSandbox(store, portalId, { token: sandboxMemberWebhookToken(secret, portalId, userId), userId, now: () => now });
+  return userId;
+}
