@@ -9,6 +9,7 @@
  * "has_dependents") writes no effects either. Lists are in a fixed order, given per method.
  */
 
+import type { ObservedUse } from "../core/scopes/advice.ts";
 import type { Sql } from "./sql.ts";
 import type { ObjectStore } from "./objects.ts";
 
@@ -146,16 +147,8 @@ export interface RequestLogEntry {
   missingScope?: string | null;
 }
 
-/** A key's logged requests of one route (method and pattern) and one refusal for a missing scope (null: not refused for one). */
-export interface RouteUse {
-  method: string;
-  /** null: requests that matched no route of the profile, or were logged before routes were. */
-  route: string | null;
-  missingScope: string | null;
-  count: number;
-  firstAt: number;
-  lastAt: number;
-}
+/** A key's logged requests of one route and one refusal for a missing scope: what the scope advisor reads. */
+export type RouteUse = ObservedUse;
 
 /**
  * A sandbox portal: keygate's built-in stand-in for a Bitrix24 portal (src/upstream/sandbox),
