@@ -138,6 +138,8 @@ export const ERRORS = {
   OBJECT_TOO_LARGE: { status: 413, message: "The object is larger than this keygate stores.", hint: "details.maxBytes is the limit (serve --storage-max-object-bytes)." },
   BOT_NOT_FOUND: { status: 404, message: "No such chatbot in the portal." },
   BOT_ALREADY_EXISTS: { status: 409, message: "The portal has a chatbot with this code already.", hint: "details.botId is its id: use it, or choose another code." },
+  PLACEMENT_ALREADY_BOUND: { status: 409, message: "The app is bound to this place with this handler already.", hint: "GET /v1/placements lists what is bound; POST /v1/placements/unbind removes it." },
+  PLACEMENT_NOT_BOUND: { status: 404, message: "The app is not bound to this place (with this handler).", hint: "GET /v1/placements lists what is bound." },
   RANGE_NOT_SATISFIABLE: { status: 416, message: "The range is outside the object.", hint: "Content-Range: bytes */<size> gives the object's size." },
 } as const satisfies Record<string, ErrorDef>;
 

@@ -43,6 +43,7 @@ import { portalRoutes } from "./routes/portals.ts";
 import { verifyRoutes } from "./routes/verify.ts";
 import { DEFAULT_MAX_OBJECT_BYTES, storageRoutes } from "./routes/storage.ts";
 import { botRoutes } from "./routes/bots.ts";
+import { placementRoutes } from "./routes/placements.ts";
 import { portalConnection } from "./portal-connection.ts";
 import { accountRoutes, isAccountPath } from "./routes/accounts.ts";
 import { sessionAuthenticator } from "./session.ts";
@@ -569,6 +570,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
         { name: "feedback", description: "Feedback tickets and their threads (docs/feedback.md)" },
         { name: "platform", description: "The platform sections: AI models, web search (docs/sections.md)" },
         { name: "bots", description: "Chatbots of the key's portal, through Bitrix24's imbot methods (VibeCode imbot)" },
+        { name: "placements", description: "Embedding an authorization key's app in the portal, through Bitrix24's placement methods (VibeCode placement)" },
         { name: "storage", description: "Object storage of the key's portal (VibeCode vibe:storage)" },
         { name: "oauth", description: "Authorization keys' OAuth flow: users sign in to apps, which get session tokens (docs/oauth.md)" },
       ],
@@ -650,6 +652,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     };
     entityRoutes(typed, ctx, limits, ownBaseUrl);
     botRoutes(typed, ctx, portalConnection(ctx, limits, ownBaseUrl));
+    placementRoutes(typed, ctx, portalConnection(ctx, limits, ownBaseUrl));
     // Its own context: request bodies are the objects' bytes, not JSON.
     v1.register(async (storage) => storageRoutes(storage.withTypeProvider<TypeBoxTypeProvider>(), ctx, { maxObjectBytes: options.storageMaxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES }));
     typed.get(

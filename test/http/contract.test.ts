@@ -268,7 +268,7 @@ describe("issue 11.1: the OpenAPI document is the contract [VibeCode]", () => {
 
     // OAuth sessions of an authorization key (docs/oauth.md): authorize, consent, token, poll, revoke
     const callback = "https://app.example/cb";
-    const appKey = (await call("POST /v1/keys", "/v1/keys", { body: { portalId: portal.id, type: "app", name: "Contract app", scopes: ["crm"], redirectUris: [callback] } })).body.data;
+    const appKey = (await call("POST /v1/keys", "/v1/keys", { body: { portalId: portal.id, type: "app", name: "Contract app", scopes: ["crm", "placement"], redirectUris: [callback] } })).body.data;
     const state = "contract-state-0123456789";
     const query = new URLSearchParams({ app_key: appKey.rawKey, state, redirect_uri: callback }).toString();
     await call("GET /v1/oauth/authorize", "/v1/oauth/authorize?app_key=x", { key: undefined }).then((r) => assert.equal(r.status, 400));
@@ -289,6 +289,16 @@ describe("issue 11.1: the OpenAPI document is the contract [VibeCode]", () => {
     await call("GET /v1/me", "/v1/me", { key: appKey.rawKey, headers: { authorization: `Bearer ${session}` } }).then((r) => assert.equal(typeof r.body.data.currentUser.bitrixUserId, "number"));
     await call("GET /v1/oauth/poll", `/v1/oauth/poll?state=${state}`, { key: appKey.rawKey }).then((r) => assert.equal(r.body.status, "pending"));
     await call("GET /v1/oauth/poll", "/v1/oauth/poll", { key: appKey.rawKey }).then((r) => assert.equal(r.status, 400));
+    // placements of the authorization key, as the session's user (docs/placements.md)
+    const asUser = { key: appKey.rawKey, headers: { authorization: `Bearer ${session}` } };
+    await call("GET /v1/placements/available", "/v1/placements/available", asUser).then((r) => assert.ok(r.body.data.includes("LEFT_MENU")));
+    await call("GET /v1/placements/available", "/v1/placements/available", { key: appKey.rawKey }).then((r) => assert.equal(r.status, 401));
+    await call("POST /v1/placements/bind", "/v1/placements/bind", { ...asUser, body: { placement: "LEFT_MENU", title: "Contract", handler: "https://app.example/placement" } }).then((r) => assert.equal(r.status, 201));
+    await call("POST /v1/placements/bind", "/v1/placements/bind", { ...asUser, body: { placement: "LEFT_MENU", title: "Contract", handler: "https://app.example/placement" } }).then((r) => assert.equal(r.status, 409));
+    await call("POST /v1/placements/bind", "/v1/placements/bind", { ...asUser, body: { placement: "LEFT_MENU" } }).then((r) => assert.equal(r.status, 400));
+    await call("GET /v1/placements", "/v1/placements", asUser).then((r) => assert.equal(r.body.data.length, 1));
+    await call("POST /v1/placements/unbind", "/v1/placements/unbind", { ...asUser, body: { placement: "LEFT_MENU" } }).then((r) => assert.equal(r.body.data.unbound.length, 1));
+    await call("POST /v1/placements/unbind", "/v1/placements/unbind", { ...asUser, body: { placement: "LEFT_MENU" } }).then((r) => assert.equal(r.status, 404));
     await call("POST /v1/oauth/revoke", "/v1/oauth/revoke", { key: undefined, body: { token: session } });
     await call("POST /v1/oauth/revoke", "/v1/oauth/revoke", { key: undefined, body: {} }).then((r) => assert.equal(r.status, 400));
     await call("GET /oauth/complete", "/oauth/complete?error=access_denied&state=x", { key: undefined });

@@ -363,6 +363,27 @@ for (const kind of await storeKinds("upstream: sandbox")) {
         assert.equal(missing.details.httpStatus, 200, "Bitrix24 sends this error with status 200");
         await rejection(b24.call("placement.bind", { PLACEMENT: "NOWHERE", HANDLER: "https://app.example/x" }), "VALIDATION_ERROR", "ERROR_ARGUMENT");
       });
+
+      it("placement.get lists the handlers bound in Bitrix24's shape; placement.unbind counts as Bitrix24 does (1 found + 1 removed per handler), all of a place without HANDLER", async () => {
+        const { b24 } = await portal({ seed: false, scopes: ["placement", "crm"] });
+        assert.deepEqual((await b24.call("placement.get")).result, []);
+        await b24.call("placement.bind", { PLACEMENT: "CRM_DEAL_DETAIL_TAB", HANDLER: "https://app.example/a", TITLE: "A" });
+        await b24.call("placement.bind", { PLACEMENT: "CRM_DEAL_DETAIL_TAB", HANDLER: "https://app.example/b", TITLE: "B", DESCRIPTION: "Bee", OPTIONS: { width: "200" } });
+        await b24.call("placement.bind", { PLACEMENT: "LEFT_MENU", HANDLER: "https://app.example/menu", USER_ID: 3 });
+        assert.deepEqual((await b24.call("placement.get")).result, [
+          { placement: "CRM_DEAL_DETAIL_TAB", userId: 0, handler: "https://app.example/a", options: [], title: "A", description: "", langAll: {} },
+          { placement: "CRM_DEAL_DETAIL_TAB", userId: 0, handler: "https://app.example/b", options: { width: "200" }, title: "B", description: "Bee", langAll: {} },
+          { placement: "LEFT_MENU", userId: 3, handler: "https://app.example/menu", options: [], title: "", description: "", langAll: {} },
+        ]);
+        assert.deepEqual((await b24.call("placement.unbind", { PLACEMENT: "CRM_DEAL_DETAIL_TAB", HANDLER: "https://app.example/a" })).result, { count: 2 });
+        assert.deepEqual((await b24.call("placement.unbind", { PLACEMENT: "CRM_DEAL_DETAIL_TAB", HANDLER: "https://app.example/a" })).result, { count: 0 });
+        assert.deepEqual((await b24.call("placement.unbind", { PLACEMENT: "LEFT_MENU", USER_ID: 1 })).result, { count: 0 }, "USER_ID narrows to that user's handlers");
+        assert.deepEqual((await b24.call("placement.unbind", { PLACEMENT: "CRM_DEAL_DETAIL_TAB" })).result, { count: 2 });
+        assert.deepEqual((await b24.call<{ placement: string }[]>("placement.get")).result.map((p) => p.placement), ["LEFT_MENU"]);
+        const missing = await rejection(b24.call("placement.unbind", {}), "VALIDATION_ERROR", "ERROR_ARGUMENT");
+        assert.equal(missing.param, "PLACEMENT");
+        assert.equal(missing.details.httpStatus, 400);
+      });
     });
 
     describe("webhook, scopes, limits", () => {

@@ -11,6 +11,7 @@ import type { CachedKey } from "../key-cache.ts";
 import type { App, GatewayContext } from "../server.ts";
 import { actorOf } from "./actor.ts";
 import { feedbackGuide } from "../../feedback/guide.ts";
+import { placementGuide } from "./placement-guide.ts";
 
 
 function baseUrl(ctx: GatewayContext, request: FastifyRequest): string {
@@ -278,6 +279,7 @@ export function meRoutes(app: App, ctx: GatewayContext): void {
         tokenUrl: `${base}/v1/oauth/token`,
         revokeUrl: `${base}/v1/oauth/revoke`,
       };
+      data.placements = placementGuide(base, record.id, (route) => served.has(route), availability);
     }
     return envelope.ok(data);
   }

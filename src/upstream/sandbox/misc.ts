@@ -4,11 +4,13 @@
  *
  * Messenger, Activity Stream and placements: im.notify.system.add (answers the notification's
  * id), im.message.add (the message's id), log.blogpost.add (true), placement.list (the codes of
- * places an app can be embedded in), placement.bind (true). What they send or bind is kept in the
+ * places an app can be embedded in), placement.bind (true), placement.get (the handlers bound:
+ * placement, userId, handler, options, title, description, langAll), placement.unbind ({count},
+ * counted as Bitrix24 counts: 1 per handler found and 1 more per handler removed). What they send or bind is kept in the
  * store (entity types im.notify, im.message, log.blogpost, placement), to be looked at, not
  * delivered anywhere.
  *
- * On a real portal, im.notify.system.add, placement.list and placement.bind want an application's
+ * On a real portal, im.notify.system.add and the placement.* methods want an application's
  * token, not a webhook (WRONG_AUTH_TYPE); the sandbox stands in for the application and takes
  * its webhook.
  */
@@ -129,11 +131,51 @@ export const miscMethods: Record<string, MethodDef> = {
       if (bound.some((b) => b.fields["PLACEMENT"] === placement && b.fields["HANDLER"] === handler)) {
         throw new BitrixFault(400, "ERROR_HANDLER_ALREADY_EXIST", "Handler already exists!");
       }
-      const fields: Record<string, unknown> = { PLACEMENT: placement, HANDLER: handler };
+      const fields: Record<string, unknown> = { PLACEMENT: placement, HANDLER: handler, USER_ID: Math.max(0, toInt(params["USER_ID"]) ?? 0) };
       for (const key of ["TITLE", "DESCRIPTION", "GROUP_NAME"]) if (toText(params[key]) !== undefined) fields[key] = toText(params[key]);
       for (const key of ["OPTIONS", "LANG_ALL"]) if (isRecord(params[key])) fields[key] = params[key];
       await ctx.store.addSandboxItem(ctx.portalId, ENTITY.placement, fields, ctx.now);
       return { result: true };
+    },
+  },
+  "placement.get": {
+    scopes: ["placement"],
+    async run(ctx) {
+      const bound = await ctx.store.listSandboxItems(ctx.portalId, ENTITY.placement);
+      return {
+        result: bound.map((b) => ({
+          placement: b.fields["PLACEMENT"],
+          userId: b.fields["USER_ID"] ?? 0,
+          handler: b.fields["HANDLER"],
+          // PHP's empty array: a list when no options were given.
+          options: b.fields["OPTIONS"] ?? [],
+          title: b.fields["TITLE"] ?? "",
+          description: b.fields["DESCRIPTION"] ?? "",
+          langAll: b.fields["LANG_ALL"] ?? {},
+        })),
+      };
+    },
+  },
+  "placement.unbind": {
+    scopes: ["placement"],
+    async run(ctx, params) {
+      if (params["PLACEMENT"] !== undefined && typeof params["PLACEMENT"] !== "string") {
+        throw argumentError("PLACEMENT", "The value of an argument 'PLACEMENT' must be of type string");
+      }
+      const placement = (toText(params["PLACEMENT"]) ?? "").trim().toUpperCase();
+      if (placement === "") throw argumentError("PLACEMENT");
+      // No HANDLER: every handler of the place goes; USER_ID narrows to one user's.
+      const handler = (toText(params["HANDLER"]) ?? "").trim();
+      const userId = toInt(params["USER_ID"]);
+      const bound = await ctx.store.listSandboxItems(ctx.portalId, ENTITY.placement);
+      let count = 0;
+      for (const b of bound) {
+        if (b.fields["PLACEMENT"] !== placement || (handler !== "" && b.fields["HANDLER"] !== handler)) continue;
+        if (userId !== undefined && (b.fields["USER_ID"] ?? 0) !== userId) continue;
+        count++;
+        if (await ctx.store.deleteSandboxItem(ctx.portalId, ENTITY.placement, b.id)) count++;
+      }
+      return { result: { count } };
     },
   },
 };

@@ -1,0 +1,154 @@
+import { Type as T } from "@sinclair/typebox";
+import type { FastifyRequest } from "fastify";
+import { KeygateError } from "../../core/errors.ts";
+import type { Portal } from "../../dataplane/service.ts";
+import { UpstreamError } from "../../upstream/bitrix24/index.ts";
+import type { App, GatewayContext } from "../server.ts";
+
+const CODES = ["PORTAL_NOT_LINKED", "BITRIX_ERROR", "BITRIX_ACCESS_DENIED", "BITRIX_UNAVAILABLE"];
+
+const PlacementCode = T.String({
+  minLength: 1,
+  maxLength: 100,
+  pattern: "^[A-Za-z][A-Za-z0-9_]*$",
+  description: "A place of the portal (GET /v1/placements/available), e.g. LEFT_MENU, CRM_DEAL_DETAIL_TAB; case does not matter",
+});
+const handlerUrl = (description: string) => T.String({ maxLength: 2000, pattern: "^https?://\\S+$", description });
+
+const Binding = T.Object({
+  placement: T.String(),
+  handler: T.String(),
+  title: T.String(),
+  description: T.String(),
+  userId: T.Integer({ description: "The one user it is shown to; 0: every user" }),
+  options: T.Record(T.String(), T.Unknown(), { description: "The place's options given at binding" }),
+});
+type Binding = typeof Binding.static;
+
+/** placement.get's answer as bindings; PHP sends an empty options object as []. */
+function bindingsOf(result: unknown): Binding[] {
+  const rows = Array.isArray(result) ? result : [];
+  return rows
+    .filter((r): r is Record<string, unknown> => r !== null && typeof r === "object")
+    .map((r) => {
+      const options = r["options"];
+      return {
+        placement: String(r["placement"] ?? ""),
+        handler: String(r["handler"] ?? ""),
+        title: String(r["title"] ?? ""),
+        description: String(r["description"] ?? ""),
+        userId: Number(r["userId"] ?? 0) || 0,
+        options: options !== null && typeof options === "object" && !Array.isArray(options) ? (options as Record<string, unknown>) : {},
+      };
+    });
+}
+
+/** Bitrix24 naming PLACEMENT at fault (an unknown place) as keygate's 400 on the request's field. */
+function placementRefused(e: unknown): never {
+  if (e instanceof UpstreamError && e.code === "VALIDATION_ERROR" && e.param?.toUpperCase() === "PLACEMENT") {
+    throw new KeygateError("VALIDATION_ERROR", { message: `placement: ${e.details.error_description ?? "not a place of this portal"}`, param: "placement", details: e.details as unknown as Record<string, unknown> });
+  }
+  throw e;
+}
+
+/**
+ * keygate's placement handler for an authorization key: what Bitrix24 calls when a user opens the
+ * app in the portal (docs/placements.md), the default handler of POST /v1/placements/bind.
+ */
+export function placementHandlerUrl(ctx: GatewayContext, request: FastifyRequest): string {
+  const base = (ctx.publicUrl ?? `${ctx.client.protocol(request.raw)}://${ctx.client.host(request.raw)}`).replace(/\/$/, "");
+  return `${base}/v1/bitrix-handler?app=${encodeURIComponent(request.auth.key.record.id)}`;
+}
+
+/**
+ * Placements of an authorization key's app (seed 003, issue 16 §3; docs/placements.md): the places
+ * of the portal it can be embedded in, binding and unbinding it, what is bound — Bitrix24's
+ * placement.* methods on the key's portal, as the session's user. Verification has run: API keys
+ * got 403 OAUTH_REQUIRED, authorization keys without a session 401 TOKEN_MISSING.
+ */
+export function placementRoutes(app: App, ctx: GatewayContext, portalOf: (request: FastifyRequest) => Portal): void {
+  const { envelope, responses } = ctx;
+  const schema = { tags: ["placements"] };
+
+  app.get(
+    "/v1/placements/available",
+    {
+      schema: {
+        ...schema,
+        operationId: "listAvailablePlacements",
+        summary: "The places of the portal the app can be embedded in (placement.list)",
+        querystring: T.Object({ scope: T.Optional(T.String({ minLength: 1, maxLength: 50, pattern: "^[a-z_]+$", description: "Only the places of this Bitrix24 scope (e.g. crm)" })) }, { additionalProperties: false }),
+        response: responses({ data: T.Array(T.String()), codes: CODES }),
+      },
+    },
+    async (request) => {
+      const { scope } = request.query;
+      const r = await portalOf(request).call("placement.list", scope === undefined ? {} : { SCOPE: scope });
+      return envelope.ok(Array.isArray(r.result) ? r.result.map(String) : []);
+    },
+  );
+
+  app.get(
+    "/v1/placements",
+    { schema: { ...schema, operationId: "listPlacements", summary: "The places the app is bound to, with their handlers (placement.get)", response: responses({ data: T.Array(Binding), codes: CODES }) } },
+    async (request) => envelope.ok(bindingsOf((await portalOf(request).call("placement.get", {})).result)),
+  );
+
+  app.post(
+    "/v1/placements/bind",
+    {
+      schema: {
+        ...schema,
+        operationId: "bindPlacement",
+        summary: "Embed the app in a place of the portal (placement.bind): {placement, title, handler?, description?}",
+        body: T.Object(
+          {
+            placement: PlacementCode,
+            title: T.String({ minLength: 1, maxLength: 255, pattern: "\\S", description: "Shown in the place (the menu item, the tab)" }),
+            handler: T.Optional(handlerUrl("The URL Bitrix24 posts to when a user opens the app there; default: keygate's placement handler for this key, <publicUrl>/v1/bitrix-handler?app=<keyId>")),
+            description: T.Optional(T.String({ maxLength: 1000 })),
+          },
+          { additionalProperties: false },
+        ),
+        response: responses({ data: T.Object({ placement: T.String(), handler: T.String(), title: T.String() }), status: 201, codes: [...CODES, "PLACEMENT_ALREADY_BOUND"] }),
+      },
+    },
+    async (request, reply) => {
+      const b = request.body;
+      const placement = b.placement.toUpperCase();
+      const handler = b.handler ?? placementHandlerUrl(ctx, request);
+      await portalOf(request)
+        .call("placement.bind", { PLACEMENT: placement, HANDLER: handler, TITLE: b.title, ...(b.description === undefined ? {} : { DESCRIPTION: b.description }) })
+        .catch((e: unknown) => {
+          if (e instanceof UpstreamError && e.details.error === "ERROR_HANDLER_ALREADY_EXIST") {
+            throw new KeygateError("PLACEMENT_ALREADY_BOUND", { message: `The app is bound to ${placement} with the handler ${handler} already.`, param: "placement" });
+          }
+          return placementRefused(e);
+        });
+      return reply.code(201).send(envelope.ok({ placement, handler, title: b.title }));
+    },
+  );
+
+  app.post(
+    "/v1/placements/unbind",
+    {
+      schema: {
+        ...schema,
+        operationId: "unbindPlacement",
+        summary: "Remove the app from a place (placement.unbind): {placement, handler?}; without handler, every handler of the app there",
+        body: T.Object({ placement: PlacementCode, handler: T.Optional(handlerUrl("Only this handler; default: every handler of the app in the place")) }, { additionalProperties: false }),
+        response: responses({ data: T.Object({ placement: T.String(), unbound: T.Array(Binding, { description: "The bindings removed" }) }), codes: [...CODES, "PLACEMENT_NOT_BOUND"] }),
+      },
+    },
+    async (request) => {
+      const b = request.body;
+      const placement = b.placement.toUpperCase();
+      const portal = portalOf(request);
+      // placement.unbind answers a count Bitrix24 makes up of finds and removals: what goes is read first.
+      const bound = bindingsOf((await portal.call("placement.get", {})).result).filter((x) => x.placement === placement && (b.handler === undefined || x.handler === b.handler));
+      if (bound.length === 0) throw new KeygateError("PLACEMENT_NOT_BOUND", { message: `The app is not bound to ${placement}${b.handler === undefined ? "" : ` with the handler ${b.handler}`}.`, param: "placement" });
+      await portal.call("placement.unbind", { PLACEMENT: placement, ...(b.handler === undefined ? {} : { HANDLER: b.handler }) }).catch(placementRefused);
+      return envelope.ok({ placement, unbound: bound });
+    },
+  );
+}
