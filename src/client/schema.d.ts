@@ -1232,7 +1232,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Embed the app in a place of the portal (placement.bind): {placement, title, handler?, description?} */
+        /** Embed the app in a place of the portal (placement.bind): {placement, title, handler, description?} */
         post: operations["bindPlacement"];
         delete?: never;
         options?: never;
@@ -28535,8 +28535,8 @@ export interface operations {
                     placement: string;
                     /** @description Shown in the place (the menu item, the tab) */
                     title: string;
-                    /** @description The URL Bitrix24 posts to when a user opens the app there; default: keygate's placement handler for this key, <publicUrl>/v1/bitrix-handler?app=<keyId> */
-                    handler?: string;
+                    /** @description The URL Bitrix24 posts to when a user opens the app there: the app's own handler (keygate's placement handler is not served yet, docs/placements.md) */
+                    handler: string;
                     description?: string;
                 };
             };

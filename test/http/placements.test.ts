@@ -104,12 +104,6 @@ for (const kind of await storeKinds("http: placements")) {
       assert.equal((await bound()).length, count);
     });
 
-    it("issue 16 §3: without handler, bind uses keygate's placement handler for the key, <base>/v1/bitrix-handler?app=<keyId>", async () => {
-      const made = ok(await h.call("POST", "/v1/placements/bind", { ...as(), body: { placement: "LEFT_MENU", title: "Deal helper" } }), 201);
-      assert.match(made.handler, new RegExp(`^https?://[^/]+/v1/bitrix-handler\\?app=${app.id}$`));
-      assert.ok((await bound()).some((b) => b.fields["PLACEMENT"] === "LEFT_MENU" && b.fields["HANDLER"] === made.handler));
-    });
-
     it("POST /v1/placements/unbind removes one handler, or every handler of the place without handler (placement.unbind); what is not bound is 404 PLACEMENT_NOT_BOUND", async () => {
       for (const handler of [`${APP}/a`, `${APP}/b`, `${APP}/c`]) ok(await h.call("POST", "/v1/placements/bind", { ...as(), body: { placement: "CRM_LEAD_DETAIL_TAB", title: "Lead tab", handler } }), 201);
       const one = ok(await h.call("POST", "/v1/placements/unbind", { ...as(), body: { placement: "CRM_LEAD_DETAIL_TAB", handler: `${APP}/a` } }));
@@ -133,6 +127,8 @@ for (const kind of await storeKinds("http: placements")) {
         [{ placement: "LEFT_MENU", handler: APP }, "title"],
         [{ placement: "LEFT_MENU", title: "   ", handler: APP }, "title"],
         [{ placement: "LEFT_MENU", title: "x", handler: "ftp://app.example/x" }, "handler"],
+        // keygate's own placement handler is not served yet: a default would bind a URL that refuses Bitrix24.
+        [{ placement: "LEFT_MENU", title: "x" }, "handler"],
         [{ placement: "LEFT_MENU", title: "x", handler: APP, extra: 1 }, "extra"],
         [{ placement: "NOWHERE_AT_ALL", title: "x", handler: APP }, "placement"],
       ];

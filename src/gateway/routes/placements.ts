@@ -51,21 +51,6 @@ function placementRefused(e: unknown): never {
   throw e;
 }
 
-/**
- * keygate's placement handler for an authorization key: what Bitrix24 calls when a user opens the
- * app in the portal (docs/placements.md), the default handler of POST /v1/placements/bind.
- */
-export function placementHandlerUrl(ctx: GatewayContext, request: FastifyRequest): string {
-  const base = (ctx.publicUrl ?? `${ctx.client.protocol(request.raw)}://${ctx.client.host(request.raw)}`).replace(/\/$/, "");
-  return `${base}/v1/bitrix-handler?app=${encodeURIComponent(request.auth.key.record.id)}`;
-}
-
-/**
- * Placements of an authorization key's app (seed 003, issue 16 §3; docs/placements.md): the places
- * of the portal it can be embedded in, binding and unbinding it, what is bound — Bitrix24's
- * placement.* methods on the key's portal, as the session's user. Verification has run: API keys
- * got 403 OAUTH_REQUIRED, authorization keys without a session 401 TOKEN_MISSING.
- */
 export function placementRoutes(app: App, ctx: GatewayContext, portalOf: (request: FastifyRequest) => Portal): void {
   const { envelope, responses } = ctx;
   const schema = { tags: ["placements"] };
@@ -100,12 +85,12 @@ export function placementRoutes(app: App, ctx: GatewayContext, portalOf: (reques
       schema: {
         ...schema,
         operationId: "bindPlacement",
-        summary: "Embed the app in a place of the portal (placement.bind): {placement, title, handler?, description?}",
+        summary: "Embed the app in a place of the portal (placement.bind): {placement, title, handler, description?}",
         body: T.Object(
           {
             placement: PlacementCode,
             title: T.String({ minLength: 1, maxLength: 255, pattern: "\\S", description: "Shown in the place (the menu item, the tab)" }),
-            handler: T.Optional(handlerUrl("The URL Bitrix24 posts to when a user opens the app there; default: keygate's placement handler for this key, <publicUrl>/v1/bitrix-handler?app=<keyId>")),
+            handler: handlerUrl("The URL Bitrix24 posts to when a user opens the app there: the app's own handler (keygate's placement handler is not served yet, docs/placements.md)"),
             description: T.Optional(T.String({ maxLength: 1000 })),
           },
           { additionalProperties: false },
@@ -116,7 +101,7 @@ export function placementRoutes(app: App, ctx: GatewayContext, portalOf: (reques
     async (request, reply) => {
       const b = request.body;
       const placement = b.placement.toUpperCase();
-      const handler = b.handler ?? placementHandlerUrl(ctx, request);
+      const handler = b.handler;
       await portalOf(request)
         .call("placement.bind", { PLACEMENT: placement, HANDLER: handler, TITLE: b.title, ...(b.description === undefined ? {} : { DESCRIPTION: b.description }) })
         .catch((e: unknown) => {
