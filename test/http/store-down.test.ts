@@ -114,5 +114,19 @@ if (await requireService("issue 14: the store away", `PostgreSQL at ${redactUrl(
       assert.equal(write.status, 200, JSON.stringify(write.json));
       assert.equal(write.json.data.name, "renamed");
     });
+
+    it("a transaction whose statement got no answer fails within the bound: its connection is destroyed, not rolled back (a ROLLBACK would wait a second bound)", async () => {
+      await store.sql.all("SELECT 1", []); // a pooled connection, idle, for the transaction to take
+      relay.deaf = true;
+      const started = performance.now();
+      try {
+        await assert.rejects(store.sql.atomically([{ sql: "SELECT 1", params: [] }]), /Query read timeout/);
+      } finally {
+        relay.deaf = false;
+      }
+      const ms = performance.now() - started;
+      assert.ok(ms < STORE_TIMEOUT_MS + SLACK_MS, `failed after ${ms.toFixed(0)} ms (bound ${STORE_TIMEOUT_MS} ms)`);
+      assert.equal(await store.sql.atomically([{ sql: "SELECT 1", params: [] }]), true, "the next transaction runs on a sound connection");
+    });
   });
 }
