@@ -44,6 +44,7 @@ export interface ServeFlags {
   smtpUrl?: string;
   smtpFrom?: string;
   storageMaxObjectBytes?: string;
+  storeTimeoutSeconds?: string;
 }
 
 /** The configuration, checked. */
@@ -76,6 +77,8 @@ export interface ServeConfig {
   mail?: { url: string; from: string };
   /** The largest object PUT /v1/storage/objects/<key> stores (docs/storage.md). */
   storageMaxObjectBytes?: number;
+  /** PostgreSQL: how long a query may take before the request answers 503 STORE_UNAVAILABLE (docs/operations.md). */
+  storeTimeoutMs?: number;
 }
 
 const option = (flags: string, description: string, env: string, defaultValue?: string) => {
@@ -120,6 +123,7 @@ export function serveOptions(): Option[] {
     option("--smtp-url <url>", "SMTP server for the emails keygate sends (feedback tickets' authors): smtp://host:587 or smtps://user:password@host:465; needs --smtp-from (default: none, in-app notifications only)", "KEYGATE_SMTP_URL"),
     option("--smtp-from <address>", "the From address of those emails, e.g. \"keygate <keygate@example.com>\"", "KEYGATE_SMTP_FROM"),
     option("--storage-max-object-bytes <bytes>", "the largest object PUT /v1/storage/objects/<key> stores (default: 104857600, 100 MiB)", "KEYGATE_STORAGE_MAX_OBJECT_BYTES"),
+    option("--store-timeout-seconds <seconds>", "PostgreSQL: how long a query, or getting a connection for it, may take before the request answers 503 STORE_UNAVAILABLE (default: 5)", "KEYGATE_STORE_TIMEOUT_SECONDS"),
   ];
 }
 
@@ -170,6 +174,7 @@ export function serveConfig(flags: ServeFlags): ServeConfig {
     platform: platformOptions(flags),
     mail: mailOptions(flags.smtpUrl, flags.smtpFrom),
     storageMaxObjectBytes: flags.storageMaxObjectBytes === undefined ? undefined : wholeNumber("--storage-max-object-bytes", "KEYGATE_STORAGE_MAX_OBJECT_BYTES", flags.storageMaxObjectBytes, 0, Number.MAX_SAFE_INTEGER),
+    storeTimeoutMs: flags.storeTimeoutSeconds === undefined ? undefined : wholeNumber("--store-timeout-seconds", "KEYGATE_STORE_TIMEOUT_SECONDS", flags.storeTimeoutSeconds, 1, 3600) * 1000,
   };
 }
 

@@ -24,6 +24,8 @@ export interface InstanceOptions {
   dataDir?: string;
   database?: string;
   profile?: string;
+  /** PostgreSQL: how long a query may take, in ms (default 5 s). */
+  storeTimeoutMs?: number;
 }
 
 export const DEFAULT_OWNER_EMAIL = "owner@keygate.local";
@@ -91,7 +93,7 @@ async function open(options: InstanceOptions, profile: Profile, secret: string, 
   secureDataDir(dataDir);
   let store: Store;
   try {
-    store = await openStore({ dataDir, databaseUrl: databaseOf(options), serverSecret: secret });
+    store = await openStore({ dataDir, databaseUrl: databaseOf(options), serverSecret: secret, timeoutMs: options.storeTimeoutMs });
   } catch (e) {
     throw new UsageError("STORE_UNAVAILABLE", [{ scope: "", code: "STORE_UNAVAILABLE", message: `cannot open the store: ${(e as Error).message}` }]);
   }

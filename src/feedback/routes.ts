@@ -8,6 +8,7 @@ import { randomUUID } from "node:crypto";
 import { Type as T } from "@sinclair/typebox";
 import type { FastifyRequest } from "fastify";
 import { KeygateError } from "../core/errors.ts";
+import { timeOrderedId } from "../core/time-ordered-id.ts";
 import type { Actor } from "../manage/context.ts";
 import type { OutboxSender } from "../mail/outbox-sender.ts";
 import type { OutgoingEmail } from "../store/outbox.ts";
@@ -317,7 +318,8 @@ export function feedbackRoutes(app: App, ctx: GatewayContext, mail: OutboxSender
           resolution: ticket.resolution,
           at: now,
           comment: {
-            id: randomUUID(),
+            // Time-ordered: comments written in the same millisecond keep their order in the thread (ORDER BY created_at, id).
+            id: timeOrderedId(now),
             ticketId: id,
             authorId: actor.user.id,
             authorKeyId: actor.keyId,

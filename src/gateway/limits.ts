@@ -1,4 +1,5 @@
 import type { FastifyReply } from "fastify";
+import type { Route } from "../core/profile/profile.ts";
 import type { Limit, LimitState, Limiter, Outcome } from "../limits/limiter.ts";
 import { type LimitPolicy, rateLimitHeaders, refusing } from "../limits/policy.ts";
 import type { Store } from "../store/store.ts";
@@ -71,6 +72,16 @@ export function rateLimiting(options: RateLimitingOptions) {
     const portalId = record.portalId;
     return cache.derive(key, name, async () => policy.forKey(record, (await store.getPortal(portalId))?.requestLimit ?? null, upstream));
   };
+  /** `limits` (named `name` in the key cache) as they are on the route: with its own per-key limit when it has one (policy.forRoute), kept with the key per route. */
+  const withRoute = (key: CachedKey, route: Route | undefined, name: string, limits: Limit[] | Promise<Limit[]>): Limit[] | Promise<Limit[]> => {
+    const perMinute = route?.spec.perMinute;
+    if (route === undefined || perMinute === undefined) return limits;
+    const routeName = `${name} + ${route.method} ${route.path}`;
+    const hit = cache.peek<Limit[]>(key, routeName);
+    if (hit) return hit;
+    const add = (all: Limit[]) => cache.deriveNow(key, routeName, () => policy.forRoute(key.record, route, perMinute, all));
+    return limits instanceof Promise ? limits.then(add) : add(limits);
+  };
   /** A part of the key's upstream limits (the same Limit objects, so RateLimit-Policy strings stay cached), kept with the key. */
   const upstreamPart = (key: CachedKey, portal: boolean): Limit[] | Promise<Limit[]> => {
     const name = portal ? "limits: the portal's" : "limits: upstream before the portal";
@@ -116,10 +127,11 @@ export function rateLimiting(options: RateLimitingOptions) {
         return consume(limits, 1);
       }
       // A request with a key that verification refused spends nothing: cost 0 only reads the state for the headers.
-      if (v.refusal) return then(keyLimits(v.key, v.route?.upstream ?? false), 0);
+      if (v.refusal) return then(withRoute(v.key, v.route, "refused", keyLimits(v.key, v.route?.upstream ?? false)), 0);
       // A key's limits change only with the key or its portal: worked out once, kept with the key.
-      if (!v.route?.upstream) return then(keyLimits(v.key, false), 1);
-      return then(whole || portalOnArrival(v) ? keyLimits(v.key, true) : upstreamPart(v.key, false), 1);
+      if (!v.route?.upstream) return then(withRoute(v.key, v.route, "limits", keyLimits(v.key, false)), 1);
+      const arrival = whole || portalOnArrival(v);
+      return then(withRoute(v.key, v.route, arrival ? "limits upstream" : "upstream before the portal", arrival ? keyLimits(v.key, true) : upstreamPart(v.key, false)), 1);
     },
 
     /**

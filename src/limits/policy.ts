@@ -14,6 +14,12 @@ const DAY = 86_400_000;
 export interface LimitPolicy {
   /** Limits for a request made with a valid key. */
   forKey(key: { id: string; rateLimit: number | null; tier: string | null; portalId: string | null }, portalRps: number | null, upstream: boolean): Limit[];
+  /**
+   * A key's limits on a route with its own per-key limit (the profile route's perMinute): that
+   * limit, counted per key and route, in place of the key's per-minute platform (or tier) limit;
+   * its other limits stay.
+   */
+  forRoute(key: { id: string }, route: { method: string; path: string }, perMinute: number, keyLimits: readonly Limit[]): Limit[];
   /** The platform limit of a request without a valid key: its client IP (an IPv6 client's network, see clientSubject) is the source. */
   forAddress(ip: string): Limit[];
   /** Failed authentication attempts from an address, or an IPv6 client's network (spent only when authentication fails). */
@@ -46,6 +52,11 @@ export function limitPolicy(spec: LimitsSpec | undefined, options: { ipv6Prefix?
         limits.push({ kind: "portal", bucket: `portal:${key.portalId}`, limit: portalLimit, windowMs: SECOND, policy: "portal" });
       }
       return limits;
+    },
+    forRoute(key, route, perMinute, keyLimits) {
+      const name = `${route.method} ${route.path}`;
+      const own: Limit = { kind: "platform", bucket: `route:${name}:key:${key.id}`, limit: perMinute, windowMs: MINUTE, policy: name };
+      return [own, ...keyLimits.filter((l) => !(l.kind === "platform" && l.windowMs === MINUTE))];
     },
     forAddress(ip) {
       return [{ kind: "platform", bucket: `platform:ip:${clientSubject(ip, ipv6Prefix)}`, limit: perMinute, windowMs: MINUTE, policy: "platform" }];

@@ -39,6 +39,7 @@ const Route = T.Object(
     userContext: T.Optional(T.Boolean()),
     upstreamMethod: T.Optional(T.String()),
     upstream: T.Optional(T.Boolean()),
+    perMinute: T.Optional(T.Integer({ minimum: 1 })),
   },
   { additionalProperties: false },
 );

@@ -239,9 +239,10 @@ export const vibecode: ProfileSpec = {
     }),
     platform("GET", "/v1/infra/servers", "vibe:infra", "List servers"),
     platform("POST", "/v1/infra/servers", "vibe:infra", "Create a server (needs a user: app keys need a session)", { userContext: true }),
-    platform("POST", "/v1/chat/completions", "vibe:ai", "AI models (OpenAI-compatible)", { class: "read" }),
+    // The platform's published per-key limits: AI Router 600/min, search 60/min (public facts §4).
+    platform("POST", "/v1/chat/completions", "vibe:ai", "AI models (OpenAI-compatible)", { class: "read", perMinute: 600 }),
     platform("GET", "/v1/models", "vibe:ai", "The AI models offered (OpenAI-compatible)"),
-    platform("POST", "/v1/search", "vibe:search", "Web search via the platform", { class: "read" }),
+    platform("POST", "/v1/search", "vibe:search", "Web search via the platform", { class: "read", perMinute: 60 }),
     platform("GET", "/v1/storage/objects", "vibe:storage", "List the portal's stored objects (prefix, cursor, limit)"),
     platform("GET", "/v1/storage/objects/*", "vibe:storage", "Read a stored object (ETag, byte ranges; HEAD for its headers)"),
     platform("PUT", "/v1/storage/objects/*", "vibe:storage", "Store an object under a key (streamed, size-capped)"),

@@ -7,7 +7,7 @@ import { openSqliteStore } from "./sqlite/sqlite-store.ts";
 import type { Store } from "./store.ts";
 
 export * from "./store.ts";
-export { PostgresStore, type PostgresStoreOptions, openPostgresStore } from "./postgres/postgres-store.ts";
+export { DEFAULT_STORE_TIMEOUT_MS, PostgresStore, type PostgresStoreOptions, openPostgresStore } from "./postgres/postgres-store.ts";
 export { SqliteStore, type SqliteStoreOptions, openSqliteStore } from "./sqlite/sqlite-store.ts";
 
 export interface OpenStoreOptions {
@@ -17,6 +17,8 @@ export interface OpenStoreOptions {
   databaseUrl?: string;
   /** The server secret: portals' upstream credentials are sealed under a key derived from it (docs/operations.md). */
   serverSecret: string;
+  /** PostgreSQL: how long a query may take, in ms (PostgresStoreOptions.timeoutMs). */
+  timeoutMs?: number;
 }
 
 /** Opens the store and applies pending migrations. */
@@ -27,7 +29,7 @@ export async function openStore(options: OpenStoreOptions): Promise<Store> {
     if (!/^postgres(ql)?:\/\//i.test(databaseUrl)) {
       throw new Error("databaseUrl must start with postgres:// or postgresql://");
     }
-    store = await openPostgresStore(databaseUrl, { serverSecret: options.serverSecret });
+    store = await openPostgresStore(databaseUrl, { serverSecret: options.serverSecret, timeoutMs: options.timeoutMs });
   } else {
     store = await openSqliteStore(options.dataDir, { serverSecret: options.serverSecret });
   }

@@ -188,6 +188,33 @@ describe("issue 17 §2: vibe:ai, the OpenAI-compatible AI section", () => {
     assert.equal(r.body.choices[0].message.content, "echo: x");
   });
 
+  it("public facts §4: POST /v1/chat/completions is limited to 600 a minute per key, its own budget (not the platform's 300); the 601st → 429 RATE_LIMITED, nothing sent to the provider", async () => {
+    const key = (await makeKey(h, portalId)).raw;
+    const call = (body: unknown) => h.call("POST", "/v1/chat/completions", { key, body });
+    // Requests refused for their content spend the limit as they arrive, and cost the provider nothing.
+    for (let i = 1; i <= 600; i++) {
+      const r = await call({ model: "echo-1" });
+      assert.equal(r.status, 400, `request ${i}: ${JSON.stringify(r.body)}`);
+      if (i === 1 || i === 600) {
+        assert.equal(r.headers["x-ratelimit-limit"], "600");
+        assert.equal(r.headers["x-ratelimit-remaining"], String(600 - i));
+      }
+    }
+    fake.received.length = 0;
+    const over = await call({ model: "echo-1", messages: [{ role: "user", content: "hi" }] });
+    assert.equal(over.status, 429, JSON.stringify(over.body));
+    assert.equal(over.body.error.code, "RATE_LIMITED");
+    assert.equal(over.headers["retry-after"], String(over.body.error.retryAfter));
+    assert.match(String(over.headers["ratelimit-policy"]), /"POST \/v1\/chat\/completions";q=600;w=60/);
+    assert.equal(fake.received.length, 0);
+    const models = await h.call("GET", "/v1/models", { key });
+    assert.equal(models.status, 200);
+    assert.equal(models.headers["x-ratelimit-limit"], "300", "the key's other requests keep the platform limit, unspent");
+    assert.equal(models.headers["x-ratelimit-remaining"], "299");
+    h.clock.advance(60_000);
+    assert.equal((await call({ model: "echo-1", messages: [{ role: "user", content: "hi" }] })).status, 200, "a minute later the key may ask again");
+  });
+
   it("bad input → 400 with the field, and nothing reaches the provider", async () => {
     fake.received.length = 0;
     const call = (body: unknown) => h.call("POST", "/v1/chat/completions", { key: api, body });

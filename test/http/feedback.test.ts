@@ -189,6 +189,17 @@ for (const kind of await storeKinds("http: feedback")) {
         );
         fails(await as(w.staff, "GET", "/v1/feedback/no-such-ticket"), 404, "TICKET_NOT_FOUND");
       });
+
+      it("comments written at the same clock instant come back in the order they were written", async () => {
+        const w = await world();
+        const t = await send(w.memberKey);
+        const written = Array.from({ length: 8 }, (_, i) => `reply ${i + 1}`);
+        // The harness's clock does not move between them: created_at ties, the ids keep the order.
+        for (const [i, message] of written.entries()) ok(await as(i % 2 ? w.memberKey : w.staff, "POST", `/v1/feedback/${t.id}/comments`, { body: { message } }), 201);
+        const read = ok(await as(w.memberKey, "GET", `/v1/feedback/${t.id}`));
+        assert.deepEqual(read.comments.map((c: { message: string }) => c.message), written);
+        assert.equal(new Set(read.comments.map((c: { createdAt: string }) => c.createdAt)).size, 1, "all at one instant");
+      });
     });
 
     describe("POST /v1/feedback/:id/comments", () => {

@@ -63,6 +63,30 @@ describe("issue 17 §2: vibe:search through SearXNG's JSON API", () => {
     assert.equal(ok(await search({ query: "x", limit: 1 }, ro.raw)).results.length, 1);
   });
 
+  it("public facts §4: POST /v1/search is limited to 60 a minute per key, with the rate-limit headers; the 61st → 429 RATE_LIMITED; the key's other requests keep the platform's 300", async () => {
+    const key = (await makeKey(h, portalId)).raw;
+    for (let i = 1; i <= 60; i++) {
+      const r = await search({ query: "q", limit: 1 }, key);
+      ok(r);
+      assert.equal(r.headers["x-ratelimit-limit"], "60");
+      assert.equal(r.headers["x-ratelimit-remaining"], String(60 - i));
+    }
+    const over = await search({ query: "q", limit: 1 }, key);
+    assert.equal(over.status, 429);
+    assert.equal(over.body.error.code, "RATE_LIMITED");
+    assert.equal(over.headers["retry-after"], String(over.body.error.retryAfter));
+    assert.ok(over.body.error.retryAfter >= 1 && over.body.error.retryAfter <= 60, JSON.stringify(over.body));
+    assert.equal(over.headers["x-ratelimit-remaining"], "0");
+    assert.match(String(over.headers["ratelimit-policy"]), /"POST \/v1\/search";q=60;w=60/);
+    const me = await h.call("GET", "/v1/me", { key });
+    assert.equal(me.status, 200);
+    assert.equal(me.headers["x-ratelimit-limit"], "300", "searching spent none of the platform limit's 300");
+    assert.equal(me.headers["x-ratelimit-remaining"], "299");
+    ok(await search({ query: "q", limit: 1 })); // another key has its own 60
+    h.clock.advance(60_000);
+    ok(await search({ query: "q", limit: 1 }, key)); // a minute later the key searches again
+  });
+
   it("bad input → 400 with the field, and nothing reaches the engine", async () => {
     engine.received.length = 0;
     for (const [body, param] of [

@@ -19,6 +19,10 @@ import { postgresUrl, probePostgres, redactUrl, requireService } from "../suppor
 const url = postgresUrl();
 /** Well under a load balancer's usual timeouts: a client is told, not kept waiting. */
 const FAST_MS = 3_000;
+/** The store's bound on a query (--store-timeout-seconds; the test's is shorter than the default 5 s). */
+const STORE_TIMEOUT_MS = 1_000;
+/** Scheduling slack on a busy 2-core machine. */
+const SLACK_MS = 750;
 
 if (await requireService("issue 14: the store away", `PostgreSQL at ${redactUrl(url)}`, () => probePostgres(url))) {
   describe("issue 14: a node whose store went away", () => {
@@ -29,6 +33,7 @@ if (await requireService("issue 14: the store away", `PostgreSQL at ${redactUrl(
     let app: FastifyInstance;
     let ownerKey: string;
     let key: { id: string; rawKey: string };
+    let portalId: string;
 
     const call = async (method: "GET" | "POST" | "PATCH", path: string, apiKey: string, body?: unknown) => {
       const started = performance.now();
@@ -40,14 +45,14 @@ if (await requireService("issue 14: the store away", `PostgreSQL at ${redactUrl(
       relay = await tcpRelay(Number(new URL(url).port || 5432));
       const u = new URL(url);
       u.port = String(relay.port);
-      store = await openPostgresStore(u.toString(), { schema, max: 4, serverSecret });
+      store = await openPostgresStore(u.toString(), { schema, max: 4, serverSecret, timeoutMs: STORE_TIMEOUT_MS });
       await store.migrate();
       app = buildServer({ profile: loadProfile("vibecode"), store, serverSecret });
       await app.ready();
       const owner = await createUser(app.keygate, null, { email: "owner@example.com" });
       ownerKey = (await issueManagementKey(app.keygate, owner, "vibe:mgmt:keys,vibe:mgmt:portals")).rawKey;
-      const portal = (await call("POST", "/v1/portals", ownerKey, { domain: "down.example.com", upstream: { kind: "sandbox" } })).json.data;
-      key = (await call("POST", "/v1/keys", ownerKey, { portalId: portal.id, name: "k", scopes: ["crm"] })).json.data;
+      portalId = (await call("POST", "/v1/portals", ownerKey, { domain: "down.example.com", upstream: { kind: "sandbox" } })).json.data.id;
+      key = (await call("POST", "/v1/keys", ownerKey, { portalId, name: "k", scopes: ["crm"] })).json.data;
     });
     after(async () => {
       await app.close();
@@ -80,6 +85,48 @@ if (await requireService("issue 14: the store away", `PostgreSQL at ${redactUrl(
       const back = await call("PATCH", `/v1/keys/${key.id}`, ownerKey, { status: "REVOKED" });
       assert.equal(back.status, 200, JSON.stringify(back.json));
       assert.equal((await call("GET", "/v1/me", key.rawKey)).status, 401, "nothing was stored while the store was away; now the revocation is");
+    });
+
+    it("a store that silently drops packets (no reset) answers 503 STORE_UNAVAILABLE within the store's bound; once it answers again, so does everything", async () => {
+      relay.deaf = true;
+      try {
+        const list = await call("GET", `/v1/keys?portalId=${portalId}`, ownerKey);
+        assert.equal(list.status, 503, JSON.stringify(list.json));
+        assert.equal(list.json.error.code, "STORE_UNAVAILABLE");
+        assert.ok(list.ms < STORE_TIMEOUT_MS + SLACK_MS, `a read answered in ${list.ms.toFixed(0)} ms (bound ${STORE_TIMEOUT_MS} ms)`);
+        const write = await call("PATCH", `/v1/keys/${key.id}`, ownerKey, { name: "renamed while deaf" });
+        assert.equal(write.status, 503, JSON.stringify(write.json));
+        assert.equal(write.json.error.code, "STORE_UNAVAILABLE");
+        assert.ok(write.ms < STORE_TIMEOUT_MS + SLACK_MS, `a write answered in ${write.ms.toFixed(0)} ms (bound ${STORE_TIMEOUT_MS} ms)`);
+        // More requests than pooled connections: those waiting for a connection are bounded too (the wait, then the query).
+        const burst = await Promise.all(Array.from({ length: 8 }, () => call("GET", `/v1/keys?portalId=${portalId}`, ownerKey)));
+        for (const r of burst) {
+          assert.equal(r.status, 503, JSON.stringify(r.json));
+          assert.ok(r.ms < 2 * STORE_TIMEOUT_MS + SLACK_MS, `a queued read answered in ${r.ms.toFixed(0)} ms (bound 2 × ${STORE_TIMEOUT_MS} ms)`);
+        }
+      } finally {
+        relay.deaf = false;
+      }
+      // The connections that timed out were discarded: a reused one would still wait for its lost answer.
+      const again = await Promise.all(Array.from({ length: 8 }, () => call("GET", `/v1/keys?portalId=${portalId}`, ownerKey)));
+      for (const r of again) assert.equal(r.status, 200, JSON.stringify(r.json));
+      const write = await call("PATCH", `/v1/keys/${key.id}`, ownerKey, { name: "renamed" });
+      assert.equal(write.status, 200, JSON.stringify(write.json));
+      assert.equal(write.json.data.name, "renamed");
+    });
+
+    it("a transaction whose statement got no answer fails within the bound: its connection is destroyed, not rolled back (a ROLLBACK would wait a second bound)", async () => {
+      await store.sql.all("SELECT 1", []); // a pooled connection, idle, for the transaction to take
+      relay.deaf = true;
+      const started = performance.now();
+      try {
+        await assert.rejects(store.sql.atomically([{ sql: "SELECT 1", params: [] }]), /Query read timeout/);
+      } finally {
+        relay.deaf = false;
+      }
+      const ms = performance.now() - started;
+      assert.ok(ms < STORE_TIMEOUT_MS + SLACK_MS, `failed after ${ms.toFixed(0)} ms (bound ${STORE_TIMEOUT_MS} ms)`);
+      assert.equal(await store.sql.atomically([{ sql: "SELECT 1", params: [] }]), true, "the next transaction runs on a sound connection");
     });
   });
 }

@@ -97,6 +97,8 @@ export interface RouteSpec {
   upstreamMethod?: string;
   /** Forwarded to the portal's upstream: spends the portal's shared budget. */
   upstream?: boolean;
+  /** The route's own limit per key, requests in a sliding minute, in place of the key's per-minute platform limit there (VibeCode: POST /v1/search 60, AI 600). */
+  perMinute?: number;
 }
 
 /** A named rate-limit tier a key can carry (Atender, RogerIQ): it replaces the platform limit. */

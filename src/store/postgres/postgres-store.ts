@@ -73,6 +73,7 @@ import { UpstreamCipher } from "../credentials.ts";
 import { RolledBack, type Sql, numberedPlaceholders } from "../sql.ts";
 import { PostgresObjects } from "../objects.ts";
 import { StoreConflictError } from "../store.ts";
+import { isQueryTimeout } from "../unavailable.ts";
 import { APP_SESSION_COLUMNS, GRANT_COLUMNS, appSessionFromRow, appSessionValues, grantFromRow, grantValues } from "../oauth-rows.ts";
 import type {
   AppSession,
@@ -243,6 +244,12 @@ export interface PostgresStoreOptions {
   schema?: string;
   /** Pool size (default 10). */
   max?: number;
+  /**
+   * How long a query, a connection, or a wait for a pooled one may take, in ms (default
+   * DEFAULT_STORE_TIMEOUT_MS). Past it the caller gets an error (503 STORE_UNAVAILABLE over HTTP)
+   * instead of waiting for a database that stopped answering without closing the connection.
+   */
+  timeoutMs?: number;
   /** Called with errors of idle pooled connections (the pool drops them and carries on). */
   onIdleError?: (error: Error) => void;
 }
@@ -296,6 +303,13 @@ export class PostgresStore implements Store {
       await client.query("COMMIT");
       return result;
     } catch (error) {
+      // After a query timeout node-postgres leaves the connection in an unknown state (the query
+      // may still be running, its answer still to come): destroy it rather than wait a second
+      // bound on a ROLLBACK; the server rolls back a transaction whose connection closed.
+      if (isQueryTimeout(error)) {
+        broken = error as Error;
+        throw error;
+      }
       try {
         await client.query("ROLLBACK");
       } catch (rollbackError) {
@@ -316,15 +330,19 @@ export class PostgresStore implements Store {
   async migrate(): Promise<void> {
     const migrations = loadMigrations(MIGRATIONS_DIR);
     await this.#tx(async (client) => {
+      // Waiting for another node's migration, or building an index on a large table, may take
+      // longer than a request's bound: the migration's slow statements get MIGRATION_TIMEOUT_MS.
+      const slow = (text: string, values?: unknown[]) => client.query({ text, values, query_timeout: MIGRATION_TIMEOUT_MS } as QueryConfig);
+      await slow(`SET LOCAL statement_timeout = ${MIGRATION_TIMEOUT_MS}`);
       // One migrator per schema at a time; the lock ends with the transaction.
-      await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`keygate.migrate.${this.#schema ?? "(search_path)"}`]);
+      await slow("SELECT pg_advisory_xact_lock(hashtext($1))", [`keygate.migrate.${this.#schema ?? "(search_path)"}`]);
       await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
         version integer NOT NULL PRIMARY KEY, name text NOT NULL, checksum text NOT NULL, applied_at bigint NOT NULL)`);
       const applied = (await client.query<{ version: number; checksum: string }>("SELECT version, checksum FROM schema_migrations")).rows;
       checkApplied(migrations, applied, "postgres");
       for (const m of migrations) {
         if (applied.some((a) => a.version === m.version)) continue;
-        await client.query(m.sql);
+        await slow(m.sql);
         await client.query("INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)", [
           m.version,
           m.name,
@@ -846,6 +864,11 @@ function mapError(error: unknown): unknown {
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
+/** The bound on a store query when none is configured: long enough for any query keygate makes, short enough that a client is told rather than kept waiting. */
+export const DEFAULT_STORE_TIMEOUT_MS = 5_000;
+/** The bound on a migration's slow statements (the lock, the migrations themselves): an hour, for building indexes on large tables at start. */
+const MIGRATION_TIMEOUT_MS = 3_600_000;
+
 /**
  * Opens a pool on `url` (postgres:// or postgresql://). With `schema`, creates it when missing
  * and puts it on every connection's search_path. Does not migrate: call migrate() (openStore does).
@@ -856,10 +879,16 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
   if (schema !== undefined && !SCHEMA_NAME.test(schema)) {
     throw new Error(`schema name ${JSON.stringify(schema)} must be lower-case letters, digits and _ (not starting with a digit)`);
   }
+  const timeoutMs = options.timeoutMs ?? DEFAULT_STORE_TIMEOUT_MS;
   const pool = new Pool({
     connectionString: url,
     max: options.max ?? 10,
-    connectionTimeoutMillis: 10_000,
+    // A database that drops packets instead of closing the connection would leave a query waiting
+    // forever: each of these bounds one way of waiting. statement_timeout makes the server itself
+    // give up (and roll back) a statement that outlives the client's wait.
+    connectionTimeoutMillis: timeoutMs,
+    query_timeout: timeoutMs,
+    statement_timeout: timeoutMs,
     types: typeParsers,
     ...(schema === undefined ? {} : { options: `-c search_path=${schema}` }),
   });
