@@ -139,6 +139,12 @@ export const ERRORS = {
   BOT_NOT_FOUND: { status: 404, message: "No such chatbot in the portal." },
   BOT_ALREADY_EXISTS: { status: 409, message: "The portal has a chatbot with this code already.", hint: "details.botId is its id: use it, or choose another code." },
   RANGE_NOT_SATISFIABLE: { status: 416, message: "The range is outside the object.", hint: "Content-Range: bytes */<size> gives the object's size." },
+  UNAUTHENTICATED: {
+    status: 401,
+    message: "Creating infrastructure needs to know exactly who creates it: an authorization key (vibe_app_) needs a session token in Authorization: Bearer.",
+    hint: "Go through the OAuth flow (GET /v1/oauth/authorize → POST /v1/oauth/token) and send X-Api-Key: vibe_app_… with Authorization: Bearer vibe_session_…, or use a personal API key (vibe_api_), which acts as its owner.",
+  },
+  SERVER_NOT_FOUND: { status: 404, message: "No such server, or not one this key sees.", hint: "GET /v1/infra/servers lists the servers this key sees." },
 } as const satisfies Record<string, ErrorDef>;
 
 export type ErrorCode = keyof typeof ERRORS;
