@@ -22,12 +22,17 @@ const STATE = "aAbBcCdDeEfFgGhH";
 const CHECK_MS = 40;
 let people = 0;
 
-/** A small app server on this machine (the outbound rules allow 127.0.0.1 here, as `serve --allow-upstream 127.0.0.1`). */
-async function appServer(): Promise<{ url: string; server: Server }> {
-  const server = createServer((_req, res) => res.writeHead(404).end("no such page"));
+/** A small app server on this machine (the outbound rules allow 127.0.0.1 here, as `serve --allow-upstream 127.0.0.1`); `hits` counts the requests it got. */
+async function appServer(): Promise<{ url: string; server: Server; hits: () => number }> {
+  let hits = 0;
+  const server = createServer((_req, res) => {
+    hits++;
+    res.writeHead(404).end("no such page");
+  });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, server };
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, server, hits: () => hits };
 }
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function until<T>(what: string, probe: () => Promise<T>, done: (value: T) => boolean, ms = 5_000): Promise<T> {
   const end = Date.now() + ms;
@@ -42,7 +47,7 @@ async function until<T>(what: string, probe: () => Promise<T>, done: (value: T) 
 for (const kind of await storeKinds("http: servers")) {
   describe(`servers [${kind}]`, () => {
     let h: Harness;
-    let app: { url: string; server: Server };
+    let app: { url: string; server: Server; hits: () => number };
     before(async () => {
       h = await startHarness(kind, { allowUpstream: ["127.0.0.1"], serverCheckIntervalMs: CHECK_MS });
       app = await appServer();
@@ -113,6 +118,30 @@ for (const kind of await storeKinds("http: servers")) {
       await new Promise((resolve) => own.server.close(resolve));
       const down = await until("the check notices the server is gone", read, (s) => s.blackholeStatus === "UNREACHABLE");
       assert.equal(down.status, "error");
+    });
+
+    it("issue 16 §1: a new server is checked at once, not at the next round; a node's checks stop when it closes, while the store lives on", async () => {
+      const own = await appServer();
+      // A round every minute: only the check made at registration can connect it within the test.
+      const slow = await startHarness(kind, { allowUpstream: ["127.0.0.1"], serverCheckIntervalMs: 60_000 });
+      try {
+        const k = await makeKey(slow, await makePortal(slow));
+        const { id } = ok(await slow.call("POST", "/v1/infra/servers", { key: k.raw, body: { name: "at once", url: own.url } }), 201);
+        await until("the check made at registration", async () => ok(await slow.call("GET", `/v1/infra/servers/${id}`, { key: k.raw })), (s) => s.blackholeStatus === "CONNECTED", 2_000);
+        // A second node on the same store checks every CHECK_MS; closing it leaves the store open, so only its stopped timer ends its rounds.
+        const fast = await startHarness(kind, { alongside: slow, allowUpstream: ["127.0.0.1"], serverCheckIntervalMs: CHECK_MS });
+        const before = own.hits();
+        await until("the second node's rounds", async () => own.hits(), (n) => n >= before + 3);
+        await fast.close();
+        const closed = own.hits();
+        await sleep(CHECK_MS * 5);
+        assert.equal(own.hits(), closed, "no check after the node closed");
+        // A timer left running would go on recording (its connections closed, as UNREACHABLE) in the shared store.
+        assert.equal(ok(await slow.call("GET", `/v1/infra/servers/${id}`, { key: k.raw })).blackholeStatus, "CONNECTED");
+      } finally {
+        await slow.close();
+        own.server.close();
+      }
     });
 
     it('seed 003: an authorization key without a session → 401 UNAUTHENTICATED, error.hint names the OAuth flow and a personal vibe_api_ key; nothing stored', async () => {

@@ -175,7 +175,7 @@ async function startNode(base: Harness, options: HarnessOptions): Promise<Harnes
   const profile = options.profile === undefined ? base.kg.profile : loadProfile(options.profile);
   const now = () => base.clock.now;
   const limiter = await options.limiter?.(now);
-  const app = buildServer({ profile, store: base.store, serverSecret: base.kg.serverSecret, now, trustProxy: options.trustProxy, limiter, allowUpstream: options.allowUpstream, identityKeyGeneration: options.identityKeyGeneration });
+  const app = buildServer({ profile, store: base.store, serverSecret: base.kg.serverSecret, now, trustProxy: options.trustProxy, limiter, allowUpstream: options.allowUpstream, identityKeyGeneration: options.identityKeyGeneration, serverCheckIntervalMs: options.serverCheckIntervalMs });
   await app.ready();
   return {
     ...base,
