@@ -1257,6 +1257,42 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/infra/servers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The servers this key sees: registered with it, or its user's on its portal */
+        get: operations["listServers"];
+        put?: never;
+        /** Register an app server keygate fronts: {name, url}; an authorization key needs its session */
+        post: operations["createServer"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/infra/servers/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One server: status, and whether keygate reaches it (blackholeStatus) */
+        get: operations["getServer"];
+        put?: never;
+        post?: never;
+        /** Delete a server: keygate stops fronting it (its key can be deleted once it has no servers) */
+        delete: operations["deleteServer"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/openapi.json": {
         parameters: {
             query?: never;
@@ -28919,6 +28955,816 @@ export interface operations {
                         error: {
                             /** @enum {string} */
                             code: "BITRIX_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "RATE_LIMITED";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INTERNAL_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_UNAVAILABLE */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_UNAVAILABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    listServers: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: {
+                            id: string;
+                            name: string;
+                            /** @description The app server's own URL, where keygate reaches it */
+                            url: string;
+                            /** @description pending: not checked yet; running: the last check reached it; error: the last check did not */
+                            status: "pending" | "running" | "error";
+                            /** @description CONNECTED while keygate reaches it (checked in the background), UNREACHABLE otherwise */
+                            blackholeStatus: "CONNECTED" | "UNREACHABLE";
+                            lastCheckedAt: string | null;
+                            /** @description The app's public URL on keygate's app runtime: null, the app runtime is not built yet (docs/servers.md) */
+                            appUrl: null;
+                            /** @description The key that registered it */
+                            keyId: string;
+                            portalId: string;
+                            createdAt: string;
+                        }[];
+                    };
+                };
+            };
+            /** @description AMBIGUOUS_CREDENTIALS, VALIDATION_ERROR */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "AMBIGUOUS_CREDENTIALS" | "VALIDATION_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "RATE_LIMITED";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INTERNAL_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_UNAVAILABLE */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_UNAVAILABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    createServer: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    name: string;
+                    /** @description An absolute http(s) URL under the outbound rules: a public address, or one the operator allows (serve --allow-upstream) */
+                    url: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Success */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: {
+                            id: string;
+                            name: string;
+                            /** @description The app server's own URL, where keygate reaches it */
+                            url: string;
+                            /** @description pending: not checked yet; running: the last check reached it; error: the last check did not */
+                            status: "pending" | "running" | "error";
+                            /** @description CONNECTED while keygate reaches it (checked in the background), UNREACHABLE otherwise */
+                            blackholeStatus: "CONNECTED" | "UNREACHABLE";
+                            lastCheckedAt: string | null;
+                            /** @description The app's public URL on keygate's app runtime: null, the app runtime is not built yet (docs/servers.md) */
+                            appUrl: null;
+                            /** @description The key that registered it */
+                            keyId: string;
+                            portalId: string;
+                            createdAt: string;
+                        };
+                    };
+                };
+            };
+            /** @description AMBIGUOUS_CREDENTIALS, VALIDATION_ERROR */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "AMBIGUOUS_CREDENTIALS" | "VALIDATION_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING, UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING" | "UNAUTHENTICATED";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "RATE_LIMITED";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INTERNAL_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_UNAVAILABLE */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_UNAVAILABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    getServer: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: {
+                            id: string;
+                            name: string;
+                            /** @description The app server's own URL, where keygate reaches it */
+                            url: string;
+                            /** @description pending: not checked yet; running: the last check reached it; error: the last check did not */
+                            status: "pending" | "running" | "error";
+                            /** @description CONNECTED while keygate reaches it (checked in the background), UNREACHABLE otherwise */
+                            blackholeStatus: "CONNECTED" | "UNREACHABLE";
+                            lastCheckedAt: string | null;
+                            /** @description The app's public URL on keygate's app runtime: null, the app runtime is not built yet (docs/servers.md) */
+                            appUrl: null;
+                            /** @description The key that registered it */
+                            keyId: string;
+                            portalId: string;
+                            createdAt: string;
+                        };
+                    };
+                };
+            };
+            /** @description AMBIGUOUS_CREDENTIALS, VALIDATION_ERROR */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "AMBIGUOUS_CREDENTIALS" | "VALIDATION_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description SERVER_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "SERVER_NOT_FOUND";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "RATE_LIMITED";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INTERNAL_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_UNAVAILABLE */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_UNAVAILABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    deleteServer: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: {
+                            id: string;
+                            /** @enum {boolean} */
+                            deleted: true;
+                        };
+                    };
+                };
+            };
+            /** @description AMBIGUOUS_CREDENTIALS, VALIDATION_ERROR */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "AMBIGUOUS_CREDENTIALS" | "VALIDATION_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description SERVER_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "SERVER_NOT_FOUND";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */

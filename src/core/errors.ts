@@ -141,6 +141,12 @@ export const ERRORS = {
   PLACEMENT_ALREADY_BOUND: { status: 409, message: "The app is bound to this place with this handler already.", hint: "GET /v1/placements lists what is bound; POST /v1/placements/unbind removes it." },
   PLACEMENT_NOT_BOUND: { status: 404, message: "The app is not bound to this place (with this handler).", hint: "GET /v1/placements lists what is bound." },
   RANGE_NOT_SATISFIABLE: { status: 416, message: "The range is outside the object.", hint: "Content-Range: bytes */<size> gives the object's size." },
+  UNAUTHENTICATED: {
+    status: 401,
+    message: "Creating infrastructure needs to know exactly who creates it: an authorization key (vibe_app_) needs a session token in Authorization: Bearer.",
+    hint: "Go through the OAuth flow (GET /v1/oauth/authorize → POST /v1/oauth/token) and send X-Api-Key: vibe_app_… with Authorization: Bearer vibe_session_…, or use a personal API key (vibe_api_), which acts as its owner.",
+  },
+  SERVER_NOT_FOUND: { status: 404, message: "No such server, or not one this key sees.", hint: "GET /v1/infra/servers lists the servers this key sees." },
 } as const satisfies Record<string, ErrorDef>;
 
 export type ErrorCode = keyof typeof ERRORS;

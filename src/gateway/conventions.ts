@@ -74,6 +74,7 @@ export function wwwAuthenticate(code: string, request: { headers: IncomingHttpHe
     case "INVALID_CREDENTIALS":
       return `ApiKey ${REALM}, Bearer ${REALM}`;
     case "TOKEN_MISSING":
+    case "UNAUTHENTICATED":
       return `Bearer ${REALM}`;
     case "INVALID_SESSION":
       return `Bearer ${REALM}, error="invalid_token"`;

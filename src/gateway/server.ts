@@ -44,6 +44,8 @@ import { verifyRoutes } from "./routes/verify.ts";
 import { DEFAULT_MAX_OBJECT_BYTES, storageRoutes } from "./routes/storage.ts";
 import { botRoutes } from "./routes/bots.ts";
 import { placementRoutes } from "./routes/placements.ts";
+import { serverRoutes } from "./routes/servers.ts";
+import { ServerChecks } from "../infra/reachability.ts";
 import { portalConnection } from "./portal-connection.ts";
 import { accountRoutes, isAccountPath } from "./routes/accounts.ts";
 import { sessionAuthenticator } from "./session.ts";
@@ -105,6 +107,8 @@ export interface ServerOptions {
   mail?: MailSettings;
   /** The largest object PUT /v1/storage/objects/<key> stores, in bytes (default 100 MiB; docs/storage.md). */
   storageMaxObjectBytes?: number;
+  /** How often each registered server's reachability is checked (default 30 s; docs/servers.md). */
+  serverCheckIntervalMs?: number;
   /** The base URL of the sandbox served at a host root (`keygate serve --sandbox-port`), for the sandbox's webhook URL; default: the /sandbox/ path of this server. */
   sandboxUrl?: string;
   now?: () => number;
@@ -309,6 +313,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   const signer = identitySigner({ serverSecret, generation: options.identityKeyGeneration, issuer: options.publicUrl ?? "keygate" });
   const assertions = identityAssertions(profile, cache, signer, now);
   const proxy = httpProxy({ profile, store, assertions, outbound, upstream: options.httpUpstream });
+  const serverChecks = new ServerChecks(store, outbound, { intervalMs: options.serverCheckIntervalMs, now, onError: (e) => app.log.error({ err: e }, "could not check the servers' reachability") });
   const kg: Keygate = {
     profile,
     store,
@@ -511,6 +516,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     await a.close();
     await options.invalidation?.close();
     await proxy.close();
+    await serverChecks.close();
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
@@ -653,6 +659,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     entityRoutes(typed, ctx, limits, ownBaseUrl);
     botRoutes(typed, ctx, portalConnection(ctx, limits, ownBaseUrl));
     placementRoutes(typed, ctx, portalConnection(ctx, limits, ownBaseUrl));
+    serverRoutes(typed, ctx, serverChecks);
     // Its own context: request bodies are the objects' bytes, not JSON.
     v1.register(async (storage) => storageRoutes(storage.withTypeProvider<TypeBoxTypeProvider>(), ctx, { maxObjectBytes: options.storageMaxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES }));
     typed.get(

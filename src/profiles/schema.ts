@@ -37,6 +37,7 @@ const Route = T.Object(
     keyTypeError: T.Optional(T.Record(T.String(), T.String())),
     class: T.Optional(T.Union([T.Literal("read"), T.Literal("write")])),
     userContext: T.Optional(T.Boolean()),
+    sessionError: T.Optional(T.String()),
     upstreamMethod: T.Optional(T.String()),
     upstream: T.Optional(T.Boolean()),
     perMinute: T.Optional(T.Integer({ minimum: 1 })),

@@ -238,7 +238,10 @@ export const vibecode: ProfileSpec = {
       upstream: true,
     }),
     platform("GET", "/v1/infra/servers", "vibe:infra", "List servers"),
-    platform("POST", "/v1/infra/servers", "vibe:infra", "Create a server (needs a user: app keys need a session)", { userContext: true }),
+    // Seed 003: creating infrastructure must know who creates it; its refusal is UNAUTHENTICATED, not TOKEN_MISSING.
+    platform("POST", "/v1/infra/servers", "vibe:infra", "Create a server (needs a user: app keys need a session)", { userContext: true, sessionError: "UNAUTHENTICATED" }),
+    platform("GET", "/v1/infra/servers/:id", "vibe:infra", "One server, with whether keygate reaches it"),
+    platform("DELETE", "/v1/infra/servers/:id", "vibe:infra", "Delete a server"),
     // The platform's published per-key limits: AI Router 600/min, search 60/min (public facts §4).
     platform("POST", "/v1/chat/completions", "vibe:ai", "AI models (OpenAI-compatible)", { class: "read", perMinute: 600 }),
     platform("GET", "/v1/models", "vibe:ai", "The AI models offered (OpenAI-compatible)"),

@@ -266,6 +266,14 @@ describe("issue 11.1: the OpenAPI document is the contract [VibeCode]", () => {
     await call("DELETE /v1/storage/objects/{*}", object, { key: api });
     await call("DELETE /v1/storage/objects/{*}", object, { key: api }).then((r) => assert.equal(r.status, 404));
 
+    // servers (vibe:infra); .invalid never resolves, so the background check fails at once
+    const server = (await call("POST /v1/infra/servers", "/v1/infra/servers", { key: api, body: { name: "Contract app", url: "https://contract.example.invalid/" } })).body.data;
+    await call("POST /v1/infra/servers", "/v1/infra/servers", { key: api, body: { name: "x", url: "http://10.0.0.1/" } }).then((r) => assert.equal(r.status, 400));
+    await call("GET /v1/infra/servers", "/v1/infra/servers", { key: api }).then((r) => assert.equal(r.body.data.length, 1));
+    await call("GET /v1/infra/servers/{id}", `/v1/infra/servers/${server.id}`, { key: api }).then((r) => assert.equal(r.body.data.appUrl, null));
+    await call("DELETE /v1/infra/servers/{id}", `/v1/infra/servers/${server.id}`, { key: api });
+    await call("GET /v1/infra/servers/{id}", `/v1/infra/servers/${server.id}`, { key: api }).then((r) => assert.equal(r.status, 404));
+
     // OAuth sessions of an authorization key (docs/oauth.md): authorize, consent, token, poll, revoke
     const callback = "https://app.example/cb";
     const appKey = (await call("POST /v1/keys", "/v1/keys", { body: { portalId: portal.id, type: "app", name: "Contract app", scopes: ["crm", "placement"], redirectUris: [callback] } })).body.data;

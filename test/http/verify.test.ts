@@ -64,7 +64,8 @@ for (const kind of await storeKinds("http: verify")) {
 
       it('seed 003: "If Authorization: Bearer is not passed for a vibe_app_ key, endpoints that need user context return 401 TOKEN_MISSING"', async () => {
         const k = await appKey();
-        const e = fails(await h.call("POST", "/v1/infra/servers", { key: k.raw, body: {} }), 401, "TOKEN_MISSING");
+        // Creating a server answers seed 003's own code for the same refusal (UNAUTHENTICATED, test/http/servers.test.ts).
+        const e = fails(await h.call("POST", "/v1/notifications", { key: k.raw, body: {} }), 401, "TOKEN_MISSING");
         assert.equal(typeof e.hint, "string", "the refusal points at a working option");
         fails(await h.call("GET", "/v1/deals", { key: k.raw }), 401, "TOKEN_MISSING");
         fails(await h.call("POST", "/v1/leads", { key: k.raw, body: {} }), 401, "TOKEN_MISSING");
@@ -76,7 +77,7 @@ for (const kind of await storeKinds("http: verify")) {
         assert.equal(me.type, "oauth_app");
         assert.equal(me.currentUser, null);
         assert.deepEqual(me.capabilities.servers.create, { available: false, reason: "SESSION_REQUIRED" });
-        fails(await h.call("GET", "/v1/infra/servers", { key: k.raw }), 501, "NOT_IMPLEMENTED");
+        ok(await h.call("GET", "/v1/infra/servers", { key: k.raw }));
         // The OAuth flow answers its own refusals (docs/oauth.md), never TOKEN_MISSING.
         const authorize = fails(await h.call("GET", `/v1/oauth/authorize?app_key=${k.raw}`, { key: k.raw }), 400, "INVALID_REQUEST");
         assert.equal(authorize.message, "state: Required");
@@ -347,9 +348,10 @@ for (const kind of await storeKinds("http: verify")) {
         fails(await h.call("POST", "/v1/infra/servers", { key: k.raw, body: {} }), 401, "KEY_EXPIRED");
       });
 
-      it("step 8 before 9: an app key without a session from a wrong IP on a user-context route → 401 TOKEN_MISSING", async () => {
+      it("step 8 before 9: an app key without a session from a wrong IP on a user-context route → 401 TOKEN_MISSING (UNAUTHENTICATED when creating a server, seed 003)", async () => {
         const k = await appKey({ ipWhitelist: [ALLOWED] });
-        fails(await h.call("POST", "/v1/infra/servers", { key: k.raw, ip: OUTSIDE, body: {} }), 401, "TOKEN_MISSING");
+        fails(await h.call("POST", "/v1/notifications", { key: k.raw, ip: OUTSIDE, body: {} }), 401, "TOKEN_MISSING");
+        fails(await h.call("POST", "/v1/infra/servers", { key: k.raw, ip: OUTSIDE, body: {} }), 401, "UNAUTHENTICATED");
         fails(await h.call("GET", "/v1/infra/servers", { key: k.raw, ip: OUTSIDE }), 403, "IP_NOT_ALLOWED");
       });
 

@@ -98,6 +98,8 @@ export interface HarnessOptions {
   mail?: ServerOptions["mail"];
   /** The largest object the server stores (`serve --storage-max-object-bytes`). */
   storageMaxObjectBytes?: number;
+  /** How often registered servers' reachability is checked (`ServerOptions.serverCheckIntervalMs`): short in reachability tests. */
+  serverCheckIntervalMs?: number;
   /** Where the harness clock starts (default 2026-11-22T12:00:00Z): Date.now() for clients that check times against the real clock. */
   startAt?: number;
   /** The platform sections' providers (`serve --ai-base-url`, `--search-url`): fakes from test/support/platform.ts. */
@@ -138,7 +140,7 @@ export async function startHarness(kind: StoreKind, options: HarnessOptions = {}
   };
   const now = () => clock.now;
   const limiter = await options.limiter?.(now);
-  const app = buildServer({ profile, store, serverSecret, now, trustProxy: options.trustProxy, limiter, httpUpstream: options.httpUpstream, clientLimits: options.clientLimits, allowUpstream: options.allowUpstream, identityKeyGeneration: options.identityKeyGeneration, platform: options.platform, mail: options.mail, storageMaxObjectBytes: options.storageMaxObjectBytes });
+  const app = buildServer({ profile, store, serverSecret, now, trustProxy: options.trustProxy, limiter, httpUpstream: options.httpUpstream, clientLimits: options.clientLimits, allowUpstream: options.allowUpstream, identityKeyGeneration: options.identityKeyGeneration, platform: options.platform, mail: options.mail, storageMaxObjectBytes: options.storageMaxObjectBytes, serverCheckIntervalMs: options.serverCheckIntervalMs });
   await app.ready();
   const url = options.listen ? await app.listen({ host: "127.0.0.1", port: 0 }) : undefined;
   // The server's own management operations: changes made through them reach its caches.
@@ -173,7 +175,7 @@ async function startNode(base: Harness, options: HarnessOptions): Promise<Harnes
   const profile = options.profile === undefined ? base.kg.profile : loadProfile(options.profile);
   const now = () => base.clock.now;
   const limiter = await options.limiter?.(now);
-  const app = buildServer({ profile, store: base.store, serverSecret: base.kg.serverSecret, now, trustProxy: options.trustProxy, limiter, allowUpstream: options.allowUpstream, identityKeyGeneration: options.identityKeyGeneration });
+  const app = buildServer({ profile, store: base.store, serverSecret: base.kg.serverSecret, now, trustProxy: options.trustProxy, limiter, allowUpstream: options.allowUpstream, identityKeyGeneration: options.identityKeyGeneration, serverCheckIntervalMs: options.serverCheckIntervalMs });
   await app.ready();
   return {
     ...base,

@@ -17,6 +17,8 @@ export interface Route {
   description: string;
   class: "read" | "write";
   userContext: boolean;
+  /** What an app key without its session token gets here, when `userContext`. */
+  sessionError: string;
   upstreamMethod: string | undefined;
   /** Forwarded upstream: spends the portal's budget. */
   upstream: boolean;
@@ -111,6 +113,7 @@ export class Profile {
       if (kt !== "default" && !this.catalog.keyTypes.includes(kt)) problems.push(`${where}: keyTypeError names unknown key type "${kt}"`);
       checkCode(where, code);
     }
+    checkCode(where, spec.sessionError);
     for (const kt of [...(spec.keyTypes ?? []), ...Object.keys(spec.requiresByKeyType ?? {})]) {
       if (!this.catalog.keyTypes.includes(kt)) problems.push(`${where}: unknown key type "${kt}"`);
     }
@@ -140,6 +143,7 @@ export class Profile {
       description: spec.description ?? "",
       class: spec.class ?? (READ_METHODS.has(method) ? "read" : "write"),
       userContext: spec.userContext ?? false,
+      sessionError: spec.sessionError ?? "TOKEN_MISSING",
       upstreamMethod: spec.upstreamMethod,
       upstream: spec.upstream ?? false,
       access,

@@ -93,6 +93,8 @@ export interface RouteSpec {
   class?: "read" | "write";
   /** The route acts on behalf of a user: an app key needs a session token. */
   userContext?: boolean;
+  /** The code an app key without its session token gets on a `userContext` route (default TOKEN_MISSING). */
+  sessionError?: string;
   /** Upstream method a write would call (reported when a read-only key is blocked). */
   upstreamMethod?: string;
   /** Forwarded to the portal's upstream: spends the portal's shared budget. */

@@ -45,7 +45,7 @@ export const SWITCH_URL = "/keys";
 export function decide(profile: Profile, key: VerifiedKey, req: RequestFacts): Denial | undefined {
   if (key.status === "REVOKED") return { code: "KEY_INACTIVE" };
   if (key.expiresAt !== null && req.now >= key.expiresAt) return { code: "KEY_EXPIRED", details: { expiresAt: new Date(key.expiresAt).toISOString() } };
-  if (key.keyType.sessionUser && req.route.userContext && !req.hasSession) return { code: "TOKEN_MISSING" };
+  if (key.keyType.sessionUser && req.route.userContext && !req.hasSession) return { code: req.route.sessionError };
   if (key.ipAllow !== null && !key.ipAllow.has(req.clientIp)) return { code: "IP_NOT_ALLOWED", details: { ip: req.clientIp } };
   const access = req.route.access[key.scopes.keyTypeIndex]!;
   if (access.denied) return { code: access.denied.code };

@@ -244,7 +244,7 @@ export function meRoutes(app: App, ctx: GatewayContext): void {
       const found = endpoints.find((e) => e.route.method === method && e.route.path === path);
       if (!found) return { available: false, reason: "ROUTE_NOT_FOUND" };
       if (!found.denial) return { available: true };
-      return { available: false, reason: found.denial.code === "TOKEN_MISSING" ? "SESSION_REQUIRED" : found.denial.code };
+      return { available: false, reason: found.denial.code === found.route.sessionError ? "SESSION_REQUIRED" : found.denial.code };
     };
     const data: Record<string, unknown> = {
       ...common,

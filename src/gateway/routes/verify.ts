@@ -117,6 +117,7 @@ export function verifyRoutes(app: App, ctx: GatewayContext, admission: Admission
         description: "An ad-hoc requirement (verify mode)",
         class: WRITE_METHODS.has(method) ? "write" : "read",
         userContext: false,
+        sessionError: "TOKEN_MISSING",
         upstreamMethod: undefined,
         upstream: false,
         access,
