@@ -28220,6 +28220,10 @@ export interface operations {
             query?: {
                 /** @description The authorization key (vibe_app_…) */
                 app_key?: string;
+                /** @description Same as app_key (its OAuth name, RFC 6749 §4.1.1) */
+                client_id?: string;
+                /** @description code (the only response type; may be left out) */
+                response_type?: string;
                 /** @description 16–512 random characters the app checks on return (CSRF, RFC 6749 §10.12): required */
                 state?: string;
                 /** @description One of the app's registered redirectUris, exactly; without it the flow ends on keygate's /oauth/complete page (then poll) */
@@ -28419,6 +28423,10 @@ export interface operations {
                 "application/x-www-form-urlencoded": {
                     /** @description As in the query */
                     app_key?: string;
+                    /** @description As in the query */
+                    client_id?: string;
+                    /** @description As in the query */
+                    response_type?: string;
                     /** @description As in the query */
                     state?: string;
                     /** @description As in the query */
