@@ -4746,6 +4746,8 @@ export interface operations {
                                 webhookUrl?: string;
                                 /** @description Masked */
                                 baseUrl?: string;
+                                /** @description The Bitrix24 application's client_id (its client_secret is never returned) */
+                                clientId?: string;
                             } | null;
                             requestLimit: number | null;
                             /** @description Browser origins allowed to send this portal's keys (CORS) */
@@ -4937,6 +4939,10 @@ export interface operations {
                         webhookUrl?: string;
                         /** @description kind http (required): the upstream's base URL */
                         baseUrl?: string;
+                        /** @description kind bitrix24, with clientSecret: the portal's Bitrix24 application (client_id), which signs users in for authorization keys (docs/oauth.md) */
+                        clientId?: string;
+                        /** @description kind bitrix24, with clientId: the application's client_secret; kept sealed, never returned */
+                        clientSecret?: string;
                     } | null;
                 };
             };
@@ -4985,6 +4991,8 @@ export interface operations {
                                 webhookUrl?: string;
                                 /** @description Masked */
                                 baseUrl?: string;
+                                /** @description The Bitrix24 application's client_id (its client_secret is never returned) */
+                                clientId?: string;
                             } | null;
                             requestLimit: number | null;
                             /** @description Browser origins allowed to send this portal's keys (CORS) */
@@ -5280,6 +5288,8 @@ export interface operations {
                                 webhookUrl?: string;
                                 /** @description Masked */
                                 baseUrl?: string;
+                                /** @description The Bitrix24 application's client_id (its client_secret is never returned) */
+                                clientId?: string;
                             } | null;
                             requestLimit: number | null;
                             /** @description Browser origins allowed to send this portal's keys (CORS) */
@@ -5495,6 +5505,10 @@ export interface operations {
                         webhookUrl?: string;
                         /** @description kind http (required): the upstream's base URL */
                         baseUrl?: string;
+                        /** @description kind bitrix24, with clientSecret: the portal's Bitrix24 application (client_id), which signs users in for authorization keys (docs/oauth.md) */
+                        clientId?: string;
+                        /** @description kind bitrix24, with clientId: the application's client_secret; kept sealed, never returned */
+                        clientSecret?: string;
                     } | null;
                     requestLimit?: number | null;
                     /** @description Browser origins whose pages may send this portal's keys, exactly as browsers send Origin (https://app.example.com); [] (the default): none */
@@ -5546,6 +5560,8 @@ export interface operations {
                                 webhookUrl?: string;
                                 /** @description Masked */
                                 baseUrl?: string;
+                                /** @description The Bitrix24 application's client_id (its client_secret is never returned) */
+                                clientId?: string;
                             } | null;
                             requestLimit: number | null;
                             /** @description Browser origins allowed to send this portal's keys (CORS) */
