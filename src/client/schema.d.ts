@@ -4756,6 +4756,13 @@ export interface operations {
                             createdAt: string;
                             /** @description Admins of a sandbox portal: its incoming webhook, for Bitrix24 clients */
                             sandboxWebhookUrl?: string;
+                            /** @description Admins of a sandbox portal: its Bitrix24 local application and OAuth endpoints (Bitrix24's full OAuth protocol; docs/oauth.md) */
+                            sandboxOAuth?: {
+                                clientId: string;
+                                clientSecret: string;
+                                authorizeUrl: string;
+                                tokenUrl: string;
+                            };
                             /** @description Your role */
                             role?: "ADMIN" | "MEMBER";
                         }[];
@@ -5001,6 +5008,13 @@ export interface operations {
                             createdAt: string;
                             /** @description Admins of a sandbox portal: its incoming webhook, for Bitrix24 clients */
                             sandboxWebhookUrl?: string;
+                            /** @description Admins of a sandbox portal: its Bitrix24 local application and OAuth endpoints (Bitrix24's full OAuth protocol; docs/oauth.md) */
+                            sandboxOAuth?: {
+                                clientId: string;
+                                clientSecret: string;
+                                authorizeUrl: string;
+                                tokenUrl: string;
+                            };
                             /** @description Your role */
                             role?: "ADMIN" | "MEMBER";
                         };
@@ -5298,6 +5312,13 @@ export interface operations {
                             createdAt: string;
                             /** @description Admins of a sandbox portal: its incoming webhook, for Bitrix24 clients */
                             sandboxWebhookUrl?: string;
+                            /** @description Admins of a sandbox portal: its Bitrix24 local application and OAuth endpoints (Bitrix24's full OAuth protocol; docs/oauth.md) */
+                            sandboxOAuth?: {
+                                clientId: string;
+                                clientSecret: string;
+                                authorizeUrl: string;
+                                tokenUrl: string;
+                            };
                             /** @description Your role */
                             role?: "ADMIN" | "MEMBER";
                         };
@@ -5570,6 +5591,13 @@ export interface operations {
                             createdAt: string;
                             /** @description Admins of a sandbox portal: its incoming webhook, for Bitrix24 clients */
                             sandboxWebhookUrl?: string;
+                            /** @description Admins of a sandbox portal: its Bitrix24 local application and OAuth endpoints (Bitrix24's full OAuth protocol; docs/oauth.md) */
+                            sandboxOAuth?: {
+                                clientId: string;
+                                clientSecret: string;
+                                authorizeUrl: string;
+                                tokenUrl: string;
+                            };
                             /** @description Your role */
                             role?: "ADMIN" | "MEMBER";
                         };

@@ -5,6 +5,7 @@ import { parseIsoTime } from "../../core/time.ts";
 import type { Portal } from "../../store/store.ts";
 import { redactUpstream } from "../../upstream/redact.ts";
 import { sandboxRootWebhookUrl, sandboxWebhookToken, sandboxWebhookUrl } from "../../upstream/sandbox/setup.ts";
+import { sandboxApp } from "../../upstream/sandbox/oauth.ts";
 import { addMember, createPortal, listMembers, portalForActor, removeMember, testConnection, updatePortal } from "../../manage/portals.ts";
 import { BODY_CODES } from "../envelope.ts";
 import type { App, GatewayContext } from "../server.ts";
@@ -41,6 +42,12 @@ const PortalView = T.Object({
   allowedOrigins: T.Array(T.String(), { description: "Browser origins allowed to send this portal's keys (CORS)" }),
   createdAt: Time,
   sandboxWebhookUrl: T.Optional(T.String({ description: "Admins of a sandbox portal: its incoming webhook, for Bitrix24 clients" })),
+  sandboxOAuth: T.Optional(
+    T.Object(
+      { clientId: T.String(), clientSecret: T.String(), authorizeUrl: T.String(), tokenUrl: T.String() },
+      { description: "Admins of a sandbox portal: its Bitrix24 local application and OAuth endpoints (Bitrix24's full OAuth protocol; docs/oauth.md)" },
+    ),
+  ),
   role: T.Optional(T.Union([T.Literal("ADMIN"), T.Literal("MEMBER")], { description: "Your role" })),
 });
 const portalExample = {
@@ -102,7 +109,11 @@ export function portalRoutes(app: App, ctx: GatewayContext): void {
     const token = sandboxWebhookToken(kg.serverSecret, portal.id);
     const sandboxWebhook =
       ctx.sandboxUrl === undefined ? sandboxWebhookUrl(ctx.publicUrl ?? `${request.protocol}://${request.host}`, portal.id, token) : sandboxRootWebhookUrl(ctx.sandboxUrl, token);
-    return { ...portalView(portal), sandboxWebhookUrl: sandboxWebhook };
+    // The sandbox's Bitrix24 OAuth lives under /sandbox/ on keygate itself (not on the root listener).
+    const oauthBase = `${(ctx.publicUrl ?? `${request.protocol}://${request.host}`).replace(/\/+$/, "")}/sandbox`;
+    const app = sandboxApp(kg.serverSecret, portal.id);
+    const sandboxOAuth = { ...app, authorizeUrl: `${oauthBase}/${encodeURIComponent(portal.id)}/oauth/authorize/`, tokenUrl: `${oauthBase}/oauth/token/` };
+    return { ...portalView(portal), sandboxWebhookUrl: sandboxWebhook, sandboxOAuth };
   };
 
   app.get("/v1/portals", { schema: { operationId: "listPortals", response: responses({ data: T.Array(PortalView), meta: T.Object({ total: T.Integer() }), examples: [[portalExample]] }), tags, summary: "The portals you are a member of, with your role; a sandbox portal's admins see its webhook URL" } }, async (request) => {
