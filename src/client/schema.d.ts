@@ -4850,6 +4850,8 @@ export interface operations {
                                 webhookUrl?: string;
                                 /** @description Masked */
                                 baseUrl?: string;
+                                /** @description The Bitrix24 application's client_id (its client_secret is never returned) */
+                                clientId?: string;
                             } | null;
                             requestLimit: number | null;
                             /** @description Browser origins allowed to send this portal's keys (CORS) */
@@ -4858,6 +4860,13 @@ export interface operations {
                             createdAt: string;
                             /** @description Admins of a sandbox portal: its incoming webhook, for Bitrix24 clients */
                             sandboxWebhookUrl?: string;
+                            /** @description Admins of a sandbox portal: its Bitrix24 local application and OAuth endpoints (Bitrix24's full OAuth protocol; docs/oauth.md) */
+                            sandboxOAuth?: {
+                                clientId: string;
+                                clientSecret: string;
+                                authorizeUrl: string;
+                                tokenUrl: string;
+                            };
                             /** @description Your role */
                             role?: "ADMIN" | "MEMBER";
                         }[];
@@ -5041,6 +5050,10 @@ export interface operations {
                         webhookUrl?: string;
                         /** @description kind http (required): the upstream's base URL */
                         baseUrl?: string;
+                        /** @description kind bitrix24, with clientSecret: the portal's Bitrix24 application (client_id), which signs users in for authorization keys (docs/oauth.md) */
+                        clientId?: string;
+                        /** @description kind bitrix24, with clientId: the application's client_secret; kept sealed, never returned */
+                        clientSecret?: string;
                     } | null;
                 };
             };
@@ -5089,6 +5102,8 @@ export interface operations {
                                 webhookUrl?: string;
                                 /** @description Masked */
                                 baseUrl?: string;
+                                /** @description The Bitrix24 application's client_id (its client_secret is never returned) */
+                                clientId?: string;
                             } | null;
                             requestLimit: number | null;
                             /** @description Browser origins allowed to send this portal's keys (CORS) */
@@ -5097,6 +5112,13 @@ export interface operations {
                             createdAt: string;
                             /** @description Admins of a sandbox portal: its incoming webhook, for Bitrix24 clients */
                             sandboxWebhookUrl?: string;
+                            /** @description Admins of a sandbox portal: its Bitrix24 local application and OAuth endpoints (Bitrix24's full OAuth protocol; docs/oauth.md) */
+                            sandboxOAuth?: {
+                                clientId: string;
+                                clientSecret: string;
+                                authorizeUrl: string;
+                                tokenUrl: string;
+                            };
                             /** @description Your role */
                             role?: "ADMIN" | "MEMBER";
                         };
@@ -5384,6 +5406,8 @@ export interface operations {
                                 webhookUrl?: string;
                                 /** @description Masked */
                                 baseUrl?: string;
+                                /** @description The Bitrix24 application's client_id (its client_secret is never returned) */
+                                clientId?: string;
                             } | null;
                             requestLimit: number | null;
                             /** @description Browser origins allowed to send this portal's keys (CORS) */
@@ -5392,6 +5416,13 @@ export interface operations {
                             createdAt: string;
                             /** @description Admins of a sandbox portal: its incoming webhook, for Bitrix24 clients */
                             sandboxWebhookUrl?: string;
+                            /** @description Admins of a sandbox portal: its Bitrix24 local application and OAuth endpoints (Bitrix24's full OAuth protocol; docs/oauth.md) */
+                            sandboxOAuth?: {
+                                clientId: string;
+                                clientSecret: string;
+                                authorizeUrl: string;
+                                tokenUrl: string;
+                            };
                             /** @description Your role */
                             role?: "ADMIN" | "MEMBER";
                         };
@@ -5599,6 +5630,10 @@ export interface operations {
                         webhookUrl?: string;
                         /** @description kind http (required): the upstream's base URL */
                         baseUrl?: string;
+                        /** @description kind bitrix24, with clientSecret: the portal's Bitrix24 application (client_id), which signs users in for authorization keys (docs/oauth.md) */
+                        clientId?: string;
+                        /** @description kind bitrix24, with clientId: the application's client_secret; kept sealed, never returned */
+                        clientSecret?: string;
                     } | null;
                     requestLimit?: number | null;
                     /** @description Browser origins whose pages may send this portal's keys, exactly as browsers send Origin (https://app.example.com); [] (the default): none */
@@ -5650,6 +5685,8 @@ export interface operations {
                                 webhookUrl?: string;
                                 /** @description Masked */
                                 baseUrl?: string;
+                                /** @description The Bitrix24 application's client_id (its client_secret is never returned) */
+                                clientId?: string;
                             } | null;
                             requestLimit: number | null;
                             /** @description Browser origins allowed to send this portal's keys (CORS) */
@@ -5658,6 +5695,13 @@ export interface operations {
                             createdAt: string;
                             /** @description Admins of a sandbox portal: its incoming webhook, for Bitrix24 clients */
                             sandboxWebhookUrl?: string;
+                            /** @description Admins of a sandbox portal: its Bitrix24 local application and OAuth endpoints (Bitrix24's full OAuth protocol; docs/oauth.md) */
+                            sandboxOAuth?: {
+                                clientId: string;
+                                clientSecret: string;
+                                authorizeUrl: string;
+                                tokenUrl: string;
+                            };
                             /** @description Your role */
                             role?: "ADMIN" | "MEMBER";
                         };
@@ -30034,6 +30078,10 @@ export interface operations {
             query?: {
                 /** @description The authorization key (vibe_app_…) */
                 app_key?: string;
+                /** @description Same as app_key (its OAuth name, RFC 6749 §4.1.1) */
+                client_id?: string;
+                /** @description code (the only response type; may be left out) */
+                response_type?: string;
                 /** @description 16–512 random characters the app checks on return (CSRF, RFC 6749 §10.12): required */
                 state?: string;
                 /** @description One of the app's registered redirectUris, exactly; without it the flow ends on keygate's /oauth/complete page (then poll) */
@@ -30233,6 +30281,10 @@ export interface operations {
                 "application/x-www-form-urlencoded": {
                     /** @description As in the query */
                     app_key?: string;
+                    /** @description As in the query */
+                    client_id?: string;
+                    /** @description As in the query */
+                    response_type?: string;
                     /** @description As in the query */
                     state?: string;
                     /** @description As in the query */

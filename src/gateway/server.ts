@@ -10,6 +10,7 @@ import { KeygateError } from "../core/errors.ts";
 import { MAX_JSON_DEPTH, jsonDeeperThan } from "../core/json.ts";
 import { UpstreamError as Bitrix24Error } from "../upstream/bitrix24/index.ts";
 import { sandboxRoutes } from "../upstream/sandbox/index.ts";
+import { sandboxOAuthUser } from "./sandbox-oauth-user.ts";
 import { dashboardRoutes } from "../web/dashboard.ts";
 import type { Profile, Route } from "../core/profile/profile.ts";
 import type { Keygate } from "../manage/context.ts";
@@ -596,7 +597,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   // body passes as the upstream sent it. Request bodies are not decompressed.
   app.register(compress, { global: true, globalDecompression: false, threshold: COMPRESS_THRESHOLD, encodings: ENCODINGS, brotliOptions: BROTLI_OPTIONS });
   // The built-in sandbox portal: Bitrix24's REST protocol under /sandbox/, authenticated by its webhook tokens.
-  app.register(sandboxRoutes, { store, now });
+  app.register(sandboxRoutes, { store, now, oauth: { secret: kg.serverSecret, userFor: sandboxOAuthUser(kg, lifetimes) } });
   // "limits" says whether rate limits are shared (redis), local (memory), or local for now (redis-degraded).
   // The dashboard's pages and assets (web/); their own plugin, so no hook of theirs runs for /v1/.
   app.register(dashboardRoutes);

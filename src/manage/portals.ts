@@ -18,6 +18,8 @@ export interface UpstreamInput {
   kind?: string;
   webhookUrl?: string;
   baseUrl?: string;
+  clientId?: string;
+  clientSecret?: string;
 }
 
 function httpUrl(value: string | undefined, param: string): URL {
@@ -39,7 +41,7 @@ async function callableOrFail(outbound: OutboundPolicy, url: URL, param: string)
 }
 
 /** The fields each upstream kind takes besides kind. */
-const UPSTREAM_FIELDS: Record<Upstream["kind"], readonly string[]> = { bitrix24: ["webhookUrl"], sandbox: [], http: ["baseUrl"] };
+const UPSTREAM_FIELDS: Record<Upstream["kind"], readonly string[]> = { bitrix24: ["webhookUrl", "clientId", "clientSecret"], sandbox: [], http: ["baseUrl"] };
 
 export async function upstreamOrFail(outbound: OutboundPolicy, input: UpstreamInput | null | undefined): Promise<Upstream | null> {
   if (input === null || input === undefined) return null;
@@ -59,10 +61,24 @@ export async function upstreamOrFail(outbound: OutboundPolicy, input: UpstreamIn
       if (!/\/rest\/\d+\/[^/]+\/?$/.test(url.pathname)) {
         throw new KeygateError("VALIDATION_ERROR", { message: "upstream.webhookUrl must be a Bitrix24 incoming webhook: https://<portal>/rest/<user id>/<token>/", param: "upstream.webhookUrl" });
       }
+      const app = bitrix24AppOrFail(input);
       const webhookUrl = await callableOrFail(outbound, url, "upstream.webhookUrl");
-      return { kind: "bitrix24", webhookUrl: webhookUrl.endsWith("/") ? webhookUrl : `${webhookUrl}/` };
+      return { kind: "bitrix24", webhookUrl: webhookUrl.endsWith("/") ? webhookUrl : `${webhookUrl}/`, ...app };
     }
   }
+}
+
+/** A Bitrix24 application's client_id ("local.…" or "app.…") and client_secret: both or neither, printable, no spaces. */
+const APP_CREDENTIAL = /^[\x21-\x7e]{1,200}$/;
+
+function bitrix24AppOrFail(input: UpstreamInput): { clientId: string; clientSecret: string } | Record<string, never> {
+  const { clientId, clientSecret } = input;
+  if (clientId === undefined && clientSecret === undefined) return {};
+  for (const [field, value] of [["clientId", clientId], ["clientSecret", clientSecret]] as const) {
+    if (value === undefined) throw new KeygateError("VALIDATION_ERROR", { message: `upstream.${field}: Required with upstream.${field === "clientId" ? "clientSecret" : "clientId"} (the Bitrix24 application's credentials go together)`, param: `upstream.${field}` });
+    if (!APP_CREDENTIAL.test(value)) throw new KeygateError("VALIDATION_ERROR", { message: `upstream.${field} must be 1 to 200 printable characters without spaces, as Bitrix24 issues it`, param: `upstream.${field}` });
+  }
+  return { clientId: clientId!, clientSecret: clientSecret! };
 }
 
 /** A portal as the audit trail keeps it: the upstream's credentials masked. */

@@ -35,6 +35,10 @@ const MAX_URI_LENGTH = 2_000;
 /** The query of GET /v1/oauth/authorize (and the form of its POST), as sent. */
 export interface AuthorizeParams {
   app_key?: string;
+  /** app_key's OAuth name (RFC 6749 §4.1.1), as OAuth client libraries send it. */
+  client_id?: string;
+  /** RFC 6749 §4.1.1: `code`, the only response type; may be left out. */
+  response_type?: string;
   state?: string;
   redirect_uri?: string;
   scope?: string;
@@ -80,8 +84,11 @@ export async function appKeyOf(kg: Keygate, cache: KeyCache, raw: string | undef
  */
 export async function checkAuthorize(kg: Keygate, cache: KeyCache, q: AuthorizeParams): Promise<AuthorizeRequest> {
   const state = checkState(q.state);
-  if (q.app_key === undefined || q.app_key === "") throw invalid("app_key", "Required");
-  const key = await appKeyOf(kg, cache, q.app_key);
+  if (q.app_key !== undefined && q.client_id !== undefined && q.app_key !== q.client_id) throw invalid("client_id", "names another app than app_key");
+  const appKey = q.app_key ?? q.client_id;
+  if (appKey === undefined || appKey === "") throw invalid("app_key", "Required");
+  if (q.response_type !== undefined && q.response_type !== "code") throw invalid("response_type", "must be code (the only response type)");
+  const key = await appKeyOf(kg, cache, appKey);
   if (key === undefined) throw new KeygateError("INVALID_API_KEY", { message: "app_key is not an active authorization key (vibe_app_): unknown, revoked or expired." });
   const redirectUri = q.redirect_uri === undefined || q.redirect_uri === "" ? null : q.redirect_uri;
   if (redirectUri !== null && !(await kg.store.getRedirectUris(key.record.id)).includes(redirectUri)) {

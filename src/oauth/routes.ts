@@ -39,6 +39,8 @@ const Str = (description: string) => T.Optional(T.String({ description }));
 const AuthorizeQuery = T.Object(
   {
     app_key: Str("The authorization key (vibe_app_…)"),
+    client_id: Str("Same as app_key (its OAuth name, RFC 6749 §4.1.1)"),
+    response_type: Str("code (the only response type; may be left out)"),
     state: Str(`${STATE_MIN}–${STATE_MAX} random characters the app checks on return (CSRF, RFC 6749 §10.12): required`),
     redirect_uri: Str("One of the app's registered redirectUris, exactly; without it the flow ends on keygate's /oauth/complete page (then poll)"),
     scope: Str("Scopes among the app's, space- or comma-separated; the session carries the app's scopes"),
@@ -50,6 +52,8 @@ const AuthorizeQuery = T.Object(
 const ConsentForm = T.Object(
   {
     app_key: Str("As in the query"),
+    client_id: Str("As in the query"),
+    response_type: Str("As in the query"),
     state: Str("As in the query"),
     redirect_uri: Str("As in the query"),
     scope: Str("As in the query"),
@@ -141,7 +145,7 @@ export function oauthRoutes(app: App, ctx: GatewayContext, options: OAuthRouteOp
       if (who === undefined) return reply.header("cache-control", "no-store").redirect(`/sign-in?next=${encodeURIComponent(request.url)}`, 302);
       await checkUser(kg, checked, who.user);
       const fields: Record<string, string> = { csrf: csrfTokenOf(kg.serverSecret, who.token) };
-      for (const name of ["app_key", "state", "redirect_uri", "scope", "code_challenge", "code_challenge_method"] as const) {
+      for (const name of ["app_key", "client_id", "response_type", "state", "redirect_uri", "scope", "code_challenge", "code_challenge_method"] as const) {
         const value = q[name];
         if (value !== undefined && value !== "") fields[name] = value;
       }

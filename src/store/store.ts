@@ -28,8 +28,12 @@ export interface User {
   createdAt: number;
 }
 
-/** Where a portal's data lives; JSON in the store. */
-export type Upstream = { kind: "bitrix24"; webhookUrl: string } | { kind: "sandbox" } | { kind: "http"; baseUrl: string };
+/**
+ * Where a portal's data lives; JSON in the store (sealed, src/store/credentials.ts). A Bitrix24
+ * portal linked for apps also carries its Bitrix24 application's credentials (both or neither):
+ * keygate signs users in to that portal's Bitrix24 with them (docs/oauth.md).
+ */
+export type Upstream = { kind: "bitrix24"; webhookUrl: string; clientId?: string; clientSecret?: string } | { kind: "sandbox" } | { kind: "http"; baseUrl: string };
 
 export interface Portal {
   id: string;

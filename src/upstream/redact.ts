@@ -26,7 +26,8 @@ export function redactBaseUrl(baseUrl: string): string {
 export function redactUpstream(upstream: Upstream): Upstream {
   switch (upstream.kind) {
     case "bitrix24":
-      return { kind: "bitrix24", webhookUrl: redactWebhookUrl(upstream.webhookUrl) };
+      // The application's client_id is no secret (Bitrix24 puts it in every authorize URL); its client_secret is never shown.
+      return upstream.clientId === undefined ? { kind: "bitrix24", webhookUrl: redactWebhookUrl(upstream.webhookUrl) } : { kind: "bitrix24", webhookUrl: redactWebhookUrl(upstream.webhookUrl), clientId: upstream.clientId };
     case "http":
       return { kind: "http", baseUrl: redactBaseUrl(upstream.baseUrl) };
     case "sandbox":

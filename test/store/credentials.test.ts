@@ -22,7 +22,8 @@ const PASSWORD = "pa55wordSecret";
 const QUERY_TOKEN = "qu3ryT0kenSecret";
 const WEBHOOK = `https://acme.bitrix24.ru/rest/1/${TOKEN}/`;
 const BASE_URL = `https://svc:${PASSWORD}@api.example.com/v2/?token=${QUERY_TOKEN}`;
-const SECRETS = [TOKEN, PASSWORD, QUERY_TOKEN];
+const APP_SECRET = "b24AppClientSecret";
+const SECRETS = [TOKEN, PASSWORD, QUERY_TOKEN, APP_SECRET];
 
 /** A store's data, opened through the store (with a secret) or raw; SQL with $1, $2 … placeholders. */
 interface Data {
@@ -102,12 +103,12 @@ for (const kind of await storeKinds("store: upstream credentials")) {
       opened.push(store);
       return store;
     };
-    /** A store with a user and two portals: a Bitrix24 webhook and an HTTP upstream with user:password and ?token=. */
+    /** A store with a user and two portals: a Bitrix24 webhook with its application's credentials (issue 15 §2) and an HTTP upstream with user:password and ?token=. */
     const setUp = async () => {
       const store = await open();
       const userId = `usr_${++seq}`;
       await store.createUser({ id: userId, email: `${userId}@example.com`, name: "U", role: "user", createdAt: T0 }, { audit: [] });
-      const bitrix = portal(userId, { kind: "bitrix24", webhookUrl: WEBHOOK });
+      const bitrix = portal(userId, { kind: "bitrix24", webhookUrl: WEBHOOK, clientId: "local.6667fc928a50a9.70414732", clientSecret: APP_SECRET });
       const http = portal(userId, { kind: "http", baseUrl: BASE_URL });
       for (const p of [bitrix, http]) await store.createPortal(p, { portalId: p.id, userId, role: "ADMIN", createdAt: T0 }, { audit: [] });
       return { store, userId, bitrix, http };

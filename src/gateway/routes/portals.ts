@@ -5,6 +5,7 @@ import { parseIsoTime } from "../../core/time.ts";
 import type { Portal } from "../../store/store.ts";
 import { redactUpstream } from "../../upstream/redact.ts";
 import { sandboxRootWebhookUrl, sandboxWebhookToken, sandboxWebhookUrl } from "../../upstream/sandbox/setup.ts";
+import { sandboxApp } from "../../upstream/sandbox/oauth.ts";
 import { addMember, createPortal, listMembers, portalForActor, removeMember, testConnection, updatePortal } from "../../manage/portals.ts";
 import { BODY_CODES } from "../envelope.ts";
 import type { App, GatewayContext } from "../server.ts";
@@ -20,6 +21,8 @@ const Upstream = T.Union([
       kind: T.Unsafe<"bitrix24" | "sandbox" | "http">({ type: "string", enum: ["bitrix24", "sandbox", "http"], description: "Where the portal's data lives" }),
       webhookUrl: T.Optional(T.String({ description: "kind bitrix24 (required): the incoming webhook, https://<portal>/rest/<user id>/<token>/" })),
       baseUrl: T.Optional(T.String({ description: "kind http (required): the upstream's base URL" })),
+      clientId: T.Optional(T.String({ description: "kind bitrix24, with clientSecret: the portal's Bitrix24 application (client_id), which signs users in for authorization keys (docs/oauth.md)" })),
+      clientSecret: T.Optional(T.String({ description: "kind bitrix24, with clientId: the application's client_secret; kept sealed, never returned" })),
     },
     { additionalProperties: false },
   ),
@@ -34,11 +37,17 @@ const PortalView = T.Object({
   status: T.String(),
   defaultAccessMode: T.Union([T.Literal("READWRITE"), T.Literal("READONLY")]),
   linked: T.Boolean(),
-  upstream: T.Union([T.Object({ kind: T.String(), webhookUrl: T.Optional(T.String({ description: "Masked" })), baseUrl: T.Optional(T.String({ description: "Masked" })) }), T.Null()]),
+  upstream: T.Union([T.Object({ kind: T.String(), webhookUrl: T.Optional(T.String({ description: "Masked" })), baseUrl: T.Optional(T.String({ description: "Masked" })), clientId: T.Optional(T.String({ description: "The Bitrix24 application's client_id (its client_secret is never returned)" })) }), T.Null()]),
   requestLimit: T.Union([T.Integer(), T.Null()]),
   allowedOrigins: T.Array(T.String(), { description: "Browser origins allowed to send this portal's keys (CORS)" }),
   createdAt: Time,
   sandboxWebhookUrl: T.Optional(T.String({ description: "Admins of a sandbox portal: its incoming webhook, for Bitrix24 clients" })),
+  sandboxOAuth: T.Optional(
+    T.Object(
+      { clientId: T.String(), clientSecret: T.String(), authorizeUrl: T.String(), tokenUrl: T.String() },
+      { description: "Admins of a sandbox portal: its Bitrix24 local application and OAuth endpoints (Bitrix24's full OAuth protocol; docs/oauth.md)" },
+    ),
+  ),
   role: T.Optional(T.Union([T.Literal("ADMIN"), T.Literal("MEMBER")], { description: "Your role" })),
 });
 const portalExample = {
@@ -100,7 +109,11 @@ export function portalRoutes(app: App, ctx: GatewayContext): void {
     const token = sandboxWebhookToken(kg.serverSecret, portal.id);
     const sandboxWebhook =
       ctx.sandboxUrl === undefined ? sandboxWebhookUrl(ctx.publicUrl ?? `${request.protocol}://${request.host}`, portal.id, token) : sandboxRootWebhookUrl(ctx.sandboxUrl, token);
-    return { ...portalView(portal), sandboxWebhookUrl: sandboxWebhook };
+    // The sandbox's Bitrix24 OAuth lives under /sandbox/ on keygate itself (not on the root listener).
+    const oauthBase = `${(ctx.publicUrl ?? `${request.protocol}://${request.host}`).replace(/\/+$/, "")}/sandbox`;
+    const app = sandboxApp(kg.serverSecret, portal.id);
+    const sandboxOAuth = { ...app, authorizeUrl: `${oauthBase}/${encodeURIComponent(portal.id)}/oauth/authorize/`, tokenUrl: `${oauthBase}/oauth/token/` };
+    return { ...portalView(portal), sandboxWebhookUrl: sandboxWebhook, sandboxOAuth };
   };
 
   app.get("/v1/portals", { schema: { operationId: "listPortals", response: responses({ data: T.Array(PortalView), meta: T.Object({ total: T.Integer() }), examples: [[portalExample]] }), tags, summary: "The portals you are a member of, with your role; a sandbox portal's admins see its webhook URL" } }, async (request) => {

@@ -18,4 +18,5 @@ export {
   servedByBitrix24,
 } from "./setup.ts";
 export { BitrixFault } from "./fault.ts";
+export { ACCESS_TTL_MS, sandboxApp, sandboxMemberId } from "./oauth.ts";
 export { type SandboxServerOptions, sandboxServer } from "./server.ts";

@@ -32,6 +32,8 @@ import { MemoryLimiter } from "../../limits/memory.ts";
 import type { Limit } from "../../limits/limiter.ts";
 import { LeakyBuckets } from "./limiter.ts";
 import { METHODS } from "./methods.ts";
+import { SERVER_DOMAIN, SandboxOAuth, sandboxMemberId } from "./oauth.ts";
+import { SANDBOX_SCOPES } from "./setup.ts";
 import { isRecord, isoTime, nulPath, toFlag, toText } from "./values.ts";
 
 export interface SandboxRoutesOptions {
@@ -40,6 +42,15 @@ export interface SandboxRoutesOptions {
   now?: () => number;
   /** Serve /rest/<user id>/<token>/<method> at the root, the portal found by the token; default: /sandbox/<portal id>/rest/…. */
   root?: boolean;
+  /** The portals' Bitrix24 OAuth (src/upstream/sandbox/oauth.ts), under /sandbox/ only. */
+  oauth?: SandboxOAuthOptions;
+}
+
+export interface SandboxOAuthOptions {
+  /** The server secret: each portal's application credentials derive from it. */
+  secret: string;
+  /** The sandbox user the browser's keygate sign-in is on the portal; "sign-in" when not signed in, "not-member" when not the portal's. */
+  userFor(request: FastifyRequest, portalId: string): Promise<number | "sign-in" | "not-member">;
 }
 
 /** Wrong webhooks (portal, user id, token) an address may try in a sliding minute. */
@@ -140,9 +151,14 @@ export async function sandboxRoutes(app: FastifyInstance, options: SandboxRoutes
     return found.length === 1 ? found[0] : undefined;
   }
 
+  /** The request's parameters: the query string and the body, as Bitrix24 merges them. */
+  const paramsOf = (request: FastifyRequest): Record<string, unknown> => {
+    const q = request.url.indexOf("?");
+    return { ...(q < 0 ? {} : parseQuery(request.url.slice(q + 1))), ...(isRecord(request.body) ? request.body : {}) };
+  };
+
   async function handle(request: FastifyRequest<{ Params: RouteParams }>, reply: FastifyReply): Promise<FastifyReply> {
     const started = now();
-    const t0 = performance.now();
     const { userId, token } = request.params;
     // Bitrix24's answer to too many requests; a right token from the address waits too (it is not looked up).
     if (!failures.peekNow(failedCredentials(request.ip), 1).admitted) throw queryLimitExceeded();
@@ -151,14 +167,17 @@ export async function sandboxRoutes(app: FastifyInstance, options: SandboxRoutes
       failures.consumeNow(failedCredentials(request.ip), 1);
       throw invalidCredentials();
     }
-    const { portalId } = webhook;
+    return respond(reply, { portalId: webhook.portalId, userId: webhook.userId, scopes: webhook.scopes }, request.params.method, paramsOf(request), started);
+  }
+
+  /** Runs the method (or batch) for the caller, within the portal's request limit. */
+  async function respond(reply: FastifyReply, caller: { portalId: string; userId: number; scopes: readonly string[] }, method: string, params: Record<string, unknown>, started: number): Promise<FastifyReply> {
+    const t0 = performance.now();
+    const { portalId } = caller;
     const sandbox = await store.getSandbox(portalId);
     if (sandbox === undefined || !buckets.take(portalId, sandbox.requestBurst, sandbox.requestsPerSecond, started)) throw queryLimitExceeded();
-
-    const q = request.url.indexOf("?");
-    const params: Record<string, unknown> = { ...(q < 0 ? {} : parseQuery(request.url.slice(q + 1))), ...(isRecord(request.body) ? request.body : {}) };
-    const ctx: MethodContext = { store, portalId, userId: webhook.userId, now: started, scopes: new Set(webhook.scopes) };
-    const name = methodName(request.params.method);
+    const ctx: MethodContext = { store, portalId, userId: caller.userId, now: started, scopes: new Set(caller.scopes) };
+    const name = methodName(method);
     const out = name === "batch" ? await runBatch(ctx, params) : await runMethod(ctx, name, params);
     const body: Record<string, unknown> = { result: out.result };
     if (out.next !== undefined) body["next"] = out.next;
@@ -174,6 +193,67 @@ export async function sandboxRoutes(app: FastifyInstance, options: SandboxRoutes
     schema: { hide: true },
     handler: handle,
   });
+  if (options.oauth !== undefined && options.root !== true) oauthRoutes(app, options.oauth);
+
+  /** The portals' Bitrix24 OAuth: authorize, the token server, REST calls with auth=<access_token>. */
+  function oauthRoutes(app: FastifyInstance, oauth: SandboxOAuthOptions): void {
+    const state = new SandboxOAuth(oauth.secret, now);
+    const base = (request: FastifyRequest) => `${request.protocol}://${request.host}`;
+    const text = (value: unknown) => (typeof value === "string" && value !== "" ? value : undefined);
+
+    app.get<{ Params: { portalId: string } }>("/sandbox/:portalId/oauth/authorize/", { logLevel: "warn", schema: { hide: true } }, async (request, reply) => {
+      const q = paramsOf(request);
+      const portal = await store.getPortal(request.params.portalId);
+      if (portal === undefined || (await store.getSandbox(portal.id)) === undefined) throw new BitrixFault(404, "NOT_FOUND", "Portal not found");
+      let redirect: URL;
+      try {
+        redirect = new URL(text(q["redirect_uri"]) ?? "");
+      } catch {
+        throw new BitrixFault(400, "invalid_request", "redirect_uri: an absolute URL is required");
+      }
+      if (redirect.protocol !== "https:" && redirect.protocol !== "http:") throw new BitrixFault(400, "invalid_request", "redirect_uri: an http(s) URL is required");
+      const who = await oauth.userFor(request, portal.id);
+      if (who === "sign-in") return reply.header("cache-control", "no-store").redirect(`/sign-in?next=${encodeURIComponent(request.url)}`, 302);
+      if (who === "not-member") throw new BitrixFault(403, "access_denied", "Only the portal's users can authorize applications on it");
+      const code = state.authorize(portal.id, text(q["client_id"]), who);
+      const answer: Record<string, string> = { code, domain: portal.domain, member_id: sandboxMemberId(portal.id), scope: "app", server_domain: SERVER_DOMAIN };
+      const sentState = text(q["state"]);
+      if (sentState !== undefined) answer["state"] = sentState;
+      for (const [name, value] of Object.entries(answer)) redirect.searchParams.append(name, value);
+      return reply.header("cache-control", "no-store").redirect(redirect.href, 302);
+    });
+
+    app.route({
+      method: ["GET", "POST"],
+      url: "/sandbox/oauth/token/",
+      logLevel: "warn",
+      schema: { hide: true },
+      handler: async (request, reply) => {
+        const answer = state.token(paramsOf(request), {
+          clientEndpoint: (portalId) => `${base(request)}/sandbox/${encodeURIComponent(portalId)}/rest/`,
+          serverEndpoint: `${base(request)}/sandbox/oauth/rest/`,
+        });
+        return reply.code(200).header("cache-control", "no-store").send(answer);
+      },
+    });
+
+    app.route<{ Params: { portalId: string; method: string } }>({
+      method: ["GET", "POST"],
+      url: "/sandbox/:portalId/rest/:method",
+      logLevel: "warn",
+      schema: { hide: true },
+      handler: async (request, reply) => {
+        const started = now();
+        const params = paramsOf(request);
+        const token = text(params["auth"]);
+        delete params["auth"];
+        if (token === undefined) throw new BitrixFault(401, "NO_AUTH_FOUND", "Wrong authorization data");
+        const caller = state.caller(token);
+        if (caller.portalId !== request.params.portalId) throw new BitrixFault(401, "invalid_token", "The access token provided is invalid.");
+        return respond(reply, { ...caller, scopes: SANDBOX_SCOPES }, request.params.method, params, started);
+      },
+    });
+  }
 }
 
 /** "crm.item.list.json" → "crm.item.list" (lower case). */
