@@ -207,7 +207,8 @@ export function feedbackRoutes(app: App, ctx: GatewayContext, mail: OutboxSender
       }
       const now = kg.now();
       const ticket: Ticket = {
-        id: randomUUID(),
+        // Time-ordered: tickets sent in the same millisecond list newest first in the order they came.
+        id: timeOrderedId(now),
         category: body.category,
         title: text(body.title, "title"),
         message: text(body.message, "message"),

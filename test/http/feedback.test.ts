@@ -202,6 +202,17 @@ for (const kind of await storeKinds("http: feedback")) {
       });
     });
 
+    describe("GET /v1/feedback, ties", () => {
+      it("tickets sent at the same clock instant list newest first in the order they were sent", async () => {
+        const w = await world();
+        const sent = [];
+        // The harness's clock does not move between them: created_at ties, the ids keep the order.
+        for (let i = 0; i < 6; i++) sent.push((await send(w.memberKey)).id);
+        const listed = ok(await as(w.memberKey, "GET", "/v1/feedback"));
+        assert.deepEqual(listed.map((t: { id: string }) => t.id), sent.reverse());
+      });
+    });
+
     describe("POST /v1/feedback/:id/comments", () => {
       it("seed 001: the team replies and changes the status in one step; the author is told (in-app notification)", async () => {
         const w = await world();
