@@ -210,6 +210,18 @@ describe("scope advice examples (issue 18)", () => {
     assert.ok(advice.narrowTo !== null && !advice.narrowTo.includes("crm") && advice.narrowTo.includes("task") && !advice.narrowTo.includes("disk"));
   });
 
+  test("RogerIQ: a key holding read that reads forms and was refused a form update keeps forms:read when narrowed; forms:write stays a suggestion it does not hold", () => {
+    const p = loadProfile("rogeriq");
+    const observed = [
+      { method: "GET", route: "/v1/projects/:projectId/integrations", missingScope: null, count: 3, firstAt: T0, lastAt: T0 },
+      { method: "GET", route: "/v1/projects/:projectId/forms", missingScope: null, count: 2, firstAt: T0, lastAt: T0 },
+      { method: "PATCH", route: "/v1/projects/:projectId/forms/:id", missingScope: "forms:write", count: 1, firstAt: T0, lastAt: T0 },
+    ];
+    const advice = adviseScopes(p, "api", observed, p.issue(["read"]));
+    assert.deepEqual(advice.suggestedScopes.map((s) => [s.scope, s.held]), [["forms:write", false], ["integrations:read", true]].sort((a, b) => p.catalog.order(a[0] as string) - p.catalog.order(b[0] as string)));
+    assert.deepEqual(new Set(advice.narrowTo), new Set(["integrations:read", "forms:read"]));
+  });
+
   test("a key with no logged traffic gets no narrowing and a low-confidence note", () => {
     const p = loadProfile("rogeriq");
     const advice = adviseScopes(p, "api", [], p.issue(["admin"]));

@@ -266,6 +266,13 @@ function narrowestCover(catalog: Catalog, keyType: string, clauses: Clause[]): A
     .sort((a, b) => a.index - b.index);
 }
 
+/** The broadest scopes implied by `atom` that the key has in effect: what of it a narrowing keeps. */
+function heldPart(catalog: Catalog, atom: Atom, granted: Bits): Atom[] {
+  const closure = catalog.closure[atom.index]!;
+  const within = catalog.atoms.filter((b) => hasBit(closure, b.index) && isWithin(catalog.closure[b.index]!, granted));
+  return within.filter((b) => !within.some((c) => c !== b && hasBit(catalog.closure[c.index]!, b.index)));
+}
+
 /**
  * The suggestion as a change that only removes: every suggested scope the key has in effect,
  * spelled so that nothing new is granted. A scope of a group locked at issue is kept as the key
@@ -281,6 +288,8 @@ function narrowing(catalog: Catalog, held: KeyScopes, granted: Bits, suggested: 
     const atom = tokenAtom(catalog, s.scope);
     if (!atom.resource.lockedAtIssue) {
       if (isWithin(catalog.closure[atom.index]!, granted)) out.add(s.scope);
+      // Needed but not held (forms:write for a key holding read): keep what of it the key has (forms:read).
+      else for (const part of heldPart(catalog, atom, granted)) out.add(part.scope);
       continue;
     }
     for (const scope of held.issued) {
