@@ -29,19 +29,15 @@ export function portalConnection(ctx: GatewayContext, limits: ReturnType<typeof 
       ctx.cache.peek<Bitrix24Client>(key, name) ??
       ctx.cache.derive(key, name, async () => {
         const portal = portalId === null ? undefined : await ctx.kg.store.getPortal(portalId);
-        if (user !== undefined) {
-          if (portal?.upstream?.kind !== "sandbox") throw new KeygateError("PORTAL_NOT_LINKED", { message: "The session's user can be acted for on sandbox portals only: this portal is no longer one (docs/oauth.md)." });
-          const base = ownBaseUrl();
-          if (base === undefined) throw new KeygateError("NOT_IMPLEMENTED", { message: "The sandbox portal is served by this keygate over HTTP, and it is not listening." });
-          return bitrix24Client(sandboxWebhookUrl(base, portal.id, sandboxMemberWebhookToken(ctx.kg.serverSecret, portal.id, user), user), { timeoutMs: UPSTREAM_TIMEOUT_MS, outbound: INTERNAL });
-        }
-        if (portal?.upstream?.kind === "bitrix24") return bitrix24Client(portal.upstream.webhookUrl, { timeoutMs: UPSTREAM_TIMEOUT_MS, outbound: ctx.kg.outbound });
         if (portal?.upstream?.kind === "sandbox") {
           const base = ownBaseUrl();
           if (base === undefined) throw new KeygateError("NOT_IMPLEMENTED", { message: "The sandbox portal is served by this keygate over HTTP, and it is not listening." });
-          // keygate's own listening address: internal, so the outbound rule does not apply.
-          return bitrix24Client(sandboxWebhookUrl(base, portal.id, sandboxWebhookToken(ctx.kg.serverSecret, portal.id)), { timeoutMs: UPSTREAM_TIMEOUT_MS, outbound: INTERNAL });
+          // With a session, the webhook of the session's own sandbox user; keygate's own listening address: internal, so the outbound rule does not apply.
+          const token = user === undefined ? sandboxWebhookToken(ctx.kg.serverSecret, portal.id) : sandboxMemberWebhookToken(ctx.kg.serverSecret, portal.id, user);
+          return bitrix24Client(sandboxWebhookUrl(base, portal.id, token, user), { timeoutMs: UPSTREAM_TIMEOUT_MS, outbound: INTERNAL });
         }
+        if (user !== undefined) throw new KeygateError("PORTAL_NOT_LINKED", { message: "The session's user can be acted for on sandbox portals only: this portal is no longer one (docs/oauth.md)." });
+        if (portal?.upstream?.kind === "bitrix24") return bitrix24Client(portal.upstream.webhookUrl, { timeoutMs: UPSTREAM_TIMEOUT_MS, outbound: ctx.kg.outbound });
         throw new KeygateError("PORTAL_NOT_LINKED", { message: "The key's portal is not linked to Bitrix24 (or the sandbox): there is no data to reach." });
       })
     );
