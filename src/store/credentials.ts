@@ -1,18 +1,18 @@
 /**
- * Upstream credentials at rest. A portal's upstream holds secrets — a Bitrix24 webhook's token,
- * an HTTP upstream's user:password and query tokens — so the stores keep the whole upstream
- * sealed with AES-256-GCM: `{"v":1,"iv":…,"ct":…,"tag":…}` (base64url), a random 12-byte IV
- * per write, the portal's id as additional authenticated data (a ciphertext copied onto another
- * portal's row does not open).
+ * Secrets at rest. A portal's upstream holds secrets — a Bitrix24 webhook's token, an HTTP
+ * upstream's user:password and query tokens — and so do users' Bitrix24 OAuth tokens and the app
+ * runtime's sessions: the stores keep them sealed with AES-256-GCM:
+ * `{"v":1,"iv":…,"ct":…,"tag":…}` (base64url), a random 12-byte IV per write, and the id of the
+ * row's owner as additional authenticated data (a ciphertext copied onto another row does not open).
  *
- * The key is derived from the server secret (HKDF-SHA256): it lives where the secret lives (the
- * data directory's `secret` file or KEYGATE_SECRET), never in the database, and every node that
- * shares the secret opens what any node sealed. See docs/operations.md.
+ * Each kind of secret has a key of its own, derived from the server secret (HKDF-SHA256 with the
+ * kind's name): it lives where the secret lives (the data directory's `secret` file or
+ * KEYGATE_SECRET), never in the database, and every node that shares the secret opens what any
+ * node sealed. See docs/operations.md.
  */
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from "node:crypto";
 import type { Upstream } from "./store.ts";
 
-const INFO = "keygate upstream credentials v1";
 const IV_BYTES = 12;
 
 interface Sealed {
@@ -22,22 +22,52 @@ interface Sealed {
   tag: string;
 }
 
-/** Seals and opens portals' upstreams under the key derived from the server secret. */
-export class UpstreamCipher {
+/** Seals and opens one kind of secret under its key derived from the server secret. */
+export class SecretBox {
   readonly #key: Buffer;
+  readonly #kind: string;
+
+  /** `kind` names the secrets sealed (and derives their key): "keygate upstream credentials v1". */
+  constructor(serverSecret: string, kind: string) {
+    if (serverSecret === "") throw new Error(`the server secret is empty: ${kind} cannot be sealed`);
+    this.#key = Buffer.from(hkdfSync("sha256", serverSecret, "", kind, 32));
+    this.#kind = kind;
+  }
+
+  /** The sealed text of `plain`, bound to `owner` (the id of the row that keeps it). */
+  seal(owner: string, plain: string): string {
+    const iv = randomBytes(IV_BYTES);
+    const cipher = createCipheriv("aes-256-gcm", this.#key, iv).setAAD(Buffer.from(owner));
+    const ct = Buffer.concat([cipher.update(plain, "utf8"), cipher.final()]);
+    const sealed: Sealed = { v: 1, iv: iv.toString("base64url"), ct: ct.toString("base64url"), tag: cipher.getAuthTag().toString("base64url") };
+    return JSON.stringify(sealed);
+  }
+
+  /** The plain text of a sealed value; throws when it was sealed under another secret, for another owner, or altered. */
+  open(owner: string, stored: string): string {
+    const value = JSON.parse(stored) as unknown;
+    if (!isSealedValue(value)) throw new Error(`${owner}: its ${this.#kind} are not sealed`);
+    try {
+      const decipher = createDecipheriv("aes-256-gcm", this.#key, Buffer.from(value.iv, "base64url")).setAAD(Buffer.from(owner));
+      decipher.setAuthTag(Buffer.from(value.tag, "base64url"));
+      return Buffer.concat([decipher.update(Buffer.from(value.ct, "base64url")), decipher.final()]).toString("utf8");
+    } catch {
+      throw new Error(`${owner}: its ${this.#kind} do not decrypt (sealed under another server secret or for another owner, or altered)`);
+    }
+  }
+}
+
+/** Seals and opens portals' upstreams. */
+export class UpstreamCipher {
+  readonly #box: SecretBox;
 
   constructor(serverSecret: string) {
-    if (serverSecret === "") throw new Error("the server secret is empty: upstream credentials cannot be sealed");
-    this.#key = Buffer.from(hkdfSync("sha256", serverSecret, "", INFO, 32));
+    this.#box = new SecretBox(serverSecret, "keygate upstream credentials v1");
   }
 
   /** The upstream as stored: the JSON text of its envelope. */
   seal(portalId: string, upstream: Upstream): string {
-    const iv = randomBytes(IV_BYTES);
-    const cipher = createCipheriv("aes-256-gcm", this.#key, iv).setAAD(Buffer.from(portalId));
-    const ct = Buffer.concat([cipher.update(JSON.stringify(upstream), "utf8"), cipher.final()]);
-    const sealed: Sealed = { v: 1, iv: iv.toString("base64url"), ct: ct.toString("base64url"), tag: cipher.getAuthTag().toString("base64url") };
-    return JSON.stringify(sealed);
+    return this.#box.seal(portalId, JSON.stringify(upstream));
   }
 
   /**
@@ -46,18 +76,9 @@ export class UpstreamCipher {
    * keygate before issue 10.3, which the store seals when it opens — is returned as it is.
    */
   open(portalId: string, stored: string): Upstream {
-    const value = JSON.parse(stored) as Sealed | Upstream;
-    if (!isSealedValue(value)) return value;
-    try {
-      const decipher = createDecipheriv("aes-256-gcm", this.#key, Buffer.from(value.iv, "base64url")).setAAD(Buffer.from(portalId));
-      decipher.setAuthTag(Buffer.from(value.tag, "base64url"));
-      const plain = Buffer.concat([decipher.update(Buffer.from(value.ct, "base64url")), decipher.final()]);
-      return JSON.parse(plain.toString("utf8")) as Upstream;
-    } catch {
-      throw new Error(
-        `portal ${portalId}: its upstream credentials do not decrypt (sealed under another server secret or for another portal, or altered)`,
-      );
-    }
+    const value = JSON.parse(stored) as unknown;
+    if (!isSealedValue(value)) return value as Upstream;
+    return JSON.parse(this.#box.open(portalId, stored)) as Upstream;
   }
 }
 
