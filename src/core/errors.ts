@@ -147,6 +147,17 @@ export const ERRORS = {
     hint: "Go through the OAuth flow (GET /v1/oauth/authorize → POST /v1/oauth/token) and send X-Api-Key: vibe_app_… with Authorization: Bearer vibe_session_…, or use a personal API key (vibe_api_), which acts as its owner.",
   },
   SERVER_NOT_FOUND: { status: 404, message: "No such server, or not one this key sees.", hint: "GET /v1/infra/servers lists the servers this key sees." },
+  USER_AUTH_REQUIRED: {
+    status: 401,
+    message: "The placement handler needs the Bitrix24 authorization a portal posts when a user opens the app (AUTH_ID, member_id, DOMAIN): it was missing, or the app's portal did not accept it.",
+    hint: "Open the app from its place in the portal (docs/placements.md); POST /v1/bitrix-handler is Bitrix24's to call.",
+  },
+  PLACEMENT_USER_UNKNOWN: {
+    status: 403,
+    message: "keygate does not know this Bitrix24 user as a member of the app's portal.",
+    hint: "On a Bitrix24 portal the user authorizes the app once (the OAuth flow); on the sandbox, sign in to keygate as a member of the portal.",
+  },
+  APP_RUNTIME_DISABLED: { status: 503, message: "The app runtime is not enabled on this keygate: the app has no URL to open.", hint: "Start keygate serve with --apps-port (docs/placements.md)." },
 } as const satisfies Record<string, ErrorDef>;
 
 export type ErrorCode = keyof typeof ERRORS;
