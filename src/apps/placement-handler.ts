@@ -192,10 +192,11 @@ export function placementHandlerRoutes(app: App, ctx: GatewayContext, options: P
         if (kg.profile.spec.keyTypes.find((t) => t.id === key.type)?.sessionUser !== true) throw new Refusal("OAUTH_REQUIRED", "The server was registered with an API key: only an authorization key's app (vibe_app_) opens in the portal.");
         const portal = await kg.store.getPortal(server.portalId);
         if (portal === undefined) throw new Refusal("PORTAL_NOT_LINKED", "The app's portal no longer exists.");
-        const posted = request.body ?? {};
-        const { bitrixUserId, userId } = await whoOpened(portal, posted);
+        // Before the portal is called: with no runtime there is nothing to open.
         const appUrl = options.appUrlOf(server);
         if (appUrl === null) throw new Refusal("APP_RUNTIME_DISABLED", "The app runtime is not enabled on this keygate (keygate serve --apps-port): the app has no URL to open.");
+        const posted = request.body ?? {};
+        const { bitrixUserId, userId } = await whoOpened(portal, posted);
         const init = await mintInitToken(kg.serverSecret, { serverId: server.id, keyId: key.id, userId, portalId: portal.id, bitrixUserId }, kg.now());
         const target = new URL("/", appUrl);
         target.searchParams.set("placement", posted.PLACEMENT ?? "DEFAULT");

@@ -104,6 +104,8 @@ export interface HarnessOptions {
   startAt?: number;
   /** The platform sections' providers (`serve --ai-base-url`, `--search-url`): fakes from test/support/platform.ts. */
   platform?: PlatformOptions;
+  /** The apps' URLs on the app runtime (`ServerOptions.appUrlOf`): where the placement handler sends the browser. */
+  appUrlOf?: ServerOptions["appUrlOf"];
 }
 
 /**
@@ -140,7 +142,7 @@ export async function startHarness(kind: StoreKind, options: HarnessOptions = {}
   };
   const now = () => clock.now;
   const limiter = await options.limiter?.(now);
-  const app = buildServer({ profile, store, serverSecret, now, trustProxy: options.trustProxy, limiter, httpUpstream: options.httpUpstream, clientLimits: options.clientLimits, allowUpstream: options.allowUpstream, identityKeyGeneration: options.identityKeyGeneration, platform: options.platform, mail: options.mail, storageMaxObjectBytes: options.storageMaxObjectBytes, serverCheckIntervalMs: options.serverCheckIntervalMs });
+  const app = buildServer({ profile, store, serverSecret, now, trustProxy: options.trustProxy, limiter, httpUpstream: options.httpUpstream, clientLimits: options.clientLimits, allowUpstream: options.allowUpstream, identityKeyGeneration: options.identityKeyGeneration, platform: options.platform, mail: options.mail, storageMaxObjectBytes: options.storageMaxObjectBytes, serverCheckIntervalMs: options.serverCheckIntervalMs, appUrlOf: options.appUrlOf });
   await app.ready();
   const url = options.listen ? await app.listen({ host: "127.0.0.1", port: 0 }) : undefined;
   // The server's own management operations: changes made through them reach its caches.
