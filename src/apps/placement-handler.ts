@@ -189,7 +189,7 @@ export function placementHandlerRoutes(app: App, ctx: GatewayContext, options: P
         if (server === undefined) throw new Refusal("SERVER_NOT_FOUND", "No such app: the handler's ?app= names no server of this keygate.");
         const key = await kg.store.getKey(server.keyId);
         if (key === undefined || keyStatus(key, kg.now()) !== "ACTIVE") throw new Refusal("KEY_INACTIVE", "The app's authorization key is revoked, expired or deleted.");
-        if (kg.profile.spec.keyTypes.find((t) => t.id === key.type)?.sessionUser !== true) throw new Refusal("OAUTH_REQUIRED", "The server was registered with an API key: only an authorization key's app (vibe_app_) opens in the portal.");
+        if (kg.profile.spec.keyTypes.find((t) => t.id === key.type)?.sessionUser !== true) throw new Refusal(kg.profile.errorCodes["OAUTH_REQUIRED"] ? "OAUTH_REQUIRED" : "KEY_TYPE_NOT_ALLOWED", "The server was registered with an API key: only an authorization key's app (vibe_app_) opens in the portal.");
         const portal = await kg.store.getPortal(server.portalId);
         if (portal === undefined) throw new Refusal("PORTAL_NOT_LINKED", "The app's portal no longer exists.");
         // Before the portal is called: with no runtime there is nothing to open.
