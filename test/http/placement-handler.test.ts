@@ -10,10 +10,13 @@
  */
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { after, before, beforeEach, describe, it } from "node:test";
 import { setPassword } from "../../src/accounts/links.ts";
 import { readInitToken } from "../../src/apps/init-token.ts";
 import { createUser } from "../../src/manage/users.ts";
+import { createServer as registerServer } from "../../src/store/servers.ts";
 import { sandboxMemberId } from "../../src/upstream/sandbox/index.ts";
 import { type Harness, type Reply, startHarness, storeKinds } from "../support/gateway.ts";
 import { type IssuedKey, MINUTE, addMember, fails, makeKey, makePortal, ok } from "./_fixtures.ts";
@@ -212,6 +215,41 @@ for (const kind of await storeKinds("http: placement handler")) {
       const apiMe = ok(await h.call("GET", "/v1/me", { key: api.raw }));
       assert.equal(apiMe.placements, undefined, "an API key has no placements section");
       assert.equal(apiMe.auth.gatewayInjected, undefined);
+    });
+
+    it("a Bitrix24 portal: DOMAIN must be the webhook's host and AUTH_ID pass the portal's user.current (auth=AUTH_ID in the body); a user keygate has not seen authorize the app is 403 PLACEMENT_USER_UNKNOWN", async () => {
+      const LIVE = "live-token-of-user-7";
+      const calls: unknown[] = [];
+      // A stand-in for the portal's REST: user.current answers the token's user, as Bitrix24 does, or 401 invalid_token.
+      const b24 = createServer((req, res) => {
+        let body = "";
+        req.on("data", (c: Buffer) => (body += c));
+        req.on("end", () => {
+          const params = JSON.parse(body || "{}") as { auth?: string };
+          calls.push({ path: req.url, auth: params.auth });
+          const answer = params.auth === LIVE ? { status: 200, body: { result: { ID: "7", NAME: "Ivan" } } } : { status: 401, body: { error: "invalid_token", error_description: "The access token provided is invalid." } };
+          res.writeHead(answer.status, { "content-type": "application/json" }).end(JSON.stringify(answer.body));
+        });
+      });
+      await new Promise<void>((resolve) => b24.listen(0, "127.0.0.1", resolve));
+      try {
+        const webhook = `http://127.0.0.1:${(b24.address() as AddressInfo).port}/rest/1/webhooktoken123/`;
+        const real = ok(await h.call("POST", "/v1/portals", { key: h.owner.key, body: { domain: `real-${randomBytes(3).toString("hex")}.bitrix24.ru`, upstream: { kind: "bitrix24", webhookUrl: webhook } } }), 201).id;
+        const realApp = await makeKey(h, real, { type: "app", name: "Real", scopes: ["placement"] });
+        // Registered in the store: over HTTP an authorization key registers with a session, got through this portal's OAuth, which the stand-in does not serve.
+        const realServer = `srv_real_${randomBytes(3).toString("hex")}`;
+        await registerServer(h.store, { id: realServer, name: "Real", url: "http://127.0.0.1:9/", keyId: realApp.id, userId: h.owner.user.id, portalId: real, blackholeStatus: "UNREACHABLE", checkedAt: null, createdAt: h.clock.now });
+        const action = new URL(`http://localhost/v1/bitrix-handler?app=${realServer}`);
+        const fields = { DOMAIN: "127.0.0.1", PROTOCOL: "1", LANG: "en", APP_SID: "x", AUTH_ID: LIVE, AUTH_EXPIRES: "3600", REFRESH_ID: "r", member_id: "da45a03b265edd8787f8a258d793cc5d", status: "L", PLACEMENT: "LEFT_MENU", PLACEMENT_OPTIONS: "{}" };
+        fails(await post(h, action, { ...fields, DOMAIN: "elsewhere.bitrix24.ru" }), 401, "USER_AUTH_REQUIRED");
+        assert.equal(calls.length, 0, "a foreign DOMAIN is refused before the portal is called");
+        fails(await post(h, action, { ...fields, AUTH_ID: "forged" }), 401, "USER_AUTH_REQUIRED");
+        const unknown = fails(await post(h, action, fields), 403, "PLACEMENT_USER_UNKNOWN");
+        assert.match(unknown.message, /Bitrix24 user 7 /);
+        assert.deepEqual(calls, [{ path: "/rest/user.current.json", auth: "forged" }, { path: "/rest/user.current.json", auth: LIVE }]);
+      } finally {
+        b24.close();
+      }
     });
   });
 }
