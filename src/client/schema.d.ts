@@ -12082,8 +12082,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12093,7 +12093,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -12107,8 +12107,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12118,7 +12118,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -12400,8 +12400,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12411,7 +12411,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -12425,8 +12425,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12436,7 +12436,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -12652,8 +12652,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12663,7 +12663,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -12677,8 +12677,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12688,7 +12688,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -12940,8 +12940,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12951,7 +12951,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -12965,8 +12965,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12976,7 +12976,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -13220,8 +13220,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13231,7 +13231,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -13245,8 +13245,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13256,7 +13256,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -13565,8 +13565,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13576,7 +13576,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -13590,8 +13590,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13601,7 +13601,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -13888,8 +13888,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13899,7 +13899,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -13913,8 +13913,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13924,7 +13924,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -14199,8 +14199,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14210,7 +14210,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -14224,8 +14224,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14235,7 +14235,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -14480,8 +14480,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14491,7 +14491,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -14505,8 +14505,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14516,7 +14516,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -14798,8 +14798,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14809,7 +14809,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -14823,8 +14823,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14834,7 +14834,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -15050,8 +15050,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15061,7 +15061,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -15075,8 +15075,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15086,7 +15086,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -15338,8 +15338,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15349,7 +15349,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -15363,8 +15363,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15374,7 +15374,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -15618,8 +15618,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15629,7 +15629,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -15643,8 +15643,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15654,7 +15654,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -15963,8 +15963,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15974,7 +15974,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -15988,8 +15988,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15999,7 +15999,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -16286,8 +16286,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16297,7 +16297,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -16311,8 +16311,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16322,7 +16322,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -16597,8 +16597,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16608,7 +16608,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -16622,8 +16622,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16633,7 +16633,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -16878,8 +16878,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16889,7 +16889,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -16903,8 +16903,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16914,7 +16914,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -17196,8 +17196,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17207,7 +17207,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -17221,8 +17221,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17232,7 +17232,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -17448,8 +17448,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17459,7 +17459,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -17473,8 +17473,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17484,7 +17484,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -17736,8 +17736,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17747,7 +17747,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -17761,8 +17761,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17772,7 +17772,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -18016,8 +18016,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18027,7 +18027,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -18041,8 +18041,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18052,7 +18052,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -18361,8 +18361,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18372,7 +18372,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -18386,8 +18386,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18397,7 +18397,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -18684,8 +18684,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18695,7 +18695,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -18709,8 +18709,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18720,7 +18720,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -18995,8 +18995,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19006,7 +19006,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -19020,8 +19020,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19031,7 +19031,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -19276,8 +19276,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19287,7 +19287,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -19301,8 +19301,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19312,7 +19312,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -19594,8 +19594,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19605,7 +19605,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -19619,8 +19619,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19630,7 +19630,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -19846,8 +19846,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19857,7 +19857,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -19871,8 +19871,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19882,7 +19882,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -20134,8 +20134,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -20145,7 +20145,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -20159,8 +20159,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -20170,7 +20170,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -20414,8 +20414,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -20425,7 +20425,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -20439,8 +20439,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -20450,7 +20450,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -20759,8 +20759,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -20770,7 +20770,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -20784,8 +20784,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -20795,7 +20795,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -21082,8 +21082,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -21093,7 +21093,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -21107,8 +21107,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -21118,7 +21118,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -21393,8 +21393,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -21404,7 +21404,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -21418,8 +21418,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -21429,7 +21429,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -21674,8 +21674,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -21685,7 +21685,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -21699,8 +21699,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -21710,7 +21710,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -21992,8 +21992,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22003,7 +22003,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -22017,8 +22017,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22028,7 +22028,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -22244,8 +22244,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22255,7 +22255,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -22269,8 +22269,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22280,7 +22280,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -22532,8 +22532,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22543,7 +22543,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -22557,8 +22557,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22568,7 +22568,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -22812,8 +22812,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22823,7 +22823,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -22837,8 +22837,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22848,7 +22848,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -23157,8 +23157,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -23168,7 +23168,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -23182,8 +23182,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -23193,7 +23193,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -23480,8 +23480,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -23491,7 +23491,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -23505,8 +23505,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -23516,7 +23516,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -23791,8 +23791,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -23802,7 +23802,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -23816,8 +23816,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -23827,7 +23827,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -24072,8 +24072,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -24083,7 +24083,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -24097,8 +24097,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -24108,7 +24108,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -24390,8 +24390,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -24401,7 +24401,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -24415,8 +24415,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -24426,7 +24426,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -24642,8 +24642,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -24653,7 +24653,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -24667,8 +24667,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -24678,7 +24678,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -24930,8 +24930,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -24941,7 +24941,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -24955,8 +24955,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -24966,7 +24966,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -25275,8 +25275,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -25286,7 +25286,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -25300,8 +25300,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -25311,7 +25311,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -25598,8 +25598,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -25609,7 +25609,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -25623,8 +25623,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -25634,7 +25634,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -25909,8 +25909,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -25920,7 +25920,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -25934,8 +25934,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -25945,7 +25945,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -26223,8 +26223,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -26234,7 +26234,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -26248,8 +26248,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -26259,7 +26259,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -26538,8 +26538,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -26549,7 +26549,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -26563,8 +26563,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -26574,7 +26574,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -26852,8 +26852,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -26863,7 +26863,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -26877,8 +26877,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -26888,7 +26888,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -27192,8 +27192,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -27203,7 +27203,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -27217,8 +27217,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -27228,7 +27228,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -27459,6 +27459,31 @@ export interface operations {
                         error: {
                             /** @enum {string} */
                             code: "BITRIX_UNAVAILABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -27716,6 +27741,31 @@ export interface operations {
                     };
                 };
             };
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "SANDBOX_UNREACHABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
         };
     };
     unregisterBot: {
@@ -27934,6 +27984,31 @@ export interface operations {
                         error: {
                             /** @enum {string} */
                             code: "BITRIX_UNAVAILABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -28174,6 +28249,31 @@ export interface operations {
                         error: {
                             /** @enum {string} */
                             code: "BITRIX_UNAVAILABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
