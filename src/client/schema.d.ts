@@ -12099,8 +12099,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12110,7 +12110,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -12124,8 +12124,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12135,7 +12135,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -12417,8 +12417,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12428,7 +12428,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -12442,8 +12442,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12453,7 +12453,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -12669,8 +12669,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12680,7 +12680,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -12694,8 +12694,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12705,7 +12705,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -12957,8 +12957,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12968,7 +12968,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -12982,8 +12982,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12993,7 +12993,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -13237,8 +13237,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13248,7 +13248,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -13262,8 +13262,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13273,7 +13273,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -13582,8 +13582,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13593,7 +13593,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -13607,8 +13607,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13618,7 +13618,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -13905,8 +13905,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13916,7 +13916,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -13930,8 +13930,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13941,7 +13941,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -14216,8 +14216,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14227,7 +14227,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -14241,8 +14241,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14252,7 +14252,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -14497,8 +14497,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14508,7 +14508,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -14522,8 +14522,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14533,7 +14533,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -14815,8 +14815,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14826,7 +14826,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -14840,8 +14840,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14851,7 +14851,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -15067,8 +15067,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15078,7 +15078,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -15092,8 +15092,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15103,7 +15103,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -15355,8 +15355,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15366,7 +15366,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -15380,8 +15380,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15391,7 +15391,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -15635,8 +15635,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15646,7 +15646,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -15660,8 +15660,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15671,7 +15671,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -15980,8 +15980,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15991,7 +15991,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -16005,8 +16005,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16016,7 +16016,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -16303,8 +16303,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16314,7 +16314,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -16328,8 +16328,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16339,7 +16339,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -16614,8 +16614,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16625,7 +16625,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -16639,8 +16639,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16650,7 +16650,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -16895,8 +16895,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16906,7 +16906,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -16920,8 +16920,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16931,7 +16931,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -17213,8 +17213,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17224,7 +17224,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -17238,8 +17238,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17249,7 +17249,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -17465,8 +17465,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17476,7 +17476,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -17490,8 +17490,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17501,7 +17501,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -17753,8 +17753,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17764,7 +17764,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -17778,8 +17778,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17789,7 +17789,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -18033,8 +18033,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18044,7 +18044,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -18058,8 +18058,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18069,7 +18069,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -18378,8 +18378,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18389,7 +18389,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -18403,8 +18403,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18414,7 +18414,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -18701,8 +18701,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18712,7 +18712,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -18726,8 +18726,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18737,7 +18737,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -19012,8 +19012,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19023,7 +19023,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -19037,8 +19037,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19048,7 +19048,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -19293,8 +19293,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19304,7 +19304,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -19318,8 +19318,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19329,7 +19329,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -19611,8 +19611,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19622,7 +19622,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -19636,8 +19636,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19647,7 +19647,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -19863,8 +19863,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19874,7 +19874,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -19888,8 +19888,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19899,7 +19899,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -20151,8 +20151,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -20162,7 +20162,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -20176,8 +20176,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -20187,7 +20187,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -20431,8 +20431,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -20442,7 +20442,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -20456,8 +20456,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -20467,7 +20467,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -20776,8 +20776,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -20787,7 +20787,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -20801,8 +20801,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -20812,7 +20812,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -21099,8 +21099,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -21110,7 +21110,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -21124,8 +21124,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -21135,7 +21135,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -21410,8 +21410,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -21421,7 +21421,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -21435,8 +21435,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -21446,7 +21446,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -21691,8 +21691,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -21702,7 +21702,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -21716,8 +21716,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -21727,7 +21727,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -22009,8 +22009,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22020,7 +22020,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -22034,8 +22034,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22045,7 +22045,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -22261,8 +22261,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22272,7 +22272,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -22286,8 +22286,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22297,7 +22297,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -22549,8 +22549,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22560,7 +22560,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -22574,8 +22574,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22585,7 +22585,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -22829,8 +22829,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22840,7 +22840,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -22854,8 +22854,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22865,7 +22865,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -23174,8 +23174,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -23185,7 +23185,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -23199,8 +23199,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -23210,7 +23210,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -23497,8 +23497,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -23508,7 +23508,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -23522,8 +23522,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -23533,7 +23533,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -23808,8 +23808,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -23819,7 +23819,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -23833,8 +23833,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -23844,7 +23844,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -24089,8 +24089,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -24100,7 +24100,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -24114,8 +24114,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -24125,7 +24125,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -24407,8 +24407,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -24418,7 +24418,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -24432,8 +24432,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -24443,7 +24443,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -24659,8 +24659,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -24670,7 +24670,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -24684,8 +24684,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -24695,7 +24695,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -24947,8 +24947,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -24958,7 +24958,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -24972,8 +24972,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -24983,7 +24983,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -25292,8 +25292,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -25303,7 +25303,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -25317,8 +25317,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -25328,7 +25328,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -25615,8 +25615,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -25626,7 +25626,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -25640,8 +25640,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -25651,7 +25651,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -25926,8 +25926,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -25937,7 +25937,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -25951,8 +25951,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -25962,7 +25962,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -26240,8 +26240,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -26251,7 +26251,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -26265,8 +26265,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -26276,7 +26276,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -26555,8 +26555,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -26566,7 +26566,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -26580,8 +26580,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -26591,7 +26591,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -26869,8 +26869,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -26880,7 +26880,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -26894,8 +26894,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -26905,7 +26905,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -27209,8 +27209,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -27220,7 +27220,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -27234,8 +27234,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -27245,7 +27245,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -27476,6 +27476,31 @@ export interface operations {
                         error: {
                             /** @enum {string} */
                             code: "BITRIX_UNAVAILABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -27733,6 +27758,31 @@ export interface operations {
                     };
                 };
             };
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "SANDBOX_UNREACHABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
         };
     };
     unregisterBot: {
@@ -27951,6 +28001,31 @@ export interface operations {
                         error: {
                             /** @enum {string} */
                             code: "BITRIX_UNAVAILABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -28191,6 +28266,31 @@ export interface operations {
                         error: {
                             /** @enum {string} */
                             code: "BITRIX_UNAVAILABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */

@@ -123,6 +123,11 @@ export const ERRORS = {
   },
   NOT_TICKET_AUTHOR: { status: 403, message: "Only the ticket's author and the instance's team write in its thread." },
   NOT_IMPLEMENTED: { status: 501, message: "This endpoint is in the profile's route table, but this keygate does not serve it yet." },
+  SANDBOX_UNREACHABLE: {
+    status: 503,
+    message: "The key's portal is the built-in sandbox, which this keygate serves over HTTP, and this keygate is not listening (a library embedding without listen()).",
+    hint: "Listen (keygate serve, or app.listen()) so the sandbox can be reached, or link the portal to Bitrix24.",
+  },
   UPSTREAM_UNAVAILABLE: { status: 502, message: "The upstream could not be reached: the connection was refused or reset, or its address does not resolve.", hint: "Retry with an increasing pause; if it persists, the portal's upstream is down." },
   UPSTREAM_TIMEOUT: { status: 504, message: "The upstream did not answer in time.", hint: "Retry with an increasing pause; a write may or may not have been applied upstream." },
   SECTION_NOT_CONFIGURED: {
