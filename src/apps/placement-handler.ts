@@ -145,7 +145,7 @@ export function placementHandlerRoutes(app: App, ctx: GatewayContext, options: P
     if (upstream?.kind === "sandbox") {
       if (memberId !== sandboxMemberId(portal.id) || domain !== portal.domain.toLowerCase()) throw new Refusal("USER_AUTH_REQUIRED", "member_id and DOMAIN are not those of the app's portal.");
       const base = options.ownBaseUrl();
-      if (base === undefined) throw new Refusal("NOT_IMPLEMENTED", "The sandbox portal is served by this keygate over HTTP, and it is not listening.");
+      if (base === undefined) throw new Refusal("SANDBOX_UNREACHABLE", "The sandbox portal is served by this keygate over HTTP, and it is not listening.");
       const bitrixUserId = await userOfToken(`${base}/sandbox/${encodeURIComponent(portal.id)}/rest/`, INTERNAL, authId);
       const userId = await keygateUserOf(kg.store, portal.id, bitrixUserId);
       if (userId === undefined) throw new Refusal("PLACEMENT_USER_UNKNOWN", "This sandbox user is no keygate member of the portal: open the app signed in to keygate as a member.");
@@ -177,7 +177,7 @@ export function placementHandlerRoutes(app: App, ctx: GatewayContext, options: P
         querystring: T.Object({ app: T.Optional(T.String({ maxLength: 100, description: "The server (app) to open: its id" })) }, { additionalProperties: true }),
         body: Posted,
         response: {
-          ...ctx.responses({ data: T.Unknown(), codes: ["SERVER_NOT_FOUND", "KEY_INACTIVE", "OAUTH_REQUIRED", "USER_AUTH_REQUIRED", "PLACEMENT_USER_UNKNOWN", "PORTAL_NOT_LINKED", "APP_RUNTIME_DISABLED", "BITRIX_UNAVAILABLE"] }),
+          ...ctx.responses({ data: T.Unknown(), codes: ["SERVER_NOT_FOUND", "KEY_INACTIVE", "OAUTH_REQUIRED", "USER_AUTH_REQUIRED", "PLACEMENT_USER_UNKNOWN", "PORTAL_NOT_LINKED", "APP_RUNTIME_DISABLED", "SANDBOX_UNREACHABLE", "BITRIX_UNAVAILABLE"] }),
           302: T.Unsafe<unknown>({ description: "To <app URL>/?placement=…&member_id=…[&placement_options=…]&__init=<one-time token, 5 minutes>" }),
         },
       },

@@ -31446,7 +31446,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description APP_RUNTIME_DISABLED */
+            /** @description APP_RUNTIME_DISABLED, SANDBOX_UNREACHABLE */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -31457,7 +31457,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "APP_RUNTIME_DISABLED";
+                            code: "APP_RUNTIME_DISABLED" | "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
