@@ -47,6 +47,7 @@ import { botRoutes } from "./routes/bots.ts";
 import { placementRoutes } from "./routes/placements.ts";
 import { serverRoutes } from "./routes/servers.ts";
 import { ServerChecks } from "../infra/reachability.ts";
+import { AppRuntime } from "../apps/runtime.ts";
 import { portalConnection } from "./portal-connection.ts";
 import { accountRoutes, isAccountPath } from "./routes/accounts.ts";
 import { sessionAuthenticator } from "./session.ts";
@@ -110,6 +111,8 @@ export interface ServerOptions {
   storageMaxObjectBytes?: number;
   /** How often each registered server's reachability is checked (default 30 s; docs/servers.md). */
   serverCheckIntervalMs?: number;
+  /** The app runtime (`serve --apps-port`, `--apps-domain`; docs/apps.md): built with the server, listened on by the caller (`appRuntime.server`); none: off, servers' appUrl is null. */
+  apps?: { domain?: string; port?: number; upstream?: HttpUpstreamOptions };
   /** The base URL of the sandbox served at a host root (`keygate serve --sandbox-port`), for the sandbox's webhook URL; default: the /sandbox/ path of this server. */
   sandboxUrl?: string;
   now?: () => number;
@@ -164,6 +167,8 @@ declare module "fastify" {
   interface FastifyInstance {
     /** The management operations of this server: changes made through it reach its caches (and, with Redis, the other nodes'). */
     keygate: Keygate;
+    /** The app runtime (ServerOptions.apps), to listen on its own port; none without it. */
+    appRuntime?: AppRuntime;
   }
 }
 
@@ -190,6 +195,8 @@ export interface GatewayContext {
   aiUsage: AiUsage;
   /** A call to a portal's upstream took `seconds` (failed with `error`, a code), for /metrics. */
   upstreamCalled?: (portalId: string, seconds: number, error?: string) => void;
+  /** A server's public URL on the app runtime; null when the runtime is off. */
+  appUrl(serverId: string): string | null;
 }
 
 /**
@@ -363,8 +370,23 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     cache.dataChanged();
     options.invalidation?.publish({ kind: "data" }).catch((e: Error) => app.log.error({ err: e }, "could not tell other nodes of a revoked session"));
   };
+  const runtime =
+    options.apps &&
+    new AppRuntime({
+      profile,
+      store,
+      serverSecret,
+      outbound,
+      now,
+      generation: () => cache.dataGeneration,
+      ...options.apps,
+      secure: options.tls !== undefined || options.publicUrl?.startsWith("https:") === true,
+      tls: options.tls,
+      onError: (e) => app.log.error({ err: e }, "app runtime"),
+    });
+  if (runtime) app.decorate("appRuntime", runtime);
   const fa = forwardAuth({ admission: a, envelope, client, assertions, store, log: app.log });
-  const ctx: GatewayContext = { kg, envelope, publicUrl: options.publicUrl, sandboxUrl: options.sandboxUrl, usage, cache, client, send, responses: responsesFor(profile), sections: new Sections(profile, options.platform ?? {}), aiUsage: new AiUsage(), upstreamCalled: metrics && ((portalId, seconds, error) => metrics.upstream(portalId, seconds, error)) };
+  const ctx: GatewayContext = { kg, envelope, publicUrl: options.publicUrl, sandboxUrl: options.sandboxUrl, usage, cache, client, send, responses: responsesFor(profile), sections: new Sections(profile, options.platform ?? {}), aiUsage: new AiUsage(), upstreamCalled: metrics && ((portalId, seconds, error) => metrics.upstream(portalId, seconds, error)), appUrl: (id) => runtime?.appUrl(id) ?? null };
 
   const arrive = (req: ArrivingMessage, res: ServerResponse): void => {
     const url = req.url!;
@@ -518,6 +540,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     await options.invalidation?.close();
     await proxy.close();
     await serverChecks.close();
+    await runtime?.close();
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
