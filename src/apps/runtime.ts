@@ -14,11 +14,12 @@
  * (src/upstream/http/proxy.ts), WebSocket upgrades are piped, and an unreachable server answers 502.
  */
 import { randomBytes, randomUUID } from "node:crypto";
-import { type IncomingHttpHeaders, type IncomingMessage, type Server as HttpServer, type ServerResponse, createServer } from "node:http";
+import { type IncomingHttpHeaders, type IncomingMessage, type Server as HttpServer, STATUS_CODES, type ServerResponse, createServer } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { SESSION_COOKIE } from "../accounts/sessions.ts";
+import { ERRORS, type ErrorCode } from "../core/errors.ts";
 import type { Profile } from "../core/profile/profile.ts";
 import { newAppSession, secretDigest } from "../oauth/sessions.ts";
 import { getRuntimeSession, openRuntimeSession, pruneSpentInits } from "../store/app-runtime.ts";
@@ -79,10 +80,11 @@ interface Refusal {
   text: string;
 }
 
-const refusal = (status: number, code: string, title: string, text: string): Refusal => ({ status, code, title, text });
+/** A refusal page: its status is the code's (src/core/errors.ts). */
+const refusal = (code: ErrorCode, title: string, text: string): Refusal => ({ status: ERRORS[code].status, code, title, text });
 const FROM_PORTAL = "Open the app again from your Bitrix24 portal: keygate lets you in from there.";
-const LOGIN_REQUIRED = refusal(401, "BH_LOGIN_REQUIRED", "Open this app from your portal", `This app is served only to the users it is opened for. ${FROM_PORTAL}`);
-const SESSION_ENDED = refusal(401, "APP_SESSION_ENDED", "Your session in this app ended", `It was revoked or expired. ${FROM_PORTAL}`);
+const LOGIN_REQUIRED = refusal("BH_LOGIN_REQUIRED", "Open this app from your portal", `This app is served only to the users it is opened for. ${FROM_PORTAL}`);
+const SESSION_ENDED = refusal("APP_SESSION_ENDED", "Your session in this app ended", `It was revoked or expired. ${FROM_PORTAL}`);
 
 /** A request's query parameters the exchange keeps when it redirects to the clean URL: all but __init. */
 const INIT_PARAM = "__init";
@@ -107,7 +109,7 @@ export class AppRuntime {
     const handle = (req: IncomingMessage, res: ServerResponse) => {
       this.#handle(req, res).catch((e: unknown) => {
         options.onError?.(e);
-        if (!res.headersSent) page(res, refusal(500, "INTERNAL_ERROR", "Something went wrong", "keygate could not serve this request; try again."));
+        if (!res.headersSent) page(res, refusal("INTERNAL_ERROR", "Something went wrong", "keygate could not serve this request; try again."));
         else res.destroy();
       });
     };
@@ -129,12 +131,9 @@ export class AppRuntime {
     return `${scheme}://${serverId}.localhost:${port}`;
   }
 
-  /** Where the placement handler sends the browser: the app's URL with its parameters and a fresh `__init` token. */
-  async entryUrl(identity: InitIdentity, params: Record<string, string | undefined>): Promise<string> {
-    const url = new URL(`${this.appUrl(identity.serverId)}/`);
-    for (const [name, value] of Object.entries(params)) if (value !== undefined) url.searchParams.set(name, value);
-    url.searchParams.set(INIT_PARAM, await mintInitToken(this.#o.serverSecret, identity, this.#o.now()));
-    return url.href;
+  /** Where the placement handler sends the browser (appEntryUrl on this runtime's app URL and clock). */
+  entryUrl(identity: InitIdentity, params: Record<string, string | undefined>): Promise<string> {
+    return appEntryUrl(this.appUrl(identity.serverId), this.#o.serverSecret, identity, params, this.#o.now());
   }
 
   async close(): Promise<void> {
@@ -165,9 +164,9 @@ export class AppRuntime {
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const server = await this.#serverOf(req.headers.host);
-    if (server === undefined) return page(res, refusal(404, "APP_NOT_FOUND", "No app here", "There is no app at this address: it was deleted, or the address is mistyped."));
+    if (server === undefined) return page(res, refusal("APP_NOT_FOUND", "No app here", "There is no app at this address: it was deleted, or the address is mistyped."));
     const target = req.url ?? "/";
-    if (!target.startsWith("/")) return page(res, refusal(400, "VALIDATION_ERROR", "Bad request", "The request's target must be a path."));
+    if (!target.startsWith("/")) return page(res, refusal("VALIDATION_ERROR", "Bad request", "The request's target must be a path."));
     if (target.includes(`${INIT_PARAM}=`)) {
       const url = new URL(target, "http://app");
       const init = url.searchParams.get(INIT_PARAM);
@@ -198,8 +197,8 @@ export class AppRuntime {
       page(
         res,
         e.code === "UPSTREAM_TIMEOUT"
-          ? refusal(504, "UPSTREAM_TIMEOUT", "The app did not answer in time", "The app's server took too long to answer. Try again; if it keeps happening, tell the app's owner.")
-          : refusal(502, "UPSTREAM_UNAVAILABLE", "The app's server is unreachable", `keygate could not reach this app's server (${e.message}): it may be stopped or restarting. Try again shortly; if it keeps happening, tell the app's owner.`),
+          ? refusal("UPSTREAM_TIMEOUT", "The app did not answer in time", "The app's server took too long to answer. Try again; if it keeps happening, tell the app's owner.")
+          : refusal("UPSTREAM_UNAVAILABLE", "The app's server is unreachable", `keygate could not reach this app's server (${e.message}): it may be stopped or restarting. Try again shortly; if it keeps happening, tell the app's owner.`),
         requestId,
       );
     } finally {
@@ -280,23 +279,23 @@ export class AppRuntime {
     const { store, serverSecret, profile } = this.#o;
     const now = this.#o.now();
     const claims = await readInitToken(serverSecret, init, now);
-    if (claims === undefined) return page(res, refusal(401, "INIT_INVALID", "This link is not valid", `It is damaged, or older than 5 minutes. ${FROM_PORTAL}`));
-    if (claims.serverId !== server.id) return page(res, refusal(403, "INIT_INVALID", "This link is for another app", FROM_PORTAL));
+    if (claims === undefined) return page(res, refusal("INIT_INVALID", "This link is not valid", `It is damaged, or older than 5 minutes. ${FROM_PORTAL}`));
+    if (claims.serverId !== server.id) return page(res, refusal("APP_ACCESS_DENIED", "This link is for another app", FROM_PORTAL));
     // Only the server's own user opens it: keygate has no access policies for apps yet (docs/apps.md).
     if (claims.userId !== server.userId || claims.portalId !== server.portalId) {
-      return page(res, refusal(403, "APP_ACCESS_DENIED", "This app is not yours", "This app belongs to another user: only its owner can open it."));
+      return page(res, refusal("APP_ACCESS_DENIED", "This app is not yours", "This app belongs to another user: only its owner can open it."));
     }
     const [key, member, user] = await Promise.all([store.getKey(claims.keyId), store.getMember(claims.portalId, claims.userId), store.getUser(claims.userId)]);
     const keyUsable = key !== undefined && key.status === "ACTIVE" && (key.expiresAt === null || now < key.expiresAt) && key.portalId === claims.portalId && profile.keyType(key.type)?.sessionUser === true;
     if (!keyUsable || member === undefined || user === undefined) {
-      return page(res, refusal(403, "APP_ACCESS_DENIED", "This app cannot sign you in", "Its key was revoked, or you are no longer a member of its portal."));
+      return page(res, refusal("APP_ACCESS_DENIED", "This app cannot sign you in", "Its key was revoked, or you are no longer a member of its portal."));
     }
     const made = newAppSession(claims, `init:${claims.jti}`, now);
     const cookie = randomBytes(32).toString("base64url");
     const digest = secretDigest(cookie);
     const row = { cookieDigest: digest, serverId: server.id, sealedToken: this.#box.seal(digest, made.token), createdAt: now, session: made.session };
     if (!(await openRuntimeSession(store, { jti: claims.jti, expiresAt: claims.expiresAt }, row))) {
-      return page(res, refusal(401, "INIT_REPLAYED", "This link was used already", `Each link opens the app once. ${FROM_PORTAL}`));
+      return page(res, refusal("INIT_REPLAYED", "This link was used already", `Each link opens the app once. ${FROM_PORTAL}`));
     }
     if (now - this.#lastPrune >= PRUNE_EVERY_MS) {
       this.#lastPrune = now;
@@ -319,11 +318,11 @@ export class AppRuntime {
     socket.on("error", () => socket.destroy());
     const server = await this.#serverOf(req.headers.host);
     const refuse = (r: Refusal) => {
-      socket.end(`HTTP/1.1 ${r.status} ${r.title}\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n\r\n${r.code}: ${r.text}\n`);
+      socket.end(`HTTP/1.1 ${r.status} ${STATUS_CODES[r.status]}\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n\r\n${r.code}: ${r.text}\n`);
     };
-    if (server === undefined) return refuse(refusal(404, "APP_NOT_FOUND", "Not Found", "There is no app at this address."));
+    if (server === undefined) return refuse(refusal("APP_NOT_FOUND", "Not Found", "There is no app at this address."));
     const target = req.url ?? "/";
-    if (!target.startsWith("/")) return refuse(refusal(400, "VALIDATION_ERROR", "Bad Request", "The request's target must be a path."));
+    if (!target.startsWith("/")) return refuse(refusal("VALIDATION_ERROR", "Bad Request", "The request's target must be a path."));
     const who = await this.#identify(req.headers, server);
     if ("status" in who) return refuse(who);
     const requestId = `req_${randomUUID()}`;
@@ -340,7 +339,7 @@ export class AppRuntime {
       { hostname: at.hostname, host: at.host, protocol: at.protocol, port: at.port || (at.protocol === "https:" ? "443" : "80"), servername: at.hostname },
       (error, upstream) => {
         if (error !== null || upstream === null) {
-          return refuse(refusal(502, "UPSTREAM_UNAVAILABLE", "Bad Gateway", `keygate could not reach this app's server (${(error as { code?: string } | null)?.code ?? error?.message ?? "no connection"}).`));
+          return refuse(refusal("UPSTREAM_UNAVAILABLE", "Bad Gateway", `keygate could not reach this app's server (${(error as { code?: string } | null)?.code ?? error?.message ?? "no connection"}).`));
         }
         let lines = `${req.method ?? "GET"} ${path} HTTP/1.1\r\n`;
         for (const [name, value] of Object.entries(headers)) for (const v of Array.isArray(value) ? value : [value]) lines += `${name}: ${v}\r\n`;
@@ -354,6 +353,18 @@ export class AppRuntime {
       },
     );
   }
+}
+
+/**
+ * Where the placement handler sends the browser: `<appUrl>/?<params>&__init=<token>`, the
+ * parameters in the order given (placement, member_id, placement_options), the token fresh for
+ * `identity` (5 minutes from `now`, spent once by the runtime).
+ */
+export async function appEntryUrl(appUrl: string, serverSecret: string, identity: InitIdentity, params: Record<string, string | undefined>, now: number): Promise<string> {
+  const url = new URL(`${appUrl}/`);
+  for (const [name, value] of Object.entries(params)) if (value !== undefined) url.searchParams.set(name, value);
+  url.searchParams.set(INIT_PARAM, await mintInitToken(serverSecret, identity, now));
+  return url.href;
 }
 
 /** The value of the runtime's cookie in a Cookie header. */

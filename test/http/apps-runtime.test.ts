@@ -230,6 +230,33 @@ for (const kind of await storeKinds("http: app runtime")) {
       assert.equal(again.headers["set-cookie"], undefined);
     });
 
+    it("issue 16 §2: two nodes — an __init spent on one is refused on the other; the cookie works on both; a session revoked on one ends on the other (change feed)", async () => {
+      const b = await startHarness(kind, { alongside: h, allowUpstream: ["127.0.0.1"], apps: {} });
+      try {
+        const onB = (url: string) => url.replace(/:\d+\//, `:${(b.appRuntime!.server.address() as AddressInfo).port}/`);
+        const url = await entry(alice);
+        const r = await get(url);
+        assert.equal(r.status, 302);
+        const replay = await get(onB(url));
+        assert.equal(replay.status, 401);
+        assert.equal(replay.headers["x-keygate-error"], "INIT_REPLAYED");
+        const cookie = cookieOf(r);
+        const page = await get(onB(`${alice.appUrl}/`), { cookie });
+        assert.equal(page.status, 200, page.text);
+        const token = (JSON.parse(page.text).headers as Record<string, string>)["x-vibe-authorization"]!.slice("Bearer ".length);
+        assert.equal((await h.call("POST", "/v1/oauth/revoke", { body: { token } })).status, 200);
+        const end = Date.now() + 5_000;
+        let status = 200;
+        while (status === 200 && Date.now() < end) {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          status = (await get(onB(`${alice.appUrl}/`), { cookie })).status;
+        }
+        assert.equal(status, 401, "the other node reads the revocation from the change feed");
+      } finally {
+        await b.close();
+      }
+    });
+
     it("issue 16 §2 refusal: a forged __init (another secret, altered, or expired) → 401 page, no cookie", async () => {
       const identity = { serverId: alice.serverId, keyId: alice.appKey.id, userId: alice.userId, portalId, bitrixUserId: alice.bitrixUserId };
       const forged = await mintInitToken("not the server secret", identity, h.clock.now);
