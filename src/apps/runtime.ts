@@ -96,6 +96,8 @@ export class AppRuntime {
   readonly #box: SecretBox;
   readonly #servers = new Map<string, { server: Server | undefined; at: number }>();
   readonly #identities = new Map<string, { identity: Identity | undefined; generation: number }>();
+  /** Upgraded connections (WebSockets): the HTTP server no longer tracks them, closing ends them. */
+  readonly #upgraded = new Set<Socket>();
   #lastPrune = -Infinity;
   #domain: string | undefined;
 
@@ -141,6 +143,7 @@ export class AppRuntime {
       if (!this.server.listening) return resolve();
       this.server.close(() => resolve());
       this.server.closeIdleConnections();
+      for (const socket of this.#upgraded) socket.destroy();
     });
     await this.#upstream.close();
   }
@@ -213,7 +216,7 @@ export class AppRuntime {
       "x-vibe-user-id": String(who.bitrixUserId),
       "x-vibe-portal-id": who.portalId,
       // The name's UTF-8 bytes as they are (Node reads them as Latin-1): apps wanting the text read the Encoded one.
-      "x-vibe-user-name": Buffer.from(who.name, "utf8").toString("latin1"),
+      "x-vibe-user-name": Buffer.from(who.name.replace(/\p{Cc}/gu, ""), "utf8").toString("latin1"),
       "x-vibe-user-name-encoded": encodeURIComponent(who.name),
       "x-vibe-user-role": who.role,
       "x-vibe-authorization": `Bearer ${who.token}`,
@@ -346,7 +349,11 @@ export class AppRuntime {
         upstream.write(`${lines}\r\n`);
         if (head.length > 0) upstream.write(head);
         upstream.on("error", () => socket.destroy());
-        socket.on("close", () => upstream.destroy());
+        this.#upgraded.add(socket);
+        socket.on("close", () => {
+          this.#upgraded.delete(socket);
+          upstream.destroy();
+        });
         upstream.on("close", () => socket.destroy());
         upstream.pipe(socket);
         socket.pipe(upstream);

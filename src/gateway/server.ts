@@ -380,7 +380,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       now,
       generation: () => cache.dataGeneration,
       ...options.apps,
-      secure: options.tls !== undefined || options.publicUrl?.startsWith("https:") === true,
+      // Served over TLS by keygate, or (with a domain, behind a TLS proxy) as the public URL says.
+      secure: options.tls !== undefined || (options.apps.domain !== undefined && options.publicUrl?.startsWith("https:") === true),
       tls: options.tls,
       onError: (e) => app.log.error({ err: e }, "app runtime"),
     });
