@@ -21,6 +21,7 @@ import type { Duplex } from "node:stream";
 import { SESSION_COOKIE } from "../accounts/sessions.ts";
 import { ERRORS, type ErrorCode } from "../core/errors.ts";
 import type { Profile } from "../core/profile/profile.ts";
+import { EXPIRED_GRANTS_KEPT_MS, EXPIRED_SESSIONS_KEPT_MS } from "../oauth/flow.ts";
 import { newAppSession, secretDigest } from "../oauth/sessions.ts";
 import { getRuntimeSession, openRuntimeSession, pruneSpentInits } from "../store/app-runtime.ts";
 import { SecretBox } from "../store/credentials.ts";
@@ -303,6 +304,8 @@ export class AppRuntime {
     if (now - this.#lastPrune >= PRUNE_EVERY_MS) {
       this.#lastPrune = now;
       await pruneSpentInits(store, now);
+      // The sessions it opens end like the OAuth flow's, and go the same way (their cookies' rows with them).
+      await store.pruneOAuth(now - EXPIRED_GRANTS_KEPT_MS, now - EXPIRED_SESSIONS_KEPT_MS);
     }
     url.searchParams.delete(INIT_PARAM);
     const maxAge = Math.floor((made.session.expiresAt - now) / 1000);

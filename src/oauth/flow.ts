@@ -24,7 +24,7 @@ const VERIFIER = /^[A-Za-z0-9\-._~]{43,128}$/;
 const CHALLENGE = /^[A-Za-z0-9_-]{43}$/;
 /** Expired sessions keep answering TOKEN_EXPIRED this long before they are deleted; used and expired codes go after an hour. */
 export const EXPIRED_SESSIONS_KEPT_MS = 7 * 86_400_000;
-const EXPIRED_GRANTS_KEPT_MS = 3_600_000;
+export const EXPIRED_GRANTS_KEPT_MS = 3_600_000;
 /** How often a node deletes them, at most (on the next grant after that). */
 const PRUNE_EVERY_MS = 60_000;
 const lastPrune = new WeakMap<object, number>();
