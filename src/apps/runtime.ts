@@ -172,9 +172,10 @@ export class AppRuntime {
     const target = req.url ?? "/";
     if (!target.startsWith("/")) return page(res, refusal("VALIDATION_ERROR", "Bad request", "The request's target must be a path."));
     if (target.includes(`${INIT_PARAM}=`)) {
-      const url = new URL(target, "http://app");
-      const init = url.searchParams.get(INIT_PARAM);
-      if (init !== null) return this.#exchange(res, server, init, url);
+      const q = target.indexOf("?");
+      const params = new URLSearchParams(q < 0 ? "" : target.slice(q + 1));
+      const init = params.get(INIT_PARAM);
+      if (init !== null) return this.#exchange(res, server, init, q < 0 ? target : target.slice(0, q), params);
     }
     const who = await this.#identify(req.headers, server);
     if ("status" in who) return page(res, who);
@@ -279,7 +280,7 @@ export class AppRuntime {
    * The `__init` exchange: a valid, unspent token for this server's user opens an app session, set
    * as the cookie, and the browser is sent to the same URL without the token.
    */
-  async #exchange(res: ServerResponse, server: Server, init: string, url: URL): Promise<void> {
+  async #exchange(res: ServerResponse, server: Server, init: string, path: string, params: URLSearchParams): Promise<void> {
     const { store, serverSecret, profile } = this.#o;
     const now = this.#o.now();
     const claims = await readInitToken(serverSecret, init, now);
@@ -307,10 +308,11 @@ export class AppRuntime {
       // The sessions it opens end like the OAuth flow's, and go the same way (their cookies' rows with them).
       await store.pruneOAuth(now - EXPIRED_GRANTS_KEPT_MS, now - EXPIRED_SESSIONS_KEPT_MS);
     }
-    url.searchParams.delete(INIT_PARAM);
+    params.delete(INIT_PARAM);
     const maxAge = Math.floor((made.session.expiresAt - now) / 1000);
     res.writeHead(302, {
-      location: `${url.pathname}${url.search}`,
+      // The same path with one leading slash: "//host/…" (or "/\\host/…") would send the browser to another site.
+      location: `/${path.replace(/^[/\\]+/, "")}${params.size > 0 ? `?${params}` : ""}`,
       "set-cookie": `${RUNTIME_COOKIE}=${cookie}; Path=/; HttpOnly; SameSite=Lax; Max-Age=${maxAge}${this.#o.secure ? "; Secure" : ""}`,
       "cache-control": "no-store",
       // The token is in this URL: no page it leads to learns it.

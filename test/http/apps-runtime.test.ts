@@ -185,6 +185,10 @@ for (const kind of await storeKinds("http: app runtime")) {
       for (const attribute of ["HttpOnly", "SameSite=Lax", "Path=/"]) assert.ok(setCookie.split("; ").includes(attribute), setCookie);
       assert.doesNotMatch(setCookie, /Domain=/i, "host-only: no other host gets it");
       assert.doesNotMatch(setCookie, /vibe_session_/, "the browser never holds the session token");
+      // A target of "//elsewhere" (or "/\\elsewhere") stays on the app's host.
+      const odd = await get(`${alice.appUrl}//elsewhere.example/x?__init=${new URL(await entry(alice)).searchParams.get("__init")}`);
+      assert.equal(odd.status, 302);
+      assert.equal(odd.headers.location, "/elsewhere.example/x");
       const page = await get(location.href, { cookie: cookieOf(r) });
       assert.equal(page.status, 200, page.text);
       assert.equal(JSON.parse(page.text).url, `${location.pathname}${location.search}`);
