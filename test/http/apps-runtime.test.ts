@@ -303,6 +303,30 @@ for (const kind of await storeKinds("http: app runtime")) {
       assert.match(after.text, /revoked or expired/);
     });
 
+    it("issue 16 §2 refusal: the app's key revoked, or its user removed from the portal, mid-use → 401 (the sessions go, the change feed tells the runtime)", async () => {
+      const dave = await member("Dave");
+      const erin = await member("Erin");
+      const daveCookie = await signIn(dave);
+      const erinCookie = await signIn(erin);
+      assert.equal((await get(`${dave.appUrl}/`, { cookie: daveCookie })).status, 200);
+      assert.equal((await get(`${erin.appUrl}/`, { cookie: erinCookie })).status, 200);
+      ok(await h.call("PATCH", `/v1/keys/${dave.appKey.id}`, { key: h.owner.key, body: { status: "REVOKED" } }));
+      ok(await h.call("DELETE", `/v1/portals/${portalId}/members/${erin.userId}`, { key: h.owner.key }));
+      const refusedSoon = async (url: string, cookie: string) => {
+        const end = Date.now() + 5_000;
+        let r = await get(url, { cookie });
+        while (r.status === 200 && Date.now() < end) {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          r = await get(url, { cookie });
+        }
+        return r;
+      };
+      const d = await refusedSoon(`${dave.appUrl}/`, daveCookie);
+      assert.equal(d.status, 401);
+      assert.equal(d.headers["x-keygate-error"], "APP_SESSION_ENDED");
+      assert.equal((await refusedSoon(`${erin.appUrl}/`, erinCookie)).status, 401);
+    });
+
     it("issue 16 §2 refusal: an unreachable server → 502 with a clear message; one that does not answer in time → 504", async () => {
       const gone = await appServer();
       await new Promise((resolve) => gone.server.close(resolve));
