@@ -2,13 +2,14 @@
  * `npm run bench`: runs every benchmark, prints Markdown tables and writes them to
  * bench/results/<time>.md, the raw figures to bench/results/<time>.json.
  * BENCH_ONLY=<name>[,<name>…] runs some of them: verify, scopes, http, limiter, limits, proxy,
- * scale, revocation, memory, dashboard, sections, advice, session. bench/harness.ts lists the knobs of the HTTP benchmarks (http, limits,
+ * scale, revocation, memory, dashboard, sections, advice, session, apps. bench/harness.ts lists the knobs of the HTTP benchmarks (http, limits,
  * proxy); each file says what it measures and its own knobs. About 8–9 minutes on 2 cores with
  * the defaults (docs/benchmarks.md).
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { quietBudgetFromEnv } from "./harness.ts";
+import { type AppsBenchResult, appsReport, runAppsBench } from "./apps.bench.ts";
 import { type DashboardBenchResult, dashboardReport, runDashboardBench } from "./dashboard.bench.ts";
 import { type HttpBenchResult, httpTable, runHttpBench } from "./http.bench.ts";
 import { type LimiterBenchResult, limiterTable, runLimiterBench } from "./limiter.bench.ts";
@@ -23,7 +24,7 @@ import { type BenchResult, runScopeBench } from "./scopes.bench.ts";
 import { type VerifyBenchResult, runVerifyBench, verifyReport } from "./verify.bench.ts";
 import { type SectionsBenchResult, runSectionsBench, sectionsReport } from "./sections.bench.ts";
 
-const NAMES = ["verify", "scopes", "http", "limiter", "limits", "proxy", "scale", "revocation", "memory", "dashboard", "sections", "advice", "session"] as const;
+const NAMES = ["verify", "scopes", "http", "limiter", "limits", "proxy", "scale", "revocation", "memory", "dashboard", "sections", "advice", "session", "apps"] as const;
 const only = (process.env.BENCH_ONLY ?? "")
   .split(",")
   .map((n) => n.trim())
@@ -101,6 +102,13 @@ if (wants("proxy")) {
   print(...proxyTable(proxy));
 }
 
+// Beside the proxy: the app runtime forwards an app's pages as the proxy forwards API requests.
+let apps: AppsBenchResult | undefined;
+if (wants("apps")) {
+  apps = await timed("apps", () => runAppsBench());
+  print("", ...appsReport(apps));
+}
+
 let scale: ScaleBenchResult | undefined;
 if (wants("scale")) {
   scale = await timed("scale", () => runScaleBench());
@@ -147,6 +155,6 @@ const stem = started.toISOString().replace(/[:.]/g, "-");
 const json = new URL(`${stem}.json`, dir);
 const markdown = new URL(`${stem}.md`, dir);
 print(`\n${Object.entries(seconds).map(([n, s]) => `${n} ${s} s`).join(", ")}; ${Math.round((Date.now() - started.getTime()) / 1000)} s in all`);
-writeFileSync(json, JSON.stringify({ started: started.toISOString(), machine, seconds, verify, scopes, http, limiter, limits, proxy, scale, revocation, memory, dashboard, sections, advice, session }, null, 2));
+writeFileSync(json, JSON.stringify({ started: started.toISOString(), machine, seconds, verify, scopes, http, limiter, limits, proxy, scale, revocation, memory, dashboard, sections, advice, session, apps }, null, 2));
 writeFileSync(markdown, `${report.join("\n")}\n`);
 console.log(`wrote ${json.pathname} and ${markdown.pathname}`);

@@ -23,13 +23,13 @@
 import { Type as T } from "@sinclair/typebox";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { keyStatus } from "../manage/keys.ts";
-import { type Server, getServer } from "../store/servers.ts";
+import { getServer } from "../store/servers.ts";
 import type { Portal } from "../store/store.ts";
 import { UpstreamError, bitrix24Client } from "../upstream/bitrix24/index.ts";
 import { INTERNAL } from "../upstream/outbound.ts";
 import { keygateUserOf, sandboxMemberId } from "../upstream/sandbox/index.ts";
 import type { App, GatewayContext } from "../gateway/server.ts";
-import { mintInitToken } from "./init-token.ts";
+import { appEntryUrl } from "./runtime.ts";
 
 export const HANDLER_PATH = "/v1/bitrix-handler";
 
@@ -50,8 +50,6 @@ const PORTAL_TIMEOUT_MS = 15_000;
 export interface PlacementHandlerOptions {
   /** keygate's own listening address: the sandbox portals' REST is served there. */
   ownBaseUrl: () => string | undefined;
-  /** The app's public URL on keygate's app runtime; null while the runtime is not enabled. */
-  appUrlOf: (server: Server) => string | null;
   /**
    * On a Bitrix24 portal: the keygate user who authorized the app as this Bitrix24 user (issue 15
    * §2's store of users' Bitrix24 tokens). Without it, no Bitrix24 user is known (PLACEMENT_USER_UNKNOWN).
@@ -193,18 +191,14 @@ export function placementHandlerRoutes(app: App, ctx: GatewayContext, options: P
         const portal = await kg.store.getPortal(server.portalId);
         if (portal === undefined) throw new Refusal("PORTAL_NOT_LINKED", "The app's portal no longer exists.");
         // Before the portal is called: with no runtime there is nothing to open.
-        const appUrl = options.appUrlOf(server);
+        const appUrl = ctx.appUrl(server.id);
         if (appUrl === null) throw new Refusal("APP_RUNTIME_DISABLED", "The app runtime is not enabled on this keygate (keygate serve --apps-port): the app has no URL to open.");
         const posted = request.body ?? {};
         const { bitrixUserId, userId } = await whoOpened(portal, posted);
-        const init = await mintInitToken(kg.serverSecret, { serverId: server.id, keyId: key.id, userId, portalId: portal.id, bitrixUserId }, kg.now());
-        const target = new URL("/", appUrl);
-        target.searchParams.set("placement", posted.PLACEMENT ?? "DEFAULT");
-        target.searchParams.set("member_id", posted.member_id!);
-        if (posted.PLACEMENT_OPTIONS !== undefined && posted.PLACEMENT_OPTIONS !== "") target.searchParams.set("placement_options", posted.PLACEMENT_OPTIONS);
-        target.searchParams.set("__init", init);
+        const identity = { serverId: server.id, keyId: key.id, userId, portalId: portal.id, bitrixUserId };
+        const entry = await appEntryUrl(appUrl, kg.serverSecret, identity, { placement: posted.PLACEMENT ?? "DEFAULT", member_id: posted.member_id, placement_options: posted.PLACEMENT_OPTIONS || undefined }, kg.now());
         // The URL carries the token: neither kept nor sent on as a referrer.
-        return reply.code(302).headers({ location: target.href, "cache-control": "no-store", "referrer-policy": "no-referrer" }).send();
+        return reply.code(302).headers({ location: entry, "cache-control": "no-store", "referrer-policy": "no-referrer" }).send();
       } catch (e) {
         if (e instanceof Refusal) return refuse(request, reply, e);
         throw e;

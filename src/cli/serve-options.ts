@@ -45,6 +45,8 @@ export interface ServeFlags {
   smtpFrom?: string;
   storageMaxObjectBytes?: string;
   storeTimeoutSeconds?: string;
+  appsPort?: string;
+  appsDomain?: string;
 }
 
 /** The configuration, checked. */
@@ -79,6 +81,10 @@ export interface ServeConfig {
   storageMaxObjectBytes?: number;
   /** PostgreSQL: how long a query may take before the request answers 503 STORE_UNAVAILABLE (docs/operations.md). */
   storeTimeoutMs?: number;
+  /** The app runtime's port (docs/apps.md); none: the runtime is off. */
+  appsPort?: number;
+  /** Apps are served at `<serverId>.<appsDomain>`; none: `<serverId>.localhost:<appsPort>`. */
+  appsDomain?: string;
 }
 
 const option = (flags: string, description: string, env: string, defaultValue?: string) => {
@@ -123,9 +129,14 @@ export function serveOptions(): Option[] {
     option("--smtp-url <url>", "SMTP server for the emails keygate sends (feedback tickets' authors): smtp://host:587 or smtps://user:password@host:465; needs --smtp-from (default: none, in-app notifications only)", "KEYGATE_SMTP_URL"),
     option("--smtp-from <address>", "the From address of those emails, e.g. \"keygate <keygate@example.com>\"", "KEYGATE_SMTP_FROM"),
     option("--storage-max-object-bytes <bytes>", "the largest object PUT /v1/storage/objects/<key> stores (default: 104857600, 100 MiB)", "KEYGATE_STORAGE_MAX_OBJECT_BYTES"),
+    option("--apps-port <port>", "serve users' apps (the app runtime) on this port, each on a host of its own (0 picks a free one; default: off, servers' appUrl is null)", "KEYGATE_APPS_PORT"),
+    option("--apps-domain <domain>", "serve each app at <server id>.<domain> (a wildcard DNS name for the apps port; https when --public-url is; default: <server id>.localhost:<apps port>, this machine only)", "KEYGATE_APPS_DOMAIN"),
     option("--store-timeout-seconds <seconds>", "PostgreSQL: how long a query, or getting a connection for it, may take before the request answers 503 STORE_UNAVAILABLE (default: 5)", "KEYGATE_STORE_TIMEOUT_SECONDS"),
   ];
 }
+
+/** Two labels or more of letters, digits and inner hyphens. */
+const APPS_DOMAIN = /^(?=.{1,200}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$/;
 
 const usage = (message: string) => new UsageError("USAGE", [{ scope: "", code: "USAGE", message }]);
 
@@ -150,6 +161,10 @@ export function serveConfig(flags: ServeFlags): ServeConfig {
   }
   if (!(LOG_LEVELS as readonly string[]).includes(flags.logLevel)) throw usage(`--log-level must be one of ${LOG_LEVELS.join(", ")}, not "${flags.logLevel}" (the flag, or KEYGATE_LOG_LEVEL)`);
   if (flags.publicUrl !== undefined && !/^https?:\/\/[^/]/.test(flags.publicUrl)) throw usage(`--public-url must be an http:// or https:// URL, not "${flags.publicUrl}" (the flag, or KEYGATE_PUBLIC_URL)`);
+  const appsPort = flags.appsPort === undefined ? undefined : wholeNumber("--apps-port", "KEYGATE_APPS_PORT", flags.appsPort, 0, 65535);
+  const appsDomain = flags.appsDomain === undefined || flags.appsDomain === "" ? undefined : flags.appsDomain.toLowerCase();
+  if (appsDomain !== undefined && !APPS_DOMAIN.test(appsDomain)) throw usage(`--apps-domain must be a DNS name such as apps.example.com, not "${flags.appsDomain}" (the flag, or KEYGATE_APPS_DOMAIN)`);
+  if (appsDomain !== undefined && appsPort === undefined) throw usage("--apps-domain names where the app runtime is reached: give --apps-port too (the flags, or KEYGATE_APPS_PORT)");
   const trustProxy = flags.trustProxy?.split(",").map((s) => s.trim()).filter(Boolean);
   return {
     port,
@@ -174,6 +189,8 @@ export function serveConfig(flags: ServeFlags): ServeConfig {
     platform: platformOptions(flags),
     mail: mailOptions(flags.smtpUrl, flags.smtpFrom),
     storageMaxObjectBytes: flags.storageMaxObjectBytes === undefined ? undefined : wholeNumber("--storage-max-object-bytes", "KEYGATE_STORAGE_MAX_OBJECT_BYTES", flags.storageMaxObjectBytes, 0, Number.MAX_SAFE_INTEGER),
+    appsPort,
+    appsDomain,
     storeTimeoutMs: flags.storeTimeoutSeconds === undefined ? undefined : wholeNumber("--store-timeout-seconds", "KEYGATE_STORE_TIMEOUT_SECONDS", flags.storeTimeoutSeconds, 1, 3600) * 1000,
   };
 }

@@ -78,6 +78,7 @@ export function registerServe(program: Command, io: Io): void {
         platform: opts.platform,
         mail: opts.mail,
         storageMaxObjectBytes: opts.storageMaxObjectBytes,
+        apps: opts.appsPort === undefined ? undefined : { port: opts.appsPort, domain: opts.appsDomain },
         ...shared,
       });
       log = (message) => app.log.warn(message);
@@ -93,6 +94,19 @@ export function registerServe(program: Command, io: Io): void {
         io.exit(1);
       }
       const url = baseUrl(app.server.address(), port);
+      // The app runtime on its own port: users' apps never share keygate's origin (docs/apps.md).
+      const runtime = app.appRuntime;
+      let appsLine: string | undefined;
+      if (runtime !== undefined && opts.appsPort !== undefined) {
+        try {
+          await new Promise<void>((resolve, reject) => runtime.server.once("error", reject).listen(opts.appsPort, opts.host, () => resolve()));
+        } catch (e) {
+          io.err(`keygate: cannot listen on ${opts.host}:${opts.appsPort} (--apps-port): ${(e as Error).message}`);
+          await close();
+          return io.exit(1);
+        }
+        appsLine = `the app runtime listening on ${baseUrl(runtime.server.address(), opts.appsPort)}: each app at ${runtime.appUrl("<serverId>")}`;
+      }
       // The owner's once-shown credentials are made now that they can be shown: a first start that
       // could not listen left them to this one (docs/accounts.md, "First run").
       const pending = pendingOwner(instance);
@@ -132,12 +146,14 @@ export function registerServe(program: Command, io: Io): void {
           app.log.warn("the drain deadline passed: closing the connections still open");
           app.server.closeAllConnections();
           sandbox?.server.closeAllConnections();
+          app.appRuntime?.server.closeAllConnections();
         }, opts.drainSeconds * 1000);
         deadline.unref();
         void close().then(() => io.exit(0));
       };
       process.on("SIGINT", stop);
       process.on("SIGTERM", stop);
+      if (appsLine !== undefined) io.out(appsLine);
       if (sandboxUrl !== undefined) io.out(`the sandbox portal listening on ${sandboxUrl} (Bitrix24 REST at /rest/<user id>/<token>/<method>)`);
       // Last: scripts wait for this line, so everything above is ready when it comes.
       io.out(`keygate listening on ${url} (profile ${instance.kg.profile.id}, data ${instance.dataDir})`);

@@ -29261,8 +29261,8 @@ export interface operations {
                             /** @description CONNECTED while keygate reaches it (checked in the background), UNREACHABLE otherwise */
                             blackholeStatus: "CONNECTED" | "UNREACHABLE";
                             lastCheckedAt: string | null;
-                            /** @description The app's public URL on keygate's app runtime: null, the app runtime is not built yet (docs/servers.md) */
-                            appUrl: null;
+                            /** @description The app's public URL on keygate's app runtime, on an origin of its own; null when the runtime is off (no serve --apps-port; docs/apps.md) */
+                            appUrl: string | null;
                             /** @description The key that registered it */
                             keyId: string;
                             portalId: string;
@@ -29459,8 +29459,8 @@ export interface operations {
                             /** @description CONNECTED while keygate reaches it (checked in the background), UNREACHABLE otherwise */
                             blackholeStatus: "CONNECTED" | "UNREACHABLE";
                             lastCheckedAt: string | null;
-                            /** @description The app's public URL on keygate's app runtime: null, the app runtime is not built yet (docs/servers.md) */
-                            appUrl: null;
+                            /** @description The app's public URL on keygate's app runtime, on an origin of its own; null when the runtime is off (no serve --apps-port; docs/apps.md) */
+                            appUrl: string | null;
                             /** @description The key that registered it */
                             keyId: string;
                             portalId: string;
@@ -29651,8 +29651,8 @@ export interface operations {
                             /** @description CONNECTED while keygate reaches it (checked in the background), UNREACHABLE otherwise */
                             blackholeStatus: "CONNECTED" | "UNREACHABLE";
                             lastCheckedAt: string | null;
-                            /** @description The app's public URL on keygate's app runtime: null, the app runtime is not built yet (docs/servers.md) */
-                            appUrl: null;
+                            /** @description The app's public URL on keygate's app runtime, on an origin of its own; null when the runtime is off (no serve --apps-port; docs/apps.md) */
+                            appUrl: string | null;
                             /** @description The key that registered it */
                             keyId: string;
                             portalId: string;

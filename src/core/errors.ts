@@ -163,6 +163,13 @@ export const ERRORS = {
     hint: "On a Bitrix24 portal the user authorizes the app once (the OAuth flow); on the sandbox, sign in to keygate as a member of the portal.",
   },
   APP_RUNTIME_DISABLED: { status: 503, message: "The app runtime is not enabled on this keygate: the app has no URL to open.", hint: "Start keygate serve with --apps-port (docs/placements.md)." },
+  // The app runtime's pages (docs/apps.md): a browser reads them, the code is in X-Keygate-Error.
+  APP_NOT_FOUND: { status: 404, message: "There is no app at this address: it was deleted, or the address is mistyped." },
+  BH_LOGIN_REQUIRED: { status: 401, message: "This app is served only to the users it is opened for: open it from the Bitrix24 portal." },
+  APP_SESSION_ENDED: { status: 401, message: "The session in this app ended (revoked or expired): open it again from the Bitrix24 portal." },
+  INIT_INVALID: { status: 401, message: "The app's sign-in link (__init) is damaged or older than 5 minutes: open the app again from the Bitrix24 portal." },
+  INIT_REPLAYED: { status: 401, message: "The app's sign-in link (__init) was used already: each opens the app once." },
+  APP_ACCESS_DENIED: { status: 403, message: "This app does not sign this user in: it is another user's, its key was revoked, or the user left its portal." },
 } as const satisfies Record<string, ErrorDef>;
 
 export type ErrorCode = keyof typeof ERRORS;

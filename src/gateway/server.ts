@@ -47,6 +47,7 @@ import { botRoutes } from "./routes/bots.ts";
 import { placementRoutes } from "./routes/placements.ts";
 import { serverRoutes } from "./routes/servers.ts";
 import { ServerChecks } from "../infra/reachability.ts";
+import { AppRuntime } from "../apps/runtime.ts";
 import { portalConnection } from "./portal-connection.ts";
 import { accountRoutes, isAccountPath } from "./routes/accounts.ts";
 import { sessionAuthenticator } from "./session.ts";
@@ -58,7 +59,6 @@ import { type Usage, routeFacts } from "./usage.ts";
 import { AiUsage, type PlatformOptions, Sections, platformRoutes } from "../platform/index.ts";
 import { isOAuthPath, oauthRoutes } from "../oauth/routes.ts";
 import { isPlacementHandlerPath, placementHandlerRoutes } from "../apps/placement-handler.ts";
-import type { Server } from "../store/servers.ts";
 import type { AppSession } from "../store/store.ts";
 
 export interface ServerOptions {
@@ -112,10 +112,10 @@ export interface ServerOptions {
   storageMaxObjectBytes?: number;
   /** How often each registered server's reachability is checked (default 30 s; docs/servers.md). */
   serverCheckIntervalMs?: number;
+  /** The app runtime (`serve --apps-port`, `--apps-domain`; docs/apps.md): built with the server, listened on by the caller (`appRuntime.server`); none: off, servers' appUrl is null. */
+  apps?: { domain?: string; port?: number; upstream?: HttpUpstreamOptions };
   /** The base URL of the sandbox served at a host root (`keygate serve --sandbox-port`), for the sandbox's webhook URL; default: the /sandbox/ path of this server. */
   sandboxUrl?: string;
-  /** The app's public URL on keygate's app runtime, where the placement handler sends the browser; default: none (the handler answers APP_RUNTIME_DISABLED). */
-  appUrlOf?: (server: Server) => string | null;
   now?: () => number;
 }
 
@@ -168,6 +168,8 @@ declare module "fastify" {
   interface FastifyInstance {
     /** The management operations of this server: changes made through it reach its caches (and, with Redis, the other nodes'). */
     keygate: Keygate;
+    /** The app runtime (ServerOptions.apps), to listen on its own port; none without it. */
+    appRuntime?: AppRuntime;
   }
 }
 
@@ -194,6 +196,8 @@ export interface GatewayContext {
   aiUsage: AiUsage;
   /** A call to a portal's upstream took `seconds` (failed with `error`, a code), for /metrics. */
   upstreamCalled?: (portalId: string, seconds: number, error?: string) => void;
+  /** A server's public URL on the app runtime; null when the runtime is off. */
+  appUrl(serverId: string): string | null;
 }
 
 /**
@@ -367,8 +371,24 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     cache.dataChanged();
     options.invalidation?.publish({ kind: "data" }).catch((e: Error) => app.log.error({ err: e }, "could not tell other nodes of a revoked session"));
   };
+  const runtime =
+    options.apps &&
+    new AppRuntime({
+      profile,
+      store,
+      serverSecret,
+      outbound,
+      now,
+      generation: () => cache.dataGeneration,
+      ...options.apps,
+      // Served over TLS by keygate, or (with a domain, behind a TLS proxy) as the public URL says.
+      secure: options.tls !== undefined || (options.apps.domain !== undefined && options.publicUrl?.startsWith("https:") === true),
+      tls: options.tls,
+      onError: (e) => app.log.error({ err: e }, "app runtime"),
+    });
+  if (runtime) app.decorate("appRuntime", runtime);
   const fa = forwardAuth({ admission: a, envelope, client, assertions, store, log: app.log });
-  const ctx: GatewayContext = { kg, envelope, publicUrl: options.publicUrl, sandboxUrl: options.sandboxUrl, usage, cache, client, send, responses: responsesFor(profile), sections: new Sections(profile, options.platform ?? {}), aiUsage: new AiUsage(), upstreamCalled: metrics && ((portalId, seconds, error) => metrics.upstream(portalId, seconds, error)) };
+  const ctx: GatewayContext = { kg, envelope, publicUrl: options.publicUrl, sandboxUrl: options.sandboxUrl, usage, cache, client, send, responses: responsesFor(profile), sections: new Sections(profile, options.platform ?? {}), aiUsage: new AiUsage(), upstreamCalled: metrics && ((portalId, seconds, error) => metrics.upstream(portalId, seconds, error)), appUrl: (id) => runtime?.appUrl(id) ?? null };
 
   const arrive = (req: ArrivingMessage, res: ServerResponse): void => {
     const url = req.url!;
@@ -522,6 +542,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     await options.invalidation?.close();
     await proxy.close();
     await serverChecks.close();
+    await runtime?.close();
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
@@ -665,7 +686,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     botRoutes(typed, ctx, portalConnection(ctx, limits, ownBaseUrl));
     placementRoutes(typed, ctx, portalConnection(ctx, limits, ownBaseUrl));
     // Its own plugin: a portal posts it a form, with no key (src/apps/placement-handler.ts).
-    typed.register(async (handler) => placementHandlerRoutes(handler.withTypeProvider<TypeBoxTypeProvider>(), ctx, { ownBaseUrl, appUrlOf: options.appUrlOf ?? (() => null) }));
+    typed.register(async (handler) => placementHandlerRoutes(handler.withTypeProvider<TypeBoxTypeProvider>(), ctx, { ownBaseUrl }));
     serverRoutes(typed, ctx, serverChecks);
     // Its own context: request bodies are the objects' bytes, not JSON.
     v1.register(async (storage) => storageRoutes(storage.withTypeProvider<TypeBoxTypeProvider>(), ctx, { maxObjectBytes: options.storageMaxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES }));

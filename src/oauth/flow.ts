@@ -3,9 +3,9 @@ import { KeygateError } from "../core/errors.ts";
 import { keyDigest } from "../core/keys/format.ts";
 import type { CachedKey, KeyCache } from "../gateway/key-cache.ts";
 import type { Keygate } from "../manage/context.ts";
-import type { AppSession, OAuthGrant, Portal, User } from "../store/store.ts";
+import type { OAuthGrant, Portal, User } from "../store/store.ts";
 import { sandboxUserFor } from "../upstream/sandbox/index.ts";
-import { SESSION_TTL_MS, newSessionToken, secretDigest } from "./sessions.ts";
+import { SESSION_TTL_MS, newAppSession, secretDigest } from "./sessions.ts";
 
 /**
  * keygate as the OAuth 2.0 authorization server of its authorization keys (docs/oauth.md):
@@ -24,7 +24,7 @@ const VERIFIER = /^[A-Za-z0-9\-._~]{43,128}$/;
 const CHALLENGE = /^[A-Za-z0-9_-]{43}$/;
 /** Expired sessions keep answering TOKEN_EXPIRED this long before they are deleted; used and expired codes go after an hour. */
 export const EXPIRED_SESSIONS_KEPT_MS = 7 * 86_400_000;
-const EXPIRED_GRANTS_KEPT_MS = 3_600_000;
+export const EXPIRED_GRANTS_KEPT_MS = 3_600_000;
 /** How often a node deletes them, at most (on the next grant after that). */
 const PRUNE_EVERY_MS = 60_000;
 const lastPrune = new WeakMap<object, number>();
@@ -185,18 +185,7 @@ export interface IssuedSession {
  */
 async function redeem(kg: Keygate, grant: OAuthGrant, revoked: () => void): Promise<IssuedSession> {
   const now = kg.now();
-  const token = newSessionToken();
-  const session: AppSession = {
-    id: randomUUID(),
-    tokenDigest: secretDigest(token),
-    keyId: grant.keyId,
-    userId: grant.userId,
-    portalId: grant.portalId,
-    bitrixUserId: grant.bitrixUserId,
-    grantId: grant.id,
-    createdAt: now,
-    expiresAt: now + SESSION_TTL_MS,
-  };
+  const { token, session } = newAppSession(grant, grant.id, now);
   if ((await kg.store.redeemGrant(grant.id, session, now)) === "replayed") {
     revoked();
     throw new TokenError("invalid_grant", "The code was used already: the session issued for it is revoked.");

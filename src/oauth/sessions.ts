@@ -1,4 +1,4 @@
-import { hash, randomBytes } from "node:crypto";
+import { hash, randomBytes, randomUUID } from "node:crypto";
 import type { AppSession, Store } from "../store/store.ts";
 
 /**
@@ -24,6 +24,20 @@ function base62(length: number): string {
 
 export function newSessionToken(): string {
   return SESSION_PREFIX + base62(32);
+}
+
+/** Who a session acts for: the app's key, the user, the portal, and the Bitrix24 user it acts as. */
+export type SessionIdentity = Pick<AppSession, "keyId" | "userId" | "portalId" | "bitrixUserId">;
+
+/**
+ * A new session and its token, not yet stored: the one place sessions are made, for the OAuth
+ * flow (grantId: the code's grant) and the app runtime (grantId: `init:<jti>`, the `__init` token
+ * it was exchanged for; docs/apps.md).
+ */
+export function newAppSession(identity: SessionIdentity, grantId: string, now: number): { token: string; session: AppSession } {
+  const token = newSessionToken();
+  const { keyId, userId, portalId, bitrixUserId } = identity;
+  return { token, session: { id: randomUUID(), tokenDigest: secretDigest(token), keyId, userId, portalId, bitrixUserId, grantId, createdAt: now, expiresAt: now + SESSION_TTL_MS } };
 }
 
 /** What the store keeps of a token or a code: its SHA-256 (base64url). They are random: no salt or slow hash is needed. */

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdtempSync } from "node:fs";
+import { get as httpGet } from "node:http";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -60,6 +61,8 @@ const VARIABLES = [
   "KEYGATE_SMTP_FROM",
   "KEYGATE_STORAGE_MAX_OBJECT_BYTES",
   "KEYGATE_STORE_TIMEOUT_SECONDS",
+  "KEYGATE_APPS_PORT",
+  "KEYGATE_APPS_DOMAIN",
 ];
 
 describe("issue 14: keygate serve by environment, readiness, graceful shutdown", () => {
@@ -72,7 +75,7 @@ describe("issue 14: keygate serve by environment, readiness, graceful shutdown",
 
   it("issue 14: with only KEYGATE_* variables it starts where they say, at their log level, and answers /readyz once its store answers", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "keygate-env-"));
-    const s = await serveByEnv({ KEYGATE_PORT: "0", KEYGATE_HOST: "127.0.0.1", KEYGATE_DATA_DIR: dataDir, KEYGATE_PROFILE: "vibecode", KEYGATE_LOG_LEVEL: "warn", KEYGATE_PUBLIC_URL: "https://keygate.example.com" });
+    const s = await serveByEnv({ KEYGATE_PORT: "0", KEYGATE_HOST: "127.0.0.1", KEYGATE_DATA_DIR: dataDir, KEYGATE_PROFILE: "vibecode", KEYGATE_LOG_LEVEL: "warn", KEYGATE_PUBLIC_URL: "https://keygate.example.com", KEYGATE_APPS_PORT: "0", KEYGATE_APPS_DOMAIN: "apps.example.com" });
     try {
       assert.equal(s.dataDir, dataDir);
       const ready = await fetch(`${s.url}/readyz`);
@@ -82,6 +85,15 @@ describe("issue 14: keygate serve by environment, readiness, graceful shutdown",
       const me = (await (await fetch(`${s.url}/v1/me`, { headers: { "x-api-key": key } })).json()) as { data: { docs: string } };
       assert.match(me.data.docs, /^https:\/\/keygate\.example\.com\//, "KEYGATE_PUBLIC_URL");
       assert.doesNotMatch(s.logs(), /"level":30/, "KEYGATE_LOG_LEVEL=warn: no info lines");
+      // KEYGATE_APPS_PORT, KEYGATE_APPS_DOMAIN (issue 16 §2): the app runtime on a port of its own, apps on https hosts of the domain.
+      const runtime = /the app runtime listening on (http:\/\/\S+): each app at (\S+)/.exec(s.logs());
+      assert.ok(runtime, s.logs());
+      assert.equal(runtime[2], "https://<serverId>.apps.example.com");
+      const unknown = await new Promise<number>((resolve, reject) => {
+        const { port } = new URL(runtime[1]!);
+        httpGet({ host: "127.0.0.1", port, path: "/", headers: { host: "nothing.apps.example.com" } }, (r) => resolve(r.resume().statusCode!)).on("error", reject);
+      });
+      assert.equal(unknown, 404, "no server there: a page, not an error");
     } finally {
       s.child.kill("SIGTERM");
       await s.exited;
@@ -102,6 +114,8 @@ describe("issue 14: keygate serve by environment, readiness, graceful shutdown",
         assert.match(r.err, /--port must be a whole number from 0 to 65535, not "eighty" \(the flag, or KEYGATE_PORT\)/);
       }),
       run({ KEYGATE_LOG_LEVEL: "loud", KEYGATE_DATA_DIR: dataDir }).then((r) => assert.match(r.err, /--log-level must be one of fatal, error, warn, info, debug, trace, silent, not "loud"/)),
+      run({ KEYGATE_APPS_DOMAIN: "apps.example.com", KEYGATE_DATA_DIR: dataDir }).then((r) => assert.match(r.err, /--apps-domain names where the app runtime is reached: give --apps-port too/)),
+      run({ KEYGATE_APPS_PORT: "0", KEYGATE_APPS_DOMAIN: "https://apps.example.com", KEYGATE_DATA_DIR: dataDir }).then((r) => assert.match(r.err, /--apps-domain must be a DNS name such as apps\.example\.com, not "https:\/\/apps\.example\.com" \(the flag, or KEYGATE_APPS_DOMAIN\)/)),
       run({ KEYGATE_IPV6_PREFIX: "129", KEYGATE_DATA_DIR: dataDir }).then((r) => assert.match(r.err, /--ipv6-prefix must be a whole number from 1 to 128/)),
       run({ KEYGATE_STORE_TIMEOUT_SECONDS: "0", KEYGATE_DATA_DIR: dataDir }).then((r) => assert.match(r.err, /--store-timeout-seconds must be a whole number from 1 to 3600, not "0" \(the flag, or KEYGATE_STORE_TIMEOUT_SECONDS\)/)),
       run({ KEYGATE_SMTP_URL: "smtp://127.0.0.1:25", KEYGATE_DATA_DIR: dataDir }).then((r) => assert.match(r.err, /--smtp-url and --smtp-from go together/)),

@@ -5,6 +5,7 @@
  * operation and status. An operation without an operationId or response schemas, or one this test
  * never reached, fails it. The flat envelope (RogerIQ) is checked the same way on its operations.
  */
+import type { AddressInfo } from "node:net";
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { Ajv2020 } from "ajv/dist/2020.js";
@@ -66,7 +67,7 @@ describe("issue 11.1: the OpenAPI document is the contract [VibeCode]", () => {
     // The platform sections' providers, so their operations answer a success too.
     const [ai, search] = await Promise.all([fakeOpenAi(), fakeSearxng()]);
     providers = [ai, search];
-    h = await startHarness("sqlite", { listen: true, platform: { ai: { baseUrl: ai.url, apiKey: FAKE_AI_KEY }, search: { url: search.url } }, appUrlOf: (s) => `http://${s.id}.localhost:8091` });
+    h = await startHarness("sqlite", { listen: true, platform: { ai: { baseUrl: ai.url, apiKey: FAKE_AI_KEY }, search: { url: search.url } }, apps: {} });
     doc = (await h.call("GET", "/v1/openapi.json", { key: h.owner.key })).body;
     c = contract(doc);
   });
@@ -272,7 +273,7 @@ describe("issue 11.1: the OpenAPI document is the contract [VibeCode]", () => {
     const server = (await call("POST /v1/infra/servers", "/v1/infra/servers", { key: api, body: { name: "Contract app", url: "https://contract.example.invalid/" } })).body.data;
     await call("POST /v1/infra/servers", "/v1/infra/servers", { key: api, body: { name: "x", url: "http://10.0.0.1/" } }).then((r) => assert.equal(r.status, 400));
     await call("GET /v1/infra/servers", "/v1/infra/servers", { key: api }).then((r) => assert.equal(r.body.data.length, 1));
-    await call("GET /v1/infra/servers/{id}", `/v1/infra/servers/${server.id}`, { key: api }).then((r) => assert.equal(r.body.data.appUrl, null));
+    await call("GET /v1/infra/servers/{id}", `/v1/infra/servers/${server.id}`, { key: api }).then((r) => assert.equal(r.body.data.appUrl, `http://${server.id}.localhost:${(h.appRuntime!.server.address() as AddressInfo).port}`));
     await call("DELETE /v1/infra/servers/{id}", `/v1/infra/servers/${server.id}`, { key: api });
     await call("GET /v1/infra/servers/{id}", `/v1/infra/servers/${server.id}`, { key: api }).then((r) => assert.equal(r.status, 404));
 

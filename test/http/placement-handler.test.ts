@@ -24,7 +24,6 @@ import { type IssuedKey, MINUTE, addMember, fails, makeKey, makePortal, ok } fro
 const PASSWORD = "correct horse battery staple";
 const CALLBACK = "https://app.example/callback";
 const STATE = "aAbBcCdDeEfFgGhH";
-const appUrlOf = (server: { id: string }) => `http://${server.id}.localhost:8091`;
 let people = 0;
 
 /** A member of the portal, signed in: their keygate id, email and session cookie. */
@@ -77,11 +76,11 @@ for (const kind of await storeKinds("http: placement handler")) {
     let app: IssuedKey;
     let admin: { id: string; email: string; cookie: string };
     let session: string;
-    let server: { id: string };
+    let server: { id: string; appUrl: string };
     const as = () => ({ key: app.raw, bearer: session });
 
     before(async () => {
-      h = await startHarness(kind, { listen: true, allowUpstream: ["127.0.0.1"], appUrlOf });
+      h = await startHarness(kind, { listen: true, allowUpstream: ["127.0.0.1"], apps: {} });
       portal = await makePortal(h);
       ok(await h.call("PATCH", `/v1/portals/${portal}`, { key: h.owner.key, body: { requestLimit: 10_000 } }));
       app = await makeKey(h, portal, { type: "app", name: "Deal helper", scopes: ["crm", "placement", "user", "vibe:infra"], redirectUris: [CALLBACK] });
@@ -122,7 +121,7 @@ for (const kind of await storeKinds("http: placement handler")) {
       const r = await post(h, action, fields);
       assert.equal(r.status, 302, JSON.stringify(r.body));
       const to = new URL(String(r.headers.location));
-      assert.equal(to.origin, appUrlOf(server));
+      assert.equal(to.origin, server.appUrl, "the app's own origin on the app runtime");
       assert.equal(to.searchParams.get("placement"), "LEFT_MENU");
       assert.equal(to.searchParams.get("member_id"), sandboxMemberId(portal));
       assert.equal(to.searchParams.get("placement_options"), "{}");

@@ -89,7 +89,7 @@ for (const kind of await storeKinds("http: servers")) {
     }
     const appKey = (portalId: string) => makeKey(h, portalId, { type: "app", scopes: ["crm", "vibe:infra"], redirectUris: [CALLBACK] });
 
-    it("issue 16 §1: an API key registers a server {name, url} → 201, owned by that key; appUrl is null (no app runtime yet)", async () => {
+    it("issue 16 §1: an API key registers a server {name, url} → 201, owned by that key; appUrl is null without the app runtime (no --apps-port)", async () => {
       const p = await ownPortal();
       const k = await makeKey(h, p);
       const s = ok(await create(k.raw, { name: "  CRM dashboard ", url: app.url }), 201);
@@ -97,7 +97,7 @@ for (const kind of await storeKinds("http: servers")) {
       assert.equal(s.url, app.url);
       assert.equal(s.keyId, k.id);
       assert.equal(s.portalId, p);
-      assert.equal(s.appUrl, null, "the app runtime (issue 16 §2) is not built: no public URL is invented");
+      assert.equal(s.appUrl, null, "the app runtime (issue 16 §2) is off: no public URL is invented");
       assert.equal(s.status, "pending");
       assert.equal(s.blackholeStatus, "UNREACHABLE", "not CONNECTED before keygate has reached it");
       assert.equal(s.lastCheckedAt, null);

@@ -21,6 +21,7 @@ import type { Server } from "node:http";
 import type { FastifyInstance } from "fastify";
 import pg from "pg";
 import { type ClientLimits, type ServerOptions, buildServer } from "../../src/gateway/server.ts";
+import type { AppRuntime } from "../../src/apps/runtime.ts";
 import type { Limiter } from "../../src/limits/limiter.ts";
 import type { HttpUpstreamOptions } from "../../src/upstream/http/proxy.ts";
 import type { PlatformOptions } from "../../src/platform/index.ts";
@@ -71,6 +72,8 @@ export interface Harness {
   url?: string;
   /** With `listen: true`: the listening server (its connections can be counted). */
   server?: Server;
+  /** With `apps`: the app runtime, listening on 127.0.0.1 (a random port). */
+  appRuntime?: AppRuntime;
   /** A user with a management key holding the given scopes (default: every management scope of the profile). */
   user(email: string, scopes?: string | string[]): Promise<{ user: User; key: string }>;
   close(): Promise<void>;
@@ -104,8 +107,8 @@ export interface HarnessOptions {
   startAt?: number;
   /** The platform sections' providers (`serve --ai-base-url`, `--search-url`): fakes from test/support/platform.ts. */
   platform?: PlatformOptions;
-  /** The apps' URLs on the app runtime (`ServerOptions.appUrlOf`): where the placement handler sends the browser. */
-  appUrlOf?: ServerOptions["appUrlOf"];
+  /** The app runtime (`serve --apps-port`, `--apps-domain`): listens on 127.0.0.1, a random port. */
+  apps?: ServerOptions["apps"];
 }
 
 /**
@@ -142,9 +145,11 @@ export async function startHarness(kind: StoreKind, options: HarnessOptions = {}
   };
   const now = () => clock.now;
   const limiter = await options.limiter?.(now);
-  const app = buildServer({ profile, store, serverSecret, now, trustProxy: options.trustProxy, limiter, httpUpstream: options.httpUpstream, clientLimits: options.clientLimits, allowUpstream: options.allowUpstream, identityKeyGeneration: options.identityKeyGeneration, platform: options.platform, mail: options.mail, storageMaxObjectBytes: options.storageMaxObjectBytes, serverCheckIntervalMs: options.serverCheckIntervalMs, appUrlOf: options.appUrlOf });
+  const app = buildServer({ profile, store, serverSecret, now, trustProxy: options.trustProxy, limiter, httpUpstream: options.httpUpstream, clientLimits: options.clientLimits, allowUpstream: options.allowUpstream, identityKeyGeneration: options.identityKeyGeneration, platform: options.platform, mail: options.mail, storageMaxObjectBytes: options.storageMaxObjectBytes, serverCheckIntervalMs: options.serverCheckIntervalMs, apps: options.apps });
   await app.ready();
   const url = options.listen ? await app.listen({ host: "127.0.0.1", port: 0 }) : undefined;
+  const appRuntime = app.appRuntime;
+  if (appRuntime) await new Promise<void>((resolve) => appRuntime.server.listen(0, "127.0.0.1", resolve));
   // The server's own management operations: changes made through them reach its caches.
   const kg: Keygate = app.keygate;
 
@@ -164,6 +169,7 @@ export async function startHarness(kind: StoreKind, options: HarnessOptions = {}
     call: caller(app),
     url,
     server: options.listen ? app.server : undefined,
+    appRuntime,
     async close() {
       await app.close();
       await store.close();
@@ -177,11 +183,14 @@ async function startNode(base: Harness, options: HarnessOptions): Promise<Harnes
   const profile = options.profile === undefined ? base.kg.profile : loadProfile(options.profile);
   const now = () => base.clock.now;
   const limiter = await options.limiter?.(now);
-  const app = buildServer({ profile, store: base.store, serverSecret: base.kg.serverSecret, now, trustProxy: options.trustProxy, limiter, allowUpstream: options.allowUpstream, identityKeyGeneration: options.identityKeyGeneration, serverCheckIntervalMs: options.serverCheckIntervalMs });
+  const app = buildServer({ profile, store: base.store, serverSecret: base.kg.serverSecret, now, trustProxy: options.trustProxy, limiter, allowUpstream: options.allowUpstream, identityKeyGeneration: options.identityKeyGeneration, serverCheckIntervalMs: options.serverCheckIntervalMs, apps: options.apps });
   await app.ready();
+  const appRuntime = app.appRuntime;
+  if (appRuntime) await new Promise<void>((resolve) => appRuntime.server.listen(0, "127.0.0.1", resolve));
   return {
     ...base,
     call: caller(app),
+    appRuntime,
     async close() {
       await app.close();
     },

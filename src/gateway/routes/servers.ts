@@ -15,7 +15,7 @@ const ServerView = T.Object({
   }),
   blackholeStatus: T.Union([T.Literal("CONNECTED"), T.Literal("UNREACHABLE")], { description: "CONNECTED while keygate reaches it (checked in the background), UNREACHABLE otherwise" }),
   lastCheckedAt: T.Union([T.String(), T.Null()]),
-  appUrl: T.Null({ description: "The app's public URL on keygate's app runtime: null, the app runtime is not built yet (docs/servers.md)" }),
+  appUrl: T.Union([T.String(), T.Null()], { description: "The app's public URL on keygate's app runtime, on an origin of its own; null when the runtime is off (no serve --apps-port; docs/apps.md)" }),
   keyId: T.String({ description: "The key that registered it" }),
   portalId: T.String(),
   createdAt: T.String(),
@@ -24,7 +24,7 @@ const ServerId = T.Object({ id: T.String({ minLength: 1, maxLength: 100 }) });
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
-function view(s: Server) {
+function view(s: Server, appUrl: string | null) {
   return {
     id: s.id,
     name: s.name,
@@ -32,7 +32,7 @@ function view(s: Server) {
     status: s.checkedAt === null ? ("pending" as const) : s.blackholeStatus === "CONNECTED" ? ("running" as const) : ("error" as const),
     blackholeStatus: s.blackholeStatus,
     lastCheckedAt: s.checkedAt === null ? null : iso(s.checkedAt),
-    appUrl: null,
+    appUrl,
     keyId: s.keyId,
     portalId: s.portalId,
     createdAt: iso(s.createdAt),
@@ -47,6 +47,7 @@ function view(s: Server) {
  */
 export function serverRoutes(app: App, ctx: GatewayContext, checks: ServerChecks): void {
   const { kg, envelope, responses } = ctx;
+  const viewOf = (s: Server) => view(s, ctx.appUrl(s.id));
   const schema = { tags: ["servers"] };
   const who = (request: FastifyRequest) => {
     const record = request.auth.key.record;
@@ -63,7 +64,7 @@ export function serverRoutes(app: App, ctx: GatewayContext, checks: ServerChecks
   app.get(
     "/v1/infra/servers",
     { schema: { ...schema, operationId: "listServers", summary: "The servers this key sees: registered with it, or its user's on its portal", response: responses({ data: T.Array(ServerView) }) } },
-    async (request) => envelope.ok((await listServersFor(kg.store, who(request))).map(view)),
+    async (request) => envelope.ok((await listServersFor(kg.store, who(request))).map(viewOf)),
   );
 
   app.post(
@@ -99,7 +100,7 @@ export function serverRoutes(app: App, ctx: GatewayContext, checks: ServerChecks
       const server: Server = { id: randomUUID(), name: name.trim(), url: parsed.toString(), ...w, blackholeStatus: "UNREACHABLE", checkedAt: null, createdAt: kg.now() };
       await createServer(kg.store, server);
       checks.checkSoon(server);
-      return reply.code(201).send(envelope.ok(view(server)));
+      return reply.code(201).send(envelope.ok(viewOf(server)));
     },
   );
 
@@ -108,7 +109,7 @@ export function serverRoutes(app: App, ctx: GatewayContext, checks: ServerChecks
     {
       schema: { ...schema, operationId: "getServer", summary: "One server: status, and whether keygate reaches it (blackholeStatus)", params: ServerId, response: responses({ data: ServerView, codes: ["SERVER_NOT_FOUND"] }) },
     },
-    async (request) => envelope.ok(view(await visible(request, request.params.id))),
+    async (request) => envelope.ok(viewOf(await visible(request, request.params.id))),
   );
 
   app.delete(
