@@ -147,6 +147,11 @@ export const ERRORS = {
     hint: "Go through the OAuth flow (GET /v1/oauth/authorize → POST /v1/oauth/token) and send X-Api-Key: vibe_app_… with Authorization: Bearer vibe_session_…, or use a personal API key (vibe_api_), which acts as its owner.",
   },
   SERVER_NOT_FOUND: { status: 404, message: "No such server, or not one this key sees.", hint: "GET /v1/infra/servers lists the servers this key sees." },
+  BITRIX24_AUTHORIZATION_EXPIRED: {
+    status: 401,
+    message: "The user's Bitrix24 authorization of this app has ended (its refresh token is expired or revoked): the user must authorize the app again.",
+    hint: "Send the user through the OAuth flow again (GET /v1/oauth/authorize): keygate then gets new Bitrix24 tokens for them.",
+  },
 } as const satisfies Record<string, ErrorDef>;
 
 export type ErrorCode = keyof typeof ERRORS;
