@@ -57,6 +57,7 @@ import { SIGN_IN_THROTTLE, type SignInThrottleSettings, signInThrottle } from ".
 import { type Usage, routeFacts } from "./usage.ts";
 import { AiUsage, type PlatformOptions, Sections, platformRoutes } from "../platform/index.ts";
 import { isOAuthPath, oauthRoutes } from "../oauth/routes.ts";
+import { BITRIX24_TOKEN_URL, Bitrix24UserTokens } from "../oauth/bitrix24-tokens.ts";
 import type { AppSession } from "../store/store.ts";
 
 export interface ServerOptions {
@@ -112,6 +113,8 @@ export interface ServerOptions {
   serverCheckIntervalMs?: number;
   /** The base URL of the sandbox served at a host root (`keygate serve --sandbox-port`), for the sandbox's webhook URL; default: the /sandbox/ path of this server. */
   sandboxUrl?: string;
+  /** Bitrix24's OAuth token server (`serve --bitrix24-token-url`, default https://oauth.bitrix.info/oauth/token/); a path is on this keygate (its sandbox's /sandbox/oauth/token/). */
+  bitrix24TokenUrl?: string;
   now?: () => number;
 }
 
@@ -190,6 +193,8 @@ export interface GatewayContext {
   aiUsage: AiUsage;
   /** A call to a portal's upstream took `seconds` (failed with `error`, a code), for /metrics. */
   upstreamCalled?: (portalId: string, seconds: number, error?: string) => void;
+  /** Users' Bitrix24 OAuth tokens on real portals (src/oauth/bitrix24-tokens.ts). */
+  bitrix24Tokens: Bitrix24UserTokens;
 }
 
 /**
@@ -364,7 +369,13 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     options.invalidation?.publish({ kind: "data" }).catch((e: Error) => app.log.error({ err: e }, "could not tell other nodes of a revoked session"));
   };
   const fa = forwardAuth({ admission: a, envelope, client, assertions, store, log: app.log });
-  const ctx: GatewayContext = { kg, envelope, publicUrl: options.publicUrl, sandboxUrl: options.sandboxUrl, usage, cache, client, send, responses: responsesFor(profile), sections: new Sections(profile, options.platform ?? {}), aiUsage: new AiUsage(), upstreamCalled: metrics && ((portalId, seconds, error) => metrics.upstream(portalId, seconds, error)) };
+  /** This keygate's own listening address (its sandbox is called there), or undefined when it is not listening. */
+  const ownBaseUrl = () => {
+    const address = app.server.address();
+    return typeof address === "object" && address !== null ? `${options.tls ? "https" : "http"}://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}` : undefined;
+  };
+  const bitrix24Tokens = new Bitrix24UserTokens(kg, { tokenUrl: options.bitrix24TokenUrl ?? BITRIX24_TOKEN_URL, ownBaseUrl });
+  const ctx: GatewayContext = { kg, envelope, publicUrl: options.publicUrl, sandboxUrl: options.sandboxUrl, usage, cache, client, send, responses: responsesFor(profile), sections: new Sections(profile, options.platform ?? {}), aiUsage: new AiUsage(), upstreamCalled: metrics && ((portalId, seconds, error) => metrics.upstream(portalId, seconds, error)), bitrix24Tokens };
 
   const arrive = (req: ArrivingMessage, res: ServerResponse): void => {
     const url = req.url!;
@@ -653,10 +664,6 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     accountRoutes(typed, ctx, { client, lifetimes, throttle: signInThrottle(limiter, { ...SIGN_IN_THROTTLE, ...options.signInThrottle }) });
     // Its own plugin: the consent form and the token endpoint take form bodies, no other route does.
     typed.register(async (oauth) => oauthRoutes(oauth.withTypeProvider<TypeBoxTypeProvider>(), ctx, { lifetimes, revoked: sessionsRevoked }));
-    const ownBaseUrl = () => {
-      const address = app.server.address();
-      return typeof address === "object" && address !== null ? `${options.tls ? "https" : "http"}://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}` : undefined;
-    };
     entityRoutes(typed, ctx, limits, ownBaseUrl);
     botRoutes(typed, ctx, portalConnection(ctx, limits, ownBaseUrl));
     placementRoutes(typed, ctx, portalConnection(ctx, limits, ownBaseUrl));
