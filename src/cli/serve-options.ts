@@ -45,6 +45,7 @@ export interface ServeFlags {
   smtpFrom?: string;
   storageMaxObjectBytes?: string;
   storeTimeoutSeconds?: string;
+  bitrix24TokenUrl?: string;
 }
 
 /** The configuration, checked. */
@@ -73,6 +74,8 @@ export interface ServeConfig {
   drainSeconds: number;
   /** The providers of the platform sections (docs/sections.md). */
   platform: PlatformOptions;
+  /** Bitrix24's OAuth token server (docs/oauth.md, "Real Bitrix24 portals"); default https://oauth.bitrix.info/oauth/token/. */
+  bitrix24TokenUrl?: string;
   /** SMTP for the emails keygate sends (docs/feedback.md); none: in-app notifications only. */
   mail?: { url: string; from: string };
   /** The largest object PUT /v1/storage/objects/<key> stores (docs/storage.md). */
@@ -123,6 +126,7 @@ export function serveOptions(): Option[] {
     option("--smtp-url <url>", "SMTP server for the emails keygate sends (feedback tickets' authors): smtp://host:587 or smtps://user:password@host:465; needs --smtp-from (default: none, in-app notifications only)", "KEYGATE_SMTP_URL"),
     option("--smtp-from <address>", "the From address of those emails, e.g. \"keygate <keygate@example.com>\"", "KEYGATE_SMTP_FROM"),
     option("--storage-max-object-bytes <bytes>", "the largest object PUT /v1/storage/objects/<key> stores (default: 104857600, 100 MiB)", "KEYGATE_STORAGE_MAX_OBJECT_BYTES"),
+    option("--bitrix24-token-url <url>", "Bitrix24's OAuth token server, where users' codes are exchanged and tokens refreshed (default: https://oauth.bitrix.info/oauth/token/; a path such as /sandbox/oauth/token/ is on this keygate)", "KEYGATE_BITRIX24_TOKEN_URL"),
     option("--store-timeout-seconds <seconds>", "PostgreSQL: how long a query, or getting a connection for it, may take before the request answers 503 STORE_UNAVAILABLE (default: 5)", "KEYGATE_STORE_TIMEOUT_SECONDS"),
   ];
 }
@@ -174,6 +178,7 @@ export function serveConfig(flags: ServeFlags): ServeConfig {
     platform: platformOptions(flags),
     mail: mailOptions(flags.smtpUrl, flags.smtpFrom),
     storageMaxObjectBytes: flags.storageMaxObjectBytes === undefined ? undefined : wholeNumber("--storage-max-object-bytes", "KEYGATE_STORAGE_MAX_OBJECT_BYTES", flags.storageMaxObjectBytes, 0, Number.MAX_SAFE_INTEGER),
+    bitrix24TokenUrl: bitrix24TokenUrl(flags.bitrix24TokenUrl),
     storeTimeoutMs: flags.storeTimeoutSeconds === undefined ? undefined : wholeNumber("--store-timeout-seconds", "KEYGATE_STORE_TIMEOUT_SECONDS", flags.storeTimeoutSeconds, 1, 3600) * 1000,
   };
 }
@@ -197,6 +202,13 @@ function platformOptions(flags: ServeFlags): PlatformOptions {
   }
   if (flags.searchUrl !== undefined && flags.searchUrl !== "") platform.search = { url: url("--search-url", "KEYGATE_SEARCH_URL", flags.searchUrl) };
   return platform;
+}
+
+/** An http(s) URL, or a path on this keygate (its sandbox's token server). */
+function bitrix24TokenUrl(value: string | undefined): string | undefined {
+  if (value === undefined || value === "") return undefined;
+  if ((/^https?:\/\/[^/]/.test(value) && URL.canParse(value)) || /^\/[^/]/.test(value)) return value;
+  throw usage(`--bitrix24-token-url must be an http:// or https:// URL, or a path on this keygate, not "${value}" (the flag, or KEYGATE_BITRIX24_TOKEN_URL)`);
 }
 
 /** SMTP is configured with both flags or neither: a URL without a sender (or the reverse) stops keygate at start. */

@@ -78,6 +78,7 @@ export function registerServe(program: Command, io: Io): void {
         platform: opts.platform,
         mail: opts.mail,
         storageMaxObjectBytes: opts.storageMaxObjectBytes,
+        bitrix24TokenUrl: opts.bitrix24TokenUrl,
         ...shared,
       });
       log = (message) => app.log.warn(message);

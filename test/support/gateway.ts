@@ -104,6 +104,8 @@ export interface HarnessOptions {
   startAt?: number;
   /** The platform sections' providers (`serve --ai-base-url`, `--search-url`): fakes from test/support/platform.ts. */
   platform?: PlatformOptions;
+  /** Bitrix24's OAuth token server (`serve --bitrix24-token-url`): "/sandbox/oauth/token/" for the sandbox standing in for a real portal. */
+  bitrix24TokenUrl?: string;
 }
 
 /**
@@ -140,7 +142,7 @@ export async function startHarness(kind: StoreKind, options: HarnessOptions = {}
   };
   const now = () => clock.now;
   const limiter = await options.limiter?.(now);
-  const app = buildServer({ profile, store, serverSecret, now, trustProxy: options.trustProxy, limiter, httpUpstream: options.httpUpstream, clientLimits: options.clientLimits, allowUpstream: options.allowUpstream, identityKeyGeneration: options.identityKeyGeneration, platform: options.platform, mail: options.mail, storageMaxObjectBytes: options.storageMaxObjectBytes, serverCheckIntervalMs: options.serverCheckIntervalMs });
+  const app = buildServer({ profile, store, serverSecret, now, trustProxy: options.trustProxy, limiter, httpUpstream: options.httpUpstream, clientLimits: options.clientLimits, allowUpstream: options.allowUpstream, identityKeyGeneration: options.identityKeyGeneration, platform: options.platform, mail: options.mail, storageMaxObjectBytes: options.storageMaxObjectBytes, serverCheckIntervalMs: options.serverCheckIntervalMs, bitrix24TokenUrl: options.bitrix24TokenUrl });
   await app.ready();
   const url = options.listen ? await app.listen({ host: "127.0.0.1", port: 0 }) : undefined;
   // The server's own management operations: changes made through them reach its caches.
@@ -175,7 +177,7 @@ async function startNode(base: Harness, options: HarnessOptions): Promise<Harnes
   const profile = options.profile === undefined ? base.kg.profile : loadProfile(options.profile);
   const now = () => base.clock.now;
   const limiter = await options.limiter?.(now);
-  const app = buildServer({ profile, store: base.store, serverSecret: base.kg.serverSecret, now, trustProxy: options.trustProxy, limiter, allowUpstream: options.allowUpstream, identityKeyGeneration: options.identityKeyGeneration, serverCheckIntervalMs: options.serverCheckIntervalMs });
+  const app = buildServer({ profile, store: base.store, serverSecret: base.kg.serverSecret, now, trustProxy: options.trustProxy, limiter, allowUpstream: options.allowUpstream, identityKeyGeneration: options.identityKeyGeneration, serverCheckIntervalMs: options.serverCheckIntervalMs, bitrix24TokenUrl: options.bitrix24TokenUrl });
   await app.ready();
   return {
     ...base,
