@@ -27,9 +27,12 @@ export function portalConnection(ctx: GatewayContext, limits: ReturnType<typeof 
     const portalId = key.record.portalId;
     const session = request.auth.appSession;
     if (session !== undefined) {
-      const portal = portalId === null ? undefined : await ctx.kg.store.getPortal(portalId);
-      const app = portal === undefined ? undefined : bitrix24AppOf(portal);
-      if (app !== undefined) return userClient(app, session.portalId, session.userId);
+      // The portal's Bitrix24 application, kept with the key until its portal changes; null: none (the sandbox, or a webhook only).
+      const app = await ctx.cache.derive<Bitrix24App | null>(key, "bitrix24 app", async () => {
+        const portal = portalId === null ? undefined : await ctx.kg.store.getPortal(portalId);
+        return (portal && bitrix24AppOf(portal)) ?? null;
+      });
+      if (app !== null) return userClient(app, session.portalId, session.userId);
     }
     const user = session?.bitrixUserId;
     const name = user === undefined ? "bitrix24" : `bitrix24 user ${user}`;

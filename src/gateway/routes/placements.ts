@@ -5,7 +5,7 @@ import type { Portal } from "../../dataplane/service.ts";
 import { UpstreamError } from "../../upstream/bitrix24/index.ts";
 import type { App, GatewayContext } from "../server.ts";
 
-const CODES = ["PORTAL_NOT_LINKED", "BITRIX_ERROR", "BITRIX_ACCESS_DENIED", "BITRIX_UNAVAILABLE"];
+const CODES = ["PORTAL_NOT_LINKED", "BITRIX24_AUTHORIZATION_EXPIRED", "BITRIX_ERROR", "BITRIX_ACCESS_DENIED", "BITRIX_UNAVAILABLE"];
 
 const PlacementCode = T.String({
   minLength: 1,
