@@ -116,10 +116,10 @@ export function oauthRoutes(app: App, ctx: GatewayContext, options: OAuthRouteOp
     return found && token !== undefined ? { user: found.user, token } : undefined;
   };
 
-  const html = (reply: FastifyReply, status: number, body: string, redirectUri: string | null) =>
+  const html = (reply: FastifyReply, status: number, body: string, redirectUri: string | null, portalOrigin?: string) =>
     reply
       .code(status)
-      .headers(pageHeaders(redirectUri === null ? null : new URL(redirectUri).origin))
+      .headers(pageHeaders(redirectUri === null ? null : new URL(redirectUri).origin, portalOrigin))
       .send(body);
 
   const authorizeCodes = ["INVALID_REQUEST", "INVALID_API_KEY", "INVALID_REDIRECT_URI", "NOT_PORTAL_MEMBER", "PORTAL_NOT_LINKED"];
@@ -159,7 +159,9 @@ export function oauthRoutes(app: App, ctx: GatewayContext, options: OAuthRouteOp
         fields,
         redirectHost: checked.redirectUri === null ? null : new URL(checked.redirectUri).host,
       });
-      return html(reply, 200, page, checked.redirectUri);
+      const upstream = checked.portal.upstream;
+      const portalOrigin = upstream?.kind === "bitrix24" && bitrix24AppOf(checked.portal) !== undefined ? new URL(portalBase(upstream.webhookUrl)).origin : undefined;
+      return html(reply, 200, page, checked.redirectUri, portalOrigin);
     },
   );
 

@@ -114,7 +114,9 @@ for (const kind of await storeKinds("http: bitrix24 oauth")) {
     });
     after(() => h.close());
 
-    it("issue 15 §2: Allow sends the browser to the portal's Bitrix24 authorize URL with the application's client_id, keygate's callback and an opaque state", async () => {
+    it("issue 15 §2: Allow sends the browser to the portal's Bitrix24 authorize URL with the application's client_id, keygate's callback and an opaque state; the consent page's form may lead there", async () => {
+      const page = await olga.open(`/v1/oauth/authorize?${new URLSearchParams({ app_key: app.raw, state: STATE, redirect_uri: CALLBACK })}`);
+      assert.match(String(page.headers["content-security-policy"]), new RegExp(`form-action 'self' https://app\\.example ${new URL(h.url!).origin.replace(/\./g, "\\.")};`));
       const to = await olga.allow(app.raw);
       assert.equal(`${to.origin}${to.pathname}`, `${h.url}/sandbox/${sandboxId}/oauth/authorize/`);
       assert.equal(to.searchParams.get("client_id"), sandboxApp(h.kg.serverSecret, sandboxId).clientId);
