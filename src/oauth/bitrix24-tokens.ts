@@ -79,7 +79,6 @@ export interface TokenAnswer {
   memberId: string;
   clientEndpoint: string;
   userId: number;
-  domain?: string;
 }
 
 const COLUMNS = "portal_id, user_id, bitrix_user_id, member_id, client_endpoint, tokens, expires_at, refresh_expires_at, version, updated_at";
@@ -166,10 +165,7 @@ export function tokenAnswerOf(body: unknown): TokenAnswer | undefined {
   const userId = Number(b["user_id"]);
   if (accessToken === undefined || refreshToken === undefined || memberId === undefined || clientEndpoint === undefined) return undefined;
   if (!Number.isFinite(expiresIn) || expiresIn <= 0 || !Number.isSafeInteger(userId) || userId <= 0) return undefined;
-  const answer: TokenAnswer = { accessToken, refreshToken, expiresIn, memberId, clientEndpoint, userId };
-  const domain = text("domain");
-  if (domain !== undefined) answer.domain = domain;
-  return answer;
+  return { accessToken, refreshToken, expiresIn, memberId, clientEndpoint, userId };
 }
 
 export interface UserTokensOptions {

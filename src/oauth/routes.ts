@@ -246,6 +246,7 @@ export function oauthRoutes(app: App, ctx: GatewayContext, options: OAuthRouteOp
       if (portal === undefined || b24 === undefined || portal.upstream?.kind !== "bitrix24") {
         throw new KeygateError("PORTAL_NOT_LINKED", { message: "The app's portal no longer has a Bitrix24 application (upstream.clientId, upstream.clientSecret): authorize the app again once it has." });
       }
+      if ((await kg.store.getKey(pending.keyId)) === undefined) throw new KeygateError("INVALID_API_KEY", { message: "The app's key no longer exists." });
       if ((await kg.store.getMember(portal.id, who.user.id)) === undefined) throw new KeygateError("NOT_PORTAL_MEMBER", { message: `Only members of ${portal.domain} can authorize this app.` });
       if (q.error !== undefined || q.code === undefined || q.code === "") return back({ error: "access_denied", error_description: "The user did not authorize the app on the Bitrix24 portal." });
       let tokens;
@@ -270,7 +271,6 @@ export function oauthRoutes(app: App, ctx: GatewayContext, options: OAuthRouteOp
         refreshToken: tokens.refreshToken,
         expiresAt: now + tokens.expiresIn * 1000,
       });
-      if ((await kg.store.getKey(pending.keyId)) === undefined) throw new KeygateError("INVALID_API_KEY", { message: "The app's key no longer exists." });
       return back({ code: await allow(kg, pending, who.user, revoked, stored.bitrixUserId) });
     },
   );
