@@ -223,10 +223,16 @@ export class Bitrix24UserTokens {
   /** The user's tokens, refreshed first when the access token is about to end; 401 BITRIX24_AUTHORIZATION_EXPIRED when there are none. */
   async current(app: Bitrix24App, portalId: string, userId: string): Promise<Bitrix24Tokens> {
     const key = owner(portalId, userId);
-    const held = this.#held.get(key) ?? (await loadBitrix24Tokens(this.#kg, portalId, userId));
-    if (held === undefined) throw authorizationExpired();
-    this.#held.set(key, held);
-    return held.expiresAt - this.#kg.now() < REFRESH_AHEAD_MS ? this.#refresh(app, held) : held;
+    const held = this.#held.get(key);
+    if (held !== undefined && this.#fresh(held)) return held;
+    // Another node may have refreshed them already: the row first, the token server only if it is about to end too.
+    const stored = await loadBitrix24Tokens(this.#kg, portalId, userId);
+    if (stored === undefined) {
+      this.#held.delete(key);
+      throw authorizationExpired();
+    }
+    this.#held.set(key, stored);
+    return this.#fresh(stored) ? stored : this.#refresh(app, stored);
   }
 
   /** Bitrix24 refused `rejected`: the stored token if another is there (another node refreshed), else a refreshed one. */
@@ -238,8 +244,12 @@ export class Bitrix24UserTokens {
       throw authorizationExpired();
     }
     this.#held.set(key, stored);
-    if (stored.accessToken !== rejected && stored.expiresAt - this.#kg.now() >= REFRESH_AHEAD_MS) return stored;
-    return this.#refresh(app, stored);
+    return stored.accessToken !== rejected && this.#fresh(stored) ? stored : this.#refresh(app, stored);
+  }
+
+  /** Whether the access token has more than a minute left. */
+  #fresh(tokens: Bitrix24Tokens): boolean {
+    return tokens.expiresAt - this.#kg.now() >= REFRESH_AHEAD_MS;
   }
 
   /** One refresh per user at a time in this node; between nodes, the row's version decides. */

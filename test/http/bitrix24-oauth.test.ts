@@ -169,7 +169,7 @@ for (const kind of await storeKinds("http: bitrix24 oauth")) {
       assert.equal(after.expiresAt, h.clock.now + ACCESS_TTL_MS);
     });
 
-    it("issue 15 §2: another node on the same store calls with the stored tokens; a Bitrix24 expired_token there triggers one refresh and a retry, and the first node follows the refresh", async () => {
+    it("issue 15 §2: another node on the same store calls with the stored tokens; a Bitrix24 expired_token there triggers one refresh and a retry; a node whose token another node's refresh ended (invalid_token) takes the stored tokens", async () => {
       const session = await sessionFor(olga);
       const node2 = await startHarness(kind, { alongside: h, allowUpstream: ["127.0.0.1"], bitrix24TokenUrl: `${h.url}/sandbox/oauth/token/` });
       try {
@@ -186,9 +186,17 @@ for (const kind of await storeKinds("http: bitrix24 oauth")) {
         }
         const refreshed = (await loadBitrix24Tokens(h.kg, portalId, olga.userId))!;
         assert.equal(refreshed.version, before.version + 1, "one refresh");
-        // The first node still holds the ended token: Bitrix24 refuses it, the node reads the row again and uses the new one (no second refresh).
+        // The first node's token has ended: it reads the row and uses the tokens the other node stored (no second refresh).
         assert.equal(ok(await h.call("GET", "/v1/deals", { key: app.raw, bearer: session })).length, 7);
         assert.equal((await loadBitrix24Tokens(h.kg, portalId, olga.userId))!.version, refreshed.version);
+
+        // The second node refreshes while the first still holds a token it believes good: Bitrix24 refuses it there
+        // (invalid_token), and the first node takes the stored tokens again instead of refreshing.
+        await h.store.sql.atomically([{ sql: "UPDATE bitrix24_tokens SET expires_at = ? WHERE portal_id = ? AND user_id = ?", params: [h.clock.now + 30_000, portalId, olga.userId] }]);
+        assert.equal(ok(await node2.call("GET", "/v1/deals", { key: app.raw, bearer: session })).length, 7);
+        assert.equal((await loadBitrix24Tokens(h.kg, portalId, olga.userId))!.version, refreshed.version + 1);
+        assert.equal(ok(await h.call("GET", "/v1/deals", { key: app.raw, bearer: session })).length, 7);
+        assert.equal((await loadBitrix24Tokens(h.kg, portalId, olga.userId))!.version, refreshed.version + 1, "no refresh on the first node");
       } finally {
         await node2.close();
       }
