@@ -51,6 +51,8 @@ function General() {
       ${kind !== "sandbox" &&
       html`<label>${kind === "http" ? "Base URL" : "Incoming webhook URL"} <input type="url" class="mono" placeholder=${current ?? (kind === "http" ? "https://api.example.com" : "https://<portal>/rest/<user id>/<token>/")} value=${url} onInput=${(e) => setUrl(e.currentTarget.value)} /></label>
         ${current && html`<p class="hint">Now: <span class="mono">${current}</span> (masked). Leave empty to keep it.</p>`}`}
+      ${portal.upstream?.kind === "sandbox" &&
+      html`<p class="hint">Apps embedded in this sandbox portal open as you from <a id="sandbox-placements" href=${`/sandbox/${encodeURIComponent(portal.id)}/placements`}>its placements page</a>, as Bitrix24 opens them.</p>`}
       <label>Request limit <input type="number" min="1" step="1" inputmode="numeric" value=${limit} onInput=${(e) => setLimit(e.currentTarget.value)} /></label>
       <p class="hint">Requests per second shared by all the portal's keys. Empty: the profile's default.</p>
       <${ErrorNote} error=${action.error} />

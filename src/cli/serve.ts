@@ -113,6 +113,7 @@ export function registerServe(program: Command, io: Io): void {
             // A secret like the management key: it reaches the sandbox's data as its administrator.
             io.out(`The sandbox's incoming webhook, for Bitrix24 clients (keep it secret): ${webhook}`);
             io.out(`Try it: curl ${tls ? "-k " : ""}"${webhook}crm.deal.list?select[]=ID&select[]=TITLE"`);
+            io.out(`Apps embedded in it (POST /v1/placements/bind) open as Bitrix24 opens them from ${url}/sandbox/${portal.id}/placements, signed in to the dashboard (docs/placements.md).`);
           }
         }
       }

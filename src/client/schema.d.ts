@@ -1232,7 +1232,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Embed the app in a place of the portal (placement.bind): {placement, title, handler, description?} */
+        /** Embed the app in a place of the portal (placement.bind): {placement, title, handler?, serverId?, description?}; without handler, keygate's placement handler opens the app's server */
         post: operations["bindPlacement"];
         delete?: never;
         options?: never;
@@ -1390,6 +1390,23 @@ export interface paths {
         put?: never;
         /** End a session (RFC 7009): the same answer whether or not the token was a live session */
         post: operations["revokeSession"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/bitrix-handler": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** keygate's placement handler, posted by the portal (no key) when a user opens the app: checks the Bitrix24 authorization against the app's portal and sends the browser to the app with a one-time __init token */
+        post: operations["openPlacement"];
         delete?: never;
         options?: never;
         head?: never;
@@ -12082,8 +12099,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12093,7 +12110,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -12107,8 +12124,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12118,7 +12135,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -12400,8 +12417,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12411,7 +12428,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -12425,8 +12442,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12436,7 +12453,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -12652,8 +12669,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12663,7 +12680,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -12677,8 +12694,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12688,7 +12705,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -12940,8 +12957,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12951,7 +12968,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -12965,8 +12982,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12976,7 +12993,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -13220,8 +13237,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13231,7 +13248,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -13245,8 +13262,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13256,7 +13273,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -13565,8 +13582,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13576,7 +13593,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -13590,8 +13607,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13601,7 +13618,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -13888,8 +13905,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13899,7 +13916,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -13913,8 +13930,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13924,7 +13941,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -14199,8 +14216,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14210,7 +14227,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -14224,8 +14241,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14235,7 +14252,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -14480,8 +14497,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14491,7 +14508,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -14505,8 +14522,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14516,7 +14533,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -14798,8 +14815,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14809,7 +14826,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -14823,8 +14840,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14834,7 +14851,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -15050,8 +15067,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15061,7 +15078,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -15075,8 +15092,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15086,7 +15103,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -15338,8 +15355,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15349,7 +15366,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -15363,8 +15380,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15374,7 +15391,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -15618,8 +15635,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15629,7 +15646,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -15643,8 +15660,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15654,7 +15671,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -15963,8 +15980,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15974,7 +15991,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -15988,8 +16005,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15999,7 +16016,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -16286,8 +16303,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16297,7 +16314,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -16311,8 +16328,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16322,7 +16339,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -16597,8 +16614,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16608,7 +16625,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -16622,8 +16639,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16633,7 +16650,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -16878,8 +16895,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16889,7 +16906,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -16903,8 +16920,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16914,7 +16931,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -17196,8 +17213,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17207,7 +17224,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -17221,8 +17238,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17232,7 +17249,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -17448,8 +17465,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17459,7 +17476,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -17473,8 +17490,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17484,7 +17501,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -17736,8 +17753,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17747,7 +17764,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -17761,8 +17778,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17772,7 +17789,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -18016,8 +18033,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18027,7 +18044,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -18041,8 +18058,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18052,7 +18069,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -18361,8 +18378,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18372,7 +18389,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -18386,8 +18403,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18397,7 +18414,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -18684,8 +18701,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18695,7 +18712,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -18709,8 +18726,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18720,7 +18737,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -18995,8 +19012,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19006,7 +19023,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -19020,8 +19037,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19031,7 +19048,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -19276,8 +19293,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19287,7 +19304,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -19301,8 +19318,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19312,7 +19329,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -19594,8 +19611,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19605,7 +19622,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -19619,8 +19636,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19630,7 +19647,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -19846,8 +19863,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19857,7 +19874,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -19871,8 +19888,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19882,7 +19899,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -20134,8 +20151,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -20145,7 +20162,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -20159,8 +20176,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -20170,7 +20187,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -20414,8 +20431,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -20425,7 +20442,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -20439,8 +20456,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -20450,7 +20467,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -20759,8 +20776,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -20770,7 +20787,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -20784,8 +20801,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -20795,7 +20812,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -21082,8 +21099,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -21093,7 +21110,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -21107,8 +21124,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -21118,7 +21135,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -21393,8 +21410,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -21404,7 +21421,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -21418,8 +21435,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -21429,7 +21446,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -21674,8 +21691,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -21685,7 +21702,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -21699,8 +21716,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -21710,7 +21727,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -21992,8 +22009,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22003,7 +22020,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -22017,8 +22034,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22028,7 +22045,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -22244,8 +22261,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22255,7 +22272,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -22269,8 +22286,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22280,7 +22297,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -22532,8 +22549,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22543,7 +22560,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -22557,8 +22574,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22568,7 +22585,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -22812,8 +22829,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22823,7 +22840,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -22837,8 +22854,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22848,7 +22865,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -23157,8 +23174,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -23168,7 +23185,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -23182,8 +23199,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -23193,7 +23210,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -23480,8 +23497,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -23491,7 +23508,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -23505,8 +23522,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -23516,7 +23533,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -23791,8 +23808,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -23802,7 +23819,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -23816,8 +23833,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -23827,7 +23844,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -24072,8 +24089,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -24083,7 +24100,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -24097,8 +24114,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -24108,7 +24125,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -24390,8 +24407,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -24401,7 +24418,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -24415,8 +24432,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -24426,7 +24443,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -24642,8 +24659,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -24653,7 +24670,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -24667,8 +24684,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -24678,7 +24695,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -24930,8 +24947,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -24941,7 +24958,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -24955,8 +24972,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -24966,7 +24983,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -25275,8 +25292,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -25286,7 +25303,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -25300,8 +25317,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -25311,7 +25328,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -25598,8 +25615,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -25609,7 +25626,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -25623,8 +25640,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -25634,7 +25651,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -25909,8 +25926,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -25920,7 +25937,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -25934,8 +25951,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -25945,7 +25962,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -26223,8 +26240,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -26234,7 +26251,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -26248,8 +26265,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -26259,7 +26276,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -26538,8 +26555,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -26549,7 +26566,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -26563,8 +26580,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -26574,7 +26591,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -26852,8 +26869,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -26863,7 +26880,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -26877,8 +26894,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -26888,7 +26905,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -27192,8 +27209,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description NOT_IMPLEMENTED */
-            501: {
+            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -27203,7 +27220,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "NOT_IMPLEMENTED";
+                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -27217,8 +27234,8 @@ export interface operations {
                     };
                 };
             };
-            /** @description BITRIX_UNAVAILABLE, UPSTREAM_UNAVAILABLE */
-            502: {
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -27228,7 +27245,7 @@ export interface operations {
                         success: false;
                         error: {
                             /** @enum {string} */
-                            code: "BITRIX_UNAVAILABLE" | "UPSTREAM_UNAVAILABLE";
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -27459,6 +27476,31 @@ export interface operations {
                         error: {
                             /** @enum {string} */
                             code: "BITRIX_UNAVAILABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -27716,6 +27758,31 @@ export interface operations {
                     };
                 };
             };
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "SANDBOX_UNREACHABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
         };
     };
     unregisterBot: {
@@ -27934,6 +28001,31 @@ export interface operations {
                         error: {
                             /** @enum {string} */
                             code: "BITRIX_UNAVAILABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -28174,6 +28266,31 @@ export interface operations {
                         error: {
                             /** @enum {string} */
                             code: "BITRIX_UNAVAILABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description SANDBOX_UNREACHABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -28615,8 +28732,10 @@ export interface operations {
                     placement: string;
                     /** @description Shown in the place (the menu item, the tab) */
                     title: string;
-                    /** @description The URL Bitrix24 posts to when a user opens the app there: the app's own handler (keygate's placement handler is not served yet, docs/placements.md) */
-                    handler: string;
+                    /** @description The URL Bitrix24 posts to when a user opens the app there; default: keygate's placement handler for the app's server (serverId), which opens the app on keygate's app runtime */
+                    handler?: string;
+                    /** @description Without handler: the server (app) keygate's handler opens, one registered with this key; default: the key's only server */
+                    serverId?: string;
                     description?: string;
                 };
             };
@@ -28701,6 +28820,31 @@ export interface operations {
                         error: {
                             /** @enum {string} */
                             code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description SERVER_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "SERVER_NOT_FOUND";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */
@@ -31049,6 +31193,271 @@ export interface operations {
                         error: {
                             /** @enum {string} */
                             code: "BITRIX_UNAVAILABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    openPlacement: {
+        parameters: {
+            query?: {
+                /** @description The server (app) to open: its id */
+                app?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/x-www-form-urlencoded": {
+                    /** @description The OAuth access token of the user who opened the app */
+                    AUTH_ID?: string;
+                    /** @description Seconds AUTH_ID lives */
+                    AUTH_EXPIRES?: string;
+                    /** @description The user's refresh token (not kept by keygate) */
+                    REFRESH_ID?: string;
+                    /** @description The portal's identifier */
+                    member_id?: string;
+                    /** @description The application's type (L: local) */
+                    status?: string;
+                    /** @description The portal's domain */
+                    DOMAIN?: string;
+                    /** @description 1: HTTPS, 0: HTTP */
+                    PROTOCOL?: string;
+                    /** @description The user's interface language */
+                    LANG?: string;
+                    /** @description The application's string identifier */
+                    APP_SID?: string;
+                    /** @description The place opened (LEFT_MENU, CRM_DEAL_DETAIL_TAB, …); DEFAULT: the app's own page */
+                    PLACEMENT?: string;
+                    /** @description The place's JSON options, e.g. {"ID":"42"} for a CRM card */
+                    PLACEMENT_OPTIONS?: string;
+                } & {
+                    [key: string]: unknown;
+                };
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        data: unknown;
+                    };
+                };
+            };
+            /** @description To <app URL>/?placement=…&member_id=…[&placement_options=…]&__init=<one-time token, 5 minutes> */
+            302: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description AMBIGUOUS_CREDENTIALS, PORTAL_NOT_LINKED, VALIDATION_ERROR */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "AMBIGUOUS_CREDENTIALS" | "PORTAL_NOT_LINKED" | "VALIDATION_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INVALID_API_KEY, INVALID_SESSION, KEY_EXPIRED, KEY_INACTIVE, MISSING_API_KEY, SESSION_REQUIRED, TOKEN_MISSING, USER_AUTH_REQUIRED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INVALID_API_KEY" | "INVALID_SESSION" | "KEY_EXPIRED" | "KEY_INACTIVE" | "MISSING_API_KEY" | "SESSION_REQUIRED" | "TOKEN_MISSING" | "USER_AUTH_REQUIRED";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_ACCESS_DENIED, CSRF_TOKEN_INVALID, IP_NOT_ALLOWED, KEY_TYPE_NOT_ALLOWED, MANAGEMENT_KEY_NO_ENTITY_ACCESS, MANAGEMENT_KEY_REQUIRED, MANAGEMENT_SCOPE_REQUIRED, OAUTH_REQUIRED, ORIGIN_NOT_ALLOWED, PLACEMENT_USER_UNKNOWN, SCOPE_DENIED, WRITE_BLOCKED_READONLY_KEY */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_ACCESS_DENIED" | "CSRF_TOKEN_INVALID" | "IP_NOT_ALLOWED" | "KEY_TYPE_NOT_ALLOWED" | "MANAGEMENT_KEY_NO_ENTITY_ACCESS" | "MANAGEMENT_KEY_REQUIRED" | "MANAGEMENT_SCOPE_REQUIRED" | "OAUTH_REQUIRED" | "ORIGIN_NOT_ALLOWED" | "PLACEMENT_USER_UNKNOWN" | "SCOPE_DENIED" | "WRITE_BLOCKED_READONLY_KEY";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description SERVER_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "SERVER_NOT_FOUND";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "RATE_LIMITED";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description INTERNAL_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "INTERNAL_ERROR";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description BITRIX_UNAVAILABLE */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "BITRIX_UNAVAILABLE";
+                            message: string;
+                            hint?: string;
+                            /** @description The request field at fault */
+                            param?: string;
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            /** @description Seconds to wait (with Retry-After) */
+                            retryAfter?: number;
+                        };
+                    };
+                };
+            };
+            /** @description APP_RUNTIME_DISABLED, SANDBOX_UNREACHABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: false;
+                        error: {
+                            /** @enum {string} */
+                            code: "APP_RUNTIME_DISABLED" | "SANDBOX_UNREACHABLE";
                             message: string;
                             hint?: string;
                             /** @description The request field at fault */

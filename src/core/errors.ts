@@ -123,6 +123,11 @@ export const ERRORS = {
   },
   NOT_TICKET_AUTHOR: { status: 403, message: "Only the ticket's author and the instance's team write in its thread." },
   NOT_IMPLEMENTED: { status: 501, message: "This endpoint is in the profile's route table, but this keygate does not serve it yet." },
+  SANDBOX_UNREACHABLE: {
+    status: 503,
+    message: "The key's portal is the built-in sandbox, which this keygate serves over HTTP, and this keygate is not listening (a library embedding without listen()).",
+    hint: "Listen (keygate serve, or app.listen()) so the sandbox can be reached, or link the portal to Bitrix24.",
+  },
   UPSTREAM_UNAVAILABLE: { status: 502, message: "The upstream could not be reached: the connection was refused or reset, or its address does not resolve.", hint: "Retry with an increasing pause; if it persists, the portal's upstream is down." },
   UPSTREAM_TIMEOUT: { status: 504, message: "The upstream did not answer in time.", hint: "Retry with an increasing pause; a write may or may not have been applied upstream." },
   SECTION_NOT_CONFIGURED: {
@@ -152,6 +157,17 @@ export const ERRORS = {
     message: "The user's Bitrix24 authorization of this app has ended (its refresh token is expired or revoked): the user must authorize the app again.",
     hint: "Send the user through the OAuth flow again (GET /v1/oauth/authorize): keygate then gets new Bitrix24 tokens for them.",
   },
+  USER_AUTH_REQUIRED: {
+    status: 401,
+    message: "The placement handler needs the Bitrix24 authorization a portal posts when a user opens the app (AUTH_ID, member_id, DOMAIN): it was missing, or the app's portal did not accept it.",
+    hint: "Open the app from its place in the portal (docs/placements.md); POST /v1/bitrix-handler is Bitrix24's to call.",
+  },
+  PLACEMENT_USER_UNKNOWN: {
+    status: 403,
+    message: "keygate does not know this Bitrix24 user as a member of the app's portal.",
+    hint: "On a Bitrix24 portal the user authorizes the app once (the OAuth flow); on the sandbox, sign in to keygate as a member of the portal.",
+  },
+  APP_RUNTIME_DISABLED: { status: 503, message: "The app runtime is not enabled on this keygate: the app has no URL to open.", hint: "Start keygate serve with --apps-port (docs/placements.md)." },
 } as const satisfies Record<string, ErrorDef>;
 
 export type ErrorCode = keyof typeof ERRORS;

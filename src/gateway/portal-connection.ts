@@ -42,7 +42,7 @@ export function portalConnection(ctx: GatewayContext, limits: ReturnType<typeof 
         const portal = portalId === null ? undefined : await ctx.kg.store.getPortal(portalId);
         if (portal?.upstream?.kind === "sandbox") {
           const base = ownBaseUrl();
-          if (base === undefined) throw new KeygateError("NOT_IMPLEMENTED", { message: "The sandbox portal is served by this keygate over HTTP, and it is not listening." });
+          if (base === undefined) throw new KeygateError("SANDBOX_UNREACHABLE");
           // With a session, the webhook of the session's own sandbox user; keygate's own listening address: internal, so the outbound rule does not apply.
           const token = user === undefined ? sandboxWebhookToken(ctx.kg.serverSecret, portal.id) : sandboxMemberWebhookToken(ctx.kg.serverSecret, portal.id, user);
           return bitrix24Client(sandboxWebhookUrl(base, portal.id, token, user), { timeoutMs: UPSTREAM_TIMEOUT_MS, outbound: INTERNAL });

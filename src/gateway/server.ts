@@ -58,6 +58,8 @@ import { type Usage, routeFacts } from "./usage.ts";
 import { AiUsage, type PlatformOptions, Sections, platformRoutes } from "../platform/index.ts";
 import { isOAuthPath, oauthRoutes } from "../oauth/routes.ts";
 import { BITRIX24_TOKEN_URL, Bitrix24UserTokens } from "../oauth/bitrix24-tokens.ts";
+import { isPlacementHandlerPath, placementHandlerRoutes } from "../apps/placement-handler.ts";
+import type { Server } from "../store/servers.ts";
 import type { AppSession } from "../store/store.ts";
 
 export interface ServerOptions {
@@ -115,6 +117,8 @@ export interface ServerOptions {
   sandboxUrl?: string;
   /** Bitrix24's OAuth token server (`serve --bitrix24-token-url`, default https://oauth.bitrix.info/oauth/token/); a path is on this keygate (its sandbox's /sandbox/oauth/token/). */
   bitrix24TokenUrl?: string;
+  /** The app's public URL on keygate's app runtime, where the placement handler sends the browser; default: none (the handler answers APP_RUNTIME_DISABLED). */
+  appUrlOf?: (server: Server) => string | null;
   now?: () => number;
 }
 
@@ -381,7 +385,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     const url = req.url!;
     // Anything else is not verified here: Fastify's onRequest hook looks at the route its router chose.
     // Signing in and out is not verified here either: those routes read the cookie themselves.
-    if ((!url.startsWith("/v1/") && !proxy.covers(url)) || isAccountPath(url) || isOAuthPath(url)) return handOver(req, res);
+    if ((!url.startsWith("/v1/") && !proxy.covers(url)) || isAccountPath(url) || isOAuthPath(url) || isPlacementHandlerPath(url)) return handOver(req, res);
     // A proxy's question about a request it received: answered here, as the proxy's hot path (docs/upstreams.md, "Forward-auth").
     if (fa.handles(url)) return fa.serve(req, res, requestId());
     // A CORS preflight carries no key: never verified nor counted (Fastify's onRequest hook answers it).
@@ -460,7 +464,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     const late = admitted === undefined;
     if (admitted === undefined) {
       if (!request.url.startsWith("/v1/") && !request.routeOptions.url?.startsWith("/v1/") && !proxy.covers(request.url)) return;
-      if (isAccountPath(request.routeOptions.url ?? request.url) || isOAuthPath(request.routeOptions.url ?? request.url)) return;
+      if (isAccountPath(request.routeOptions.url ?? request.url) || isOAuthPath(request.routeOptions.url ?? request.url) || isPlacementHandlerPath(request.routeOptions.url ?? request.url)) return;
       // Forward-auth's route admits the request the proxy describes, not its own.
       if (fa.handles(request.url)) return;
       if (isPreflight(request.raw)) return reply.code(204).headers(preflightHeaders(request.raw)).send();
@@ -667,6 +671,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     entityRoutes(typed, ctx, limits, ownBaseUrl);
     botRoutes(typed, ctx, portalConnection(ctx, limits, ownBaseUrl));
     placementRoutes(typed, ctx, portalConnection(ctx, limits, ownBaseUrl));
+    // Its own plugin: a portal posts it a form, with no key (src/apps/placement-handler.ts).
+    typed.register(async (handler) => placementHandlerRoutes(handler.withTypeProvider<TypeBoxTypeProvider>(), ctx, { ownBaseUrl, appUrlOf: options.appUrlOf ?? (() => null) }));
     serverRoutes(typed, ctx, serverChecks);
     // Its own context: request bodies are the objects' bytes, not JSON.
     v1.register(async (storage) => storageRoutes(storage.withTypeProvider<TypeBoxTypeProvider>(), ctx, { maxObjectBytes: options.storageMaxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES }));

@@ -198,7 +198,7 @@ export class Bitrix24UserTokens {
     const { tokenUrl } = this.#options;
     if (!tokenUrl.startsWith("/")) return tokenUrl;
     const own = this.#options.ownBaseUrl();
-    if (own === undefined) throw new KeygateError("NOT_IMPLEMENTED", { message: "The Bitrix24 token server is keygate's own sandbox, and keygate is not listening." });
+    if (own === undefined) throw new KeygateError("SANDBOX_UNREACHABLE", { message: "The Bitrix24 token server is keygate's own sandbox (--bitrix24-token-url is a path), and this keygate is not listening." });
     return new URL(tokenUrl, own).href;
   }
 

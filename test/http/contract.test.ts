@@ -67,7 +67,7 @@ describe("issue 11.1: the OpenAPI document is the contract [VibeCode]", () => {
     // The platform sections' providers, so their operations answer a success too.
     const [ai, search] = await Promise.all([fakeOpenAi(), fakeSearxng()]);
     providers = [ai, search];
-    h = await startHarness("sqlite", { listen: true, platform: { ai: { baseUrl: ai.url, apiKey: FAKE_AI_KEY }, search: { url: search.url } } });
+    h = await startHarness("sqlite", { listen: true, platform: { ai: { baseUrl: ai.url, apiKey: FAKE_AI_KEY }, search: { url: search.url } }, appUrlOf: (s) => `http://${s.id}.localhost:8091` });
     doc = (await h.call("GET", "/v1/openapi.json", { key: h.owner.key })).body;
     c = contract(doc);
   });
@@ -87,6 +87,8 @@ describe("issue 11.1: the OpenAPI document is the contract [VibeCode]", () => {
       const statuses = Object.keys(o.responses ?? {});
       // Forward-auth admits with no body (a proxy reads none): its success is documented without content.
       if (name === "GET /v1/forward-auth") assert.ok(o.responses!["200"] && !o.responses!["200"].content, `${name} documents its success without a body`);
+      // The placement handler's success is the redirect into the app (docs/placements.md).
+      else if (name === "POST /v1/bitrix-handler") assert.ok(o.responses!["302"], `${name} documents its redirect`);
       else assert.ok(statuses.some((s) => /^2\d\d$/.test(s) && o.responses![s]!.content), `${name} documents its success`);
       // The document itself and the JWKS are public: nothing to authenticate or count.
       if (name !== "GET /v1/openapi.json" && name !== "GET /.well-known/jwks.json" && name !== "GET /oauth/complete") {
@@ -277,7 +279,7 @@ describe("issue 11.1: the OpenAPI document is the contract [VibeCode]", () => {
 
     // OAuth sessions of an authorization key (docs/oauth.md): authorize, consent, token, poll, revoke
     const callback = "https://app.example/cb";
-    const appKey = (await call("POST /v1/keys", "/v1/keys", { body: { portalId: portal.id, type: "app", name: "Contract app", scopes: ["crm", "placement"], redirectUris: [callback] } })).body.data;
+    const appKey = (await call("POST /v1/keys", "/v1/keys", { body: { portalId: portal.id, type: "app", name: "Contract app", scopes: ["crm", "placement", "vibe:infra"], redirectUris: [callback] } })).body.data;
     const state = "contract-state-0123456789";
     const query = new URLSearchParams({ app_key: appKey.rawKey, state, redirect_uri: callback }).toString();
     await call("GET /v1/oauth/authorize", "/v1/oauth/authorize?app_key=x", { key: undefined }).then((r) => assert.equal(r.status, 400));
@@ -308,6 +310,16 @@ describe("issue 11.1: the OpenAPI document is the contract [VibeCode]", () => {
     await call("GET /v1/placements", "/v1/placements", asUser).then((r) => assert.equal(r.body.data.length, 1));
     await call("POST /v1/placements/unbind", "/v1/placements/unbind", { ...asUser, body: { placement: "LEFT_MENU" } }).then((r) => assert.equal(r.body.data.unbound.length, 1));
     await call("POST /v1/placements/unbind", "/v1/placements/unbind", { ...asUser, body: { placement: "LEFT_MENU" } }).then((r) => assert.equal(r.status, 404));
+    // keygate's placement handler (the default of bind): the sandbox portal's page posts it what Bitrix24 posts
+    await call("POST /v1/infra/servers", "/v1/infra/servers", { ...asUser, body: { name: "Contract embedded", url: "https://contract-app.example.invalid/" } });
+    await call("POST /v1/placements/bind", "/v1/placements/bind", { ...asUser, body: { placement: "LEFT_MENU", title: "Contract" } }).then((r) => assert.equal(r.status, 201));
+    const opened = String((await h.call("GET", `/sandbox/${portal.id}/placements/LEFT_MENU/open`, { headers: browser })).body);
+    const handler = new URL(/<form id="placement" method="post" action="([^"]+)"/.exec(opened)![1]!.replace(/&#38;/g, "&"));
+    const posted = Object.fromEntries([...opened.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)].map((m) => [m[1]!, m[2]!]));
+    const handle = (fields: Record<string, string>) => call("POST /v1/bitrix-handler", `${handler.pathname}${handler.search}`, { key: undefined, headers: { "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams(fields).toString() });
+    await handle(posted).then((r) => assert.match(String(r.headers.location), /__init=/));
+    await handle({ ...posted, AUTH_ID: "forged" }).then((r) => assert.equal(r.status, 401));
+    await call("POST /v1/placements/unbind", "/v1/placements/unbind", { ...asUser, body: { placement: "LEFT_MENU" } }).then((r) => assert.equal(r.body.data.unbound.length, 1));
     await call("POST /v1/oauth/revoke", "/v1/oauth/revoke", { key: undefined, body: { token: session } });
     await call("POST /v1/oauth/revoke", "/v1/oauth/revoke", { key: undefined, body: {} }).then((r) => assert.equal(r.status, 400));
     await call("GET /oauth/complete", "/oauth/complete?error=access_denied&state=x", { key: undefined });
@@ -321,8 +333,8 @@ describe("issue 11.1: the OpenAPI document is the contract [VibeCode]", () => {
 
     const missing = [...c.operations.keys()].filter((op) => !c.reached.has(op));
     assert.deepEqual(missing, [], "every operation of the document was called and its response validated");
-    // The consent form's and the Bitrix24 callback's success is a redirect (docs/oauth.md).
-    const redirects = ["POST /v1/oauth/authorize", "GET /v1/oauth/bitrix24/callback"];
+    // The consent form's, the Bitrix24 callback's and the placement handler's success is a redirect (docs/oauth.md, docs/placements.md).
+    const redirects = ["POST /v1/oauth/authorize", "GET /v1/oauth/bitrix24/callback", "POST /v1/bitrix-handler"];
     for (const [op, statuses] of c.reached) assert.ok([...statuses].some((s) => s >= 200 && s < (redirects.includes(op) ? 400 : 300)), `${op} answered a success at least once: ${[...statuses].join(", ")}`);
   });
 });

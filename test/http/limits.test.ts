@@ -25,7 +25,7 @@ const SECOND = 1000;
 const DAY = 24 * 60 * MINUTE;
 /** Passes verification, is not forwarded upstream (no portal budget): 200, the key's servers (docs/servers.md). */
 const LOCAL = "/v1/infra/servers";
-/** Forwarded upstream (spends the portal's budget); the data plane is not built, so 501 NOT_IMPLEMENTED once past the limiter. */
+/** Forwarded upstream (spends the portal's budget); this harness does not listen, so the sandbox answers 503 SANDBOX_UNREACHABLE once past the limiter. */
 const UPSTREAM = "/v1/deals";
 
 /** The most requests admitted in any interval of `windowMs` (intervals ending at an admission suffice). */
@@ -90,7 +90,7 @@ async function passesUntilRefused(send: () => Promise<Reply>, max = 10_000): Pro
   for (let passed = 0; passed <= max; passed++) {
     const r = await send();
     if (r.status === 429 || r.status === 502) return { passed, refusal: r };
-    assert.ok(r.status < 400 || r.status === 501 || (r.status === 400 && r.body?.code === "PORTAL_NOT_LINKED"), `expected to pass, or a rate-limit refusal: ${show(r)}`);
+    assert.ok(r.status < 400 || r.body?.error?.code === "SANDBOX_UNREACHABLE" || (r.status === 400 && r.body?.code === "PORTAL_NOT_LINKED"), `expected to pass, or a rate-limit refusal: ${show(r)}`);
   }
   assert.fail(`no refusal within ${max} requests`);
 }
@@ -101,12 +101,12 @@ function show(r: Reply): string {
 
 /**
  * The request passed verification and the limits: VibeCode's local routes (LOCAL) answer 200, its
- * forwarded routes 501 (its sandbox portals are not listening here), other profiles' 400
+ * forwarded routes 503 SANDBOX_UNREACHABLE (its sandbox portals are not listening here), other profiles' 400
  * PORTAL_NOT_LINKED (a sandbox is no HTTP upstream) — either way, past the limiter.
  */
 function assertPassed(r: Reply, status?: number): void {
   if (status !== undefined) assert.equal(r.status, status, show(r));
-  else assert.ok(r.status === 200 || r.status === 501 || (r.status === 400 && r.body?.code === "PORTAL_NOT_LINKED"), show(r));
+  else assert.ok(r.status === 200 || r.body?.error?.code === "SANDBOX_UNREACHABLE" || (r.status === 400 && r.body?.code === "PORTAL_NOT_LINKED"), show(r));
 }
 
 const redisReady = await requireService("http: limits on Redis", `Redis at ${redisUrl()}`, () => probeRedis(redisUrl()));
@@ -258,7 +258,7 @@ for (const kind of await storeKinds("http: limits")) {
         assert.equal(next.reset, 35, "the oldest counted now is 25 s old");
       });
 
-      it("issue: every response under /v1, success or error (200, 201, 400, 401, 403, 404, 429, 501, 502), carries X-RateLimit-Limit, -Remaining, -Reset, RateLimit and RateLimit-Policy", async () => {
+      it("issue: every response under /v1, success or error (200, 201, 400, 401, 403, 404, 429, 502, 503), carries X-RateLimit-Limit, -Remaining, -Reset, RateLimit and RateLimit-Policy", async () => {
         const crm = await makeKey(h, portalId, { scopes: ["crm"] });
         const fenced = await makeKey(h, portalId, { ipWhitelist: ["203.0.113.42"] });
         const revoked = await makeKey(h, portalId);
@@ -282,7 +282,7 @@ for (const kind of await storeKinds("http: limits")) {
           ["unknown route, valid key", await h.call("GET", "/v1/no-such-thing", { key: crm.raw }), 404, "ROUTE_NOT_FOUND"],
           ["unknown key id", await h.call("GET", "/v1/keys/00000000-0000-4000-8000-000000000000", { key: h.owner.key }), 404, "KEY_NOT_FOUND"],
           ["per-key limit", await h.call("GET", "/v1/me", { key: slow.raw }).then(() => h.call("GET", "/v1/me", { key: slow.raw })), 429, "RATE_LIMITED"],
-          ["entity route", await h.call("GET", UPSTREAM, { key: crm.raw }), 501, "NOT_IMPLEMENTED"],
+          ["entity route", await h.call("GET", UPSTREAM, { key: crm.raw }), 503, "SANDBOX_UNREACHABLE"],
           ["portal budget spent", await h.call("GET", UPSTREAM, { key: onNarrow.raw }), 502, "BITRIX_UNAVAILABLE"],
         ];
         for (const [what, r, status, code] of cases) {
@@ -396,8 +396,8 @@ for (const kind of await storeKinds("http: limits")) {
         assert.equal(before.remaining, 299);
         const calls = Array.from({ length: 50 }, (_, i) => ({ id: `c${i}`, entity: "deals", action: "get", entityId: i + 1 }));
         const batch = await h.call("POST", "/v1/batch", { key: k.raw, body: { calls } });
-        // This harness does not listen, so the sandbox cannot be reached: 501, after the limits were spent.
-        fails(batch, 501, "NOT_IMPLEMENTED");
+        // This harness does not listen, so the sandbox cannot be reached: 503, after the limits were spent.
+        fails(batch, 503, "SANDBOX_UNREACHABLE");
         // The batch is forwarded upstream: the portal's budget is the tightest, and one unit of it is gone.
         assert.deepEqual(rateHeaders(batch), { limit: 10, remaining: 9, reset: 1, policy: '"platform";q=300;w=60, "portal";q=10;w=1', rateLimit: '"portal";r=9;t=1' });
         assert.equal(rateHeaders(await h.call("GET", UPSTREAM, { key: k.raw })).remaining, 8);
@@ -653,7 +653,7 @@ for (const kind of await storeKinds("http: limits")) {
           u.requests.map((r: { at: string; path: string; status: number; method: string }) => [r.at, r.method, r.path, r.status]),
           [
             [isoAt(m2), "GET", "/v1/tasks", 403],
-            [isoAt(m2), "GET", "/v1/deals", 501],
+            [isoAt(m2), "GET", "/v1/deals", 503],
             [isoAt(m1), "GET", "/v1/me", 200],
             [isoAt(m1), "GET", "/v1/me", 200],
             [isoAt(m1), "GET", "/v1/me", 200],
@@ -913,7 +913,7 @@ for (const kind of await storeKinds("http: limits")) {
         for (let burst = 0; burst < 6 && refusal === undefined; burst++) {
           for (let i = 0; i < 10 && refusal === undefined; i++) {
             const r = await send(raw);
-            if (r.status === 501 || (r.status === 400 && r.body?.code === "PORTAL_NOT_LINKED")) passed++;
+            if (r.body?.error?.code === "SANDBOX_UNREACHABLE" || (r.status === 400 && r.body?.code === "PORTAL_NOT_LINKED")) passed++;
             else refusal = r;
           }
           h.clock.advance(2 * SECOND);

@@ -380,8 +380,8 @@ for (const kind of await storeKinds("http: portals")) {
         ok(await as(admin, "PATCH", `/v1/portals/${portal.id}`, { body: { defaultAccessMode: "READONLY" } }));
         assert.equal(ok(await as(member, "GET", `/v1/keys/${before.id}`)).accessMode, "READWRITE");
         assert.equal(ok(await h.call("GET", "/v1/me", { key: before.rawKey })).accessMode, "READWRITE");
-        // The write passes verification (501: keygate does not serve entity routes yet), it is not blocked.
-        refused(await h.call("POST", "/v1/deals", { key: before.rawKey, body: { title: "x" } }), 501, "NOT_IMPLEMENTED");
+        // The write passes verification (503: this harness does not listen, so the sandbox is unreachable), it is not blocked.
+        refused(await h.call("POST", "/v1/deals", { key: before.rawKey, body: { title: "x" } }), 503, "SANDBOX_UNREACHABLE");
 
         const readonly = await createKey(member, portal.id);
         ok(await as(admin, "PATCH", `/v1/portals/${portal.id}`, { body: { defaultAccessMode: "READWRITE" } }));
@@ -458,17 +458,17 @@ for (const kind of await storeKinds("http: portals")) {
       it("Save the changes — the mode applies to the next request (the next write with the key is blocked)", async () => {
         const { admin, member, portal } = await team();
         const key = await createKey(member, portal.id);
-        refused(await h.call("POST", "/v1/deals", { key: key.rawKey, body: { title: "x" } }), 501, "NOT_IMPLEMENTED");
+        refused(await h.call("POST", "/v1/deals", { key: key.rawKey, body: { title: "x" } }), 503, "SANDBOX_UNREACHABLE");
         ok(await as(admin, "PATCH", `/v1/keys/${key.id}`, { body: { accessMode: "READONLY" } }));
         const blocked = await h.call("POST", "/v1/deals", { key: key.rawKey, body: { title: "x" } });
         refused(blocked, 403, "WRITE_BLOCKED_READONLY_KEY");
         assert.equal(blocked.body.error.details.currentMode, "READONLY");
         assert.equal(blocked.body.error.details.method, "crm.item.add");
-        refused(await h.call("GET", "/v1/deals", { key: key.rawKey }), 501, "NOT_IMPLEMENTED", undefined);
+        refused(await h.call("GET", "/v1/deals", { key: key.rawKey }), 503, "SANDBOX_UNREACHABLE", undefined);
         assert.equal(ok(await h.call("GET", "/v1/me", { key: key.rawKey })).accessMode, "READONLY");
 
         ok(await as(admin, "PATCH", `/v1/keys/${key.id}`, { body: { accessMode: "READWRITE" } }));
-        refused(await h.call("POST", "/v1/deals", { key: key.rawKey, body: { title: "x" } }), 501, "NOT_IMPLEMENTED");
+        refused(await h.call("POST", "/v1/deals", { key: key.rawKey, body: { title: "x" } }), 503, "SANDBOX_UNREACHABLE");
       });
     });
 

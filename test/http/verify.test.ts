@@ -1,7 +1,7 @@
 /**
  * The verification pipeline over HTTP (docs/verification.md, seeds 001 and 003): where the
  * credential comes from, which code each fault gets, which code a request with several faults
- * gets, what happens after verification (501, 404), and that every change to a key reaches the
+ * gets, what happens after verification (the handler, 404), and that every change to a key reaches the
  * very next request through the key cache. Every suite runs against both stores.
  */
 import assert from "node:assert/strict";
@@ -46,7 +46,7 @@ for (const kind of await storeKinds("http: verify")) {
       it('seed 003: "can pass the API key itself (vibe_api_…) in this header instead of X-Api-Key — for the key both headers are equivalent"', async () => {
         const k = await makeKey(h, portalId);
         assert.equal(ok(await h.call("GET", "/v1/me", { bearer: k.raw })).keyId, k.id);
-        fails(await h.call("GET", "/v1/deals", { bearer: k.raw }), 501, "NOT_IMPLEMENTED");
+        fails(await h.call("GET", "/v1/deals", { bearer: k.raw }), 503, "SANDBOX_UNREACHABLE");
         fails(await h.call("GET", "/v1/tasks", { bearer: k.raw }), 403, "SCOPE_DENIED");
       });
 
@@ -393,7 +393,7 @@ for (const kind of await storeKinds("http: verify")) {
     });
 
     describe("after verification, and the envelope", () => {
-      it("issue: an endpoint in the route table without a handler (GET /v1/deals for an allowed API key) answers 501 NOT_IMPLEMENTED after verification passes", async () => {
+      it("issue: an allowed request reaches its handler only after verification passes (GET /v1/deals for an allowed API key: the sandbox portal, not listening in this harness, answers 503 SANDBOX_UNREACHABLE)", async () => {
         const k = await makeKey(h, portalId, { scopes: ["crm", "task", "tasks"] });
         for (const [method, path] of [
           ["GET", "/v1/deals"],
@@ -401,7 +401,7 @@ for (const kind of await storeKinds("http: verify")) {
           ["GET", "/v1/tasks"],
           ["POST", "/v1/leads"],
         ] as const) {
-          fails(await h.call(method, path, { key: k.raw, body: method === "POST" ? {} : undefined }), 501, "NOT_IMPLEMENTED");
+          fails(await h.call(method, path, { key: k.raw, body: method === "POST" ? {} : undefined }), 503, "SANDBOX_UNREACHABLE");
         }
         // Verification comes first: the same endpoint without a key is a 401, with a missing scope a 403.
         fails(await h.call("GET", "/v1/deals"), 401, "MISSING_API_KEY");
@@ -464,7 +464,7 @@ for (const kind of await storeKinds("http: verify")) {
       it("issue: revoke via PATCH {status:REVOKED}, then re-activate via PATCH {status:ACTIVE}", async () => {
         const k = await makeKey(h, portalId);
         ok(await h.call("GET", "/v1/me", { key: k.raw }));
-        fails(await h.call("GET", "/v1/deals", { key: k.raw }), 501, "NOT_IMPLEMENTED");
+        fails(await h.call("GET", "/v1/deals", { key: k.raw }), 503, "SANDBOX_UNREACHABLE");
         await patchKey(h, k.id, { status: "REVOKED" });
         fails(await h.call("GET", "/v1/me", { key: k.raw }), 401, "KEY_INACTIVE");
         await patchKey(h, k.id, { status: "ACTIVE" });
@@ -481,7 +481,7 @@ for (const kind of await storeKinds("http: verify")) {
 
       it("issue: scopes — removing one takes effect at once; a platform scope added takes effect at once; a Bitrix24 scope added is shown but refused with BITRIX_ACCESS_DENIED", async () => {
         const k = await makeKey(h, portalId, { scopes: ["crm", "im"] });
-        fails(await h.call("GET", "/v1/deals", { key: k.raw }), 501, "NOT_IMPLEMENTED");
+        fails(await h.call("GET", "/v1/deals", { key: k.raw }), 503, "SANDBOX_UNREACHABLE");
         fails(await h.call("GET", "/v1/feedback", { key: k.raw }), 403, "SCOPE_DENIED");
         await patchKey(h, k.id, { scopes: ["im"] });
         fails(await h.call("GET", "/v1/deals", { key: k.raw }), 403, "SCOPE_DENIED");
@@ -497,12 +497,12 @@ for (const kind of await storeKinds("http: verify")) {
 
       it("issue: accessMode — READONLY blocks the next write, READWRITE lets the next one through", async () => {
         const k = await makeKey(h, portalId);
-        fails(await h.call("POST", "/v1/leads", { key: k.raw, body: {} }), 501, "NOT_IMPLEMENTED");
+        fails(await h.call("POST", "/v1/leads", { key: k.raw, body: {} }), 503, "SANDBOX_UNREACHABLE");
         await patchKey(h, k.id, { accessMode: "READONLY" });
         fails(await h.call("POST", "/v1/leads", { key: k.raw, body: {} }), 403, "WRITE_BLOCKED_READONLY_KEY");
         assert.equal(ok(await h.call("GET", "/v1/me", { key: k.raw })).accessMode, "READONLY");
         await patchKey(h, k.id, { accessMode: "READWRITE" });
-        fails(await h.call("POST", "/v1/leads", { key: k.raw, body: {} }), 501, "NOT_IMPLEMENTED");
+        fails(await h.call("POST", "/v1/leads", { key: k.raw, body: {} }), 503, "SANDBOX_UNREACHABLE");
       });
 
       it("issue: name — the next refusal names the key by its new name", async () => {

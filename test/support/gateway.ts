@@ -106,6 +106,8 @@ export interface HarnessOptions {
   platform?: PlatformOptions;
   /** Bitrix24's OAuth token server (`serve --bitrix24-token-url`): "/sandbox/oauth/token/" for the sandbox standing in for a real portal. */
   bitrix24TokenUrl?: string;
+  /** The apps' URLs on the app runtime (`ServerOptions.appUrlOf`): where the placement handler sends the browser. */
+  appUrlOf?: ServerOptions["appUrlOf"];
 }
 
 /**
@@ -142,7 +144,7 @@ export async function startHarness(kind: StoreKind, options: HarnessOptions = {}
   };
   const now = () => clock.now;
   const limiter = await options.limiter?.(now);
-  const app = buildServer({ profile, store, serverSecret, now, trustProxy: options.trustProxy, limiter, httpUpstream: options.httpUpstream, clientLimits: options.clientLimits, allowUpstream: options.allowUpstream, identityKeyGeneration: options.identityKeyGeneration, platform: options.platform, mail: options.mail, storageMaxObjectBytes: options.storageMaxObjectBytes, serverCheckIntervalMs: options.serverCheckIntervalMs, bitrix24TokenUrl: options.bitrix24TokenUrl });
+  const app = buildServer({ profile, store, serverSecret, now, trustProxy: options.trustProxy, limiter, httpUpstream: options.httpUpstream, clientLimits: options.clientLimits, allowUpstream: options.allowUpstream, identityKeyGeneration: options.identityKeyGeneration, platform: options.platform, mail: options.mail, storageMaxObjectBytes: options.storageMaxObjectBytes, serverCheckIntervalMs: options.serverCheckIntervalMs, bitrix24TokenUrl: options.bitrix24TokenUrl, appUrlOf: options.appUrlOf });
   await app.ready();
   const url = options.listen ? await app.listen({ host: "127.0.0.1", port: 0 }) : undefined;
   // The server's own management operations: changes made through them reach its caches.

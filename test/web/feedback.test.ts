@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { Page } from "playwright-core";
-import { type Dashboard, startDashboard } from "./_dashboard.ts";
+import { type Dashboard, screenshot, startDashboard } from "./_dashboard.ts";
 
 describe("the dashboard's Feedback section [VibeCode]", () => {
   let d: Dashboard;
@@ -74,6 +74,7 @@ describe("the dashboard's Feedback section [VibeCode]", () => {
     await thread.getByText("Which step of which page?").waitFor();
     await thread.getByText("New → Awaiting the author").waitFor();
     await thread.getByText("(team)").waitFor();
+    await screenshot(owner, "feedback-ticket", { fullPage: true });
   });
 
   it("seed 001 statuses: an impossible change is refused on the page with the API's code, and nothing changes", async () => {

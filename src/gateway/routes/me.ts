@@ -11,7 +11,8 @@ import type { CachedKey } from "../key-cache.ts";
 import type { App, GatewayContext } from "../server.ts";
 import { actorOf } from "./actor.ts";
 import { feedbackGuide } from "../../feedback/guide.ts";
-import { placementGuide } from "./placement-guide.ts";
+import { gatewayInjected, placementGuide } from "./placement-guide.ts";
+import { listServersFor } from "../../store/servers.ts";
 
 
 function baseUrl(ctx: GatewayContext, request: FastifyRequest): string {
@@ -259,6 +260,7 @@ export function meRoutes(app: App, ctx: GatewayContext): void {
         ? {
             header: "X-Api-Key: <this-key> + Authorization: Bearer <session-token>",
             steps: ["1. Redirect user to oauth.authorizeUrl + state (+ redirect_uri)", "2. Exchange code for session token", "3. Call API with both headers"],
+            gatewayInjected: gatewayInjected(base),
           }
         : {
             personalKey: `X-Api-Key: ${keyType.prefix}… (no Bearer)`,
@@ -279,7 +281,8 @@ export function meRoutes(app: App, ctx: GatewayContext): void {
         tokenUrl: `${base}/v1/oauth/token`,
         revokeUrl: `${base}/v1/oauth/revoke`,
       };
-      data.placements = placementGuide(base, record.id, (route) => served.has(route), availability);
+      const servers = (await listServersFor(kg.store, { keyId: record.id, userId: appSession?.userId ?? record.ownerId, portalId: record.portalId! })).filter((s) => s.keyId === record.id);
+      data.placements = placementGuide(base, { sandboxPortalId: portal?.upstream?.kind === "sandbox" ? portal.id : null, servers }, availability);
     }
     return envelope.ok(data);
   }

@@ -3,6 +3,8 @@ import type { FastifyRequest } from "fastify";
 import { KeygateError } from "../../core/errors.ts";
 import type { Portal } from "../../dataplane/service.ts";
 import { UpstreamError } from "../../upstream/bitrix24/index.ts";
+import { placementHandlerUrl } from "../../apps/placement-handler.ts";
+import { type Server, listServersFor } from "../../store/servers.ts";
 import type { App, GatewayContext } from "../server.ts";
 
 const CODES = ["PORTAL_NOT_LINKED", "BITRIX24_AUTHORIZATION_EXPIRED", "BITRIX_ERROR", "BITRIX_ACCESS_DENIED", "BITRIX_UNAVAILABLE"];
@@ -53,6 +55,23 @@ function placementRefused(e: unknown): never {
 
 export function placementRoutes(app: App, ctx: GatewayContext, portalOf: (request: FastifyRequest) => Portal): void {
   const { envelope, responses } = ctx;
+  /** keygate's base URL as Bitrix24 reaches it: the public URL, or where this request was sent. */
+  const base = (request: FastifyRequest) => ctx.publicUrl ?? `${ctx.client.protocol(request.raw)}://${ctx.client.host(request.raw)}`;
+  /** The server keygate's handler opens when bind names no handler: serverId, or the key's only one (docs/placements.md). */
+  const defaultServer = async (request: FastifyRequest, serverId: string | undefined): Promise<Server> => {
+    const record = request.auth.key.record;
+    const own = (await listServersFor(ctx.kg.store, { keyId: record.id, userId: request.auth.appSession?.userId ?? record.ownerId, portalId: record.portalId! })).filter((s) => s.keyId === record.id);
+    if (serverId !== undefined) {
+      const named = own.find((s) => s.id === serverId);
+      if (named === undefined) throw new KeygateError("SERVER_NOT_FOUND", { message: "serverId names no server registered with this key.", param: "serverId" });
+      return named;
+    }
+    if (own.length === 1) return own[0]!;
+    if (own.length === 0) {
+      throw new KeygateError("VALIDATION_ERROR", { message: "handler: the key has no server for keygate's placement handler to open; register the app's server (POST /v1/infra/servers) or pass handler", param: "handler" });
+    }
+    throw new KeygateError("VALIDATION_ERROR", { message: `serverId: the key has ${own.length} servers; name the one to open (GET /v1/infra/servers)`, param: "serverId", details: { servers: own.map((s) => s.id) } });
+  };
   const schema = { tags: ["placements"] };
 
   app.get(
@@ -85,23 +104,25 @@ export function placementRoutes(app: App, ctx: GatewayContext, portalOf: (reques
       schema: {
         ...schema,
         operationId: "bindPlacement",
-        summary: "Embed the app in a place of the portal (placement.bind): {placement, title, handler, description?}",
+        summary: "Embed the app in a place of the portal (placement.bind): {placement, title, handler?, serverId?, description?}; without handler, keygate's placement handler opens the app's server",
         body: T.Object(
           {
             placement: PlacementCode,
             title: T.String({ minLength: 1, maxLength: 255, pattern: "\\S", description: "Shown in the place (the menu item, the tab)" }),
-            handler: handlerUrl("The URL Bitrix24 posts to when a user opens the app there: the app's own handler (keygate's placement handler is not served yet, docs/placements.md)"),
+            handler: T.Optional(handlerUrl("The URL Bitrix24 posts to when a user opens the app there; default: keygate's placement handler for the app's server (serverId), which opens the app on keygate's app runtime")),
+            serverId: T.Optional(T.String({ minLength: 1, maxLength: 100, description: "Without handler: the server (app) keygate's handler opens, one registered with this key; default: the key's only server" })),
             description: T.Optional(T.String({ maxLength: 1000 })),
           },
           { additionalProperties: false },
         ),
-        response: responses({ data: T.Object({ placement: T.String(), handler: T.String(), title: T.String() }), status: 201, codes: [...CODES, "PLACEMENT_ALREADY_BOUND"] }),
+        response: responses({ data: T.Object({ placement: T.String(), handler: T.String(), title: T.String() }), status: 201, codes: [...CODES, "PLACEMENT_ALREADY_BOUND", "SERVER_NOT_FOUND"] }),
       },
     },
     async (request, reply) => {
       const b = request.body;
+      if (b.handler !== undefined && b.serverId !== undefined) throw new KeygateError("VALIDATION_ERROR", { message: "serverId: give handler or serverId, not both (serverId picks keygate's handler)", param: "serverId" });
       const placement = b.placement.toUpperCase();
-      const handler = b.handler;
+      const handler = b.handler ?? placementHandlerUrl(base(request), (await defaultServer(request, b.serverId)).id);
       await portalOf(request)
         .call("placement.bind", { PLACEMENT: placement, HANDLER: handler, TITLE: b.title, ...(b.description === undefined ? {} : { DESCRIPTION: b.description }) })
         .catch((e: unknown) => {

@@ -6,6 +6,7 @@ export { type SandboxRoutesOptions, MAX_BATCH, sandboxRoutes, tokenDigest } from
 export {
   type CreateSandboxOptions,
   DEFAULT_LIMIT,
+  keygateUserOf,
   SANDBOX_SCOPES,
   createSandbox,
   sandboxMemberWebhookToken,

@@ -140,10 +140,24 @@ export class SandboxOAuth {
     } else {
       throw tokenFault(400, "unsupported_grant_type", "grant_type must be authorization_code or refresh_token");
     }
+    return this.#issue(owner, clientId!, endpoints);
+  }
+
+  /**
+   * Tokens for the portal's user as Bitrix24 posts them to a placement handler when the user opens
+   * the application (AUTH_ID, REFRESH_ID): the portal's page that opens a placement.
+   */
+  issue(portalId: string, userId: number, endpoints: { clientEndpoint: (portalId: string) => string; serverEndpoint: string }): TokenAnswer {
+    this.#prune();
+    return this.#issue({ portalId, userId }, sandboxApp(this.#secret, portalId).clientId, endpoints);
+  }
+
+  #issue(owner: { portalId: string; userId: number }, clientId: string, endpoints: { clientEndpoint: (portalId: string) => string; serverEndpoint: string }): TokenAnswer {
+    const now = this.#now();
     const access = newToken();
     const refresh = newToken();
     this.#access.set(digest(access), { portalId: owner.portalId, userId: owner.userId, expiresAt: now + ACCESS_TTL_MS });
-    this.#refresh.set(digest(refresh), { portalId: owner.portalId, userId: owner.userId, clientId: clientId!, expiresAt: now + REFRESH_TTL_MS, accessDigest: digest(access) });
+    this.#refresh.set(digest(refresh), { portalId: owner.portalId, userId: owner.userId, clientId, expiresAt: now + REFRESH_TTL_MS, accessDigest: digest(access) });
     return {
       access_token: access,
       expires: Math.floor((now + ACCESS_TTL_MS) / 1000),

@@ -21,7 +21,7 @@
  * Register it where no authentication hook reaches /sandbox/ (the gateway's reaches /v1/ only).
  * Its routes log at warn and above only: their URLs hold webhook tokens.
  */
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { MAX_JSON_DEPTH, jsonDeeperThan } from "../../core/json.ts";
 import { parseQuery } from "../bitrix24/query.ts";
@@ -34,6 +34,8 @@ import { LeakyBuckets } from "./limiter.ts";
 import { METHODS } from "./methods.ts";
 import { SERVER_DOMAIN, SandboxOAuth, sandboxMemberId } from "./oauth.ts";
 import { SANDBOX_SCOPES } from "./setup.ts";
+import { ENTITY } from "./context.ts";
+import { appSid, bindingsPage, openPage, placementPageHeaders } from "./placement-pages.ts";
 import { isRecord, isoTime, nulPath, toFlag, toText } from "./values.ts";
 
 export interface SandboxRoutesOptions {
@@ -236,6 +238,67 @@ export async function sandboxRoutes(app: FastifyInstance, options: SandboxRoutes
         return reply.code(200).header("cache-control", "no-store").send(answer);
       },
     });
+
+    /** The sandbox portal and its user the browser is (a signed-in member), or where the browser goes instead. */
+    const portalUser = async (request: FastifyRequest, reply: FastifyReply, portalId: string) => {
+      const portal = await store.getPortal(portalId);
+      if (portal === undefined || (await store.getSandbox(portal.id)) === undefined) throw new BitrixFault(404, "NOT_FOUND", "Portal not found");
+      const who = await oauth.userFor(request, portal.id);
+      if (who === "sign-in") return { redirect: reply.header("cache-control", "no-store").redirect(`/sign-in?next=${encodeURIComponent(request.url)}`, 302) };
+      if (who === "not-member") throw new BitrixFault(403, "access_denied", "Only the portal's users can open its applications");
+      return { portal, userId: who };
+    };
+
+    // The places apps are bound to, as the portal's interface shows them (src/upstream/sandbox/placement-pages.ts).
+    app.get<{ Params: { portalId: string } }>("/sandbox/:portalId/placements", { logLevel: "warn", schema: { hide: true } }, async (request, reply) => {
+      const found = await portalUser(request, reply, request.params.portalId);
+      if ("redirect" in found) return found.redirect;
+      const bindings = await store.listSandboxItems(found.portal.id, ENTITY.placement);
+      return reply.code(200).headers(placementPageHeaders(null)).send(bindingsPage(found.portal.id, found.portal.domain, bindings));
+    });
+
+    // A user opening a place: the fields Bitrix24 posts to its handler, with fresh tokens of the user.
+    app.get<{ Params: { portalId: string; placement: string }; Querystring: Record<string, string | undefined> }>(
+      "/sandbox/:portalId/placements/:placement/open",
+      { logLevel: "warn", schema: { hide: true } },
+      async (request, reply) => {
+        const found = await portalUser(request, reply, request.params.portalId);
+        if ("redirect" in found) return found.redirect;
+        const { portal, userId } = found;
+        const code = request.params.placement.toUpperCase();
+        const handler = text(request.query["handler"]);
+        const binding = (await store.listSandboxItems(portal.id, ENTITY.placement)).find((b) => b.fields["PLACEMENT"] === code && (handler === undefined || b.fields["HANDLER"] === handler));
+        if (binding === undefined) throw new BitrixFault(404, "NOT_FOUND", `No application is bound to ${code}${handler === undefined ? "" : " with this handler"}`);
+        let options = text(request.query["options"]) ?? "{}";
+        try {
+          const parsed: unknown = JSON.parse(options);
+          if (!isRecord(parsed)) throw new Error("not an object");
+        } catch {
+          throw new BitrixFault(400, "ERROR_ARGUMENT", "options: a JSON object is required (PLACEMENT_OPTIONS)", "options");
+        }
+        options = JSON.stringify(JSON.parse(options));
+        const tokens = state.issue(portal.id, userId, {
+          clientEndpoint: (portalId) => `${base(request)}/sandbox/${encodeURIComponent(portalId)}/rest/`,
+          serverEndpoint: `${base(request)}/sandbox/oauth/rest/`,
+        });
+        const fields = {
+          DOMAIN: portal.domain,
+          PROTOCOL: request.protocol === "https" ? "1" : "0",
+          LANG: "en",
+          APP_SID: appSid(),
+          AUTH_ID: tokens.access_token,
+          AUTH_EXPIRES: String(tokens.expires_in),
+          REFRESH_ID: tokens.refresh_token,
+          member_id: tokens.member_id,
+          status: tokens.status,
+          PLACEMENT: code,
+          PLACEMENT_OPTIONS: options,
+        };
+        const nonce = randomBytes(16).toString("base64");
+        const title = String(binding.fields["TITLE"] ?? "") || code;
+        return reply.code(200).headers(placementPageHeaders(nonce)).send(openPage(portal.domain, title, String(binding.fields["HANDLER"]), fields, text(request.query["top"]) === "1", nonce));
+      },
+    );
 
     app.route<{ Params: { portalId: string; method: string } }>({
       method: ["GET", "POST"],

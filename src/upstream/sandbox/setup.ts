@@ -229,3 +229,14 @@ export async function sandboxUserFor(store: Store, portalId: string, person: { e
   await createSandbox(store, portalId, { token: sandboxMemberWebhookToken(secret, portalId, userId), userId, now: () => now });
   return userId;
 }
+
+/**
+ * The keygate user a sandbox user is (sandboxUserFor the other way round): the member of the
+ * portal with the sandbox user's email; undefined for a sandbox user no member is (the demo users).
+ */
+export async function keygateUserOf(store: Store, portalId: string, sandboxUserId: number): Promise<string | undefined> {
+  const email = String((await store.getSandboxItem(portalId, ENTITY.user, sandboxUserId))?.fields["EMAIL"] ?? "").toLowerCase();
+  const user = email === "" ? undefined : await store.getUserByEmail(email);
+  if (user === undefined || (await store.getMember(portalId, user.id)) === undefined) return undefined;
+  return user.id;
+}
