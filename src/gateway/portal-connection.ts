@@ -13,7 +13,8 @@ import type { GatewayContext } from "./server.ts";
 const UPSTREAM_TIMEOUT_MS = 15_000;
 
 /**
- * The connection of a request to its key's portal — Bitrix24 through the portal's webhook, or the
+ * The connection of a request to its key's portal — Bitrix24 through the portal's webhook (or, for
+ * an app session on a portal with a Bitrix24 application, the session user's OAuth tokens), or the
  * built-in sandbox over HTTP at keygate's own address — for the routes answered from the portal
  * (the data plane, bots).
  */
