@@ -47,6 +47,7 @@ export interface ServeFlags {
   storeTimeoutSeconds?: string;
   appsPort?: string;
   appsDomain?: string;
+  bitrix24TokenUrl?: string;
 }
 
 /** The configuration, checked. */
@@ -75,6 +76,8 @@ export interface ServeConfig {
   drainSeconds: number;
   /** The providers of the platform sections (docs/sections.md). */
   platform: PlatformOptions;
+  /** Bitrix24's OAuth token server (docs/oauth.md, "Real Bitrix24 portals"); default https://oauth.bitrix.info/oauth/token/. */
+  bitrix24TokenUrl?: string;
   /** SMTP for the emails keygate sends (docs/feedback.md); none: in-app notifications only. */
   mail?: { url: string; from: string };
   /** The largest object PUT /v1/storage/objects/<key> stores (docs/storage.md). */
@@ -131,6 +134,7 @@ export function serveOptions(): Option[] {
     option("--storage-max-object-bytes <bytes>", "the largest object PUT /v1/storage/objects/<key> stores (default: 104857600, 100 MiB)", "KEYGATE_STORAGE_MAX_OBJECT_BYTES"),
     option("--apps-port <port>", "serve users' apps (the app runtime) on this port, each on a host of its own (0 picks a free one; default: off, servers' appUrl is null)", "KEYGATE_APPS_PORT"),
     option("--apps-domain <domain>", "serve each app at <server id>.<domain> (a wildcard DNS name for the apps port; https when --public-url is; default: <server id>.localhost:<apps port>, this machine only)", "KEYGATE_APPS_DOMAIN"),
+    option("--bitrix24-token-url <url>", "Bitrix24's OAuth token server, where users' codes are exchanged and tokens refreshed (default: https://oauth.bitrix.info/oauth/token/; a path such as /sandbox/oauth/token/ is on this keygate)", "KEYGATE_BITRIX24_TOKEN_URL"),
     option("--store-timeout-seconds <seconds>", "PostgreSQL: how long a query, or getting a connection for it, may take before the request answers 503 STORE_UNAVAILABLE (default: 5)", "KEYGATE_STORE_TIMEOUT_SECONDS"),
   ];
 }
@@ -191,6 +195,7 @@ export function serveConfig(flags: ServeFlags): ServeConfig {
     storageMaxObjectBytes: flags.storageMaxObjectBytes === undefined ? undefined : wholeNumber("--storage-max-object-bytes", "KEYGATE_STORAGE_MAX_OBJECT_BYTES", flags.storageMaxObjectBytes, 0, Number.MAX_SAFE_INTEGER),
     appsPort,
     appsDomain,
+    bitrix24TokenUrl: bitrix24TokenUrl(flags.bitrix24TokenUrl),
     storeTimeoutMs: flags.storeTimeoutSeconds === undefined ? undefined : wholeNumber("--store-timeout-seconds", "KEYGATE_STORE_TIMEOUT_SECONDS", flags.storeTimeoutSeconds, 1, 3600) * 1000,
   };
 }
@@ -214,6 +219,13 @@ function platformOptions(flags: ServeFlags): PlatformOptions {
   }
   if (flags.searchUrl !== undefined && flags.searchUrl !== "") platform.search = { url: url("--search-url", "KEYGATE_SEARCH_URL", flags.searchUrl) };
   return platform;
+}
+
+/** An http(s) URL, or a path on this keygate (its sandbox's token server). */
+function bitrix24TokenUrl(value: string | undefined): string | undefined {
+  if (value === undefined || value === "") return undefined;
+  if ((/^https?:\/\/[^/]/.test(value) && URL.canParse(value)) || /^\/[^/]/.test(value)) return value;
+  throw usage(`--bitrix24-token-url must be an http:// or https:// URL, or a path on this keygate, not "${value}" (the flag, or KEYGATE_BITRIX24_TOKEN_URL)`);
 }
 
 /** SMTP is configured with both flags or neither: a URL without a sender (or the reverse) stops keygate at start. */

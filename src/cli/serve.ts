@@ -79,6 +79,7 @@ export function registerServe(program: Command, io: Io): void {
         mail: opts.mail,
         storageMaxObjectBytes: opts.storageMaxObjectBytes,
         apps: opts.appsPort === undefined ? undefined : { port: opts.appsPort, domain: opts.appsDomain },
+        bitrix24TokenUrl: opts.bitrix24TokenUrl,
         ...shared,
       });
       log = (message) => app.log.warn(message);

@@ -152,6 +152,11 @@ export const ERRORS = {
     hint: "Go through the OAuth flow (GET /v1/oauth/authorize → POST /v1/oauth/token) and send X-Api-Key: vibe_app_… with Authorization: Bearer vibe_session_…, or use a personal API key (vibe_api_), which acts as its owner.",
   },
   SERVER_NOT_FOUND: { status: 404, message: "No such server, or not one this key sees.", hint: "GET /v1/infra/servers lists the servers this key sees." },
+  BITRIX24_AUTHORIZATION_EXPIRED: {
+    status: 401,
+    message: "The user's Bitrix24 authorization of this app has ended (its refresh token is expired or revoked): the user must authorize the app again.",
+    hint: "Send the user through the OAuth flow again (GET /v1/oauth/authorize): keygate then gets new Bitrix24 tokens for them.",
+  },
   USER_AUTH_REQUIRED: {
     status: 401,
     message: "The placement handler needs the Bitrix24 authorization a portal posts when a user opens the app (AUTH_ID, member_id, DOMAIN): it was missing, or the app's portal did not accept it.",

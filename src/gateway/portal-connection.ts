@@ -3,6 +3,8 @@ import { KeygateError } from "../core/errors.ts";
 import type { Portal } from "../dataplane/service.ts";
 import { type Bitrix24Client, bitrix24Client } from "../upstream/bitrix24/index.ts";
 import { INTERNAL } from "../upstream/outbound.ts";
+import { bitrix24AppOf } from "../oauth/bitrix24-flow.ts";
+import type { Bitrix24App } from "../oauth/bitrix24-tokens.ts";
 import { sandboxMemberWebhookToken, sandboxWebhookToken, sandboxWebhookUrl } from "../upstream/sandbox/index.ts";
 import { LimitRefusal, type rateLimiting } from "./limits.ts";
 import type { GatewayContext } from "./server.ts";
@@ -11,7 +13,8 @@ import type { GatewayContext } from "./server.ts";
 const UPSTREAM_TIMEOUT_MS = 15_000;
 
 /**
- * The connection of a request to its key's portal — Bitrix24 through the portal's webhook, or the
+ * The connection of a request to its key's portal — Bitrix24 through the portal's webhook (or, for
+ * an app session on a portal with a Bitrix24 application, the session user's OAuth tokens), or the
  * built-in sandbox over HTTP at keygate's own address — for the routes answered from the portal
  * (the data plane, bots).
  */
@@ -23,7 +26,16 @@ export function portalConnection(ctx: GatewayContext, limits: ReturnType<typeof 
   const clientFor = async (request: FastifyRequest): Promise<Bitrix24Client> => {
     const key = request.auth.key;
     const portalId = key.record.portalId;
-    const user = request.auth.appSession?.bitrixUserId;
+    const session = request.auth.appSession;
+    if (session !== undefined) {
+      // The portal's Bitrix24 application, kept with the key until its portal changes; null: none (the sandbox, or a webhook only).
+      const app = await ctx.cache.derive<Bitrix24App | null>(key, "bitrix24 app", async () => {
+        const portal = portalId === null ? undefined : await ctx.kg.store.getPortal(portalId);
+        return (portal && bitrix24AppOf(portal)) ?? null;
+      });
+      if (app !== null) return userClient(app, session.portalId, session.userId);
+    }
+    const user = session?.bitrixUserId;
     const name = user === undefined ? "bitrix24" : `bitrix24 user ${user}`;
     return (
       ctx.cache.peek<Bitrix24Client>(key, name) ??
@@ -36,11 +48,30 @@ export function portalConnection(ctx: GatewayContext, limits: ReturnType<typeof 
           const token = user === undefined ? sandboxWebhookToken(ctx.kg.serverSecret, portal.id) : sandboxMemberWebhookToken(ctx.kg.serverSecret, portal.id, user);
           return bitrix24Client(sandboxWebhookUrl(base, portal.id, token, user), { timeoutMs: UPSTREAM_TIMEOUT_MS, outbound: INTERNAL });
         }
-        if (user !== undefined) throw new KeygateError("PORTAL_NOT_LINKED", { message: "The session's user can be acted for on sandbox portals only: this portal is no longer one (docs/oauth.md)." });
+        if (user !== undefined) {
+          throw new KeygateError("PORTAL_NOT_LINKED", { message: "The session's user can be acted for on sandbox portals and on Bitrix24 portals with an application (upstream.clientId, upstream.clientSecret) only: this portal is neither now (docs/oauth.md)." });
+        }
         if (portal?.upstream?.kind === "bitrix24") return bitrix24Client(portal.upstream.webhookUrl, { timeoutMs: UPSTREAM_TIMEOUT_MS, outbound: ctx.kg.outbound });
         throw new KeygateError("PORTAL_NOT_LINKED", { message: "The key's portal is not linked to Bitrix24 (or the sandbox): there is no data to reach." });
       })
     );
+  };
+  /**
+   * A real portal's client acting as the session's user (docs/oauth.md, "Real Bitrix24 portals"):
+   * REST at the portal's client_endpoint with the user's access token, refreshed before it ends
+   * and once more when Bitrix24 refuses it.
+   */
+  const userClient = async (app: Bitrix24App, portalId: string, userId: string): Promise<Bitrix24Client> => {
+    const tokens = ctx.bitrix24Tokens;
+    const { clientEndpoint } = await tokens.current(app, portalId, userId);
+    return bitrix24Client(clientEndpoint, {
+      timeoutMs: UPSTREAM_TIMEOUT_MS,
+      outbound: tokens.outboundFor(clientEndpoint),
+      auth: {
+        token: async () => (await tokens.current(app, portalId, userId)).accessToken,
+        renew: async (rejected) => (await tokens.renew(app, portalId, userId, rejected)).accessToken,
+      },
+    });
   };
   /**
    * The key's portal for one request, paid for on first use: the first call spends one unit of

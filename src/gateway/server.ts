@@ -58,6 +58,7 @@ import { SIGN_IN_THROTTLE, type SignInThrottleSettings, signInThrottle } from ".
 import { type Usage, routeFacts } from "./usage.ts";
 import { AiUsage, type PlatformOptions, Sections, platformRoutes } from "../platform/index.ts";
 import { isOAuthPath, oauthRoutes } from "../oauth/routes.ts";
+import { BITRIX24_TOKEN_URL, Bitrix24UserTokens, userOfBitrixUser } from "../oauth/bitrix24-tokens.ts";
 import { isPlacementHandlerPath, placementHandlerRoutes } from "../apps/placement-handler.ts";
 import type { AppSession } from "../store/store.ts";
 
@@ -116,6 +117,8 @@ export interface ServerOptions {
   apps?: { domain?: string; port?: number; upstream?: HttpUpstreamOptions };
   /** The base URL of the sandbox served at a host root (`keygate serve --sandbox-port`), for the sandbox's webhook URL; default: the /sandbox/ path of this server. */
   sandboxUrl?: string;
+  /** Bitrix24's OAuth token server (`serve --bitrix24-token-url`, default https://oauth.bitrix.info/oauth/token/); a path is on this keygate (its sandbox's /sandbox/oauth/token/). */
+  bitrix24TokenUrl?: string;
   now?: () => number;
 }
 
@@ -198,6 +201,8 @@ export interface GatewayContext {
   upstreamCalled?: (portalId: string, seconds: number, error?: string) => void;
   /** A server's public URL on the app runtime; null when the runtime is off. */
   appUrl(serverId: string): string | null;
+  /** Users' Bitrix24 OAuth tokens on real portals (src/oauth/bitrix24-tokens.ts). */
+  bitrix24Tokens: Bitrix24UserTokens;
 }
 
 /**
@@ -388,7 +393,13 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     });
   if (runtime) app.decorate("appRuntime", runtime);
   const fa = forwardAuth({ admission: a, envelope, client, assertions, store, log: app.log });
-  const ctx: GatewayContext = { kg, envelope, publicUrl: options.publicUrl, sandboxUrl: options.sandboxUrl, usage, cache, client, send, responses: responsesFor(profile), sections: new Sections(profile, options.platform ?? {}), aiUsage: new AiUsage(), upstreamCalled: metrics && ((portalId, seconds, error) => metrics.upstream(portalId, seconds, error)), appUrl: (id) => runtime?.appUrl(id) ?? null };
+  /** This keygate's own listening address (its sandbox is called there), or undefined when it is not listening. */
+  const ownBaseUrl = () => {
+    const address = app.server.address();
+    return typeof address === "object" && address !== null ? `${options.tls ? "https" : "http"}://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}` : undefined;
+  };
+  const bitrix24Tokens = new Bitrix24UserTokens(kg, { tokenUrl: options.bitrix24TokenUrl ?? BITRIX24_TOKEN_URL, ownBaseUrl });
+  const ctx: GatewayContext = { kg, envelope, publicUrl: options.publicUrl, sandboxUrl: options.sandboxUrl, usage, cache, client, send, responses: responsesFor(profile), sections: new Sections(profile, options.platform ?? {}), aiUsage: new AiUsage(), upstreamCalled: metrics && ((portalId, seconds, error) => metrics.upstream(portalId, seconds, error)), bitrix24Tokens, appUrl: (id) => runtime?.appUrl(id) ?? null };
 
   const arrive = (req: ArrivingMessage, res: ServerResponse): void => {
     const url = req.url!;
@@ -678,15 +689,11 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     accountRoutes(typed, ctx, { client, lifetimes, throttle: signInThrottle(limiter, { ...SIGN_IN_THROTTLE, ...options.signInThrottle }) });
     // Its own plugin: the consent form and the token endpoint take form bodies, no other route does.
     typed.register(async (oauth) => oauthRoutes(oauth.withTypeProvider<TypeBoxTypeProvider>(), ctx, { lifetimes, revoked: sessionsRevoked }));
-    const ownBaseUrl = () => {
-      const address = app.server.address();
-      return typeof address === "object" && address !== null ? `${options.tls ? "https" : "http"}://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}` : undefined;
-    };
     entityRoutes(typed, ctx, limits, ownBaseUrl);
     botRoutes(typed, ctx, portalConnection(ctx, limits, ownBaseUrl));
     placementRoutes(typed, ctx, portalConnection(ctx, limits, ownBaseUrl));
     // Its own plugin: a portal posts it a form, with no key (src/apps/placement-handler.ts).
-    typed.register(async (handler) => placementHandlerRoutes(handler.withTypeProvider<TypeBoxTypeProvider>(), ctx, { ownBaseUrl }));
+    typed.register(async (handler) => placementHandlerRoutes(handler.withTypeProvider<TypeBoxTypeProvider>(), ctx, { ownBaseUrl, bitrix24UserOf: (portalId, bitrixUserId) => userOfBitrixUser(store, portalId, bitrixUserId) }));
     serverRoutes(typed, ctx, serverChecks);
     // Its own context: request bodies are the objects' bytes, not JSON.
     v1.register(async (storage) => storageRoutes(storage.withTypeProvider<TypeBoxTypeProvider>(), ctx, { maxObjectBytes: options.storageMaxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES }));

@@ -5,6 +5,7 @@ import type { CachedKey, KeyCache } from "../gateway/key-cache.ts";
 import type { Keygate } from "../manage/context.ts";
 import type { OAuthGrant, Portal, User } from "../store/store.ts";
 import { sandboxUserFor } from "../upstream/sandbox/index.ts";
+import { bitrix24AppOf } from "./bitrix24-flow.ts";
 import { SESSION_TTL_MS, newAppSession, secretDigest } from "./sessions.ts";
 
 /**
@@ -112,33 +113,52 @@ export async function checkAuthorize(kg: Keygate, cache: KeyCache, q: AuthorizeP
 
 /**
  * What the signed-in user may do with the request: only members of the app's portal authorize
- * it, and only on a portal whose users keygate can act as (the sandbox portal today).
+ * it, and only on a portal whose users keygate can act as: the sandbox, or a Bitrix24 portal whose
+ * upstream carries the Bitrix24 application keygate signs its users in with (bitrix24-flow.ts).
  */
 export async function checkUser(kg: Keygate, request: AuthorizeRequest, user: User): Promise<void> {
   if ((await kg.store.getMember(request.portal.id, user.id)) === undefined) {
     throw new KeygateError("NOT_PORTAL_MEMBER", { message: `Only members of ${request.portal.domain} can authorize this app: you are signed in as ${user.email}.` });
   }
-  if (request.portal.upstream?.kind !== "sandbox") {
-    throw new KeygateError("PORTAL_NOT_LINKED", {
-      message: "Apps sign users in on sandbox portals only in this keygate: it cannot yet act as a user of this portal's Bitrix24 (docs/oauth.md).",
-    });
-  }
+  const upstream = request.portal.upstream;
+  if (upstream?.kind === "sandbox" || (upstream?.kind === "bitrix24" && bitrix24AppOf(request.portal) !== undefined)) return;
+  throw new KeygateError("PORTAL_NOT_LINKED", {
+    message:
+      upstream?.kind === "bitrix24"
+        ? "Apps sign users in on this portal through its Bitrix24 application, and it has none: a portal admin sets upstream.clientId and upstream.clientSecret (PATCH /v1/portals/:id; docs/oauth.md)."
+        : "Apps sign users in on sandbox portals and on Bitrix24 portals with an application (upstream.clientId, upstream.clientSecret) only (docs/oauth.md).",
+  });
+}
+
+/** What a grant is issued for: the app's key, its portal, and the request's state, redirect URI and PKCE challenge. */
+export interface GrantRequest {
+  keyId: string;
+  portalId: string;
+  state: string;
+  redirectUri: string | null;
+  codeChallenge: string | null;
+}
+
+/** An authorization request as a grant's. */
+export function grantRequestOf(request: AuthorizeRequest): GrantRequest {
+  return { keyId: request.key.record.id, portalId: request.portal.id, state: request.state, redirectUri: request.redirectUri, codeChallenge: request.codeChallenge };
 }
 
 /**
  * The user allowed the app: a grant (code) bound to the app, the user, the redirect URI and the
- * PKCE challenge; returns the code. `revoked` is called when ended sessions were deleted meanwhile.
+ * PKCE challenge; returns the code. The user acts as `bitrixUserId` on the portal (from their
+ * Bitrix24 tokens), or as their sandbox user. `revoked` is called when ended sessions were deleted meanwhile.
  */
-export async function allow(kg: Keygate, request: AuthorizeRequest, user: User, revoked: () => void): Promise<string> {
+export async function allow(kg: Keygate, request: GrantRequest, user: User, revoked: () => void, bitrixUserId?: number): Promise<string> {
   const now = kg.now();
-  const bitrixUserId = await sandboxUserFor(kg.store, request.portal.id, user, kg.serverSecret, now);
+  bitrixUserId ??= await sandboxUserFor(kg.store, request.portalId, user, kg.serverSecret, now);
   const code = randomBytes(32).toString("base64url");
   const grant: OAuthGrant = {
     id: randomUUID(),
     codeDigest: secretDigest(code),
-    keyId: request.key.record.id,
+    keyId: request.keyId,
     userId: user.id,
-    portalId: request.portal.id,
+    portalId: request.portalId,
     bitrixUserId,
     redirectUri: request.redirectUri,
     stateDigest: secretDigest(request.state),

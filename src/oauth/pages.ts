@@ -1,7 +1,7 @@
 /**
  * The pages of the OAuth flow a browser sees (docs/oauth.md): the consent page and /oauth/complete.
  * Plain HTML, no script; the headers (pageHeaders) forbid framing (clickjacking, RFC 9700 §4.16)
- * and let the form post only to keygate and the app's redirect URI; the authorize URL (it holds
+ * and let the form post only to keygate, the app's redirect URI and (on a real Bitrix24 portal) the portal; the authorize URL (it holds
  * the app key) is not sent on as a referrer to other origins.
  */
 const escape = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -17,8 +17,9 @@ function page(title: string, body: string): string {
 }
 
 /** The headers of these pages: no framing, no caching, no referrer; form posts only to keygate (and, for the redirect after it, the app's origin). */
-export function pageHeaders(redirectOrigin: string | null): Record<string, string> {
-  const formAction = redirectOrigin === null ? "'self'" : `'self' ${redirectOrigin}`;
+export function pageHeaders(redirectOrigin: string | null, portalOrigin?: string): Record<string, string> {
+  // The form's redirects count as its action: to the app, and on a real Bitrix24 portal to the portal's authorization.
+  const formAction = ["'self'", redirectOrigin, portalOrigin].filter((o) => o !== null && o !== undefined).join(" ");
   return {
     "content-type": "text/html; charset=utf-8",
     "content-security-policy": `default-src 'none'; style-src 'unsafe-inline'; form-action ${formAction}; frame-ancestors 'none'; base-uri 'none'`,

@@ -8,7 +8,9 @@ import { BODY_CODES } from "../gateway/envelope.ts";
 import type { App, GatewayContext } from "../gateway/server.ts";
 import { sessionToken } from "../gateway/session.ts";
 import type { User } from "../store/store.ts";
-import { type AuthorizeParams, type AuthorizeRequest, type TokenParams, STATE_MAX, STATE_MIN, TokenError, allow, appKeyOf, checkAuthorize, checkState, checkUser, exchangeCode, poll, redirectTarget, revoke } from "./flow.ts";
+import { CALLBACK_PATH, bitrix24AppOf, openPending, portalAuthorizeUrl, portalBase } from "./bitrix24-flow.ts";
+import { TokenServerRefusal } from "./bitrix24-tokens.ts";
+import { type AuthorizeParams, type AuthorizeRequest, type TokenParams, STATE_MAX, STATE_MIN, TokenError, allow, appKeyOf, checkAuthorize, checkState, checkUser, exchangeCode, grantRequestOf, poll, redirectTarget, revoke } from "./flow.ts";
 import { completePage, consentPage, pageHeaders } from "./pages.ts";
 
 /**
@@ -17,7 +19,7 @@ import { completePage, consentPage, pageHeaders } from "./pages.ts";
  * in the body: these paths are not verified on arrival (isOAuthPath) and check the app key
  * themselves. GET /v1/oauth/poll carries the key in X-Api-Key and is verified like any route.
  */
-const OPEN_PATHS = new Set(["/v1/oauth/authorize", "/v1/oauth/token", "/v1/oauth/revoke"]);
+const OPEN_PATHS = new Set(["/v1/oauth/authorize", "/v1/oauth/token", "/v1/oauth/revoke", CALLBACK_PATH]);
 
 /** Whether a URL is one of the OAuth routes that check the app key themselves (not on arrival). */
 export function isOAuthPath(url: string): boolean {
@@ -114,10 +116,10 @@ export function oauthRoutes(app: App, ctx: GatewayContext, options: OAuthRouteOp
     return found && token !== undefined ? { user: found.user, token } : undefined;
   };
 
-  const html = (reply: FastifyReply, status: number, body: string, redirectUri: string | null) =>
+  const html = (reply: FastifyReply, status: number, body: string, redirectUri: string | null, portalOrigin?: string) =>
     reply
       .code(status)
-      .headers(pageHeaders(redirectUri === null ? null : new URL(redirectUri).origin))
+      .headers(pageHeaders(redirectUri === null ? null : new URL(redirectUri).origin, portalOrigin))
       .send(body);
 
   const authorizeCodes = ["INVALID_REQUEST", "INVALID_API_KEY", "INVALID_REDIRECT_URI", "NOT_PORTAL_MEMBER", "PORTAL_NOT_LINKED"];
@@ -157,7 +159,9 @@ export function oauthRoutes(app: App, ctx: GatewayContext, options: OAuthRouteOp
         fields,
         redirectHost: checked.redirectUri === null ? null : new URL(checked.redirectUri).host,
       });
-      return html(reply, 200, page, checked.redirectUri);
+      const upstream = checked.portal.upstream;
+      const portalOrigin = upstream?.kind === "bitrix24" && bitrix24AppOf(checked.portal) !== undefined ? new URL(portalBase(upstream.webhookUrl)).origin : undefined;
+      return html(reply, 200, page, checked.redirectUri, portalOrigin);
     },
   );
 
@@ -187,8 +191,87 @@ export function oauthRoutes(app: App, ctx: GatewayContext, options: OAuthRouteOp
       if (form.csrf === undefined || !sameToken(form.csrf, csrfTokenOf(kg.serverSecret, who.token))) return send(reply, "CSRF_TOKEN_INVALID");
       await checkUser(kg, checked, who.user);
       if (form.decision !== "allow" && form.decision !== "deny") throw new KeygateError("INVALID_REQUEST", { message: "decision: must be allow or deny", param: "decision" });
-      const answer: Record<string, string> = form.decision === "allow" ? { code: await allow(kg, checked, who.user, revoked) } : { error: "access_denied" };
-      return reply.header("cache-control", "no-store").redirect(redirectTarget(checked, answer, completeUrl(request)), 302);
+      reply.header("cache-control", "no-store");
+      if (form.decision === "deny") return reply.redirect(redirectTarget(checked, { error: "access_denied" }, completeUrl(request)), 302);
+      // A real Bitrix24 portal: the user authorizes keygate's Bitrix24 application on the portal first (bitrix24-flow.ts).
+      const b24 = bitrix24AppOf(checked.portal);
+      if (b24 !== undefined) {
+        const pending = { ...grantRequestOf(checked), userId: who.user.id };
+        return reply.redirect(await portalAuthorizeUrl(kg, checked.portal, b24, pending, `${origin(request)}${CALLBACK_PATH}`), 302);
+      }
+      return reply.redirect(redirectTarget(checked, { code: await allow(kg, grantRequestOf(checked), who.user, revoked) }, completeUrl(request)), 302);
+    },
+  );
+
+  app.get(
+    CALLBACK_PATH,
+    {
+      schema: {
+        operationId: "bitrix24Callback",
+        tags,
+        summary:
+          "Where a real Bitrix24 portal sends the browser back after the user authorized keygate's Bitrix24 application (docs/oauth.md, \"Real Bitrix24 portals\"): keygate exchanges the code for the user's Bitrix24 tokens, then sends the browser to the app's redirect_uri?code=…&state=… (or ?error=…)",
+        security: [],
+        querystring: T.Object(
+          {
+            code: Str("Bitrix24's authorization code"),
+            state: Str("The state keygate sent to the portal"),
+            domain: Str("The portal's domain"),
+            member_id: Str("The portal's member_id"),
+            scope: Str("The application's scopes"),
+            server_domain: Str("Bitrix24's token server"),
+            error: Str("Bitrix24's refusal"),
+            error_description: Str("Bitrix24's refusal, in words"),
+          },
+          { additionalProperties: true },
+        ),
+        response: {
+          ...ctx.responses({ data: T.Unknown(), codes: ["INVALID_REQUEST", "SESSION_REQUIRED", "NOT_PORTAL_MEMBER", "PORTAL_NOT_LINKED", "INVALID_API_KEY"] }),
+          302: T.Unsafe<unknown>({ description: "To the app's redirect URI (or /oauth/complete) with code and state, or error (access_denied, temporarily_unavailable) and state" }),
+        },
+      },
+    },
+    async (request, reply) => {
+      const q = request.query as { code?: string; state?: string; member_id?: string; error?: string };
+      const pending = await openPending(kg, q.state);
+      // The browser that allowed the app brings the answer back: a code got in another browser is not this user's to bind.
+      const who = await signedIn(request);
+      if (who === undefined || who.user.id !== pending.userId) {
+        return send(reply, "SESSION_REQUIRED", { message: "Sign in to keygate as the user who allowed the app, in this browser, and authorize it again." });
+      }
+      reply.header("cache-control", "no-store");
+      const back = (answer: Record<string, string>) => reply.redirect(redirectTarget(pending, answer, completeUrl(request)), 302);
+      const portal = await kg.store.getPortal(pending.portalId);
+      const b24 = portal === undefined ? undefined : bitrix24AppOf(portal);
+      if (portal === undefined || b24 === undefined || portal.upstream?.kind !== "bitrix24") {
+        throw new KeygateError("PORTAL_NOT_LINKED", { message: "The app's portal no longer has a Bitrix24 application (upstream.clientId, upstream.clientSecret): authorize the app again once it has." });
+      }
+      if ((await kg.store.getKey(pending.keyId)) === undefined) throw new KeygateError("INVALID_API_KEY", { message: "The app's key no longer exists." });
+      if ((await kg.store.getMember(portal.id, who.user.id)) === undefined) throw new KeygateError("NOT_PORTAL_MEMBER", { message: `Only members of ${portal.domain} can authorize this app.` });
+      if (q.error !== undefined || q.code === undefined || q.code === "") return back({ error: "access_denied", error_description: "The user did not authorize the app on the Bitrix24 portal." });
+      let tokens;
+      try {
+        tokens = await ctx.bitrix24Tokens.grant(b24, { grant_type: "authorization_code", code: q.code });
+      } catch (error) {
+        if (error instanceof TokenServerRefusal) return back({ error: "access_denied", error_description: `Bitrix24 refused the authorization: ${error.error}.` });
+        request.log.warn({ err: error }, "Bitrix24's token server did not answer a code exchange");
+        return back({ error: "temporarily_unavailable", error_description: "Bitrix24's token server did not answer: try again." });
+      }
+      // The tokens must be of this portal: its REST endpoint, and the member_id the portal sent the browser back with.
+      const ofPortal = tokens.clientEndpoint.startsWith(`${portalBase(portal.upstream.webhookUrl)}/rest/`) && (q.member_id === undefined || q.member_id === tokens.memberId);
+      if (!ofPortal) return back({ error: "access_denied", error_description: "The Bitrix24 authorization is of another portal than the app's." });
+      const now = kg.now();
+      const stored = await ctx.bitrix24Tokens.save({
+        portalId: portal.id,
+        userId: who.user.id,
+        bitrixUserId: tokens.userId,
+        memberId: tokens.memberId,
+        clientEndpoint: tokens.clientEndpoint,
+        accessToken: tokens.accessToken,
+        refreshToken: tokens.refreshToken,
+        expiresAt: now + tokens.expiresIn * 1000,
+      });
+      return back({ code: await allow(kg, pending, who.user, revoked, stored.bitrixUserId) });
     },
   );
 

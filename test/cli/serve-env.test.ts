@@ -63,6 +63,7 @@ const VARIABLES = [
   "KEYGATE_STORE_TIMEOUT_SECONDS",
   "KEYGATE_APPS_PORT",
   "KEYGATE_APPS_DOMAIN",
+  "KEYGATE_BITRIX24_TOKEN_URL",
 ];
 
 describe("issue 14: keygate serve by environment, readiness, graceful shutdown", () => {
@@ -118,6 +119,9 @@ describe("issue 14: keygate serve by environment, readiness, graceful shutdown",
       run({ KEYGATE_APPS_PORT: "0", KEYGATE_APPS_DOMAIN: "https://apps.example.com", KEYGATE_DATA_DIR: dataDir }).then((r) => assert.match(r.err, /--apps-domain must be a DNS name such as apps\.example\.com, not "https:\/\/apps\.example\.com" \(the flag, or KEYGATE_APPS_DOMAIN\)/)),
       run({ KEYGATE_IPV6_PREFIX: "129", KEYGATE_DATA_DIR: dataDir }).then((r) => assert.match(r.err, /--ipv6-prefix must be a whole number from 1 to 128/)),
       run({ KEYGATE_STORE_TIMEOUT_SECONDS: "0", KEYGATE_DATA_DIR: dataDir }).then((r) => assert.match(r.err, /--store-timeout-seconds must be a whole number from 1 to 3600, not "0" \(the flag, or KEYGATE_STORE_TIMEOUT_SECONDS\)/)),
+      run({ KEYGATE_BITRIX24_TOKEN_URL: "oauth.bitrix.info/oauth/token/", KEYGATE_DATA_DIR: dataDir }).then((r) =>
+        assert.match(r.err, /--bitrix24-token-url must be an http:\/\/ or https:\/\/ URL, or a path on this keygate, not "oauth\.bitrix\.info\/oauth\/token\/" \(the flag, or KEYGATE_BITRIX24_TOKEN_URL\)/),
+      ),
       run({ KEYGATE_SMTP_URL: "smtp://127.0.0.1:25", KEYGATE_DATA_DIR: dataDir }).then((r) => assert.match(r.err, /--smtp-url and --smtp-from go together/)),
       run({ KEYGATE_SMTP_URL: "http://mail.example.com", KEYGATE_SMTP_FROM: "k@example.com", KEYGATE_DATA_DIR: dataDir }).then((r) => assert.match(r.err, /--smtp-url must be an smtp:\/\/ or smtps:\/\/ URL, not "http:\/\/mail\.example\.com" \(the flag, or KEYGATE_SMTP_URL\)/)),
       run({ KEYGATE_SMTP_URL: "smtp://127.0.0.1:25", KEYGATE_SMTP_FROM: "keygate", KEYGATE_DATA_DIR: dataDir }).then((r) => assert.match(r.err, /--smtp-from must be an email address, not "keygate"/)),

@@ -15,6 +15,7 @@ import { createKey } from "../../src/manage/keys.ts";
 import { createPortal } from "../../src/manage/portals.ts";
 import { createUser, issueManagementKey } from "../../src/manage/users.ts";
 import { createPasswordLink } from "../../src/accounts/links.ts";
+import { portalAuthorizeUrl } from "../../src/oauth/bitrix24-flow.ts";
 import { type Harness, type Reply, startHarness } from "../support/gateway.ts";
 import { FAKE_AI_KEY, fakeOpenAi, fakeSearxng } from "../support/platform.ts";
 
@@ -323,11 +324,19 @@ describe("issue 11.1: the OpenAPI document is the contract [VibeCode]", () => {
     await call("POST /v1/oauth/revoke", "/v1/oauth/revoke", { key: undefined, body: { token: session } });
     await call("POST /v1/oauth/revoke", "/v1/oauth/revoke", { key: undefined, body: {} }).then((r) => assert.equal(r.status, 400));
     await call("GET /oauth/complete", "/oauth/complete?error=access_denied&state=x", { key: undefined });
+    // A real Bitrix24 portal's way back (issue 15 §2): a forged state is refused; the portal's denial goes back to the app
+    const b24 = (await call("POST /v1/portals", "/v1/portals", { body: { domain: "contract-b24.bitrix24.ru", upstream: { kind: "bitrix24", webhookUrl: "https://93.184.216.34/rest/1/contracttoken/", clientId: "local.contract.0001", clientSecret: "contract-secret" } } })).body.data;
+    await call("POST /v1/portals/{id}/members", `/v1/portals/${b24.id}/members`, { body: { email: who.email } });
+    await call("GET /v1/oauth/bitrix24/callback", "/v1/oauth/bitrix24/callback?code=x&state=forged", { key: undefined, headers: browser }).then((r) => assert.equal(r.status, 400));
+    const toPortal = new URL(await portalAuthorizeUrl(h.kg, (await h.store.getPortal(b24.id))!, { clientId: "local.contract.0001", clientSecret: "contract-secret" }, { keyId: appKey.id, portalId: b24.id, userId: who.id, state, redirectUri: callback, codeChallenge: null }, "https://keygate.test/cb"));
+    const back = `/v1/oauth/bitrix24/callback?${new URLSearchParams({ error: "access_denied", state: toPortal.searchParams.get("state")! })}`;
+    await call("GET /v1/oauth/bitrix24/callback", back, { key: undefined, headers: browser }).then((r) => assert.equal(new URL(String(r.headers.location)).searchParams.get("error"), "access_denied"));
 
     const missing = [...c.operations.keys()].filter((op) => !c.reached.has(op));
     assert.deepEqual(missing, [], "every operation of the document was called and its response validated");
-    // The consent form's success is a redirect (docs/oauth.md).
-    for (const [op, statuses] of c.reached) assert.ok([...statuses].some((s) => s >= 200 && s < (op === "POST /v1/oauth/authorize" || op === "POST /v1/bitrix-handler" ? 400 : 300)), `${op} answered a success at least once: ${[...statuses].join(", ")}`);
+    // The consent form's, the Bitrix24 callback's and the placement handler's success is a redirect (docs/oauth.md, docs/placements.md).
+    const redirects = ["POST /v1/oauth/authorize", "GET /v1/oauth/bitrix24/callback", "POST /v1/bitrix-handler"];
+    for (const [op, statuses] of c.reached) assert.ok([...statuses].some((s) => s >= 200 && s < (redirects.includes(op) ? 400 : 300)), `${op} answered a success at least once: ${[...statuses].join(", ")}`);
   });
 });
 

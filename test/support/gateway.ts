@@ -109,6 +109,8 @@ export interface HarnessOptions {
   platform?: PlatformOptions;
   /** The app runtime (`serve --apps-port`, `--apps-domain`): listens on 127.0.0.1, a random port. */
   apps?: ServerOptions["apps"];
+  /** Bitrix24's OAuth token server (`serve --bitrix24-token-url`): "/sandbox/oauth/token/" for the sandbox standing in for a real portal. */
+  bitrix24TokenUrl?: string;
 }
 
 /**
@@ -145,7 +147,7 @@ export async function startHarness(kind: StoreKind, options: HarnessOptions = {}
   };
   const now = () => clock.now;
   const limiter = await options.limiter?.(now);
-  const app = buildServer({ profile, store, serverSecret, now, trustProxy: options.trustProxy, limiter, httpUpstream: options.httpUpstream, clientLimits: options.clientLimits, allowUpstream: options.allowUpstream, identityKeyGeneration: options.identityKeyGeneration, platform: options.platform, mail: options.mail, storageMaxObjectBytes: options.storageMaxObjectBytes, serverCheckIntervalMs: options.serverCheckIntervalMs, apps: options.apps });
+  const app = buildServer({ profile, store, serverSecret, now, trustProxy: options.trustProxy, limiter, httpUpstream: options.httpUpstream, clientLimits: options.clientLimits, allowUpstream: options.allowUpstream, identityKeyGeneration: options.identityKeyGeneration, platform: options.platform, mail: options.mail, storageMaxObjectBytes: options.storageMaxObjectBytes, serverCheckIntervalMs: options.serverCheckIntervalMs, bitrix24TokenUrl: options.bitrix24TokenUrl, apps: options.apps });
   await app.ready();
   const url = options.listen ? await app.listen({ host: "127.0.0.1", port: 0 }) : undefined;
   const appRuntime = app.appRuntime;
@@ -183,7 +185,7 @@ async function startNode(base: Harness, options: HarnessOptions): Promise<Harnes
   const profile = options.profile === undefined ? base.kg.profile : loadProfile(options.profile);
   const now = () => base.clock.now;
   const limiter = await options.limiter?.(now);
-  const app = buildServer({ profile, store: base.store, serverSecret: base.kg.serverSecret, now, trustProxy: options.trustProxy, limiter, allowUpstream: options.allowUpstream, identityKeyGeneration: options.identityKeyGeneration, serverCheckIntervalMs: options.serverCheckIntervalMs, apps: options.apps });
+  const app = buildServer({ profile, store: base.store, serverSecret: base.kg.serverSecret, now, trustProxy: options.trustProxy, limiter, allowUpstream: options.allowUpstream, identityKeyGeneration: options.identityKeyGeneration, serverCheckIntervalMs: options.serverCheckIntervalMs, bitrix24TokenUrl: options.bitrix24TokenUrl, apps: options.apps });
   await app.ready();
   const appRuntime = app.appRuntime;
   if (appRuntime) await new Promise<void>((resolve) => appRuntime.server.listen(0, "127.0.0.1", resolve));

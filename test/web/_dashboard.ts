@@ -45,12 +45,12 @@ export interface Dashboard {
   close(): Promise<void>;
 }
 
-/** A keygate under `profile` with an owner (a password, every management scope) administering one linked portal. */
-export async function startDashboard(profileId = "vibecode"): Promise<Dashboard> {
+/** A keygate under `profile` (its Bitrix24 token server: `options.bitrix24TokenUrl`) with an owner (a password, every management scope) administering one linked portal. */
+export async function startDashboard(profileId = "vibecode", options: { bitrix24TokenUrl?: string } = {}): Promise<Dashboard> {
   const { store, serverSecret } = await throwawayStore("sqlite", "kg_web");
   const profile = loadProfile(profileId);
   // Portals of profiles other than VibeCode forward to an HTTP API; none answers here, and none is called.
-  const app = buildServer({ profile, store, serverSecret, allowUpstream: ["127.0.0.1"] });
+  const app = buildServer({ profile, store, serverSecret, allowUpstream: ["127.0.0.1"], bitrix24TokenUrl: options.bitrix24TokenUrl });
   await app.ready();
   const url = await app.listen({ host: "127.0.0.1", port: 0 });
   const kg = app.keygate;

@@ -6,7 +6,7 @@ import type { Portal } from "../../dataplane/service.ts";
 import { UpstreamError } from "../../upstream/bitrix24/index.ts";
 import type { App, GatewayContext } from "../server.ts";
 
-const CODES = ["PORTAL_NOT_LINKED", "SANDBOX_UNREACHABLE", "BITRIX_ERROR", "BITRIX_ACCESS_DENIED", "BITRIX_UNAVAILABLE"];
+const CODES = ["PORTAL_NOT_LINKED", "BITRIX24_AUTHORIZATION_EXPIRED", "SANDBOX_UNREACHABLE", "BITRIX_ERROR", "BITRIX_ACCESS_DENIED", "BITRIX_UNAVAILABLE"];
 /** Bitrix24's bot types (imbot.register TYPE) by keygate's names. */
 const TYPES = { bot: "B", supervisor: "S", openline: "O" } as const;
 type BotType = keyof typeof TYPES;

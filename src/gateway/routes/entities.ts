@@ -41,7 +41,7 @@ const SearchBody = T.Object(
   { additionalProperties: true },
 );
 const Text = T.Union([T.String(), T.Number()]);
-const ENTITY_CODES = ["PORTAL_NOT_LINKED", "SANDBOX_UNREACHABLE", "BITRIX_ERROR", "BITRIX_ACCESS_DENIED", "BITRIX_UNAVAILABLE", "UPSTREAM_UNAVAILABLE", "UPSTREAM_TIMEOUT"];
+const ENTITY_CODES = ["PORTAL_NOT_LINKED", "BITRIX24_AUTHORIZATION_EXPIRED", "SANDBOX_UNREACHABLE", "BITRIX_ERROR", "BITRIX_ACCESS_DENIED", "BITRIX_UNAVAILABLE", "UPSTREAM_UNAVAILABLE", "UPSTREAM_TIMEOUT"];
 const capitalized = (name: string) => name[0]!.toUpperCase() + name.slice(1);
 /** The entity's singular for operation ids: deals → Deal, companies → Company. */
 const singular = (name: string) => capitalized(name.endsWith("ies") ? `${name.slice(0, -3)}y` : name.replace(/s$/, ""));

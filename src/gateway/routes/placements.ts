@@ -7,7 +7,7 @@ import { placementHandlerUrl } from "../../apps/placement-handler.ts";
 import { type Server, listServersFor } from "../../store/servers.ts";
 import type { App, GatewayContext } from "../server.ts";
 
-const CODES = ["PORTAL_NOT_LINKED", "BITRIX_ERROR", "BITRIX_ACCESS_DENIED", "BITRIX_UNAVAILABLE"];
+const CODES = ["PORTAL_NOT_LINKED", "BITRIX24_AUTHORIZATION_EXPIRED", "BITRIX_ERROR", "BITRIX_ACCESS_DENIED", "BITRIX_UNAVAILABLE"];
 
 const PlacementCode = T.String({
   minLength: 1,

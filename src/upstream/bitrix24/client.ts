@@ -1,6 +1,8 @@
 /**
  * A Bitrix24 REST client for an inbound webhook: https://<portal>/rest/<user id>/<token>/, and
- * the sandbox's http://<keygate>/sandbox/<portal id>/rest/<user id>/<token>/ alike.
+ * the sandbox's http://<keygate>/sandbox/<portal id>/rest/<user id>/<token>/ alike; or, with
+ * `auth`, for an OAuth application acting as a user: the token answer's client_endpoint
+ * (https://<portal>/rest/) with auth=<access token> in every call's parameters.
  *
  *     const b24 = bitrix24Client(webhookUrl, { timeoutMs: 10_000 });
  *     const { result, total, next } = await b24.call("crm.item.list", { entityTypeId: 2, filter: { ">opportunity": 1000 }, start: 0 });
@@ -64,7 +66,22 @@ export interface Bitrix24ClientOptions {
   connections?: number;
   /** Where connections may go: the gateway's policy, or INTERNAL for the built-in sandbox. */
   outbound: OutboundPolicy;
+  /** OAuth: the URL is the portal's REST endpoint and each call carries the user's access token. */
+  auth?: TokenAuth;
 }
+
+/**
+ * A user's access token (src/oauth/bitrix24-tokens.ts). When Bitrix24 answers expired_token or
+ * invalid_token, the client asks `renew` for another once and calls again.
+ */
+export interface TokenAuth {
+  token(): Promise<string>;
+  /** A token to use instead of `rejected` (refreshed, or refreshed by another node meanwhile); throws when there is none. */
+  renew(rejected: string): Promise<string>;
+}
+
+/** Bitrix24's answers to an access token it no longer takes. */
+const TOKEN_REJECTED = new Set(["expired_token", "invalid_token"]);
 
 export interface Bitrix24Client {
   /** The webhook URL without its token (for logs and messages). */
@@ -129,10 +146,20 @@ export function bitrix24Client(webhookUrl: string, options: Bitrix24ClientOption
   const origin = url.origin;
   const base = url.pathname.endsWith("/") ? url.pathname : `${url.pathname}/`;
   const connections = options.connections ?? 8;
-  const { timeoutMs, outbound } = options;
+  const { timeoutMs, outbound, auth } = options;
   const redactedUrl = redactWebhookUrl(webhookUrl);
 
+  /** A call, with the user's access token when there is one: renewed once when Bitrix24 no longer takes it. */
   async function post(method: string, params: Record<string, unknown>): Promise<{ status: number; body: unknown }> {
+    if (auth === undefined) return send(method, params);
+    const token = await auth.token();
+    const answer = await send(method, { ...params, auth: token });
+    const error = isObject(answer.body) ? answer.body["error"] : undefined;
+    if (typeof error !== "string" || !TOKEN_REJECTED.has(error)) return answer;
+    return send(method, { ...params, auth: await auth.renew(token) });
+  }
+
+  async function send(method: string, params: Record<string, unknown>): Promise<{ status: number; body: unknown }> {
     if (!METHOD.test(method)) throw new Error(`not a Bitrix24 method name: ${JSON.stringify(method)}`);
     let status: number;
     let text: string;
@@ -218,6 +245,37 @@ export function bitrix24Client(webhookUrl: string, options: Bitrix24ClientOption
       return response;
     },
   };
+}
+
+/**
+ * A form POST to Bitrix24's OAuth token server (https://oauth.bitrix.info/oauth/token/, or the
+ * sandbox's): its status and JSON body (undefined when it is not JSON). Throws an UpstreamError
+ * BITRIX_UNAVAILABLE when no answer came. The form holds secrets: no error names it.
+ */
+export async function postTokenForm(tokenUrl: string, form: Record<string, string>, options: { timeoutMs: number; outbound: OutboundPolicy }): Promise<{ status: number; body: unknown }> {
+  const url = new URL(tokenUrl);
+  const redacted = `${url.origin}${url.pathname}`;
+  try {
+    const response = await poolFor(options.outbound, url.origin, 2).request({
+      path: `${url.pathname}${url.search}`,
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded", accept: "application/json", "user-agent": "keygate" },
+      body: new URLSearchParams(form).toString(),
+      signal: AbortSignal.timeout(options.timeoutMs),
+      headersTimeout: options.timeoutMs,
+      bodyTimeout: options.timeoutMs,
+    });
+    const text = await response.body.text();
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = undefined;
+    }
+    return { status: response.statusCode, body };
+  } catch (error) {
+    throw networkError("oauth.token", redacted, error);
+  }
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
