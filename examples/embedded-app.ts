@@ -57,7 +57,9 @@ export async function startEmbeddedApp(options: { keygate: string; appKey: strin
 <h2>Deals</h2><ul id="deals">${deals.success ? items.join("") : `<li>${escape(deals.error?.code ?? "error")}</li>`}</ul>
 <p>Session token visible to this page: <output id="token-check"></output></p>
 <script>
-  const places = [document.cookie, JSON.stringify({ ...localStorage }), JSON.stringify({ ...sessionStorage }), location.href];
+  // A frame of another site may be denied its storage altogether: then it holds nothing either.
+  const stored = (name) => { try { return JSON.stringify({ ...window[name] }); } catch { return ""; } };
+  const places = [document.cookie, stored("localStorage"), stored("sessionStorage"), location.href];
   document.getElementById("token-check").textContent = places.some((text) => text.includes("vibe_session_")) ? "found" : "none";
 </script>
 </body></html>`);

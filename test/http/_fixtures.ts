@@ -4,9 +4,10 @@
  * X-Request-Id.
  */
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
+import { setPassword } from "../../src/accounts/links.ts";
 import { generateKey } from "../../src/core/keys/format.ts";
-import { issueManagementKey } from "../../src/manage/users.ts";
+import { createUser, issueManagementKey } from "../../src/manage/users.ts";
 import type { User } from "../../src/store/store.ts";
 import type { CallOptions, Harness, Reply } from "../support/gateway.ts";
 
@@ -201,4 +202,44 @@ export function limited(r: Reply, status = 429, code = "RATE_LIMITED"): any {
   assert.equal(rateHeaders(r).remaining, 0);
   assertRequestId(r);
   return e;
+}
+
+export const PASSWORD = "correct horse battery staple";
+/** The redirect URI an app key registers for sessionOf. */
+export const OAUTH_CALLBACK = "https://app.example/callback";
+const OAUTH_STATE = "aAbBcCdDeEfFgGhH";
+let members = 0;
+
+/** A new person, a member of the portal with a password, signed in: their keygate id, email and session cookie. */
+export async function member(h: Harness, portalId: string, role: "ADMIN" | "MEMBER", name = "Olga Member"): Promise<{ id: string; email: string; cookie: string }> {
+  const email = `person${++members}-${randomBytes(3).toString("hex")}@example.com`;
+  const user = await createUser(h.kg, null, { email, name });
+  await setPassword(h.kg, null, user, PASSWORD);
+  await addMember(h, portalId, email, role);
+  const signIn = await h.call("POST", "/v1/session", { body: { email, password: PASSWORD } });
+  assert.equal(signIn.status, 201, JSON.stringify(signIn.body));
+  return { id: user.id, email, cookie: /^(keygate_session=[A-Za-z0-9_-]+);/.exec(String(signIn.headers["set-cookie"]))![1]! };
+}
+
+/** The signed-in member's session token for an app key that registered OAUTH_CALLBACK, through the OAuth flow (consent, code, token with PKCE). */
+export async function sessionOf(h: Harness, appKey: string, cookie: string): Promise<string> {
+  const verifier = randomBytes(32).toString("base64url");
+  const challenge = createHash("sha256").update(verifier).digest("base64url");
+  const query = new URLSearchParams({ app_key: appKey, state: OAUTH_STATE, redirect_uri: OAUTH_CALLBACK, code_challenge: challenge, code_challenge_method: "S256" });
+  const page = await h.call("GET", `/v1/oauth/authorize?${query}`, { headers: { cookie } });
+  assert.equal(page.status, 200, JSON.stringify(page.body));
+  const consent = await h.call("POST", "/v1/oauth/authorize", { headers: { cookie, "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ ...hiddenFields(String(page.body)), decision: "allow" }).toString() });
+  assert.equal(consent.status, 302, JSON.stringify(consent.body));
+  const code = new URL(String(consent.headers.location)).searchParams.get("code")!;
+  const token = await h.call("POST", "/v1/oauth/token", { body: { grant_type: "authorization_code", app_key: appKey, code, redirect_uri: OAUTH_CALLBACK, code_verifier: verifier } });
+  assert.equal(token.status, 200, JSON.stringify(token.body));
+  return token.body.access_token;
+}
+
+/** Undoes keygate's HTML escaping (&#NN;). */
+export const unescapeHtml = (s: string) => s.replace(/&#(\d+);/g, (_, c: string) => String.fromCharCode(Number(c)));
+
+/** The hidden fields of a page's form (the consent page's, the sandbox placement page's). */
+export function hiddenFields(html: string): Record<string, string> {
+  return Object.fromEntries([...html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)].map((m) => [m[1]!, unescapeHtml(m[2]!)]));
 }

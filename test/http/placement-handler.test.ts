@@ -9,60 +9,22 @@
  * auth.gatewayInjected.
  */
 import assert from "node:assert/strict";
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, beforeEach, describe, it } from "node:test";
-import { setPassword } from "../../src/accounts/links.ts";
 import { readInitToken } from "../../src/apps/init-token.ts";
-import { createUser } from "../../src/manage/users.ts";
 import { createServer as registerServer } from "../../src/store/servers.ts";
 import { sandboxMemberId } from "../../src/upstream/sandbox/index.ts";
 import { type Harness, type Reply, startHarness, storeKinds } from "../support/gateway.ts";
-import { type IssuedKey, MINUTE, addMember, fails, makeKey, makePortal, ok } from "./_fixtures.ts";
-
-const PASSWORD = "correct horse battery staple";
-const CALLBACK = "https://app.example/callback";
-const STATE = "aAbBcCdDeEfFgGhH";
-let people = 0;
-
-/** A member of the portal, signed in: their keygate id, email and session cookie. */
-async function member(h: Harness, portalId: string, role: "ADMIN" | "MEMBER"): Promise<{ id: string; email: string; cookie: string }> {
-  const email = `person${++people}-${randomBytes(3).toString("hex")}@example.com`;
-  const user = await createUser(h.kg, null, { email, name: "Olga Member" });
-  await setPassword(h.kg, null, user, PASSWORD);
-  await addMember(h, portalId, email, role);
-  const signIn = await h.call("POST", "/v1/session", { body: { email, password: PASSWORD } });
-  assert.equal(signIn.status, 201, JSON.stringify(signIn.body));
-  return { id: user.id, email, cookie: /^(keygate_session=[A-Za-z0-9_-]+);/.exec(String(signIn.headers["set-cookie"]))![1]! };
-}
-
-/** The member's session token for the app key, through the OAuth flow (consent, code, token with PKCE). */
-async function sessionOf(h: Harness, appKey: string, cookie: string): Promise<string> {
-  const verifier = randomBytes(32).toString("base64url");
-  const challenge = createHash("sha256").update(verifier).digest("base64url");
-  const query = new URLSearchParams({ app_key: appKey, state: STATE, redirect_uri: CALLBACK, code_challenge: challenge, code_challenge_method: "S256" });
-  const page = await h.call("GET", `/v1/oauth/authorize?${query}`, { headers: { cookie } });
-  assert.equal(page.status, 200, JSON.stringify(page.body));
-  const consent = await h.call("POST", "/v1/oauth/authorize", { headers: { cookie, "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ ...hiddenFields(String(page.body)), decision: "allow" }).toString() });
-  assert.equal(consent.status, 302, JSON.stringify(consent.body));
-  const code = new URL(String(consent.headers.location)).searchParams.get("code")!;
-  const token = await h.call("POST", "/v1/oauth/token", { body: { grant_type: "authorization_code", app_key: appKey, code, redirect_uri: CALLBACK, code_verifier: verifier } });
-  assert.equal(token.status, 200, JSON.stringify(token.body));
-  return token.body.access_token;
-}
-
-const unescape = (s: string) => s.replace(/&#(\d+);/g, (_, c: string) => String.fromCharCode(Number(c)));
-function hiddenFields(html: string): Record<string, string> {
-  return Object.fromEntries([...html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)].map((m) => [m[1]!, unescape(m[2]!)]));
-}
+import { type IssuedKey, MINUTE, OAUTH_CALLBACK, fails, hiddenFields, makeKey, makePortal, member, ok, sessionOf, unescapeHtml } from "./_fixtures.ts";
 
 /** The sandbox page that opens a place, as the signed-in member: the form's target URL and the fields it posts. */
 async function openPlace(h: Harness, portalId: string, cookie: string, placement: string, query = ""): Promise<{ action: URL; fields: Record<string, string>; html: string }> {
   const r = await h.call("GET", `/sandbox/${portalId}/placements/${placement}/open${query}`, { headers: { cookie } });
   assert.equal(r.status, 200, JSON.stringify(r.body));
   const html = String(r.body);
-  return { action: new URL(unescape(/<form id="placement" method="post" action="([^"]+)"/.exec(html)![1]!)), fields: hiddenFields(html), html };
+  return { action: new URL(unescapeHtml(/<form id="placement" method="post" action="([^"]+)"/.exec(html)![1]!)), fields: hiddenFields(html), html };
 }
 
 /** Posts the fields to the handler as a portal does (a form); an HTML-accepting browser when html. */
@@ -83,7 +45,7 @@ for (const kind of await storeKinds("http: placement handler")) {
       h = await startHarness(kind, { listen: true, allowUpstream: ["127.0.0.1"], apps: {} });
       portal = await makePortal(h);
       ok(await h.call("PATCH", `/v1/portals/${portal}`, { key: h.owner.key, body: { requestLimit: 10_000 } }));
-      app = await makeKey(h, portal, { type: "app", name: "Deal helper", scopes: ["crm", "placement", "user", "vibe:infra"], redirectUris: [CALLBACK] });
+      app = await makeKey(h, portal, { type: "app", name: "Deal helper", scopes: ["crm", "placement", "user", "vibe:infra"], redirectUris: [OAUTH_CALLBACK] });
       admin = await member(h, portal, "ADMIN");
       session = await sessionOf(h, app.raw, admin.cookie);
       server = ok(await h.call("POST", "/v1/infra/servers", { ...as(), body: { name: "Deal helper", url: "http://127.0.0.1:9/" } }), 201);
