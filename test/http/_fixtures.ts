@@ -50,9 +50,9 @@ export function fails(r: Reply, status: number, code: string): any {
   return r.body.error;
 }
 
-/** Asserts a request got past verification: it is none of the verification refusals. */
+/** Asserts a request got past verification: it succeeded, or reached the sandbox this harness does not serve unless it listens. */
 export function passesVerification(r: Reply): void {
-  assert.ok(r.status < 400 || r.status === 501, `expected to pass verification: ${show(r)}`);
+  assert.ok(r.status < 400 || r.body?.error?.code === "SANDBOX_UNREACHABLE", `expected to pass verification: ${show(r)}`);
   assertRequestId(r);
 }
 

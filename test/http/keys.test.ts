@@ -357,7 +357,7 @@ for (const kind of await storeKinds("http: keys")) {
         ok(await h.call("GET", "/v1/me", { key: old.raw }));
         h.clock.advance(23 * HOUR + 59 * MINUTE);
         ok(await h.call("GET", "/v1/me", { key: old.raw }));
-        fails(await h.call("GET", "/v1/deals", { key: old.raw }), 501, "NOT_IMPLEMENTED");
+        fails(await h.call("GET", "/v1/deals", { key: old.raw }), 503, "SANDBOX_UNREACHABLE");
         h.clock.advance(MINUTE);
         const e = fails(await h.call("GET", "/v1/me", { key: old.raw }), 401, "KEY_EXPIRED");
         assert.equal(e.details.expiresAt, fresh.previousKey.validUntil);
@@ -469,7 +469,7 @@ for (const kind of await storeKinds("http: keys")) {
         }
       });
 
-      it('seed 003: "GET requests and aggregation operations (POST /v1/<entity>/aggregate) run without restrictions" (not 403; they reach the data plane, whose sandbox this harness does not serve: 501)', async () => {
+      it('seed 003: "GET requests and aggregation operations (POST /v1/<entity>/aggregate) run without restrictions" (not 403; they reach the data plane, whose sandbox this harness does not serve: 503 SANDBOX_UNREACHABLE)', async () => {
         for (const [method, path] of [
           ["GET", "/v1/deals"],
           ["GET", "/v1/deals/7"],
@@ -482,7 +482,7 @@ for (const kind of await storeKinds("http: keys")) {
           const body = path === "/v1/batch" ? { calls: [{ entity: "deals", action: "list" }] } : method === "POST" ? {} : undefined;
           const r = await h.call(method, path, { key: mcp.raw, body });
           assert.notEqual(r.status, 403, `${method} ${path}: ${JSON.stringify(r.body)}`);
-          fails(r, 501, "NOT_IMPLEMENTED");
+          fails(r, 503, "SANDBOX_UNREACHABLE");
         }
       });
 
@@ -494,7 +494,7 @@ for (const kind of await storeKinds("http: keys")) {
 
       it('seed 003: "No reissue is needed — the mode changes on a live key without replacing its value"', async () => {
         const k = await makeKey(h, portalId, { name: "Switching" });
-        fails(await h.call("POST", "/v1/leads", { key: k.raw, body: {} }), 501, "NOT_IMPLEMENTED");
+        fails(await h.call("POST", "/v1/leads", { key: k.raw, body: {} }), 503, "SANDBOX_UNREACHABLE");
         const view = await patchKey(h, k.id, { accessMode: "READONLY" });
         assert.equal(view.keyPrefix, k.data.keyPrefix);
         assert.equal(view.keySuffix, k.data.keySuffix);
