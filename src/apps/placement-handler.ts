@@ -29,6 +29,8 @@ import { UpstreamError, bitrix24Client } from "../upstream/bitrix24/index.ts";
 import { INTERNAL } from "../upstream/outbound.ts";
 import { keygateUserOf, sandboxMemberId } from "../upstream/sandbox/index.ts";
 import type { App, GatewayContext } from "../gateway/server.ts";
+import { portalBase } from "../oauth/bitrix24-flow.ts";
+import { loadBitrix24Tokens, storeBitrix24Tokens, userOfBitrixUser } from "../oauth/bitrix24-tokens.ts";
 import { appEntryUrl } from "./runtime.ts";
 
 export const HANDLER_PATH = "/v1/bitrix-handler";
@@ -50,11 +52,6 @@ const PORTAL_TIMEOUT_MS = 15_000;
 export interface PlacementHandlerOptions {
   /** keygate's own listening address: the sandbox portals' REST is served there. */
   ownBaseUrl: () => string | undefined;
-  /**
-   * On a Bitrix24 portal: the keygate user who authorized the app as this Bitrix24 user (issue 15
-   * §2's store of users' Bitrix24 tokens). Without it, no Bitrix24 user is known (PLACEMENT_USER_UNKNOWN).
-   */
-  bitrix24UserOf?: (portalId: string, bitrixUserId: number) => Promise<string | undefined>;
 }
 
 /** A refusal of the handler: a code of the catalog (or the profile's) and what went wrong. */
@@ -150,13 +147,30 @@ export function placementHandlerRoutes(app: App, ctx: GatewayContext, options: P
       return { bitrixUserId, userId };
     }
     if (upstream?.kind === "bitrix24") {
-      // The portal keygate knows, by its webhook's address: the posted DOMAIN only has to agree with it.
-      const origin = new URL(upstream.webhookUrl).origin;
-      if (domain !== new URL(origin).hostname.toLowerCase()) throw new Refusal("USER_AUTH_REQUIRED", "DOMAIN is not the app's portal.");
-      const bitrixUserId = await userOfToken(`${origin}/rest/`, kg.outbound, authId);
-      const userId = await options.bitrix24UserOf?.(portal.id, bitrixUserId);
+      // The portal keygate knows, by its webhook's address (never the posted DOMAIN, which only has to agree).
+      const restUrl = `${portalBase(upstream.webhookUrl)}/rest/`;
+      if (domain !== portal.domain.toLowerCase() && domain !== new URL(restUrl).hostname.toLowerCase()) throw new Refusal("USER_AUTH_REQUIRED", "DOMAIN is not the app's portal.");
+      const bitrixUserId = await userOfToken(restUrl, kg.outbound, authId);
+      const userId = await userOfBitrixUser(kg.store, portal.id, bitrixUserId);
       if (userId === undefined || (await kg.store.getMember(portal.id, userId)) === undefined) {
         throw new Refusal("PLACEMENT_USER_UNKNOWN", `keygate does not know Bitrix24 user ${bitrixUserId} of ${portal.domain}: the user authorizes the app once (the OAuth flow), then the app opens in the portal.`);
+      }
+      const held = await loadBitrix24Tokens(kg, portal.id, userId);
+      if (held !== undefined && held.memberId !== memberId) throw new Refusal("USER_AUTH_REQUIRED", "member_id is not the app's portal's.");
+      // The portal just gave this user a fresh pair for the app: kept, the user's calls go on with them (docs/oauth.md).
+      const refreshId = posted.REFRESH_ID ?? "";
+      if (refreshId !== "") {
+        const lifetime = Number(posted.AUTH_EXPIRES);
+        await storeBitrix24Tokens(kg, {
+          portalId: portal.id,
+          userId,
+          bitrixUserId,
+          memberId,
+          clientEndpoint: held?.clientEndpoint ?? restUrl,
+          accessToken: authId,
+          refreshToken: refreshId,
+          expiresAt: kg.now() + (Number.isInteger(lifetime) && lifetime > 0 ? lifetime : 3600) * 1000,
+        });
       }
       return { bitrixUserId, userId };
     }

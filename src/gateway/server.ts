@@ -58,7 +58,7 @@ import { SIGN_IN_THROTTLE, type SignInThrottleSettings, signInThrottle } from ".
 import { type Usage, routeFacts } from "./usage.ts";
 import { AiUsage, type PlatformOptions, Sections, platformRoutes } from "../platform/index.ts";
 import { isOAuthPath, oauthRoutes } from "../oauth/routes.ts";
-import { BITRIX24_TOKEN_URL, Bitrix24UserTokens, userOfBitrixUser } from "../oauth/bitrix24-tokens.ts";
+import { BITRIX24_TOKEN_URL, Bitrix24UserTokens } from "../oauth/bitrix24-tokens.ts";
 import { isPlacementHandlerPath, placementHandlerRoutes } from "../apps/placement-handler.ts";
 import type { AppSession } from "../store/store.ts";
 
@@ -693,7 +693,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     botRoutes(typed, ctx, portalConnection(ctx, limits, ownBaseUrl));
     placementRoutes(typed, ctx, portalConnection(ctx, limits, ownBaseUrl));
     // Its own plugin: a portal posts it a form, with no key (src/apps/placement-handler.ts).
-    typed.register(async (handler) => placementHandlerRoutes(handler.withTypeProvider<TypeBoxTypeProvider>(), ctx, { ownBaseUrl, bitrix24UserOf: (portalId, bitrixUserId) => userOfBitrixUser(store, portalId, bitrixUserId) }));
+    typed.register(async (handler) => placementHandlerRoutes(handler.withTypeProvider<TypeBoxTypeProvider>(), ctx, { ownBaseUrl }));
     serverRoutes(typed, ctx, serverChecks);
     // Its own context: request bodies are the objects' bytes, not JSON.
     v1.register(async (storage) => storageRoutes(storage.withTypeProvider<TypeBoxTypeProvider>(), ctx, { maxObjectBytes: options.storageMaxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES }));

@@ -243,3 +243,15 @@ export const unescapeHtml = (s: string) => s.replace(/&#(\d+);/g, (_, c: string)
 export function hiddenFields(html: string): Record<string, string> {
   return Object.fromEntries([...html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)].map((m) => [m[1]!, unescapeHtml(m[2]!)]));
 }
+
+/** The sandbox page that opens a place, as the signed-in member: the form's target URL and the fields it posts (what Bitrix24 posts to a placement handler). */
+export async function openPlace(h: Harness, portalId: string, cookie: string, placement: string, query = ""): Promise<{ action: URL; fields: Record<string, string>; html: string }> {
+  const r = await h.call("GET", `/sandbox/${portalId}/placements/${placement}/open${query}`, { headers: { cookie } });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  const html = String(r.body);
+  return { action: new URL(unescapeHtml(/<form id="placement" method="post" action="([^"]+)"/.exec(html)![1]!)), fields: hiddenFields(html), html };
+}
+
+/** Posts the fields to a placement handler as a portal does (a form); as an HTML-accepting browser when html. */
+export const postToHandler = (h: Harness, action: URL, fields: Record<string, string>, html = false): Promise<Reply> =>
+  h.call("POST", `${action.pathname}${action.search}`, { headers: { "content-type": "application/x-www-form-urlencoded", ...(html ? { accept: "text/html,application/xhtml+xml" } : {}) }, body: new URLSearchParams(fields).toString() });

@@ -12,11 +12,12 @@ import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { setPassword } from "../../src/accounts/links.ts";
+import { readInitToken } from "../../src/apps/init-token.ts";
 import { createUser } from "../../src/manage/users.ts";
 import { loadBitrix24Tokens, userOfBitrixUser } from "../../src/oauth/bitrix24-tokens.ts";
 import { ACCESS_TTL_MS, sandboxApp, sandboxMemberId, sandboxWebhookToken, sandboxWebhookUrl, seedDemoData } from "../../src/upstream/sandbox/index.ts";
 import { type Harness, type Reply, startHarness, storeKinds } from "../support/gateway.ts";
-import { type IssuedKey, addMember, fails, makeKey, makePortal, ok } from "./_fixtures.ts";
+import { type IssuedKey, addMember, fails, makeKey, makePortal, ok, openPlace, postToHandler } from "./_fixtures.ts";
 
 const PASSWORD = "correct horse battery staple";
 const CALLBACK = "https://app.example/callback";
@@ -101,7 +102,7 @@ for (const kind of await storeKinds("http: bitrix24 oauth")) {
     };
 
     before(async () => {
-      h = await startHarness(kind, { listen: true, allowUpstream: ["127.0.0.1"], bitrix24TokenUrl: "/sandbox/oauth/token/" });
+      h = await startHarness(kind, { listen: true, allowUpstream: ["127.0.0.1"], bitrix24TokenUrl: "/sandbox/oauth/token/", apps: {} });
       sandboxId = await makePortal(h);
       otherSandboxId = await makePortal(h);
       await seedDemoData(h.store, sandboxId);
@@ -109,7 +110,7 @@ for (const kind of await storeKinds("http: bitrix24 oauth")) {
       const b24 = sandboxApp(h.kg.serverSecret, sandboxId);
       portalId = ok(await h.call("POST", "/v1/portals", { key: h.owner.key, body: { domain: "acme.bitrix24.ru", upstream: { kind: "bitrix24", webhookUrl, ...b24 } } }), 201).id;
       for (const id of [sandboxId, portalId]) ok(await h.call("PATCH", `/v1/portals/${id}`, { key: h.owner.key, body: { requestLimit: 10_000 } }));
-      app = await makeKey(h, portalId, { type: "app", name: "CRM Dashboard", scopes: ["crm", "user"], redirectUris: [CALLBACK] });
+      app = await makeKey(h, portalId, { type: "app", name: "CRM Dashboard", scopes: ["crm", "user", "placement", "vibe:infra"], redirectUris: [CALLBACK] });
       olga = await person([sandboxId, portalId]);
     });
     after(() => h.close());
@@ -273,6 +274,39 @@ for (const kind of await storeKinds("http: bitrix24 oauth")) {
       assert.notEqual(await loadBitrix24Tokens(h.kg, portalId, anna.userId), undefined);
       ok(await h.call("DELETE", `/v1/portals/${portalId}/members/${anna.userId}`, { key: h.owner.key }));
       assert.equal(await loadBitrix24Tokens(h.kg, portalId, anna.userId), undefined);
+    });
+
+    it("issue 16 §3 on a real portal: a user who authorized the app once opens it from a place — AUTH_ID checked at the portal, the user found by their Bitrix24 id, the portal's fresh tokens kept, the browser sent to the app with __init", async () => {
+      const ivan = await person([sandboxId, portalId]);
+      const session = await sessionFor(ivan);
+      const server = ok(await h.call("POST", "/v1/infra/servers", { key: app.raw, bearer: session, body: { name: "CRM Dashboard", url: "http://127.0.0.1:9/" } }), 201);
+      // Bound through the user's own Bitrix24 tokens, on the portal the sandbox stands in for.
+      const bound = ok(await h.call("POST", "/v1/placements/bind", { key: app.raw, bearer: session, body: { placement: "CRM_DEAL_DETAIL_TAB", title: "CRM Dashboard" } }), 201);
+      assert.match(bound.handler, new RegExp(`/v1/bitrix-handler\\?app=${server.id}$`));
+      // What the portal posts when ivan opens the place: its own DOMAIN, and a fresh token pair of the application for him.
+      const { action, fields } = await openPlace(h, sandboxId, ivan.cookie, "CRM_DEAL_DETAIL_TAB");
+      const before = (await loadBitrix24Tokens(h.kg, portalId, ivan.userId))!;
+      const r = await postToHandler(h, action, { ...fields, DOMAIN: "acme.bitrix24.ru" });
+      assert.equal(r.status, 302, JSON.stringify(r.body));
+      const to = new URL(String(r.headers.location));
+      assert.equal(to.origin, server.appUrl);
+      const claims = (await readInitToken(h.kg.serverSecret, to.searchParams.get("__init")!, h.clock.now))!;
+      assert.deepEqual([claims.serverId, claims.keyId, claims.userId, claims.portalId, claims.bitrixUserId], [server.id, app.id, ivan.userId, portalId, before.bitrixUserId]);
+      const after = (await loadBitrix24Tokens(h.kg, portalId, ivan.userId))!;
+      assert.equal(after.accessToken, fields["AUTH_ID"], "the posted AUTH_ID is the user's access token now");
+      assert.equal(after.refreshToken, fields["REFRESH_ID"]);
+      assert.ok(after.version > before.version);
+      // The session goes on with them.
+      assert.ok(ok(await h.call("GET", "/v1/deals", { key: app.raw, bearer: session })).length > 0);
+
+      // Refusals: a DOMAIN that is not the portal's, another portal's member_id for a known user, a forged AUTH_ID, a Bitrix24 user keygate does not know.
+      fails(await postToHandler(h, action, { ...fields, DOMAIN: "evil.bitrix24.ru" }), 401, "USER_AUTH_REQUIRED");
+      const fresh = (await openPlace(h, sandboxId, ivan.cookie, "CRM_DEAL_DETAIL_TAB")).fields;
+      fails(await postToHandler(h, action, { ...fresh, DOMAIN: "acme.bitrix24.ru", member_id: sandboxMemberId(otherSandboxId) }), 401, "USER_AUTH_REQUIRED");
+      fails(await postToHandler(h, action, { ...fresh, DOMAIN: "acme.bitrix24.ru", AUTH_ID: randomBytes(32).toString("hex") }), 401, "USER_AUTH_REQUIRED");
+      const stranger = await person([sandboxId, portalId]);
+      const theirs = (await openPlace(h, sandboxId, stranger.cookie, "CRM_DEAL_DETAIL_TAB")).fields;
+      fails(await postToHandler(h, action, { ...theirs, DOMAIN: "acme.bitrix24.ru" }), 403, "PLACEMENT_USER_UNKNOWN");
     });
   });
 }

@@ -16,20 +16,8 @@ import { after, before, beforeEach, describe, it } from "node:test";
 import { readInitToken } from "../../src/apps/init-token.ts";
 import { createServer as registerServer } from "../../src/store/servers.ts";
 import { sandboxMemberId } from "../../src/upstream/sandbox/index.ts";
-import { type Harness, type Reply, startHarness, storeKinds } from "../support/gateway.ts";
-import { type IssuedKey, MINUTE, OAUTH_CALLBACK, fails, hiddenFields, makeKey, makePortal, member, ok, sessionOf, unescapeHtml } from "./_fixtures.ts";
-
-/** The sandbox page that opens a place, as the signed-in member: the form's target URL and the fields it posts. */
-async function openPlace(h: Harness, portalId: string, cookie: string, placement: string, query = ""): Promise<{ action: URL; fields: Record<string, string>; html: string }> {
-  const r = await h.call("GET", `/sandbox/${portalId}/placements/${placement}/open${query}`, { headers: { cookie } });
-  assert.equal(r.status, 200, JSON.stringify(r.body));
-  const html = String(r.body);
-  return { action: new URL(unescapeHtml(/<form id="placement" method="post" action="([^"]+)"/.exec(html)![1]!)), fields: hiddenFields(html), html };
-}
-
-/** Posts the fields to the handler as a portal does (a form); an HTML-accepting browser when html. */
-const post = (h: Harness, action: URL, fields: Record<string, string>, html = false): Promise<Reply> =>
-  h.call("POST", `${action.pathname}${action.search}`, { headers: { "content-type": "application/x-www-form-urlencoded", ...(html ? { accept: "text/html,application/xhtml+xml" } : {}) }, body: new URLSearchParams(fields).toString() });
+import { type Harness, startHarness, storeKinds } from "../support/gateway.ts";
+import { type IssuedKey, MINUTE, OAUTH_CALLBACK, fails, makeKey, makePortal, member, ok, openPlace, postToHandler as post, sessionOf } from "./_fixtures.ts";
 
 for (const kind of await storeKinds("http: placement handler")) {
   describe(`placement handler [${kind}]`, () => {
