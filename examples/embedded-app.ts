@@ -5,7 +5,7 @@
  * page's own script then looks for a session token where a browser keeps things and finds none:
  * the browser holds only keygate's HttpOnly cookie.
  *
- *     node examples/embedded-app.ts --keygate http://127.0.0.1:3000 --key vibe_app_… [--port 4000]
+ *     node examples/embedded-app.ts --keygate http://127.0.0.1:8080 --key vibe_app_… [--port 4000]
  *
  * The end-to-end browser test (test/web/embedded-app.test.ts) runs this very app.
  */
@@ -74,9 +74,9 @@ export async function startEmbeddedApp(options: { keygate: string; appKey: strin
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({ options: { keygate: { type: "string", default: "http://127.0.0.1:3000" }, key: { type: "string" }, port: { type: "string", default: "4000" } } });
+  const { values } = parseArgs({ options: { keygate: { type: "string", default: "http://127.0.0.1:8080" }, key: { type: "string" }, port: { type: "string", default: "4000" } } });
   if (values.key === undefined) {
-    console.error("usage: node examples/embedded-app.ts --keygate http://127.0.0.1:3000 --key vibe_app_… [--port 4000]");
+    console.error("usage: node examples/embedded-app.ts --keygate http://127.0.0.1:8080 --key vibe_app_… [--port 4000]");
     process.exit(2);
   }
   const app = await startEmbeddedApp({ keygate: values.keygate, appKey: values.key, port: Number(values.port) });
