@@ -5,8 +5,9 @@
  * from the server secret, living 5 minutes, with a `jti` the runtime spends once (a replay is
  * refused on every node: the store remembers spent ids until they expire).
  */
-import { hkdfSync, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { SignJWT, jwtVerify } from "jose";
+import { derivedKey } from "../store/credentials.ts";
 
 export const INIT_TTL_MS = 300_000;
 const AUDIENCE = "keygate-app-runtime";
@@ -29,12 +30,7 @@ export interface InitClaims extends InitIdentity {
   expiresAt: number;
 }
 
-const keys = new Map<string, Uint8Array>();
-const keyOf = (secret: string): Uint8Array => {
-  let key = keys.get(secret);
-  if (key === undefined) keys.set(secret, (key = new Uint8Array(hkdfSync("sha256", secret, "", "keygate app init token v1", 32))));
-  return key;
-};
+const keyOf = (secret: string): Uint8Array => derivedKey(secret, "keygate app init token v1");
 
 /** A token for `identity`, valid INIT_TTL_MS from `now`. */
 export async function mintInitToken(secret: string, identity: InitIdentity, now: number): Promise<string> {

@@ -14,10 +14,10 @@
  * dir + A256GCM under a key derived from the server secret) and valid 10 minutes: any node opens
  * it, and the portal learns nothing of the app's state or redirect URI from it.
  */
-import { hkdfSync } from "node:crypto";
 import { EncryptJWT, jwtDecrypt } from "jose";
 import { KeygateError } from "../core/errors.ts";
 import type { Keygate } from "../manage/context.ts";
+import { derivedKey } from "../store/credentials.ts";
 import type { Portal } from "../store/store.ts";
 import type { Bitrix24App } from "./bitrix24-tokens.ts";
 
@@ -36,12 +36,7 @@ export interface PendingAuthorization {
   codeChallenge: string | null;
 }
 
-const keys = new Map<string, Uint8Array>();
-function stateKey(serverSecret: string): Uint8Array {
-  let key = keys.get(serverSecret);
-  if (key === undefined) keys.set(serverSecret, (key = new Uint8Array(hkdfSync("sha256", serverSecret, "", "keygate bitrix24 oauth state v1", 32))));
-  return key;
-}
+const stateKey = (serverSecret: string): Uint8Array => derivedKey(serverSecret, "keygate bitrix24 oauth state v1");
 
 /** The portal's Bitrix24 application, when its upstream is a Bitrix24 portal with one. */
 export function bitrix24AppOf(portal: Portal): Bitrix24App | undefined {

@@ -22,6 +22,16 @@ interface Sealed {
   tag: string;
 }
 
+const derived = new Map<string, Uint8Array>();
+
+/** The 32-byte key for one purpose, derived from the server secret (HKDF-SHA256, the purpose as info); computed once a process. */
+export function derivedKey(serverSecret: string, purpose: string): Uint8Array {
+  const id = `${purpose}\u0000${serverSecret}`;
+  let key = derived.get(id);
+  if (key === undefined) derived.set(id, (key = new Uint8Array(hkdfSync("sha256", serverSecret, "", purpose, 32))));
+  return key;
+}
+
 /** Seals and opens one kind of secret under its key derived from the server secret. */
 export class SecretBox {
   readonly #key: Buffer;
@@ -30,7 +40,7 @@ export class SecretBox {
   /** `kind` names the secrets sealed (and derives their key): "keygate upstream credentials v1". */
   constructor(serverSecret: string, kind: string) {
     if (serverSecret === "") throw new Error(`the server secret is empty: ${kind} cannot be sealed`);
-    this.#key = Buffer.from(hkdfSync("sha256", serverSecret, "", kind, 32));
+    this.#key = Buffer.from(derivedKey(serverSecret, kind));
     this.#kind = kind;
   }
 
