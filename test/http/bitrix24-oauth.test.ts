@@ -17,7 +17,7 @@ import { createUser } from "../../src/manage/users.ts";
 import { loadBitrix24Tokens, userOfBitrixUser } from "../../src/oauth/bitrix24-tokens.ts";
 import { ACCESS_TTL_MS, sandboxApp, sandboxMemberId, sandboxWebhookToken, sandboxWebhookUrl, seedDemoData } from "../../src/upstream/sandbox/index.ts";
 import { type Harness, type Reply, startHarness, storeKinds } from "../support/gateway.ts";
-import { type IssuedKey, addMember, fails, makeKey, makePortal, ok, openPlace, postToHandler } from "./_fixtures.ts";
+import { type IssuedKey, addMember, fails, hiddenFields, makeKey, makePortal, ok, openPlace, postToHandler } from "./_fixtures.ts";
 
 const PASSWORD = "correct horse battery staple";
 const CALLBACK = "https://app.example/callback";
@@ -64,7 +64,7 @@ for (const kind of await storeKinds("http: bitrix24 oauth")) {
           if (challenge !== undefined) Object.assign(params, { code_challenge: challenge, code_challenge_method: "S256" });
           const page = await b.open(`/v1/oauth/authorize?${new URLSearchParams(params)}`);
           assert.equal(page.status, 200, `${page.status} ${JSON.stringify(page.body)}`);
-          const fields = Object.fromEntries([...String(page.body).matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)].map((m) => [m[1]!, m[2]!.replace(/&#(\d+);/g, (_, c: string) => String.fromCharCode(Number(c)))]));
+          const fields = hiddenFields(String(page.body));
           const r = await h.call("POST", "/v1/oauth/authorize", { headers: { cookie, "content-type": "application/x-www-form-urlencoded" }, body: form({ ...fields, decision: "allow" }) });
           assert.equal(r.status, 302, JSON.stringify(r.body));
           return location(r);
